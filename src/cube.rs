@@ -1,0 +1,325 @@
+//! `Cube`: the one in-memory layout of a hyperspectral image.
+//!
+//! Data are f32 `(bands, rows, cols)` so that a band image is contiguous (display, NCHW
+//! tensors) and a pixel spectrum is a strided read. Wavelengths are in nanometres.
+
+use std::path::PathBuf;
+
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, Axis};
+use serde::Serialize;
+
+use crate::{bail_invalid, Result};
+
+/// The default spectral grid of the studio: 400..=700 nm in 10 nm steps (31 bands).
+pub fn default_wavelengths() -> Vec<f32> {
+    (0..31).map(|i| 400.0 + 10.0 * i as f32).collect()
+}
+
+/// Where a cube came from and how its numbers are to be read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Metadata {
+    /// The file (or folder) the cube was read from.
+    pub source: Option<PathBuf>,
+    /// Short name of the format it was read as (`envi`, `npy`, `mat-v5`, ...).
+    pub format: Option<String>,
+    /// What the values measure, e.g. "reflectance" or "radiance".
+    pub units: Option<String>,
+    /// The factor the stored values were divided by on reading (ENVI reflectance scale factor).
+    pub scale: Option<f32>,
+    /// Free text carried over from the file (ENVI description, MATLAB key).
+    pub description: Option<String>,
+}
+
+/// A rectangle of pixels: rows `row..row+height`, cols `col..col+width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub row: usize,
+    pub col: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Summary statistics over every value of a cube (non-finite values excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stats {
+    pub min: f32,
+    pub max: f32,
+    pub mean: f64,
+    pub std: f64,
+    /// Number of values that were NaN or infinite.
+    pub non_finite: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cube {
+    /// (bands, rows, cols)
+    pub data: Array3<f32>,
+    /// One centre wavelength per band, nm, strictly increasing.
+    pub wavelengths: Vec<f32>,
+    /// Optional full width at half maximum per band, nm.
+    pub fwhm: Option<Vec<f32>>,
+    pub meta: Metadata,
+}
+
+impl Cube {
+    /// A cube from data and wavelengths; the wavelength count must match the band count.
+    pub fn new(data: Array3<f32>, wavelengths: Vec<f32>) -> Result<Self> {
+        let bands = data.shape()[0];
+        if wavelengths.len() != bands {
+            bail_invalid!("{} wavelengths given for a cube of {} bands", wavelengths.len(), bands);
+        }
+        if wavelengths.windows(2).any(|w| !(w[1] > w[0])) {
+            bail_invalid!("wavelengths must be strictly increasing");
+        }
+        Ok(Cube { data, wavelengths, fwhm: None, meta: Metadata::default() })
+    }
+
+    /// A cube on the default 31-band grid (panics are impossible: the caller gives 31 bands
+    /// or gets an error).
+    pub fn on_default_grid(data: Array3<f32>) -> Result<Self> {
+        Cube::new(data, default_wavelengths())
+    }
+
+    pub fn bands(&self) -> usize {
+        self.data.shape()[0]
+    }
+    pub fn rows(&self) -> usize {
+        self.data.shape()[1]
+    }
+    pub fn cols(&self) -> usize {
+        self.data.shape()[2]
+    }
+
+    /// The image of band `b`, contiguous.
+    pub fn band(&self, b: usize) -> ArrayView2<'_, f32> {
+        self.data.index_axis(Axis(0), b)
+    }
+
+    /// The band whose centre wavelength is nearest to `nm`.
+    pub fn nearest_band(&self, nm: f32) -> usize {
+        let mut best = 0;
+        for (i, w) in self.wavelengths.iter().enumerate() {
+            if (w - nm).abs() < (self.wavelengths[best] - nm).abs() {
+                best = i;
+            }
+        }
+        best
+    }
+
+    /// The spectrum of one pixel, one value per band.
+    pub fn spectrum(&self, row: usize, col: usize) -> Vec<f32> {
+        self.data.slice(s![.., row, col]).to_vec()
+    }
+
+    fn check_rect(&self, r: Rect) -> Result<()> {
+        if r.height == 0 || r.width == 0 {
+            bail_invalid!("empty region {}x{}", r.height, r.width);
+        }
+        if r.row + r.height > self.rows() || r.col + r.width > self.cols() {
+            bail_invalid!(
+                "region rows {}..{}, cols {}..{} is outside the {}x{} image",
+                r.row,
+                r.row + r.height,
+                r.col,
+                r.col + r.width,
+                self.rows(),
+                self.cols()
+            );
+        }
+        Ok(())
+    }
+
+    /// Per-band mean and standard deviation (population) over a rectangle.
+    pub fn roi_stats(&self, r: Rect) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.check_rect(r)?;
+        let region = self.data.slice(s![.., r.row..r.row + r.height, r.col..r.col + r.width]);
+        let n = (r.height * r.width) as f64;
+        let mut mean = Vec::with_capacity(self.bands());
+        let mut std = Vec::with_capacity(self.bands());
+        for band in region.outer_iter() {
+            let m = band.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = band.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
+            mean.push(m as f32);
+            std.push(var.sqrt() as f32);
+        }
+        Ok((mean, std))
+    }
+
+    /// A spatial crop; wavelengths and metadata are kept.
+    pub fn crop(&self, r: Rect) -> Result<Cube> {
+        self.check_rect(r)?;
+        let data = self.data.slice(s![.., r.row..r.row + r.height, r.col..r.col + r.width]).to_owned();
+        Ok(Cube { data, ..self.clone_header() })
+    }
+
+    /// The bands whose centre lies in `[lo, hi]` nm.
+    pub fn band_range(&self, lo: f32, hi: f32) -> Result<Cube> {
+        let keep: Vec<usize> =
+            (0..self.bands()).filter(|&b| self.wavelengths[b] >= lo && self.wavelengths[b] <= hi).collect();
+        if keep.is_empty() {
+            bail_invalid!(
+                "no band lies in {lo}..{hi} nm (the cube covers {}..{} nm)",
+                self.wavelengths[0],
+                self.wavelengths[self.bands() - 1]
+            );
+        }
+        let data = self.data.select(Axis(0), &keep);
+        let mut out = Cube { data, ..self.clone_header() };
+        out.wavelengths = keep.iter().map(|&b| self.wavelengths[b]).collect();
+        out.fwhm = self.fwhm.as_ref().map(|f| keep.iter().map(|&b| f[b]).collect());
+        Ok(out)
+    }
+
+    /// Linear interpolation of every spectrum onto `target` wavelengths. Targets outside the
+    /// cube's range are an error: extrapolating a spectrum invents data.
+    pub fn resample(&self, target: &[f32]) -> Result<Cube> {
+        let weights = interpolation_matrix(&self.wavelengths, target)?;
+        let flat = self.data.view().into_shape_with_order((self.bands(), self.rows() * self.cols())).map_err(
+            |e| crate::Error::invalid(format!("cube data is not contiguous: {e}")),
+        )?;
+        let out = weights.dot(&flat);
+        let data = out.into_shape_with_order((target.len(), self.rows(), self.cols())).expect("sizes agree");
+        let mut cube = Cube { data, ..self.clone_header() };
+        cube.wavelengths = target.to_vec();
+        cube.fwhm = None;
+        Ok(cube)
+    }
+
+    /// min, max, mean and standard deviation over all finite values.
+    pub fn stats(&self) -> Stats {
+        let (mut min, mut max, mut sum, mut sum2, mut n, mut bad) =
+            (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0usize, 0usize);
+        for &v in self.data.iter() {
+            if !v.is_finite() {
+                bad += 1;
+                continue;
+            }
+            min = min.min(v);
+            max = max.max(v);
+            sum += v as f64;
+            sum2 += (v as f64) * (v as f64);
+            n += 1;
+        }
+        let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
+        let var = if n > 0 { (sum2 / n as f64 - mean * mean).max(0.0) } else { f64::NAN };
+        if n == 0 {
+            min = f32::NAN;
+            max = f32::NAN;
+        }
+        Stats { min, max, mean, std: var.sqrt(), non_finite: bad }
+    }
+
+    /// Everything but the data, for building derived cubes.
+    fn clone_header(&self) -> Cube {
+        Cube {
+            data: Array3::zeros((0, 0, 0)),
+            wavelengths: self.wavelengths.clone(),
+            fwhm: self.fwhm.clone(),
+            meta: self.meta.clone(),
+        }
+    }
+}
+
+/// The (target × source) matrix that linearly interpolates a spectrum sampled at `source`
+/// onto `target`. Both grids in nm; `source` strictly increasing.
+pub fn interpolation_matrix(source: &[f32], target: &[f32]) -> Result<Array2<f32>> {
+    if source.is_empty() {
+        bail_invalid!("cannot interpolate from an empty wavelength grid");
+    }
+    let (lo, hi) = (source[0], source[source.len() - 1]);
+    let tol = 1e-3;
+    let mut m = Array2::zeros((target.len(), source.len()));
+    for (t, &w) in target.iter().enumerate() {
+        if w < lo - tol || w > hi + tol {
+            bail_invalid!("wavelength {w} nm is outside the source range {lo}..{hi} nm");
+        }
+        let w = w.clamp(lo, hi);
+        // index of the first source sample >= w
+        let j = source.partition_point(|&x| x < w);
+        if j == 0 || source[j.min(source.len() - 1)] == w {
+            m[[t, j.min(source.len() - 1)]] = 1.0;
+        } else {
+            let (x0, x1) = (source[j - 1], source[j]);
+            let f = (w - x0) / (x1 - x0);
+            m[[t, j - 1]] = 1.0 - f;
+            m[[t, j]] = f;
+        }
+    }
+    Ok(m)
+}
+
+/// Linear interpolation of one sampled curve onto `target` (same rules as [`Cube::resample`]).
+pub fn interpolate(source_nm: &[f32], values: &[f32], target: &[f32]) -> Result<Vec<f32>> {
+    if source_nm.len() != values.len() {
+        bail_invalid!("{} wavelengths but {} values", source_nm.len(), values.len());
+    }
+    let m = interpolation_matrix(source_nm, target)?;
+    Ok(m.dot(&Array1::from(values.to_vec())).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp() -> Cube {
+        // value = band*100 + row*10 + col
+        let data = Array3::from_shape_fn((4, 3, 5), |(b, r, c)| (b * 100 + r * 10 + c) as f32);
+        Cube::new(data, vec![400.0, 500.0, 600.0, 700.0]).unwrap()
+    }
+
+    #[test]
+    fn wavelength_count_must_match() {
+        let err = Cube::new(Array3::zeros((3, 2, 2)), vec![400.0, 500.0]).unwrap_err();
+        assert!(err.to_string().contains("2 wavelengths given for a cube of 3 bands"));
+    }
+
+    #[test]
+    fn spectrum_and_band_read_the_right_elements() {
+        let c = ramp();
+        assert_eq!(c.spectrum(2, 4), vec![24.0, 124.0, 224.0, 324.0]);
+        assert_eq!(c.band(1)[[1, 3]], 113.0);
+        assert_eq!(c.nearest_band(560.0), 2);
+    }
+
+    #[test]
+    fn roi_stats_and_crop() {
+        let c = ramp();
+        let r = Rect { row: 1, col: 1, height: 2, width: 2 };
+        let (mean, std) = c.roi_stats(r).unwrap();
+        // band 0 values 11,12,21,22
+        assert!((mean[0] - 16.5).abs() < 1e-6);
+        assert!((std[0] - 5.024938).abs() < 1e-5);
+        let crop = c.crop(r).unwrap();
+        assert_eq!(crop.data.shape(), &[4, 2, 2]);
+        assert_eq!(crop.data[[3, 1, 1]], 322.0);
+        assert!(c.crop(Rect { row: 2, col: 0, height: 2, width: 1 }).is_err());
+    }
+
+    #[test]
+    fn resample_is_linear_and_refuses_extrapolation() {
+        let c = ramp();
+        let r = c.resample(&[450.0, 700.0]).unwrap();
+        assert_eq!(r.data[[0, 0, 0]], 50.0);
+        assert_eq!(r.data[[1, 2, 4]], 324.0);
+        assert!(c.resample(&[390.0]).is_err());
+    }
+
+    #[test]
+    fn band_range_keeps_matching_wavelengths() {
+        let c = ramp();
+        let sub = c.band_range(450.0, 650.0).unwrap();
+        assert_eq!(sub.wavelengths, vec![500.0, 600.0]);
+        assert_eq!(sub.data[[0, 0, 1]], 101.0);
+        assert!(c.band_range(710.0, 800.0).is_err());
+    }
+
+    #[test]
+    fn stats_skip_non_finite() {
+        let mut c = ramp();
+        c.data[[0, 0, 0]] = f32::NAN;
+        let s = c.stats();
+        assert_eq!(s.non_finite, 1);
+        assert_eq!(s.min, 1.0);
+        assert_eq!(s.max, 324.0);
+    }
+}

@@ -1,0 +1,80 @@
+//! Saves that never leave a half-written file: write beside the target, then rename.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// Write `path` atomically: `fill` writes into a temporary file in the same folder, which
+/// replaces `path` only once `fill` and the flush have succeeded.
+pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".spectral-studio-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        fill(&mut w).map_err(|e| Error::io(path, e))?;
+        w.flush().map_err(|e| Error::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write a whole byte buffer atomically.
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, |w| w.write_all(bytes))
+}
+
+/// Refuse to write over the file a cube was read from.
+pub fn refuse_overwriting_source(source: Option<&Path>, target: &Path) -> Result<()> {
+    let Some(source) = source else { return Ok(()) };
+    let same = match (source.canonicalize(), target.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::invalid(format!(
+            "{}: refusing to write over the input file; choose another output path",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_the_old_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        std::fs::write(&p, b"old").unwrap();
+        let r = write_atomically(&p, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        // and no temporary file is left behind
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        write_bytes_atomically(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+    }
+
+    #[test]
+    fn refuses_to_overwrite_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cube.npy");
+        std::fs::write(&p, b"x").unwrap();
+        assert!(refuse_overwriting_source(Some(&p), &p).is_err());
+        assert!(refuse_overwriting_source(Some(&p), &dir.path().join("other.npy")).is_ok());
+    }
+}

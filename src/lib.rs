@@ -1,0 +1,13 @@
+//! Spectral Studio: hyperspectral cubes, the physics that links them to RGB, and the
+//! measures of reconstruction quality. The GUI and the CLI are thin faces over this library.
+
+pub mod cube;
+pub mod error;
+pub mod io;
+pub mod metrics;
+pub mod rgb;
+pub mod spectral;
+
+pub use cube::{default_wavelengths, Cube, Metadata, Rect, Stats};
+pub use error::{Error, Result};
+pub use rgb::RgbImage;
