@@ -1,0 +1,268 @@
+//! Linear unmixing: fully constrained least squares (FCLS) abundances over a set of endmember
+//! spectra, per pixel, with the per-pixel residual.
+//!
+//! FCLS (Heinz & Chang, 2001) asks for abundances that are non-negative and sum to one. The
+//! sum-to-one constraint is imposed the usual way, as an extra heavily weighted equation
+//! `δ·Σa = δ`, and the non-negativity by NNLS on the augmented system.
+
+use ndarray::{s, Array2, Array3, ArrayView2, Axis};
+
+use super::nnls::NnlsSolver;
+use crate::{bail_invalid, Cube, Result};
+
+/// Weight of the sum-to-one row relative to the mean squared norm of the endmembers. Large
+/// enough that abundances sum to one within ~1e-4, small enough to keep the Gram matrix well
+/// conditioned in f64.
+const SUM_TO_ONE_WEIGHT: f64 = 1e4;
+
+/// The result of unmixing a cube.
+#[derive(Clone, Debug)]
+pub struct Unmixing {
+    /// Endmember names, one per abundance map.
+    pub names: Vec<String>,
+    /// (endmembers, rows, cols), each pixel non-negative and summing to one.
+    pub abundances: Array3<f32>,
+    /// (rows, cols): RMSE over bands between the pixel and its reconstruction Σ aᵢ·eᵢ.
+    pub residual: Array2<f32>,
+}
+
+impl Unmixing {
+    /// Mean residual RMSE over the image.
+    pub fn mean_residual(&self) -> f64 {
+        self.residual.iter().map(|&v| v as f64).sum::<f64>() / self.residual.len().max(1) as f64
+    }
+}
+
+/// Resample library spectra `(n, source bands)` onto the cube's wavelength grid.
+pub fn spectra_on_grid(source_nm: &[f32], spectra: ArrayView2<f32>, target_nm: &[f32]) -> Result<Array2<f32>> {
+    if spectra.ncols() != source_nm.len() {
+        bail_invalid!("library has {} wavelengths but {} values per spectrum", source_nm.len(), spectra.ncols());
+    }
+    let m = crate::cube::interpolation_matrix(source_nm, target_nm)?; // (target, source)
+    Ok(spectra.dot(&m.t()))
+}
+
+/// FCLS abundances of every pixel over `endmembers` `(k, bands)`, already on the cube's grid.
+pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Result<Unmixing> {
+    let (bands, rows, cols) = cube.data.dim();
+    let k = endmembers.nrows();
+    if k == 0 {
+        bail_invalid!("unmixing needs at least one endmember");
+    }
+    if endmembers.ncols() != bands {
+        bail_invalid!("endmembers have {} bands but the cube has {}", endmembers.ncols(), bands);
+    }
+    if names.len() != k {
+        bail_invalid!("{} names for {} endmembers", names.len(), k);
+    }
+    let e = endmembers.mapv(|v| v as f64); // (k, bands)
+    let gram_plain = e.dot(&e.t());
+    let delta2 = SUM_TO_ONE_WEIGHT * (0..k).map(|i| gram_plain[[i, i]]).sum::<f64>() / k as f64;
+    let gram = &gram_plain + delta2;
+
+    let mut abundances = Array3::<f32>::zeros((k, rows, cols));
+    let mut residual = Array2::<f32>::zeros((rows, cols));
+    let pixels = rows * cols;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(pixels.max(1));
+    let chunk = pixels.div_ceil(threads.max(1)).max(1);
+
+    // Each thread fills a disjoint range of pixels into its own buffers; merged afterwards.
+    let data = &cube.data;
+    let results: Vec<(usize, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..pixels)
+            .step_by(chunk)
+            .map(|start| {
+                let (e, gram) = (&e, &gram);
+                scope.spawn(move || {
+                    let end = (start + chunk).min(pixels);
+                    let mut solver = NnlsSolver::new(k);
+                    let mut a = vec![0.0f64; k];
+                    let mut b = ndarray::Array1::<f64>::zeros(k);
+                    let mut y = vec![0.0f64; bands];
+                    let mut abund = vec![0.0f32; (end - start) * k];
+                    let mut resid = vec![0.0f32; end - start];
+                    for p in start..end {
+                        let (r, c) = (p / cols, p % cols);
+                        for (band, v) in y.iter_mut().enumerate() {
+                            *v = data[[band, r, c]] as f64;
+                        }
+                        for i in 0..k {
+                            b[i] = e.row(i).iter().zip(&y).map(|(x, y)| x * y).sum::<f64>() + delta2;
+                        }
+                        solver.solve(gram.view(), b.view(), &mut a);
+                        let mut sq = 0.0;
+                        for (band, &yv) in y.iter().enumerate() {
+                            let fit: f64 = (0..k).map(|i| a[i] * e[[i, band]]).sum();
+                            sq += (yv - fit).powi(2);
+                        }
+                        resid[p - start] = (sq / bands as f64).sqrt() as f32;
+                        for i in 0..k {
+                            abund[(p - start) * k + i] = a[i] as f32;
+                        }
+                    }
+                    (start, abund, resid)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("unmixing thread panicked")).collect()
+    });
+    for (start, abund, resid) in results {
+        for (off, value) in resid.iter().enumerate() {
+            let p = start + off;
+            let (r, c) = (p / cols, p % cols);
+            residual[[r, c]] = *value;
+            for i in 0..k {
+                abundances[[i, r, c]] = abund[off * k + i];
+            }
+        }
+    }
+    Ok(Unmixing { names: names.to_vec(), abundances, residual })
+}
+
+/// How many of the most correlated candidates each selection step refits.
+const SHORTLIST: usize = 10;
+
+/// Residual `y − E·a` of the NNLS fit of every column of `y` over the library rows `chosen`.
+fn nnls_residual(lib: &Array2<f64>, chosen: &[usize], y: &Array2<f64>) -> Array2<f64> {
+    let e = lib.select(Axis(0), chosen); // (k, bands)
+    let gram = e.dot(&e.t());
+    let rhs = e.dot(y); // (k, pixels)
+    let mut solver = NnlsSolver::new(chosen.len());
+    let mut a = vec![0.0; chosen.len()];
+    let mut residual = y.clone();
+    for p in 0..y.ncols() {
+        solver.solve(gram.view(), rhs.slice(s![.., p]), &mut a);
+        for b in 0..y.nrows() {
+            let fit: f64 = (0..chosen.len()).map(|i| a[i] * e[[i, b]]).sum();
+            residual[[b, p]] -= fit;
+        }
+    }
+    residual
+}
+
+/// Choose up to `max_k` library spectra `(n, bands)` that together explain the cube, by a
+/// simultaneous matching pursuit over a regular sample of pixels: at each step shortlist the
+/// spectra most correlated with what is still unexplained and keep the one whose NNLS refit,
+/// together with those already chosen, leaves the least. Stops early once the sample is explained to 0.1 % of its energy.
+pub fn select_endmembers(cube: &Cube, library: ArrayView2<f32>, max_k: usize) -> Result<Vec<usize>> {
+    let (bands, rows, cols) = cube.data.dim();
+    if library.ncols() != bands {
+        bail_invalid!("library has {} bands but the cube has {}", library.ncols(), bands);
+    }
+    let n = library.nrows();
+    if n == 0 || max_k == 0 {
+        bail_invalid!("no library spectra to choose from");
+    }
+    // A regular grid of up to ~1024 pixels.
+    let step = ((rows * cols) as f64 / 1024.0).sqrt().ceil().max(1.0) as usize;
+    let sample: Vec<(usize, usize)> =
+        (0..rows).step_by(step).flat_map(|r| (0..cols).step_by(step).map(move |c| (r, c))).collect();
+    let y = Array2::from_shape_fn((bands, sample.len()), |(b, p)| cube.data[[b, sample[p].0, sample[p].1]] as f64);
+    let lib = library.mapv(|v| v as f64);
+    let norms: Vec<f64> = lib.axis_iter(Axis(0)).map(|r| r.dot(&r).sqrt().max(1e-12)).collect();
+    let energy: f64 = y.iter().map(|v| v * v).sum::<f64>().max(1e-300);
+
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut residual = y.clone();
+    while chosen.len() < max_k.min(n) {
+        // Shortlist by correlation with what is unexplained, then keep the candidate whose
+        // refit explains the most: plain matching pursuit is fooled by spectra that are merely
+        // similar in shape to the residual.
+        let corr = lib.dot(&residual); // (n, pixels)
+        let mut scored: Vec<(usize, f64)> = (0..n)
+            .filter(|j| !chosen.contains(j))
+            .map(|j| (j, corr.row(j).iter().map(|v| v.abs()).sum::<f64>() / norms[j]))
+            .collect();
+        if scored.is_empty() {
+            break;
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let best = scored
+            .iter()
+            .take(SHORTLIST)
+            .map(|&(j, _)| {
+                let mut trial = chosen.clone();
+                trial.push(j);
+                let r = nnls_residual(&lib, &trial, &y);
+                let left: f64 = r.iter().map(|v| v * v).sum();
+                (j, left, r)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("shortlist is not empty");
+        chosen.push(best.0);
+        residual = best.2;
+        if best.1 / energy < 1e-3 {
+            break;
+        }
+    }
+    Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn toy() -> (Array2<f32>, Cube, Array3<f32>) {
+        // three smooth endmembers on 8 bands
+        let e = Array2::from_shape_fn((3, 8), |(i, b)| match i {
+            0 => 0.1 + 0.1 * b as f32,
+            1 => 0.9 - 0.1 * b as f32,
+            _ => 0.5 + 0.3 * ((b as f32) * 0.8).sin(),
+        });
+        let truth = Array3::from_shape_fn((3, 4, 5), |(i, r, c)| {
+            let w = [1.0 + r as f32, 1.0 + c as f32, 2.0][i];
+            w / (4.0 + r as f32 + c as f32)
+        });
+        let data = Array3::from_shape_fn((8, 4, 5), |(b, r, c)| (0..3).map(|i| truth[[i, r, c]] * e[[i, b]]).sum());
+        let cube = Cube::new(data, (0..8).map(|b| 400.0 + 40.0 * b as f32).collect()).unwrap();
+        (e, cube, truth)
+    }
+
+    #[test]
+    fn recovers_exact_mixtures() {
+        let (e, cube, truth) = toy();
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let u = fcls(&cube, e.view(), &names).unwrap();
+        for (got, want) in u.abundances.iter().zip(truth.iter()) {
+            assert!((got - want).abs() < 1e-3, "{got} vs {want}");
+        }
+        assert!(u.mean_residual() < 1e-4);
+    }
+
+    #[test]
+    fn abundances_are_non_negative_and_sum_to_one_on_noisy_pixels() {
+        let (e, mut cube, _) = toy();
+        cube.data.indexed_iter_mut().for_each(|((b, r, c), v)| *v *= 1.0 + 0.2 * (((b * 7 + r * 3 + c) % 5) as f32 - 2.0) / 2.0);
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let u = fcls(&cube, e.view(), &names).unwrap();
+        for r in 0..4 {
+            for c in 0..5 {
+                let a = u.abundances.slice(s![.., r, c]);
+                assert!(a.iter().all(|&v| v >= 0.0));
+                assert!((a.sum() - 1.0).abs() < 1e-3, "sum {}", a.sum());
+            }
+        }
+        assert!(u.mean_residual() > 1e-4, "noise must leave a residual");
+    }
+
+    #[test]
+    fn selection_finds_the_true_endmembers_among_distractors() {
+        let (e, cube, _) = toy();
+        let mut lib = Array2::from_shape_fn((10, 8), |(i, b)| 0.3 + 0.05 * ((i * 3 + b) % 7) as f32);
+        for i in 0..3 {
+            lib.row_mut(2 * i + 3).assign(&e.row(i));
+        }
+        let mut chosen = select_endmembers(&cube, lib.view(), 5).unwrap();
+        chosen.truncate(3);
+        chosen.sort();
+        assert_eq!(chosen, vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn rejects_band_mismatch() {
+        let (_, cube, _) = toy();
+        let e = array![[1.0f32, 2.0]];
+        assert!(fcls(&cube, e.view(), &["x".to_string()]).is_err());
+    }
+}
