@@ -1,1 +1,13 @@
-//! TODO
+//! Spectral physics, no learning: the shipped spectral data (cameras, illuminants, colour
+//! matching functions, reflectance libraries), the camera-response convention, rendering a
+//! cube to RGB, a seeded random source, and synthetic scenes.
+
+pub mod camera;
+pub mod library;
+pub mod realworld;
+pub mod render;
+pub mod rng;
+pub mod scene;
+pub mod fit;
+pub mod nnls;
+pub mod unmix;
