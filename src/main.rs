@@ -1,1 +1,186 @@
-fn main() {}
+//! `spectral-studio`: argument parsing only; each subcommand is one call into `cli`.
+//!
+//! Exit codes: 0 success, 1 the command failed (the reason is on stderr), 2 the command line
+//! could not be parsed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use spectral_studio::cli;
+use spectral_studio::io::Layout;
+
+#[derive(Parser)]
+#[command(name = "spectral-studio", version, about = "Hyperspectral images: open, simulate, measure.")]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print size, wavelengths and value range of a cube or RGB image.
+    Info {
+        file: PathBuf,
+        /// MATLAB/HDF5 variable holding the cube (found automatically if omitted).
+        #[arg(long)]
+        key: Option<String>,
+        /// Axis order of plain 3-D arrays: hwc = (rows, cols, bands), chw = (bands, rows, cols).
+        #[arg(long, value_enum, default_value_t = Layout::Hwc)]
+        layout: Layout,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a cube to another format (.npy, .hdr, .mat), chosen by the output extension.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, value_enum, default_value_t = Layout::Hwc)]
+        layout: Layout,
+    },
+    /// Render a cube to RGB through a camera response (clean, or NTIRE 2020 real-world).
+    Render {
+        cube: PathBuf,
+        /// Built-in camera name (see `assets`) or a CSV file with columns wavelength,r,g,b.
+        #[arg(long)]
+        camera: String,
+        /// Illuminant to multiply a reflectance cube by (see `assets`).
+        #[arg(long)]
+        illuminant: Option<String>,
+        /// Simulate the NTIRE 2020 real-world track: mosaic, noise, demosaic, JPEG.
+        #[arg(long)]
+        real_world: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// JPEG quality of the real-world simulation.
+        #[arg(long)]
+        jpeg_quality: Option<u8>,
+        /// Write 8-bit instead of 16-bit PNG.
+        #[arg(long)]
+        bits8: bool,
+        /// Output file: .png (linear RGB) or .npy ((rows, cols, 3) float32).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Measure a predicted cube against ground truth (MRAE, RMSE, PSNR, SSIM, SAM, consistency).
+    Eval {
+        pred: PathBuf,
+        gt: PathBuf,
+        /// The RGB input of the reconstruction, for the physical-consistency test.
+        #[arg(long, requires = "camera")]
+        rgb: Option<PathBuf>,
+        #[arg(long)]
+        camera: Option<String>,
+        /// The RGB file is sRGB-encoded (linearise it).
+        #[arg(long)]
+        srgb: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fully constrained linear unmixing over a spectral library.
+    Unmix {
+        cube: PathBuf,
+        /// Built-in library name (see `assets`) or a CSV/ENVI .sli file.
+        #[arg(long, default_value = "earthlib")]
+        library: String,
+        /// Use exactly these materials (comma-separated names from the library).
+        #[arg(long, value_delimiter = ',')]
+        materials: Vec<String>,
+        /// Without --materials, choose at most this many endmembers from the library.
+        #[arg(long, default_value_t = 8)]
+        endmembers: usize,
+        /// Abundances as (rows, cols, endmembers) float32 .npy; the residual map is written
+        /// beside it as NAME_residual.npy.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Estimate the camera response C from a cube and its RGB image (X = C·Y).
+    FitCamera {
+        cube: PathBuf,
+        rgb: PathBuf,
+        /// The RGB file is sRGB-encoded (linearise it).
+        #[arg(long)]
+        srgb: bool,
+        /// Smoothness weight (relative); chosen by hold-out validation if omitted.
+        #[arg(long)]
+        smoothness: Option<f64>,
+        /// A known camera to compare the fitted curves with.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Write the fitted curves as CSV (wavelength,r,g,b).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a synthetic scene: cube, its RGB, a preview and a description.
+    Scene {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// ROWSxCOLS
+        #[arg(long, default_value = "256x256")]
+        size: String,
+        #[arg(long, default_value = "canon-eos-5d-mark-ii")]
+        camera: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// List the spectral data shipped with the studio.
+    Assets {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure speed (JSON, medians).
+    Bench {
+        #[arg(value_enum)]
+        suite: cli::BenchSuite,
+        /// Timed repetitions per measurement.
+        #[arg(long, default_value_t = 7)]
+        repeats: usize,
+        /// Accepted for symmetry with the other commands: bench always prints JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        None => cli::open_studio(),
+        Some(command) => run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(command: Command) -> spectral_studio::Result<()> {
+    match command {
+        Command::Info { file, key, layout, json } => cli::info(&file, key, layout, json),
+        Command::Convert { input, output, key, layout } => cli::convert(&input, &output, key, layout),
+        Command::Render { cube, camera, illuminant, real_world, seed, jpeg_quality, bits8, output } => {
+            let real_world = real_world.then_some(cli::RealWorld { seed, jpeg_quality });
+            cli::render(&cube, &camera, illuminant.as_deref(), real_world, !bits8, &output)
+        }
+        Command::Eval { pred, gt, rgb, camera, srgb, json } => {
+            cli::eval(&pred, &gt, rgb.as_deref(), camera.as_deref(), srgb, json)
+        }
+        Command::Unmix { cube, library, materials, endmembers, output, json } => {
+            cli::unmix(&cube, &library, &materials, endmembers, &output, json)
+        }
+        Command::FitCamera { cube, rgb, srgb, smoothness, camera, output, json } => {
+            cli::fit_camera(&cube, &rgb, srgb, smoothness, camera.as_deref(), output.as_deref(), json)
+        }
+        Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
+        Command::Assets { json } => cli::assets(json),
+        Command::Bench { suite, repeats, json: _ } => cli::bench(suite, repeats),
+    }
+}

@@ -1,0 +1,355 @@
+//! The command-line face of the library: each subcommand reads its inputs, makes one or two
+//! library calls and prints the answer (a table for people, `--json` for programs).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, Axis};
+use serde_json::json;
+
+use crate::io::{self, Layout, Loaded, OpenOptions};
+use crate::spectral::camera::CameraResponse;
+use crate::spectral::{fit, library, realworld, render, scene, unmix};
+use crate::{bail_invalid, metrics, Error, Result, RgbImage};
+
+/// Until the desktop studio lands, running with no subcommand says so instead of pretending.
+pub fn open_studio() -> Result<()> {
+    Err(Error::invalid(
+        "the desktop studio is not part of this build yet; run `spectral-studio --help` for the \
+         command-line tools (try `spectral-studio scene -o demo-scene`)",
+    ))
+}
+
+fn open_options(key: Option<String>, layout: Layout) -> OpenOptions {
+    OpenOptions { key, layout, ..OpenOptions::default() }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialise"));
+}
+
+/// `info FILE`: size, wavelengths, value range and format.
+pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool) -> Result<()> {
+    let format = io::detect(file)?;
+    let opts = open_options(key, layout);
+    let report = match io::open_any(file, &opts, false)? {
+        Loaded::Cube(cube) => {
+            let s = cube.stats();
+            json!({
+                "file": file, "format": format.name(),
+                "rows": cube.rows(), "cols": cube.cols(), "bands": cube.bands(),
+                "wavelengths": cube.wavelengths, "fwhm": cube.fwhm,
+                "min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "non_finite": s.non_finite,
+                "units": cube.meta.units, "scale": cube.meta.scale, "description": cube.meta.description,
+            })
+        }
+        Loaded::Rgb(rgb) => {
+            let (min, max, mean) = value_range(rgb.data.iter().copied());
+            json!({
+                "file": file, "format": format.name(),
+                "rows": rgb.rows(), "cols": rgb.cols(), "bands": 3,
+                "wavelengths": [], "min": min, "max": max, "mean": mean,
+                "units": "linear camera RGB",
+            })
+        }
+    };
+    if as_json {
+        print_json(&report);
+    } else {
+        let wl = report["wavelengths"].as_array().map_or(0, |a| a.len());
+        println!("{}: {} ({} rows × {} cols × {} bands)", file.display(), format.name(), report["rows"], report["cols"], report["bands"]);
+        if wl > 0 {
+            println!("wavelengths: {} … {} nm", report["wavelengths"][0], report["wavelengths"][wl - 1]);
+        }
+        println!("values: min {} max {} mean {}", report["min"], report["max"], report["mean"]);
+    }
+    Ok(())
+}
+
+fn value_range(values: impl Iterator<Item = f32>) -> (f32, f32, f64) {
+    let (mut min, mut max, mut sum, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize);
+    for v in values.filter(|v| v.is_finite()) {
+        min = min.min(v);
+        max = max.max(v);
+        sum += v as f64;
+        n += 1;
+    }
+    (min, max, sum / n.max(1) as f64)
+}
+
+/// `convert IN OUT`.
+pub fn convert(input: &Path, output: &Path, key: Option<String>, layout: Layout) -> Result<()> {
+    let cube = io::open(input, &open_options(key, layout))?;
+    io::save(&cube, output)?;
+    eprintln!("wrote {} ({} × {} × {} bands)", output.display(), cube.rows(), cube.cols(), cube.bands());
+    Ok(())
+}
+
+/// Settings of the real-world simulation given on the command line.
+pub struct RealWorld {
+    pub seed: u64,
+    pub jpeg_quality: Option<u8>,
+}
+
+/// `render CUBE --camera C`.
+pub fn render(
+    cube_path: &Path,
+    camera: &str,
+    illuminant: Option<&str>,
+    real_world: Option<RealWorld>,
+    bits16: bool,
+    output: &Path,
+) -> Result<()> {
+    let cube = io::open(cube_path, &OpenOptions::default())?;
+    let camera = CameraResponse::parse(camera)?;
+    let illuminant = illuminant.map(library::illuminant).transpose()?;
+    let mut rgb = render::clean_rgb_lit(&cube, &camera, illuminant.as_ref())?;
+    if let Some(rw) = real_world {
+        let mut config = realworld::RealWorldConfig { seed: rw.seed, ..Default::default() };
+        if rw.jpeg_quality.is_some() {
+            config.jpeg_quality = rw.jpeg_quality;
+        }
+        rgb = realworld::simulate(&rgb, &config)?;
+    }
+    write_rgb(&rgb, output, bits16)?;
+    eprintln!("wrote {} ({} × {}, camera {})", output.display(), rgb.rows(), rgb.cols(), camera.name);
+    Ok(())
+}
+
+/// Write linear RGB as PNG or as a (rows, cols, 3) float32 .npy, by extension.
+fn write_rgb(rgb: &RgbImage, output: &Path, bits16: bool) -> Result<()> {
+    match extension(output).as_str() {
+        "png" => io::image_file::write_png(rgb, output, bits16, false),
+        "npy" => {
+            let hwc = rgb.data.view().permuted_axes([1, 2, 0]);
+            let data: Vec<f32> = hwc.iter().copied().collect();
+            io::npy::write_f32(output, &[rgb.rows(), rgb.cols(), 3], &data)
+        }
+        other => bail_invalid!("{}: cannot write an RGB image as '.{other}' (use .png or .npy)", output.display()),
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
+}
+
+/// `eval PRED GT [--rgb RGB --camera C]`.
+pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, srgb: bool, as_json: bool) -> Result<()> {
+    let pred_cube = io::open(pred, &OpenOptions::default())?;
+    let gt_cube = io::open(gt, &OpenOptions::default())?;
+    if pred_cube.data.dim() != gt_cube.data.dim() {
+        bail_invalid!(
+            "{} is {:?} (bands, rows, cols) but {} is {:?}",
+            pred.display(),
+            pred_cube.data.dim(),
+            gt.display(),
+            gt_cube.data.dim()
+        );
+    }
+    if !same_grid(&pred_cube.wavelengths, &gt_cube.wavelengths) {
+        bail_invalid!("{} and {} are on different wavelength grids", pred.display(), gt.display());
+    }
+    let consistency = match (rgb, camera) {
+        (Some(rgb), Some(camera)) => {
+            let rgb = io::open_rgb(rgb, srgb)?;
+            let c = CameraResponse::parse(camera)?.on_grid(&gt_cube.wavelengths)?;
+            Some((rgb, c))
+        }
+        _ => None,
+    };
+    let set = metrics::all_metrics(&pred_cube.data, &gt_cube.data, consistency.as_ref().map(|(r, c)| (r.data.view(), c.view())))?;
+    if as_json {
+        print_json(&serde_json::to_value(&set).expect("metrics serialise"));
+    } else {
+        println!("MRAE        {:.6}", set.mrae);
+        println!("RMSE        {:.6}", set.rmse);
+        println!("PSNR        {:.3} dB", set.psnr);
+        println!("SSIM        {:.6}", set.ssim);
+        println!("SAM         {:.4}°", set.sam_deg);
+        match set.consistency_mrae {
+            Some(c) => println!("consistency {c:.6} (MRAE of C·pred against the input RGB)"),
+            None => println!("consistency —  (give --rgb and --camera)"),
+        }
+    }
+    Ok(())
+}
+
+fn same_grid(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.01)
+}
+
+/// `unmix CUBE`.
+pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: usize, output: &Path, as_json: bool) -> Result<()> {
+    let started = Instant::now();
+    let cube = io::open(cube_path, &OpenOptions::default())?;
+    let lib = library::parse_library(library_name)?;
+    let spectra = unmix::spectra_on_grid(&lib.wavelengths, lib.spectra.view(), &cube.wavelengths)?;
+    let chosen: Vec<usize> = if materials.is_empty() {
+        unmix::select_endmembers(&cube, spectra.view(), max_k)?
+    } else {
+        materials
+            .iter()
+            .map(|m| {
+                lib.names.iter().position(|n| n.eq_ignore_ascii_case(m)).ok_or_else(|| {
+                    Error::invalid(format!("library '{}' has no material named '{m}'", lib.name))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let endmembers = spectra.select(Axis(0), &chosen);
+    let names: Vec<String> = chosen.iter().map(|&i| lib.names[i].clone()).collect();
+    let result = unmix::fcls(&cube, endmembers.view(), &names)?;
+
+    let hwc = result.abundances.view().permuted_axes([1, 2, 0]);
+    let data: Vec<f32> = hwc.iter().copied().collect();
+    io::npy::write_f32(output, &[cube.rows(), cube.cols(), names.len()], &data)?;
+    let residual_path = sibling(output, "_residual");
+    let residual: Vec<f32> = result.residual.iter().copied().collect();
+    io::npy::write_f32(&residual_path, &[cube.rows(), cube.cols()], &residual)?;
+
+    let mean_abundance: Vec<f64> = result.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0) as f64).collect();
+    let report = json!({
+        "library": lib.name, "endmembers": names, "mean_abundance": mean_abundance,
+        "mean_residual_rmse": result.mean_residual(), "abundances": output, "residual": residual_path,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    if as_json {
+        print_json(&report);
+    } else {
+        println!("{} endmembers from '{}':", names.len(), lib.name);
+        for (n, a) in names.iter().zip(&mean_abundance) {
+            println!("  {a:6.3}  {n}");
+        }
+        println!("mean residual RMSE {:.5}; wrote {} and {}", result.mean_residual(), output.display(), residual_path.display());
+    }
+    Ok(())
+}
+
+/// `out.npy` → `out_residual.npy`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("npy");
+    path.with_file_name(format!("{stem}{suffix}.{ext}"))
+}
+
+/// `fit-camera CUBE RGB`.
+pub fn fit_camera(
+    cube_path: &Path,
+    rgb_path: &Path,
+    srgb: bool,
+    smoothness: Option<f64>,
+    camera: Option<&str>,
+    output: Option<&Path>,
+    as_json: bool,
+) -> Result<()> {
+    let cube = io::open(cube_path, &OpenOptions::default())?;
+    let rgb = io::open_rgb(rgb_path, srgb)?;
+    let fitted = fit::fit_camera(&cube, &rgb, smoothness)?;
+    let curve_error = match camera {
+        Some(name) => {
+            let truth: Array2<f32> = CameraResponse::parse(name)?.on_grid(&cube.wavelengths)?;
+            Some(fit::curve_rmse(&fitted.matrix, &truth)?)
+        }
+        None => None,
+    };
+    if let Some(out) = output {
+        let mut csv = String::from("wavelength,r,g,b\n");
+        for (i, wl) in fitted.wavelengths.iter().enumerate() {
+            csv.push_str(&format!("{wl},{},{},{}\n", fitted.r[i], fitted.g[i], fitted.b[i]));
+        }
+        io::atomic::write_bytes_atomically(out, csv.as_bytes())?;
+    }
+    if as_json {
+        let mut v = serde_json::to_value(&fitted).expect("fit serialises");
+        v["curve_rmse_vs_camera"] = json!(curve_error);
+        print_json(&v);
+    } else {
+        println!("fitted C (3 × {} bands), smoothness λ = {:e}", cube.bands(), fitted.lambda);
+        println!("RGB reproduction: RMSE {:.6}, relative error {:.4}", fitted.rmse, fitted.relative_error);
+        if let Some(e) = curve_error {
+            println!("curve RMSE against {} (rows normalised to sum 1): {e:.6}", camera.unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
+/// `scene -o DIR`: cube.npy, rgb.png (linear 16-bit), preview.png (sRGB), scene.json.
+pub fn scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
+    let (rows, cols) = parse_size(size)?;
+    if output.is_file() {
+        bail_invalid!("{}: is a file; scene writes a folder", output.display());
+    }
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let camera = CameraResponse::parse(camera)?;
+    let config = scene::SceneConfig { camera: camera.clone(), ..scene::SceneConfig::new(seed, rows, cols)? };
+    let started = Instant::now();
+    let made = scene::generate(&config)?;
+    let seconds = started.elapsed().as_secs_f64();
+    io::save(&made.cube, output.join("cube.npy"))?;
+    io::save(&made.reflectance, output.join("reflectance.npy"))?;
+    let hwc: Vec<f32> = made.abundances.view().permuted_axes([1, 2, 0]).iter().copied().collect();
+    io::npy::write_f32(&output.join("abundances.npy"), &[rows, cols, made.materials.len()], &hwc)?;
+    io::image_file::write_png(&made.rgb, &output.join("rgb.png"), true, false)?;
+    let preview = render::true_colour_srgb(&made.cube, None)?;
+    io::image_file::write_png(&preview, &output.join("preview.png"), false, true)?;
+    let description = json!({
+        "seed": seed, "rows": rows, "cols": cols, "camera": camera.name,
+        "kind": made.kind.name(), "illuminant": made.illuminant, "materials": made.materials,
+        "wavelengths": made.cube.wavelengths, "seconds": seconds,
+        "files": {
+            "cube": "cube.npy (radiance, rows × cols × bands)",
+            "reflectance": "reflectance.npy (rows × cols × bands)",
+            "abundances": "abundances.npy (rows × cols × materials, in the order of `materials`)",
+            "rgb": "rgb.png (linear camera RGB, 16-bit)",
+            "preview": "preview.png (sRGB true colour)"
+        },
+    });
+    io::atomic::write_bytes_atomically(&output.join("scene.json"), serde_json::to_string_pretty(&description).expect("json").as_bytes())?;
+    println!("scene {seed}: {rows}×{cols}×{} bands in {seconds:.2} s → {}", made.cube.bands(), output.display());
+    println!("  {} scene, illuminant {}, {} materials", made.kind.name(), made.illuminant, made.materials.len());
+    let s = made.cube.stats();
+    println!("  cube values {:.4} … {:.4}; wrote cube.npy, reflectance.npy, abundances.npy, rgb.png, preview.png, scene.json", s.min, s.max);
+    Ok(())
+}
+
+/// "512x482" → (512, 482).
+pub fn parse_size(size: &str) -> Result<(usize, usize)> {
+    let parts: Vec<&str> = size.split(['x', 'X', '×']).collect();
+    match parts.as_slice() {
+        [r, c] => match (r.trim().parse::<usize>(), c.trim().parse::<usize>()) {
+            (Ok(r), Ok(c)) if r > 0 && c > 0 && r <= 16384 && c <= 16384 => Ok((r, c)),
+            _ => bail_invalid!("size '{size}' must be ROWSxCOLS with each between 1 and 16384"),
+        },
+        _ => bail_invalid!("size '{size}' must be ROWSxCOLS, e.g. 256x256"),
+    }
+}
+
+/// `assets`.
+pub fn assets(as_json: bool) -> Result<()> {
+    let list = library::list_assets();
+    if as_json {
+        print_json(&serde_json::to_value(&list).expect("assets serialise"));
+    } else {
+        for a in &list {
+            println!("{:<12} {:<28} {}  [{}]", a.kind, a.name, a.description, a.source);
+        }
+    }
+    Ok(())
+}
+
+/// The benchmark suites.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BenchSuite {
+    /// Opening cubes (ENVI, .npy) against numpy, all metrics, SSIM against scikit-image,
+    /// unmixing.
+    Io,
+}
+
+/// `bench SUITE`: prints one JSON object.
+pub fn bench(suite: BenchSuite, repeats: usize) -> Result<()> {
+    let report = match suite {
+        BenchSuite::Io => crate::bench::io_suite(repeats.max(1))?,
+    };
+    print_json(&report);
+    Ok(())
+}
