@@ -1,4 +1,145 @@
-//! RGB image files: PNG, JPEG, TIFF, 8 and 16 bit.
+//! RGB image files: PNG, JPEG, TIFF, 8 and 16 bit (and float TIFF), read with the `image`
+//! crate and written as PNG.
+//!
+//! Decoded values are the stored numbers scaled to [0, 1] (value/255 or value/65535). The
+//! studio treats them as linear camera RGB; when the caller says the file is sRGB-encoded,
+//! [`crate::rgb::srgb_to_linear`] is applied. Grey images are replicated to three channels and
+//! alpha is dropped.
+
 use std::path::Path;
-use crate::{Result, RgbImage};
-pub fn read_rgb(_path: &Path, _srgb: bool) -> Result<RgbImage> { todo!() }
+
+use image::{DynamicImage, ImageBuffer, Luma, Rgb};
+use ndarray::{Array2, Array3, ArrayView2};
+
+use crate::rgb::{linear_to_srgb, srgb_to_linear};
+use crate::{Error, Result, RgbImage};
+
+/// An image decoded to f32 in [0, 1]: `(channels, rows, cols)`, channels as stored (1 grey,
+/// 2 grey+alpha, 3 RGB, 4 RGBA), and the bits per stored sample.
+pub struct Decoded {
+    pub data: Array3<f32>,
+    pub bits: u32,
+}
+
+fn open_image(path: &Path) -> Result<DynamicImage> {
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    reader.decode().map_err(|e| Error::format(path, format!("cannot decode image: {e}")))
+}
+
+/// Decode any supported image to `(channels, rows, cols)` in [0, 1].
+pub fn decode(path: &Path) -> Result<Decoded> {
+    let img = open_image(path)?;
+    let (cols, rows) = (img.width() as usize, img.height() as usize);
+    let channels = img.color().channel_count() as usize;
+    let (interleaved, bits): (Vec<f32>, u32) = if let Some(s) = img.as_flat_samples_u8() {
+        (s.samples.iter().map(|&v| v as f32 / 255.0).collect(), 8)
+    } else if let Some(s) = img.as_flat_samples_u16() {
+        (s.samples.iter().map(|&v| v as f32 / 65535.0).collect(), 16)
+    } else if let Some(s) = img.as_flat_samples_f32() {
+        (s.samples.to_vec(), 32)
+    } else {
+        return Err(Error::format(path, format!("unsupported pixel type {:?}", img.color())));
+    };
+    let n = rows * cols;
+    if channels == 0 || interleaved.len() < n * channels {
+        return Err(Error::format(path, "decoded image holds fewer samples than its size"));
+    }
+    let mut planes = vec![0f32; n * channels];
+    for (p, px) in interleaved.chunks_exact(channels).take(n).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            planes[ch * n + p] = v;
+        }
+    }
+    let data = Array3::from_shape_vec((channels, rows, cols), planes)
+        .map_err(|e| Error::format(path, e.to_string()))?;
+    Ok(Decoded { data, bits })
+}
+
+/// Read an RGB image as linear RGB in [0, 1]; `srgb` says the file is sRGB-encoded.
+pub fn read_rgb(path: &Path, srgb: bool) -> Result<RgbImage> {
+    let Decoded { data, .. } = decode(path)?;
+    let (channels, rows, cols) = data.dim();
+    let mut rgb = Array3::zeros((3, rows, cols));
+    for c in 0..3 {
+        // grey (+alpha) is replicated; RGB(A) keeps its first three channels
+        let src = if channels < 3 { 0 } else { c };
+        rgb.index_axis_mut(ndarray::Axis(0), c).assign(&data.index_axis(ndarray::Axis(0), src));
+    }
+    if srgb {
+        rgb.mapv_inplace(srgb_to_linear);
+    }
+    RgbImage::new(rgb).map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// Read the first channel of an image in [0, 1] (a grey band image; the red channel of an
+/// RGB file).
+pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
+    let Decoded { data, .. } = decode(path)?;
+    Ok(data.index_axis_move(ndarray::Axis(0), 0))
+}
+
+fn quantise(v: f32, max: f32) -> f32 {
+    (v.clamp(0.0, 1.0) * max).round()
+}
+
+fn encode_err(e: image::ImageError) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+/// Write an RGB image as PNG, 8 or 16 bit, atomically. Values are clamped to [0, 1];
+/// `srgb_encode` applies the sRGB transfer function first (for viewing), otherwise the
+/// linear values are stored.
+pub fn write_png(rgb: &RgbImage, path: &Path, bits16: bool, srgb_encode: bool) -> Result<()> {
+    let (rows, cols) = (rgb.rows(), rgb.cols());
+    let value = |c: usize, r: usize, x: usize| {
+        let v = rgb.data[[c, r, x]];
+        if srgb_encode {
+            linear_to_srgb(v)
+        } else {
+            v
+        }
+    };
+    let (w, h) = dims_u32(path, rows, cols)?;
+    super::atomic::write_atomically(path, |out| {
+        let encoder = image::codecs::png::PngEncoder::new(out);
+        if bits16 {
+            let buf = ImageBuffer::<Rgb<u16>, _>::from_fn(w, h, |x, y| {
+                Rgb(std::array::from_fn(|c| quantise(value(c, y as usize, x as usize), 65535.0) as u16))
+            });
+            buf.write_with_encoder(encoder).map_err(encode_err)
+        } else {
+            let buf = ImageBuffer::<Rgb<u8>, _>::from_fn(w, h, |x, y| {
+                Rgb(std::array::from_fn(|c| quantise(value(c, y as usize, x as usize), 255.0) as u8))
+            });
+            buf.write_with_encoder(encoder).map_err(encode_err)
+        }
+    })
+}
+
+/// Write one band (values clamped to [0, 1]) as a grey PNG, 8 or 16 bit, atomically.
+pub fn write_png_gray(band: ArrayView2<f32>, path: &Path, bits16: bool) -> Result<()> {
+    let (rows, cols) = band.dim();
+    let (w, h) = dims_u32(path, rows, cols)?;
+    super::atomic::write_atomically(path, |out| {
+        let encoder = image::codecs::png::PngEncoder::new(out);
+        if bits16 {
+            let buf = ImageBuffer::<Luma<u16>, _>::from_fn(w, h, |x, y| {
+                Luma([quantise(band[[y as usize, x as usize]], 65535.0) as u16])
+            });
+            buf.write_with_encoder(encoder).map_err(encode_err)
+        } else {
+            let buf = ImageBuffer::<Luma<u8>, _>::from_fn(w, h, |x, y| {
+                Luma([quantise(band[[y as usize, x as usize]], 255.0) as u8])
+            });
+            buf.write_with_encoder(encoder).map_err(encode_err)
+        }
+    })
+}
+
+fn dims_u32(path: &Path, rows: usize, cols: usize) -> Result<(u32, u32)> {
+    match (u32::try_from(cols), u32::try_from(rows)) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(Error::invalid(format!("{}: cannot write a {rows}x{cols} image", path.display()))),
+    }
+}
