@@ -15,6 +15,28 @@ pub fn default_wavelengths() -> Vec<f32> {
     (0..31).map(|i| 400.0 + 10.0 * i as f32).collect()
 }
 
+/// Band numbers `1..=bands`, the stand-in for wavelengths when a file names none (ENVI numbers
+/// bands from 1, and so do people). Nothing physical is invented.
+pub fn band_numbers(bands: usize) -> Vec<f32> {
+    (1..=bands).map(|b| b as f32).collect()
+}
+
+/// Wavelengths for a file format that never stores them (.npy, MATLAB arrays without a
+/// `bands` vector): 31 bands are taken to be the studio's default grid, 400..=700 nm, as in the
+/// ARAD, CAVE and NTIRE data; any other count gets [`band_numbers`].
+pub fn assumed_wavelengths(bands: usize) -> Vec<f32> {
+    if bands == 31 {
+        default_wavelengths()
+    } else {
+        band_numbers(bands)
+    }
+}
+
+/// True when `wavelengths` are the [`band_numbers`] placeholder rather than nanometres.
+pub fn are_band_numbers(wavelengths: &[f32]) -> bool {
+    wavelengths.len() != 31 && wavelengths.iter().enumerate().all(|(i, &w)| w == (i + 1) as f32)
+}
+
 /// Where a cube came from and how its numbers are to be read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Metadata {

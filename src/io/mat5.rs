@@ -455,7 +455,7 @@ pub(crate) fn assemble_cube(
                 format!("'{name}' holds {} wavelengths but '{key}' has {bands} bands", wl.len()),
             ));
         }
-        None => super::npy::guess_wavelengths(bands),
+        None => crate::cube::assumed_wavelengths(bands),
     };
     let mut cube = Cube::new(data, wl).map_err(|e| Error::format(path, format!("'{key}': {e}")))?;
     cube.meta.description = Some(format!("variable '{key}'"));

@@ -11,7 +11,7 @@
 //!   `(bands, rows, cols)` ([`Layout::Chw`]).
 //! - A 2-D array `(rows, cols)` is read as a single-band cube (a grey band image); any other
 //!   rank is an error.
-//! - A `.npy` file carries no wavelengths: see [`guess_wavelengths`].
+//! - A `.npy` file carries no wavelengths: see [`crate::cube::assumed_wavelengths`].
 //! - Cubes are written `(rows, cols, bands)` float32, C order, little-endian, version 1.0.
 
 use std::path::Path;
@@ -24,22 +24,6 @@ use crate::{Cube, Error, Result};
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// numpy aligns the start of the data to 64 bytes (since numpy 1.14 for reading speed).
 const ALIGN: usize = 64;
-
-/// Wavelengths for a cube whose file names none: the studio's default 400..=700 nm grid when
-/// there are 31 bands, otherwise the band indices 0, 1, 2, ... (so nothing is invented; callers
-/// that need physical wavelengths can tell by [`has_index_wavelengths`]).
-pub fn guess_wavelengths(bands: usize) -> Vec<f32> {
-    if bands == 31 {
-        crate::cube::default_wavelengths()
-    } else {
-        (0..bands).map(|b| b as f32).collect()
-    }
-}
-
-/// True when `wavelengths` are the band-index placeholder of [`guess_wavelengths`].
-pub fn has_index_wavelengths(wavelengths: &[f32]) -> bool {
-    wavelengths.len() != 31 && wavelengths.iter().enumerate().all(|(i, &w)| w == i as f32)
-}
 
 /// Element kinds the reader understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,9 +450,9 @@ pub fn read_cube(path: &Path, layout: Layout) -> Result<Cube> {
     }
     .map_err(|e| Error::format(path, e.to_string()))?;
     let mut cube =
-        Cube::new(data, guess_wavelengths(bands)).map_err(|e| Error::format(path, e.to_string()))?;
-    if has_index_wavelengths(&cube.wavelengths) {
-        cube.meta.description = Some(format!("{bands} bands without wavelengths: band indices used"));
+        Cube::new(data, crate::cube::assumed_wavelengths(bands)).map_err(|e| Error::format(path, e.to_string()))?;
+    if crate::cube::are_band_numbers(&cube.wavelengths) {
+        cube.meta.description = Some(format!("{bands} bands without wavelengths: band numbers 1..={bands} used"));
     }
     Ok(cube)
 }
@@ -679,9 +663,10 @@ mod tests {
 
     #[test]
     fn guessed_wavelengths() {
-        assert_eq!(guess_wavelengths(31)[30], 700.0);
-        assert_eq!(guess_wavelengths(3), vec![0.0, 1.0, 2.0]);
-        assert!(has_index_wavelengths(&guess_wavelengths(5)));
-        assert!(!has_index_wavelengths(&guess_wavelengths(31)));
+        use crate::cube::{are_band_numbers, assumed_wavelengths};
+        assert_eq!(assumed_wavelengths(31)[30], 700.0);
+        assert_eq!(assumed_wavelengths(3), vec![1.0, 2.0, 3.0]);
+        assert!(are_band_numbers(&assumed_wavelengths(5)));
+        assert!(!are_band_numbers(&assumed_wavelengths(31)));
     }
 }
