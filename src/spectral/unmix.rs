@@ -140,10 +140,34 @@ fn nnls_residual(lib: &Array2<f64>, chosen: &[usize], y: &Array2<f64>) -> Array2
     residual
 }
 
+/// Backward step of forward-backward greedy selection: a spectrum picked early (often a flat
+/// one that alone explains the most) can become redundant once the right ones are in. Drop,
+/// one at a time, any spectrum whose removal leaves the fit within 0.1 % of what it was.
+fn prune_redundant(lib: &Array2<f64>, chosen: &mut Vec<usize>, y: &Array2<f64>) {
+    let energy: f64 = y.iter().map(|v| v * v).sum::<f64>().max(1e-300);
+    let sq = |r: Array2<f64>| r.iter().map(|v| v * v).sum::<f64>();
+    while chosen.len() > 1 {
+        let with_all = sq(nnls_residual(lib, chosen, y));
+        let (drop_at, without) = (0..chosen.len())
+            .map(|i| {
+                let mut trial = chosen.clone();
+                trial.remove(i);
+                (i, sq(nnls_residual(lib, &trial, y)))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("at least two spectra chosen");
+        if without > with_all * 1.001 + 1e-12 * energy {
+            break;
+        }
+        chosen.remove(drop_at);
+    }
+}
+
 /// Choose up to `max_k` library spectra `(n, bands)` that together explain the cube, by a
 /// simultaneous matching pursuit over a regular sample of pixels: at each step shortlist the
 /// spectra most correlated with what is still unexplained and keep the one whose NNLS refit,
-/// together with those already chosen, leaves the least. Stops early once the sample is explained to 0.1 % of its energy.
+/// together with those already chosen, leaves the least. Stops early once the sample is explained
+/// exactly (to 1e-9 of its energy), then drops spectra that the others have made redundant.
 pub fn select_endmembers(cube: &Cube, library: ArrayView2<f32>, max_k: usize) -> Result<Vec<usize>> {
     let (bands, rows, cols) = cube.data.dim();
     if library.ncols() != bands {
@@ -191,10 +215,11 @@ pub fn select_endmembers(cube: &Cube, library: ArrayView2<f32>, max_k: usize) ->
             .expect("shortlist is not empty");
         chosen.push(best.0);
         residual = best.2;
-        if best.1 / energy < 1e-3 {
+        if best.1 / energy < 1e-9 {
             break;
         }
     }
+    prune_redundant(&lib, &mut chosen, &y);
     Ok(chosen)
 }
 
@@ -254,7 +279,6 @@ mod tests {
             lib.row_mut(2 * i + 3).assign(&e.row(i));
         }
         let mut chosen = select_endmembers(&cube, lib.view(), 5).unwrap();
-        chosen.truncate(3);
         chosen.sort();
         assert_eq!(chosen, vec![3, 5, 7]);
     }
