@@ -58,6 +58,6 @@ mod tests {
         }
         // mid grey 0.5 encoded is 0.214 linear
         assert!((srgb_to_linear(0.5) - 0.21404).abs() < 1e-4);
-        assert_eq!(linear_to_srgb(2.0), 1.0);
+        assert!((linear_to_srgb(2.0) - 1.0).abs() < 1e-6, "values above 1 clamp to white");
     }
 }
