@@ -74,6 +74,8 @@ def med(f):
     return statistics.median(ts)
 r = {
   "npy_load_ms": med(lambda: np.load(npy)),
+  # the same result as ours: band-contiguous (bands, rows, cols)
+  "npy_load_chw_ms": med(lambda: np.ascontiguousarray(np.load(npy).transpose(2, 0, 1))),
   "envi_fromfile_ms": med(lambda: np.fromfile(img, dtype='<f4').reshape(shape)),
   "numpy": np.__version__,
 }
@@ -155,7 +157,9 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "cube": {"bands": bands, "rows": rows, "cols": cols, "dtype": "float32"},
         "open_npy": {"ours_ms": open_npy, "numpy_load_ms": numpy.get("npy_load_ms"), "ratio": ratio(open_npy, &numpy, "npy_load_ms"),
-                      "goal": "ratio <= 1 (at least as fast as numpy)"},
+                      "numpy_load_to_chw_ms": numpy.get("npy_load_chw_ms"), "ratio_same_layout": ratio(open_npy, &numpy, "npy_load_chw_ms"),
+                      "goal": "ratio <= 1 (at least as fast as numpy)",
+                      "note": "the file is (rows, cols, bands); ours returns band-contiguous (bands, rows, cols), numpy.load a view in file order"},
         "open_envi_bsq": {"ours_ms": open_envi, "numpy_fromfile_ms": numpy.get("envi_fromfile_ms"), "ratio": ratio(open_envi, &numpy, "envi_fromfile_ms"),
                           "goal": "ratio <= 1"},
         "all_metrics": {"ours_ms": all, "goal_ms": 500.0},

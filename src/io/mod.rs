@@ -2,6 +2,7 @@
 //! from the path (and, for reading, from the file's first bytes).
 
 pub mod atomic;
+pub mod buffer;
 pub mod cave;
 pub mod envi;
 pub mod hdf5;

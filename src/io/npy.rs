@@ -18,6 +18,8 @@ use std::path::Path;
 
 use ndarray::{Array3, ArrayD, IxDyn};
 
+use std::mem::MaybeUninit;
+
 use super::Layout;
 use crate::{Cube, Error, Result};
 
@@ -319,7 +321,7 @@ fn decode_with<const N: usize>(src: &[u8], out: &mut Vec<f32>, f: impl Fn([u8; N
 
 /// Decode raw data bytes described by `h` to f32, in file order.
 fn decode(h: &Header, src: &[u8]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(src.len() / h.size);
+    let mut out = crate::io::buffer::with_capacity_f32(src.len() / h.size);
     decode_into(h, src, &mut out);
     out
 }
@@ -469,8 +471,11 @@ fn read_fortran_as_c(h: &Header, src: &[u8], path: &Path) -> Result<ArrayD<f32>>
 /// output run is written sequentially; large arrays are split over threads by pixel range.
 fn hwc_bytes_to_chw(h: &Header, src: &[u8], pixels: usize, bands: usize) -> Vec<f32> {
     const MIN_PIXELS_PER_THREAD: usize = 1 << 16;
-    let mut out = vec![0f32; pixels * bands];
-    if pixels == 0 || bands == 0 {
+    let n = pixels * bands;
+    // Filled through its spare capacity, never zero-filled first (a reused heap block would
+    // cost a 30 MB memset on a typical cube).
+    let mut out = crate::io::buffer::with_capacity_f32(n);
+    if n == 0 {
         return out;
     }
     let threads = std::thread::available_parallelism()
@@ -479,8 +484,8 @@ fn hwc_bytes_to_chw(h: &Header, src: &[u8], pixels: usize, bands: usize) -> Vec<
         .clamp(1, 16);
     let per_thread = pixels.div_ceil(threads);
     // parts[t][b] is band b's output for thread t's pixel range
-    let mut parts: Vec<Vec<&mut [f32]>> = (0..threads).map(|_| Vec::with_capacity(bands)).collect();
-    for plane in out.chunks_exact_mut(pixels) {
+    let mut parts: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..threads).map(|_| Vec::with_capacity(bands)).collect();
+    for plane in out.spare_capacity_mut()[..n].chunks_exact_mut(pixels) {
         for (t, piece) in plane.chunks_mut(per_thread).enumerate() {
             parts[t].push(piece);
         }
@@ -497,12 +502,16 @@ fn hwc_bytes_to_chw(h: &Header, src: &[u8], pixels: usize, bands: usize) -> Vec<
             scope.spawn(move || transpose_range(h, bytes, bands, planes));
         }
     });
+    // SAFETY: the planes partition out[..n] (every band, every thread's pixel range), and
+    // transpose_range writes every element of the planes it is given; a panicking thread
+    // would have propagated out of the scope above before this line.
+    unsafe { out.set_len(n) };
     out
 }
 
 /// One thread's share of [`hwc_bytes_to_chw`]: `src` holds the pixels whose band values go
 /// to `planes[b]`.
-fn transpose_range(h: &Header, src: &[u8], bands: usize, mut planes: Vec<&mut [f32]>) {
+fn transpose_range(h: &Header, src: &[u8], bands: usize, mut planes: Vec<&mut [MaybeUninit<f32>]>) {
     const BLOCK: usize = 2048;
     let mut decoded = Vec::with_capacity(BLOCK * bands);
     for (block_index, block) in src.chunks(BLOCK * bands * h.size).enumerate() {
@@ -511,7 +520,7 @@ fn transpose_range(h: &Header, src: &[u8], bands: usize, mut planes: Vec<&mut [f
         let first = block_index * BLOCK;
         for (b, plane) in planes.iter_mut().enumerate() {
             for (d, px) in plane[first..].iter_mut().zip(decoded.chunks_exact(bands)) {
-                *d = px[b];
+                d.write(px[b]);
             }
         }
     }

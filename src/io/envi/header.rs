@@ -88,6 +88,17 @@ pub enum ByteOrder {
     BigEndian,
 }
 
+impl ByteOrder {
+    /// The byte order of the machine we run on.
+    pub fn native() -> ByteOrder {
+        if cfg!(target_endian = "big") {
+            ByteOrder::BigEndian
+        } else {
+            ByteOrder::LittleEndian
+        }
+    }
+}
+
 /// Where [`Header::wavelengths`] came from, so callers can tell measured wavelengths from
 /// guesses and placeholders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

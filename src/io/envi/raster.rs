@@ -1,7 +1,8 @@
 //! Decoding ENVI sample data from a memory map into `(bands, rows, cols)` f32.
 //!
-//! The data file is memory-mapped, never read whole: a subset touches only the pages that
-//! hold it. Every layout reduces to converting contiguous runs of samples:
+//! A subset is read through a memory map, so it touches only the pages that hold it. A whole
+//! BSQ cube is streamed instead (see [`stream_whole_bsq`]): it is the file in output order.
+//! Every layout reduces to converting contiguous runs of samples:
 //! - BSQ and BIL: for each (band, row) of the subset, the cols are one run in the file and one
 //!   run in the output, converted straight across.
 //! - BIP: for each row, the pixels' spectra are one run; it is converted into a small scratch
@@ -68,12 +69,14 @@ pub(super) fn read_window(data_path: &Path, header: &Header, window: &Window) ->
     }
     let offset = header.header_offset;
     let len = usize::try_from(data_len).map_err(|_| Error::format(data_path, "file too large for this machine"))?;
-    let mut options = MmapOptions::new();
-    options.offset(offset as u64).len(len);
-    if window.is_whole(header) {
-        // Every page will be read: fault them in up front rather than one by one.
-        options.populate();
+    if window.is_whole(header) && header.interleave == Interleave::Bsq {
+        return stream_whole_bsq(file, data_path, header);
     }
+    let options = {
+        let mut o = MmapOptions::new();
+        o.offset(offset as u64).len(len);
+        o
+    };
     // SAFETY: the map is read-only and copied out before this function returns. Another
     // process truncating the file meanwhile could fault the read; every mmap reader (numpy's
     // included) accepts that risk.
@@ -84,10 +87,42 @@ pub(super) fn read_window(data_path: &Path, header: &Header, window: &Window) ->
     Ok(decode(&map, header, window))
 }
 
+/// Bytes converted per step of [`stream_whole_bsq`]: small enough to stay in L2 cache.
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// A whole BSQ cube is the file's data in output order, so it is read sequentially in
+/// cache-sized chunks and converted straight into the output: one kernel copy per byte, as
+/// `numpy.fromfile` does, instead of mapping and faulting in every page of the file first.
+fn stream_whole_bsq(mut file: File, data_path: &Path, header: &Header) -> Result<Vec<f32>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let size = header.data_type.size();
+    let n = header.bands * header.lines * header.samples;
+    let fix = Fixes::from_header(header);
+    // Appended chunk by chunk, never zero-filled: a reused heap block would need a memset.
+    let mut out = crate::io::buffer::with_capacity_f32(n);
+    if header.data_type == DataType::F32 && header.byte_order == ByteOrder::native() && fix.is_identity() {
+        // The file holds exactly the output's bytes: let the kernel copy them in place.
+        crate::io::buffer::read_f32_into_spare(&file, header.header_offset as u64, &mut out, n)
+            .map_err(|e| Error::io(data_path, e))?;
+        return Ok(out);
+    }
+    file.seek(SeekFrom::Start(header.header_offset as u64)).map_err(|e| Error::io(data_path, e))?;
+    let per_chunk = (STREAM_CHUNK / size).max(1);
+    let mut raw = vec![0u8; per_chunk * size];
+    let mut values = vec![0f32; per_chunk];
+    while out.len() < n {
+        let m = per_chunk.min(n - out.len());
+        file.read_exact(&mut raw[..m * size]).map_err(|e| Error::io(data_path, e))?;
+        convert(header.data_type, header.byte_order, &raw[..m * size], &mut values[..m], &fix);
+        out.extend_from_slice(&values[..m]);
+    }
+    Ok(out)
+}
+
 /// Decode `window` out of `bytes`, which hold exactly the header's data (offset removed).
 pub(super) fn decode(bytes: &[u8], header: &Header, window: &Window) -> Vec<f32> {
     let (nb, nr, nc) = window.shape();
-    let mut out = vec![0f32; nb * nr * nc];
+    let mut out = crate::io::buffer::zeroed_f32(nb * nr * nc);
     let size = header.data_type.size();
     let fix = Fixes::from_header(header);
     let (lines, samples, bands) = (header.lines, header.samples, header.bands);
@@ -131,6 +166,10 @@ struct Fixes {
 }
 
 impl Fixes {
+    fn is_identity(&self) -> bool {
+        self.ignore.is_none() && self.divisor.is_none()
+    }
+
     fn from_header(h: &Header) -> Fixes {
         Fixes {
             // A NaN ignore value needs no work: NaN samples are NaN already.
