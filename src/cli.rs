@@ -183,7 +183,17 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let started = Instant::now();
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let lib = library::parse_library(library_name)?;
-    let spectra = unmix::spectra_on_grid(&lib.wavelengths, lib.spectra.view(), &cube.wavelengths)?;
+    let all_bands = cube.bands();
+    let (cube, spectra) = unmix::prepare(&cube, &lib.wavelengths, lib.spectra.view())?;
+    if cube.bands() < all_bands {
+        eprintln!(
+            "note: library '{}' covers {}..{} nm; unmixing the {} of {all_bands} bands inside it",
+            lib.name,
+            lib.wavelengths[0],
+            lib.wavelengths[lib.wavelengths.len() - 1],
+            cube.bands()
+        );
+    }
     let chosen: Vec<usize> = if materials.is_empty() {
         unmix::select_endmembers(&cube, spectra.view(), max_k)?
     } else {
@@ -209,7 +219,7 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
 
     let mean_abundance: Vec<f64> = result.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0) as f64).collect();
     let report = json!({
-        "library": lib.name, "endmembers": names, "mean_abundance": mean_abundance,
+        "library": lib.name, "bands_used": cube.bands(), "endmembers": names, "mean_abundance": mean_abundance,
         "mean_residual_rmse": result.mean_residual(), "abundances": output, "residual": residual_path,
         "seconds": started.elapsed().as_secs_f64(),
     });

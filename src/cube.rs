@@ -245,6 +245,17 @@ impl Cube {
 /// The (target × source) matrix that linearly interpolates a spectrum sampled at `source`
 /// onto `target`. Both grids in nm; `source` strictly increasing.
 pub fn interpolation_matrix(source: &[f32], target: &[f32]) -> Result<Array2<f32>> {
+    resampling_matrix(source, target, false)
+}
+
+/// Like [`interpolation_matrix`], for *response curves* (camera channels, colour-matching
+/// functions): outside the tabulated range the response is zero, because that is where the
+/// sensor or the eye does not respond. A 400–2500 nm cube renders through a 380–780 nm camera.
+pub fn response_matrix(source: &[f32], target: &[f32]) -> Result<Array2<f32>> {
+    resampling_matrix(source, target, true)
+}
+
+fn resampling_matrix(source: &[f32], target: &[f32], zero_outside: bool) -> Result<Array2<f32>> {
     if source.is_empty() {
         bail_invalid!("cannot interpolate from an empty wavelength grid");
     }
@@ -253,6 +264,9 @@ pub fn interpolation_matrix(source: &[f32], target: &[f32]) -> Result<Array2<f32
     let mut m = Array2::zeros((target.len(), source.len()));
     for (t, &w) in target.iter().enumerate() {
         if w < lo - tol || w > hi + tol {
+            if zero_outside {
+                continue;
+            }
             bail_invalid!("wavelength {w} nm is outside the source range {lo}..{hi} nm");
         }
         let w = w.clamp(lo, hi);
@@ -324,6 +338,15 @@ mod tests {
         assert_eq!(r.data[[0, 0, 0]], 50.0);
         assert_eq!(r.data[[1, 2, 4]], 324.0);
         assert!(c.resample(&[390.0]).is_err());
+    }
+
+    #[test]
+    fn response_curves_are_zero_outside_their_table() {
+        let m = response_matrix(&[400.0, 500.0], &[390.0, 450.0, 510.0]).unwrap();
+        assert_eq!(m.row(0).to_vec(), vec![0.0, 0.0]);
+        assert_eq!(m.row(1).to_vec(), vec![0.5, 0.5]);
+        assert_eq!(m.row(2).to_vec(), vec![0.0, 0.0]);
+        assert!(interpolation_matrix(&[400.0, 500.0], &[390.0]).is_err());
     }
 
     #[test]

@@ -151,3 +151,26 @@ fn assets_lists_the_two_shipped_cameras() {
     assert!(names.iter().any(|n| n.contains("canon")), "{names:?}");
     assert!(names.iter().any(|n| n.contains("nikon")), "{names:?}");
 }
+
+#[test]
+fn a_real_450_band_sensor_cube_works_in_every_command() {
+    // Fenix: 378–2504 nm, wider than the cameras (380–780) and the libraries (400–700).
+    let tmp = tempfile::tempdir().unwrap();
+    let fenix = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/envi/fenix.hdr");
+    let fenix = fenix.to_str().unwrap();
+    let info = ok_json(&["info", fenix, "--json"], tmp.path());
+    assert_eq!(info["bands"], 450);
+    let out = studio(&["render", fenix, "--camera", "canon", "-o", "fenix.png"], tmp.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fit = ok_json(&["fit-camera", fenix, "fenix.png", "--camera", "canon", "--json"], tmp.path());
+    assert_eq!(fit["r"].as_array().unwrap().len(), 450);
+    assert!(fit["curve_rmse_vs_camera"].as_f64().unwrap() < 1e-3, "{}", fit["curve_rmse_vs_camera"]);
+    let unmix = ok_json(&["unmix", fenix, "--endmembers", "3", "-o", "ab.npy", "--json"], tmp.path());
+    let inside = info["wavelengths"].as_array().unwrap().iter().filter(|w| (400.0..=700.0).contains(&w.as_f64().unwrap())).count();
+    assert!(inside > 0 && inside < 450);
+    assert_eq!(unmix["bands_used"], inside, "only the bands inside the library's 400–700 nm");
+    let out = studio(&["convert", fenix, "fenix.mat"], tmp.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back = ok_json(&["info", "fenix.mat", "--json"], tmp.path());
+    assert_eq!((back["rows"].clone(), back["cols"].clone(), back["bands"].clone()), (info["rows"].clone(), info["cols"].clone(), info["bands"].clone()));
+}

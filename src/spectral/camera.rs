@@ -10,7 +10,6 @@ use std::path::Path;
 
 use ndarray::{Array1, Array2, Axis};
 
-use crate::cube::interpolation_matrix;
 use crate::spectral::library::{camera_asset, parse_curves};
 use crate::{bail_invalid, Error, Result};
 
@@ -112,7 +111,8 @@ impl CameraResponse {
         if wavelengths.is_empty() {
             bail_invalid!("camera '{}': empty wavelength grid", self.name);
         }
-        let m = interpolation_matrix(&self.wavelengths, wavelengths)
+        // zero outside the table: a sensor does not respond where its curves were not measured
+        let m = crate::cube::response_matrix(&self.wavelengths, wavelengths)
             .map_err(|e| Error::invalid(format!("camera '{}': {e}", self.name)))?;
         let mut c = self.matrix.dot(&m.t()); // (3, bands)
         for (k, mut row) in c.axis_iter_mut(Axis(0)).enumerate() {

@@ -53,11 +53,20 @@ pub fn fit_camera(cube: &Cube, rgb: &RgbImage, lambda: Option<f64>) -> Result<Ca
     }
     let y = cube.data.view().into_shape_with_order((bands, rows * cols)).map_err(|e| crate::Error::invalid(e.to_string()))?;
     let x = rgb.data.view().into_shape_with_order((3, rows * cols)).map_err(|e| crate::Error::invalid(e.to_string()))?;
-    let y = y.mapv(|v| v as f64);
-    let x = x.mapv(|v| v as f64);
-    if y.iter().chain(x.iter()).any(|v| !v.is_finite()) {
-        bail_invalid!("the cube or RGB image holds NaN or infinite values; camera fitting needs finite data");
+    // Pixels with a missing value (an ENVI data-ignore value reads as NaN) say nothing about
+    // the camera: fit on the others.
+    let finite: Vec<usize> = (0..rows * cols)
+        .filter(|&p| y.column(p).iter().chain(x.column(p).iter()).all(|v| v.is_finite()))
+        .collect();
+    if finite.len() < bands {
+        bail_invalid!(
+            "only {} of {} pixels have finite values in both the cube and the RGB image; a {bands}-band fit needs at least {bands}",
+            finite.len(),
+            rows * cols
+        );
     }
+    let y = y.select(Axis(1), &finite).mapv(|v| v as f64);
+    let x = x.select(Axis(1), &finite).mapv(|v| v as f64);
     let d2 = second_difference_gram(bands);
 
     let lambda = match lambda {
@@ -194,6 +203,21 @@ mod tests {
         let typical = 1.0 / 31.0;
         assert!(err < 0.25 * typical, "curve RMSE {err} vs typical value {typical}");
         assert!(fit.matrix.iter().all(|&v| v >= 0.0));
+    }
+
+    #[test]
+    fn pixels_with_missing_values_are_left_out() {
+        let mut cube = smooth_random_cube(31, 12, 12);
+        let truth = gaussian_camera(31);
+        let y = cube.data.view().into_shape_with_order((31, 144)).unwrap();
+        let x = truth.dot(&y).into_shape_with_order((3, 12, 12)).unwrap();
+        cube.data[[4, 2, 3]] = f32::NAN;
+        let mut rgb = RgbImage::new(x).unwrap();
+        rgb.data[[1, 5, 5]] = f32::NAN;
+        let fit = fit_camera(&cube, &rgb, None).unwrap();
+        assert!(fit.relative_error < 0.01 && fit.relative_error.is_finite());
+        cube.data.fill(f32::NAN);
+        assert!(fit_camera(&cube, &rgb, None).is_err());
     }
 
     #[test]

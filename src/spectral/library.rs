@@ -28,6 +28,16 @@ pub struct Spectrum {
 impl Spectrum {
     /// Linear interpolation onto `target` nm. Targets outside the curve's range are an error
     /// (extrapolating invents data).
+    /// Resampled, and zero outside its table. Only for weights that are multiplied by a
+    /// response curve which is itself zero there (an illuminant inside a camera or CIE
+    /// weighting): elsewhere a missing spectrum must stay an error.
+    pub fn resample_under_response(&self, target: &[f32]) -> Result<Spectrum> {
+        let m = crate::cube::response_matrix(&self.wavelengths, target)
+            .map_err(|e| Error::invalid(format!("spectrum '{}': {e}", self.name)))?;
+        let values = m.dot(&ndarray::Array1::from(self.values.clone())).to_vec();
+        Ok(Spectrum { name: self.name.clone(), wavelengths: target.to_vec(), values })
+    }
+
     pub fn resample(&self, target: &[f32]) -> Result<Spectrum> {
         let values = crate::cube::interpolate(&self.wavelengths, &self.values, target)
             .map_err(|e| Error::invalid(format!("spectrum '{}': {e}", self.name)))?;
@@ -110,7 +120,8 @@ pub struct Cmf {
 impl Cmf {
     /// x̄, ȳ, z̄ on `target` nm, (3, target.len()), linear interpolation of the 1 nm table.
     pub fn on_grid(&self, target: &[f32]) -> Result<Array2<f32>> {
-        let m = interpolation_matrix(&self.wavelengths, target)
+        // zero outside 380–780 nm, where the standard observer does not see
+        let m = crate::cube::response_matrix(&self.wavelengths, target)
             .map_err(|e| Error::invalid(format!("CIE 1931 colour-matching functions: {e}")))?;
         Ok(self.xyz.dot(&m.t()))
     }

@@ -49,7 +49,7 @@ pub fn clean_rgb_lit(cube: &Cube, camera: &CameraResponse, illuminant: Option<&S
 
 /// C·diag(E) scaled so the white reflector's strongest channel is 1 (see [`clean_rgb_lit`]).
 pub fn lit_camera_matrix(c: &Array2<f32>, illuminant: &Spectrum, wavelengths: &[f32]) -> Result<Array2<f32>> {
-    let e = Array1::from(illuminant.resample(wavelengths)?.values);
+    let e = Array1::from(illuminant.resample_under_response(wavelengths)?.values);
     let mut w = c * &e.view().insert_axis(Axis(0));
     let white_max = w.sum_axis(Axis(1)).iter().cloned().fold(0.0f32, f32::max);
     if white_max.is_nan() || white_max <= 0.0 {
@@ -123,7 +123,7 @@ pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<Rg
     let cmf = cmf_cie1931().on_grid(&cube.wavelengths)?; // (3, bands)
     let (weights, white) = match illuminant {
         Some(light) => {
-            let e = Array1::from(light.resample(&cube.wavelengths)?.values);
+            let e = Array1::from(light.resample_under_response(&cube.wavelengths)?.values);
             let w = &cmf * &e.view().insert_axis(Axis(0));
             let white = w.sum_axis(Axis(1));
             if white[1].is_nan() || white[1] <= 0.0 {

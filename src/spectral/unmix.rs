@@ -42,6 +42,21 @@ pub fn spectra_on_grid(source_nm: &[f32], spectra: ArrayView2<f32>, target_nm: &
     Ok(spectra.dot(&m.t()))
 }
 
+/// The part of `cube` a library can explain, and the library's spectra on its grid.
+///
+/// Libraries cover less than many sensors (the shipped ones 400–700 nm; a field spectrometer
+/// 350–2500 nm), so the cube is cut to the bands inside the library's range rather than
+/// refused; extrapolating reflectances would invent data. Errors when nothing overlaps.
+pub fn prepare(cube: &Cube, library_nm: &[f32], spectra: ArrayView2<f32>) -> Result<(Cube, Array2<f32>)> {
+    let (Some(&lo), Some(&hi)) = (library_nm.first(), library_nm.last()) else {
+        bail_invalid!("the library has no wavelengths");
+    };
+    let inside = cube.wavelengths.iter().all(|&w| w >= lo && w <= hi);
+    let cube = if inside { cube.clone() } else { cube.band_range(lo, hi)? };
+    let on_grid = spectra_on_grid(library_nm, spectra, &cube.wavelengths)?;
+    Ok((cube, on_grid))
+}
+
 /// FCLS abundances of every pixel over `endmembers` `(k, bands)`, already on the cube's grid.
 pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Result<Unmixing> {
     let (bands, rows, cols) = cube.data.dim();
