@@ -210,6 +210,29 @@ fn write_round_trips_and_spy_layout_is_kept() {
     assert!(envi::write(&src, &dir.path().join("copy.img")).is_err());
 }
 
+#[test]
+fn band_number_placeholder_round_trips_as_index() {
+    // A cube without wavelengths (band numbers 1..5) must not come back as µm → 1000.. nm.
+    let dir = tempfile::tempdir().unwrap();
+    let data = ndarray::Array3::from_shape_fn((5, 2, 3), |(b, r, c)| (b * 100 + r * 10 + c) as f32);
+    let cube = Cube::new(data, spectral_studio::cube::band_numbers(5)).unwrap();
+    let out = dir.path().join("placeholder.hdr");
+    io::save(&cube, &out).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("wavelength units = Index"), "{text}");
+    let (back, header) = envi::read_with_header(&out, &Subset::default()).unwrap();
+    assert_eq!(back.wavelengths, vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(header.wavelength_origin, WavelengthOrigin::Index);
+    assert_eq!(back.data, cube.data);
+    // real wavelengths still say Nanometers
+    let mut real = cube.clone();
+    real.wavelengths = vec![400.0, 450.0, 500.0, 550.0, 600.0];
+    let out = dir.path().join("real.hdr");
+    io::save(&real, &out).unwrap();
+    assert!(std::fs::read_to_string(&out).unwrap().contains("wavelength units = Nanometers"));
+    assert_eq!(envi::read(&out, &Subset::default()).unwrap().wavelengths, real.wavelengths);
+}
+
 /// Copy a fixture pair into a temp dir, edit its header, and return the error of reading it.
 fn error_after_edit(name: &str, edit: impl Fn(String) -> String, data_edit: impl Fn(&mut Vec<u8>)) -> String {
     let dir = tempfile::tempdir().unwrap();

@@ -28,8 +28,11 @@ pub fn with_capacity_f32(n: usize) -> Vec<f32> {
 #[cfg(unix)]
 pub fn read_f32_into_spare(file: &std::fs::File, offset: u64, out: &mut Vec<f32>, n: usize) -> std::io::Result<()> {
     use std::os::unix::io::AsRawFd;
+    let total = n.checked_mul(std::mem::size_of::<f32>()).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{n} f32 values overflow the address space"))
+    })?;
+    // Soundness rests on this: pread below writes `total` bytes into `out`'s allocation.
     assert!(out.is_empty() && out.capacity() >= n, "caller gives an empty buffer with room for n values");
-    let total = n * std::mem::size_of::<f32>();
     let base = out.as_mut_ptr().cast::<u8>();
     let mut done = 0usize;
     while done < total {
@@ -119,5 +122,9 @@ mod tests {
         assert_eq!(out, values);
         let mut short = with_capacity_f32(1001);
         assert!(read_f32_into_spare(&file, 12, &mut short, 1001).is_err());
+        // a count whose byte size overflows is an error, not a wrapped (too small) read
+        let mut none = Vec::new();
+        let e = read_f32_into_spare(&file, 0, &mut none, usize::MAX / 2).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     }
 }

@@ -9,13 +9,23 @@
 //! reader ([`super::mat5::choose_key`]); the cube pixel (row, col, band) equals MATLAB's
 //! `A(row+1, col+1, band+1)`.
 //!
+//! That orientation is used only for MATLAB's arrays: the file has MATLAB's 512-byte user
+//! block (header text "MATLAB 7.3 MAT-file"), or the dataset has a `MATLAB_class`
+//! attribute. Any other HDF5 dataset (h5py, PyTorch/numpy pipelines) is read in C order with
+//! the caller's [`Layout`]: (rows, cols, bands) or (bands, rows, cols).
+//!
+//! The declared size of the chosen dataset is checked against the file's size before any
+//! data are read, so a crafted header cannot make the reader allocate gigabytes.
+//!
 //! [`write_cube`] writes the ARAD layout: a v7.3 MAT-file (user block, `MATLAB_class`
 //! attributes) with `cube` as float32 of h5py shape (bands, cols, rows) and `bands` (nm) as a
-//! MATLAB column vector, so scipy/h5py/MATLAB readers see the orientation of ARAD files.
+//! MATLAB column vector, so scipy/h5py/MATLAB readers see the orientation of ARAD files. A
+//! cube whose wavelengths are the band-number placeholder is written without `bands`.
 
 use std::path::Path;
 
 use hdf5_pure::{AttrValue, DType};
+use ndarray::Array3;
 
 use super::mat5::{self, Candidate, WAVELENGTH_KEYS};
 use super::Layout;
@@ -55,10 +65,37 @@ fn is_numeric(t: &DType) -> bool {
     )
 }
 
-/// A root dataset as a key candidate; MATLAB dims are the HDF5 shape reversed.
-fn candidate(name: &str, ds: &hdf5_pure::Dataset) -> Candidate {
+/// Whether the file is MATLAB's: its 512-byte user block starts with MATLAB's header text
+/// ("MATLAB 7.3 MAT-file, ..."). A file starting with the HDF5 signature has no user block.
+fn has_matlab_userblock(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 6];
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = file.take(6).read(&mut head).map_err(|e| Error::io(path, e))?;
+    Ok(n == 6 && &head == b"MATLAB")
+}
+
+/// Whether a dataset is to be read in MATLAB's column-major orientation: the file is a
+/// MAT-file, or the dataset carries MATLAB's `MATLAB_class` attribute.
+fn is_matlab_array(matlab_file: bool, ds: &hdf5_pure::Dataset) -> bool {
+    matlab_file || matlab_class(ds).is_some()
+}
+
+/// The array's dimensions in the order the reader interprets them: MATLAB's dims (the HDF5
+/// shape reversed) for MATLAB arrays, the HDF5 (C-order) shape otherwise.
+fn logical_dims(shape: &[u64], matlab: bool) -> Vec<usize> {
+    let dims = shape.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX));
+    if matlab {
+        dims.rev().collect()
+    } else {
+        dims.collect()
+    }
+}
+
+/// A root dataset as a key candidate, described with its [`logical_dims`].
+fn candidate(name: &str, ds: &hdf5_pure::Dataset, matlab: bool) -> Candidate {
     let shape = ds.shape().unwrap_or_default();
-    let dims: Vec<usize> = shape.iter().rev().map(|&d| d as usize).collect();
+    let dims = logical_dims(&shape, matlab);
     let dtype = ds.dtype().ok();
     let class = matlab_class(ds);
     let type_name =
@@ -89,30 +126,87 @@ fn candidate(name: &str, ds: &hdf5_pure::Dataset) -> Candidate {
     }
 }
 
+/// Deflate cannot shrink data by more than about 1032:1; a dataset whose declared size
+/// exceeds the file by more than this factor cannot be stored in it.
+const MAX_COMPRESSION_RATIO: u64 = 1100;
+
+/// Check the declared size of dataset `name` before reading it: the element count and byte
+/// size must not overflow, and the bytes must fit in the file (uncompressed) or within the
+/// best ratio deflate achieves (filtered). Returns the element count.
+fn checked_len(path: &Path, name: &str, ds: &hdf5_pure::Dataset, shape: &[u64], file_size: u64) -> Result<usize> {
+    let too_big = || Error::format(path, format!("'{name}': shape {shape:?} is too large to address"));
+    let n = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(too_big)?;
+    let element = ds.element_size().map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
+    let bytes = n.checked_mul(element).ok_or_else(too_big)?;
+    let ratio = if ds.filters().is_empty() { 1 } else { MAX_COMPRESSION_RATIO };
+    let limit = file_size.saturating_mul(ratio).saturating_add(1 << 20);
+    if bytes > limit {
+        return Err(Error::format(
+            path,
+            format!(
+                "'{name}': shape {shape:?} declares {bytes} bytes of data, more than a \
+                 {file_size}-byte file can hold (unwritten, fill-value datasets are not supported)"
+            ),
+        ));
+    }
+    let n = usize::try_from(n).map_err(|_| too_big())?;
+    n.checked_mul(std::mem::size_of::<f32>()).ok_or_else(too_big)?;
+    Ok(n)
+}
+
+/// Turn C-order data of HDF5 shape `dims` (2 or 3 of them) into a cube array (bands, rows,
+/// cols): `Hwc` reads (rows, cols, bands), `Chw` (bands, rows, cols), 2-D is one band.
+fn c_order_to_cube_array(dims: &[usize], data: Vec<f32>, layout: Layout) -> std::result::Result<Array3<f32>, String> {
+    let fail = |e: ndarray::ShapeError| e.to_string();
+    match (dims, layout) {
+        (&[rows, cols], _) => Array3::from_shape_vec((1, rows, cols), data).map_err(fail),
+        (&[bands, rows, cols], Layout::Chw) => Array3::from_shape_vec((bands, rows, cols), data).map_err(fail),
+        (&[rows, cols, bands], Layout::Hwc) => {
+            if data.len() != rows * cols * bands {
+                return Err(format!("shape {dims:?} needs {} values, read {}", rows * cols * bands, data.len()));
+            }
+            // (pixels, bands) row-major is one plane; its transpose is (bands, pixels).
+            let planes = mat5::transpose_planes(&data, rows * cols, bands);
+            Array3::from_shape_vec((bands, rows, cols), planes).map_err(fail)
+        }
+        _ => Err(format!("expected a 2-D or 3-D array, found shape {dims:?}")),
+    }
+}
+
 /// Read a cube from a MATLAB v7.3 (or any HDF5) file; datasets at the root are the variables.
-pub fn read_cube(path: &Path, key: Option<&str>) -> Result<Cube> {
+///
+/// MATLAB arrays (a MAT-file's user block, or a `MATLAB_class` attribute) are read in
+/// MATLAB's orientation and `layout` applies to MATLAB's dims, as in the v5 reader; other
+/// datasets are read in C order and `layout` applies to the HDF5 shape.
+pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube> {
+    let matlab_file = has_matlab_userblock(path)?;
     let file = hdf5_pure::File::open(path).map_err(|e| h5_err(path, "cannot open as HDF5", e))?;
     let root = file.root();
     let names = root.datasets().map_err(|e| h5_err(path, "cannot list datasets", e))?;
     let mut candidates = Vec::new();
     for name in &names {
         let ds = file.dataset(name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
-        candidates.push(candidate(name, &ds));
+        candidates.push(candidate(name, &ds, is_matlab_array(matlab_file, &ds)));
     }
     let name = mat5::choose_key(&candidates, key).map_err(|m| Error::format(path, m))?;
     let ds = file.dataset(&name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
+    let matlab = is_matlab_array(matlab_file, &ds);
     let shape = ds.shape().map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
-    let dims: Vec<usize> = shape.iter().rev().map(|&d| d as usize).collect();
+    let n = checked_len(path, &name, &ds, &shape, file.file_size())?;
+    let dims = logical_dims(&shape, matlab);
     let data = ds.read_f32().map_err(|e| h5_err(path, &format!("reading '{name}'"), e))?;
-    let n: usize = dims.iter().product();
     if data.len() != n {
         return Err(Error::format(
             path,
             format!("'{name}': shape {shape:?} needs {n} values, read {}", data.len()),
         ));
     }
-    let array = mat5::matlab_to_cube_array(&dims, data, Layout::Hwc)
-        .map_err(|m| Error::format(path, format!("'{name}': {m}")))?;
+    let array = if matlab {
+        mat5::matlab_to_cube_array(&dims, data, layout)
+    } else {
+        c_order_to_cube_array(&dims, data, layout)
+    }
+    .map_err(|m| Error::format(path, format!("'{name}': {m}")))?;
     let wavelengths = read_wavelengths(&file, &names, &name, path)?;
     mat5::assemble_cube(path, &name, array, wavelengths.as_ref().map(|(n, w)| (n.as_str(), w.clone())))
 }
@@ -136,6 +230,7 @@ fn read_wavelengths(
         {
             continue;
         }
+        checked_len(path, name, &ds, &shape, file.file_size())?;
         let values = ds.read_f32().map_err(|e| h5_err(path, &format!("reading '{name}'"), e))?;
         return Ok(Some((name.clone(), values)));
     }
@@ -158,7 +253,11 @@ pub fn write_cube(cube: &Cube, path: &Path) -> Result<()> {
     };
     let mut mb = MatBuilder::new(Options::default());
     mb.write_f32("cube", &[rows, cols, bands], &column_major).map_err(fail)?;
-    mb.write_f64("bands", &[bands, 1], &wl).map_err(fail)?;
+    // Band numbers are a placeholder, not wavelengths: stored as `bands` they would read back
+    // as µm (1, 2, … → 1000, 2000, … nm). Without `bands` they read back as band numbers.
+    if !crate::cube::are_band_numbers(&cube.wavelengths) {
+        mb.write_f64("bands", &[bands, 1], &wl).map_err(fail)?;
+    }
     let bytes = mb.finish().map_err(fail)?;
     super::atomic::write_bytes_atomically(path, &bytes)
 }

@@ -249,12 +249,50 @@ fn parse_matrix(data: &[u8], e: Endian) -> std::result::Result<Variable, String>
     Ok(Variable { name, class, dims, complex, real })
 }
 
-fn zlib_inflate(data: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    flate2::read::ZlibDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("compressed variable cannot be inflated: {e}"))?;
-    Ok(out)
+/// The most an `miCOMPRESSED` element may expand to, as a multiple of its compressed size
+/// (plus [`INFLATE_SLACK`]). Deflate itself cannot exceed about 1032:1, so a larger declared
+/// size can only be a corrupt or lying tag; no genuine file, however many zeros it holds, is
+/// refused. Memory stays bounded by what the file can really hold (and [`MAX_INFLATED_BYTES`]).
+const MAX_INFLATE_RATIO: u64 = 1100;
+const INFLATE_SLACK: u64 = 1 << 20;
+/// No single variable larger than this is inflated, whatever the file's size.
+const MAX_INFLATED_BYTES: u64 = 16 << 30;
+
+/// Inflate an `miCOMPRESSED` payload holding an `miMATRIX` element; `None` for other
+/// elements (they carry no variable). The inner tag is inflated first and the declared size
+/// checked against the compressed size, then at most that many bytes are inflated, so a
+/// small crafted file cannot make the reader allocate gigabytes.
+fn inflate_matrix(data: &[u8], e: Endian) -> std::result::Result<Option<Vec<u8>>, String> {
+    let inflate_err = |err: std::io::Error| format!("compressed variable cannot be inflated: {err}");
+    let mut z = flate2::read::ZlibDecoder::new(data);
+    let mut tag = [0u8; 8];
+    z.read_exact(&mut tag).map_err(inflate_err)?;
+    let first = e.u32(&tag[..4]);
+    if first != MI_MATRIX {
+        return Ok(None); // small elements and non-matrix types carry no variable
+    }
+    let declared = u64::from(e.u32(&tag[4..8]));
+    let compressed = data.len() as u64;
+    let limit = compressed.saturating_mul(MAX_INFLATE_RATIO).saturating_add(INFLATE_SLACK).min(MAX_INFLATED_BYTES);
+    if declared > limit {
+        return Err(format!(
+            "compressed variable declares {declared} bytes, more than {MAX_INFLATE_RATIO}x its \
+             {compressed} compressed bytes allow (at most {limit}); the file is corrupt or a \
+             decompression bomb"
+        ));
+    }
+    // declared ≤ 16 GiB, so it fits in usize on 64-bit targets; refuse it elsewhere.
+    let size = usize::try_from(declared).map_err(|_| format!("compressed variable of {declared} bytes is too large"))?;
+    let mut out = Vec::with_capacity(size + 8);
+    out.extend_from_slice(&tag);
+    (&mut z).take(declared).read_to_end(&mut out).map_err(inflate_err)?;
+    if out.len() < size + 8 {
+        return Err(format!(
+            "compressed variable declares {declared} bytes but inflates to only {}",
+            out.len() - 8
+        ));
+    }
+    Ok(Some(out))
 }
 
 /// Parse a whole MAT v5 file held in memory. Errors are messages; the caller adds the path.
@@ -276,12 +314,11 @@ pub fn parse_variables(bytes: &[u8]) -> std::result::Result<Vec<Variable>, Strin
         let var = match el.ty {
             MI_MATRIX => parse_matrix(el.data, e)?,
             MI_COMPRESSED => {
-                let inner = zlib_inflate(el.data)?;
+                let Some(inner) = inflate_matrix(el.data, e)? else {
+                    continue; // compressed non-matrix elements carry no variable
+                };
                 let mut p = 0;
                 let inner_el = next_element(&inner, &mut p, e)?;
-                if inner_el.ty != MI_MATRIX {
-                    continue; // compressed non-matrix elements carry no variable
-                }
                 parse_matrix(inner_el.data, e)?
             }
             _ => continue, // other top-level elements (subsystem data) are skipped
@@ -429,13 +466,15 @@ pub(crate) fn transpose_planes(src: &[f32], rows: usize, cols: usize) -> Vec<f32
     out
 }
 
-/// Wavelengths in nm from a vector given in nm or µm (values under 100 are taken as µm).
+/// Wavelengths in nm from a MATLAB `bands`-like vector given in nm or µm, by the crate's one
+/// rule ([`crate::cube::wavelengths_to_nm`]: every value in (0, 100) means µm).
+///
+/// A vector 1, 2, …, n is ambiguous (band numbers, or µm?); MATLAB files in the wild that
+/// name a vector `bands`/`wavelengths` hold centres, so the µm rule is kept and such a vector
+/// reads as 1000, 2000, … nm. The studio itself never writes band numbers as `bands` (see
+/// [`super::hdf5::write_cube`]), so its own files round-trip.
 pub fn wavelengths_from_vector(values: &[f32]) -> Vec<f32> {
-    if !values.is_empty() && values.iter().all(|&v| v > 0.0 && v < 100.0) {
-        values.iter().map(|v| v * 1000.0).collect()
-    } else {
-        values.to_vec()
-    }
+    crate::cube::wavelengths_to_nm(values)
 }
 
 /// Build the cube from the chosen array and an optional wavelength vector, checking that

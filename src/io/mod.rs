@@ -38,7 +38,8 @@ pub struct Subset {
 pub struct OpenOptions {
     /// MATLAB/HDF5 variable name; found automatically when `None`.
     pub key: Option<String>,
-    /// Axis order of plain arrays (.npy, MATLAB v5 arrays without a known convention).
+    /// Axis order of plain arrays: .npy, MATLAB arrays (v5 and v7.3, in MATLAB's dims), and
+    /// non-MATLAB HDF5 datasets (in their C-order shape).
     pub layout: Layout,
     /// Read only this part (ENVI reads only the bytes it needs).
     pub subset: Subset,
@@ -85,7 +86,8 @@ pub enum Loaded {
     Rgb(RgbImage),
 }
 
-fn extension(path: &Path) -> String {
+/// The extension of `path`, lower-cased, without the dot ("" when there is none).
+pub fn extension(path: &Path) -> String {
     path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
 }
 
@@ -127,7 +129,7 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Cube> {
         Format::Envi | Format::EnviLibrary => envi::read(path, &opts.subset)?,
         Format::Npy => npy::read_cube(path, opts.layout)?,
         Format::MatV5 => mat5::read_cube(path, opts.key.as_deref(), opts.layout)?,
-        Format::MatV73 => hdf5::read_cube(path, opts.key.as_deref())?,
+        Format::MatV73 => hdf5::read_cube(path, opts.key.as_deref(), opts.layout)?,
         Format::CaveFolder => cave::read(path)?,
         f if f.is_rgb_image() => {
             return Err(Error::format(path, "is an RGB image, not a hyperspectral cube"));
@@ -143,19 +145,38 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Cube> {
     Ok(cube)
 }
 
-/// Open an RGB image or a cube, whichever the file holds.
+/// Open an RGB image or a cube, whichever the file holds. A `.npy` of shape (rows, cols, 3)
+/// (or (3, rows, cols) with [`Layout::Chw`]) is taken as an RGB image, as `render` writes it.
 pub fn open_any(path: impl AsRef<Path>, opts: &OpenOptions, srgb: bool) -> Result<Loaded> {
     let path = path.as_ref();
-    if detect(path)?.is_rgb_image() {
+    let format = detect(path)?;
+    if format.is_rgb_image() {
         Ok(Loaded::Rgb(image_file::read_rgb(path, srgb)?))
+    } else if format == Format::Npy && npy::is_rgb_shape(&npy::read_header(path)?.shape, opts.layout) {
+        Ok(Loaded::Rgb(read_npy_rgb(path, opts.layout, srgb)?))
     } else {
         Ok(Loaded::Cube(open(path, opts)?))
     }
 }
 
-/// Open an RGB image as linear RGB in [0, 1]; `srgb` says the file is sRGB-encoded.
+/// Open an RGB image as linear RGB in [0, 1]; `srgb` says the file is sRGB-encoded. Image
+/// files (PNG, JPEG, TIFF) and `.npy` arrays of shape (rows, cols, 3) are accepted.
 pub fn open_rgb(path: impl AsRef<Path>, srgb: bool) -> Result<RgbImage> {
-    image_file::read_rgb(path.as_ref(), srgb)
+    let path = path.as_ref();
+    if extension(path) == "npy" {
+        read_npy_rgb(path, Layout::Hwc, srgb)
+    } else {
+        image_file::read_rgb(path, srgb)
+    }
+}
+
+/// An RGB `.npy`, decoded from sRGB when asked (values as stored otherwise).
+fn read_npy_rgb(path: &Path, layout: Layout, srgb: bool) -> Result<RgbImage> {
+    let mut rgb = npy::read_rgb(path, layout)?;
+    if srgb {
+        rgb.data.mapv_inplace(crate::rgb::srgb_to_linear);
+    }
+    Ok(rgb)
 }
 
 /// Save a cube in the format the extension names (.hdr/.img → ENVI, .npy, .mat → v7.3 HDF5).

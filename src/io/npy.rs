@@ -12,16 +12,18 @@
 //! - A 2-D array `(rows, cols)` is read as a single-band cube (a grey band image); any other
 //!   rank is an error.
 //! - A `.npy` file carries no wavelengths: see [`crate::cube::assumed_wavelengths`].
-//! - Cubes are written `(rows, cols, bands)` float32, C order, little-endian, version 1.0.
+//! - Cubes are written `(rows, cols, bands)` float32, C order, little-endian, version 1.0
+//!   ([`write_chw_as_hwc`], also used for RGB images and abundance maps).
+//! - A `(rows, cols, 3)` array can be read as an RGB image ([`read_rgb`]).
 
 use std::path::Path;
 
-use ndarray::{Array3, ArrayD, IxDyn};
+use ndarray::{Array3, ArrayD, ArrayView3, IxDyn};
 
 use std::mem::MaybeUninit;
 
 use super::Layout;
-use crate::{Cube, Error, Result};
+use crate::{Cube, Error, Result, RgbImage};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 /// numpy aligns the start of the data to 64 bytes (since numpy 1.14 for reading speed).
@@ -344,8 +346,9 @@ fn decode_into(h: &Header, src: &[u8], out: &mut Vec<f32>) {
         (Kind::Int, 4) => decode_with(src, out, |b| i32::from_le_bytes(b) as f32),
         (Kind::Uint, 4) if be => decode_with(src, out, |b| u32::from_be_bytes(b) as f32),
         (Kind::Uint, 4) => decode_with(src, out, |b| u32::from_le_bytes(b) as f32),
-        // parse_descr admits no other combination
-        _ => {}
+        // parse_descr admits no other combination. Failing loudly matters: hwc_bytes_to_chw
+        // trusts this function to produce one value per element before it calls set_len.
+        (kind, size) => unreachable!("parse_descr admitted unsupported dtype {kind:?} of {size} bytes"),
     }
 }
 
@@ -472,6 +475,9 @@ fn read_fortran_as_c(h: &Header, src: &[u8], path: &Path) -> Result<ArrayD<f32>>
 fn hwc_bytes_to_chw(h: &Header, src: &[u8], pixels: usize, bands: usize) -> Vec<f32> {
     const MIN_PIXELS_PER_THREAD: usize = 1 << 16;
     let n = pixels * bands;
+    // Soundness: every output value comes from exactly one input element, so the input must
+    // hold exactly n of them (read_raw checked the file; this guards any other caller).
+    assert_eq!(src.len(), n * h.size, "hwc_bytes_to_chw needs exactly pixels*bands elements");
     // Filled through its spare capacity, never zero-filled first (a reused heap block would
     // cost a 30 MB memset on a typical cube).
     let mut out = crate::io::buffer::with_capacity_f32(n);
@@ -580,18 +586,18 @@ pub fn write_array(path: &Path, array: &ndarray::ArrayViewD<f32>) -> Result<()> 
     }
 }
 
-/// Write a cube as `(rows, cols, bands)` float32, C order, little-endian, atomically.
-/// Wavelengths are not stored (the format has no place for them).
-pub fn write_cube(cube: &Cube, path: &Path) -> Result<()> {
-    let (bands, rows, cols) = cube.data.dim();
+/// Write a `(channels, rows, cols)` array (a cube's data, an RGB image, abundance maps) as a
+/// `(rows, cols, channels)` float32 `.npy` (C order, little-endian), atomically.
+pub fn write_chw_as_hwc(path: &Path, data: ArrayView3<f32>) -> Result<()> {
+    let (channels, rows, cols) = data.dim();
     let pixels = rows * cols;
-    let mut bytes = header_bytes(&[rows, cols, bands]);
-    bytes.reserve(pixels * bands * 4);
-    let std = cube.data.as_standard_layout();
-    let Some(flat) = std.as_slice() else {
-        return Err(Error::invalid("cube data could not be laid out contiguously"));
+    let mut bytes = header_bytes(&[rows, cols, channels]);
+    bytes.reserve(pixels * channels * 4);
+    let standard = data.as_standard_layout();
+    let Some(flat) = standard.as_slice() else {
+        return Err(Error::invalid("array data could not be laid out contiguously"));
     };
-    // Pixel-major output gathered from the band planes: each plane is read sequentially.
+    // Pixel-major output gathered from the channel planes: each plane is read sequentially.
     let planes: Vec<&[f32]> = flat.chunks_exact(pixels.max(1)).collect();
     for p in 0..pixels {
         for plane in &planes {
@@ -599,6 +605,50 @@ pub fn write_cube(cube: &Cube, path: &Path) -> Result<()> {
         }
     }
     super::atomic::write_bytes_atomically(path, &bytes)
+}
+
+/// Write a cube as `(rows, cols, bands)` float32, C order, little-endian, atomically.
+/// Wavelengths are not stored (the format has no place for them).
+pub fn write_cube(cube: &Cube, path: &Path) -> Result<()> {
+    write_chw_as_hwc(path, cube.data.view())
+}
+
+/// Parse the header of a `.npy` file, reading only its first bytes.
+pub fn read_header(path: &Path) -> Result<Header> {
+    use std::io::Read;
+    // A header longer than this is absurd (numpy writes < 1 KiB); parse_header then says so.
+    const MAX_HEADER: u64 = 1 << 20;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::new();
+    file.take(MAX_HEADER).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    parse_header(&head).map_err(|m| Error::format(path, m))
+}
+
+/// Whether an array of `shape` is an RGB image: `(rows, cols, 3)` for [`Layout::Hwc`],
+/// `(3, rows, cols)` for [`Layout::Chw`].
+pub fn is_rgb_shape(shape: &[usize], layout: Layout) -> bool {
+    match layout {
+        Layout::Hwc => matches!(shape, &[_, _, 3]),
+        Layout::Chw => matches!(shape, &[3, _, _]),
+    }
+}
+
+/// Read an RGB image saved as `.npy` (e.g. by `render -o x.npy`): `(rows, cols, 3)`, or
+/// `(3, rows, cols)` with [`Layout::Chw`]. Values are returned as stored.
+pub fn read_rgb(path: &Path, layout: Layout) -> Result<RgbImage> {
+    let header = read_header(path)?;
+    if !is_rgb_shape(&header.shape, layout) {
+        let want = match layout {
+            Layout::Hwc => "(rows, cols, 3)",
+            Layout::Chw => "(3, rows, cols)",
+        };
+        return Err(Error::format(
+            path,
+            format!("shape {:?} is not an RGB image; expected {want}", header.shape),
+        ));
+    }
+    let cube = read_cube(path, layout)?;
+    RgbImage::new(cube.data).map_err(|e| Error::format(path, e.to_string()))
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //!   garbage that looks like data. An unknown interleave is an error, never BSQ.
 //! - Wavelengths are converted to nm by `wavelength units`: nanometers, micrometers/microns/
 //!   µm/um (×1000), millimeters (×10⁶), angstroms (×0.1). When the unit is absent or says
-//!   `Unknown`/`<unspecified>`, values all below 100 are taken as µm (no sensor reports
-//!   wavelengths under 100 nm, none reports them above 100 µm) and the rest as nm; the guess
+//!   `Unknown`/`<unspecified>`, values all in (0, 100) are taken as µm (no sensor reports
+//!   wavelengths under 100 nm, none reports them above 100 µm) and the rest as nm, by the
+//!   crate's one rule [`crate::cube::are_micrometres`]; the guess
 //!   is recorded in [`WavelengthOrigin`]. `Index` keeps the values as band numbers.
 //!   Wavenumber and frequency units are an error: they cannot be shown on a nm axis.
 //! - A header without wavelengths gets band numbers `1..=bands` (ENVI numbers bands from 1),
@@ -332,7 +333,8 @@ fn parse_wavelengths(fields: &Fields, channels: usize) -> HResult<(Vec<f64>, Wav
         "angstroms" | "angstrom" => (WavelengthOrigin::Converted, 0.1),
         "index" => (WavelengthOrigin::Index, 1.0),
         "" | "unknown" | "unspecified" | "<unspecified>" => {
-            if values.iter().all(|&w| w < 100.0) {
+            // The one µm-or-nm rule of the crate (shared with the MATLAB readers).
+            if crate::cube::are_micrometres(&values) {
                 (WavelengthOrigin::AssumedMicrometers, 1000.0)
             } else {
                 (WavelengthOrigin::AssumedNanometers, 1.0)

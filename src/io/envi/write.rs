@@ -1,4 +1,5 @@
 //! Writing a cube as ENVI: BSQ, float32, little-endian, with wavelengths (nm) and fwhm.
+//! A cube without wavelengths (band numbers 1..n) is written with `wavelength units = Index`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,16 @@ fn list(values: &[f32]) -> String {
     format!("{{{}}}", items.join(", "))
 }
 
+/// `Index` for a cube whose wavelengths are the band-number placeholder (so they read back as
+/// band numbers, not as µm or nm), else `Nanometers`.
+fn wavelength_units(cube: &Cube) -> &'static str {
+    if crate::cube::are_band_numbers(&cube.wavelengths) {
+        "Index"
+    } else {
+        "Nanometers"
+    }
+}
+
 /// The header text; f32 `Display` is the shortest text that reads back to the same value.
 pub fn header_text(cube: &Cube) -> String {
     let mut h = String::from("ENVI\n");
@@ -57,10 +68,11 @@ pub fn header_text(cube: &Cube) -> String {
     }
     h.push_str(&format!(
         "samples = {}\nlines = {}\nbands = {}\nheader offset = 0\nfile type = ENVI Standard\n\
-         data type = 4\ninterleave = bsq\nbyte order = 0\nwavelength units = Nanometers\n",
+         data type = 4\ninterleave = bsq\nbyte order = 0\nwavelength units = {}\n",
         cube.cols(),
         cube.rows(),
-        cube.bands()
+        cube.bands(),
+        wavelength_units(cube)
     ));
     h.push_str(&format!("wavelength = {}\n", list(&cube.wavelengths)));
     if let Some(f) = cube.fwhm.as_ref().filter(|f| f.len() == cube.bands()) {
