@@ -37,6 +37,30 @@ pub fn are_band_numbers(wavelengths: &[f32]) -> bool {
     wavelengths.len() != 31 && wavelengths.iter().enumerate().all(|(i, &w)| w == (i + 1) as f32)
 }
 
+/// Whether a wavelength list looks like micrometres: not empty and every value in (0, 100).
+/// No sensor of interest here has a band centre below 100 nm, and no µm value reaches 100, so
+/// the rule is safe for real wavelengths. It cannot tell band numbers 1..n (n < 100) from µm:
+/// callers that may hold band numbers must decide that first (see [`are_band_numbers`]).
+pub fn are_micrometres<T: Copy + Into<f64>>(values: &[T]) -> bool {
+    !values.is_empty()
+        && values.iter().all(|&v| {
+            let v: f64 = v.into();
+            v > 0.0 && v < 100.0
+        })
+}
+
+/// Wavelengths in nm from values given in nm or µm, by the [`are_micrometres`] rule: if every
+/// value lies in (0, 100) they are µm and multiplied by 1000, otherwise they are returned
+/// unchanged. Use it only where a file states no unit (ENVI without `wavelength units`, a
+/// MATLAB `bands` vector).
+pub fn wavelengths_to_nm(values: &[f32]) -> Vec<f32> {
+    if are_micrometres(values) {
+        values.iter().map(|v| v * 1000.0).collect()
+    } else {
+        values.to_vec()
+    }
+}
+
 /// Where a cube came from and how its numbers are to be read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Metadata {
@@ -87,6 +111,9 @@ impl Cube {
     /// A cube from data and wavelengths; the wavelength count must match the band count.
     pub fn new(data: Array3<f32>, wavelengths: Vec<f32>) -> Result<Self> {
         let bands = data.shape()[0];
+        if bands == 0 {
+            bail_invalid!("a cube needs at least one band");
+        }
         if wavelengths.len() != bands {
             bail_invalid!("{} wavelengths given for a cube of {} bands", wavelengths.len(), bands);
         }
@@ -209,26 +236,7 @@ impl Cube {
 
     /// min, max, mean and standard deviation over all finite values.
     pub fn stats(&self) -> Stats {
-        let (mut min, mut max, mut sum, mut sum2, mut n, mut bad) =
-            (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0usize, 0usize);
-        for &v in self.data.iter() {
-            if !v.is_finite() {
-                bad += 1;
-                continue;
-            }
-            min = min.min(v);
-            max = max.max(v);
-            sum += v as f64;
-            sum2 += (v as f64) * (v as f64);
-            n += 1;
-        }
-        let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
-        let var = if n > 0 { (sum2 / n as f64 - mean * mean).max(0.0) } else { f64::NAN };
-        if n == 0 {
-            min = f32::NAN;
-            max = f32::NAN;
-        }
-        Stats { min, max, mean, std: var.sqrt(), non_finite: bad }
+        value_stats(self.data.iter().copied())
     }
 
     /// Everything but the data, for building derived cubes.
@@ -240,6 +248,30 @@ impl Cube {
             meta: self.meta.clone(),
         }
     }
+}
+
+/// min, max, mean and standard deviation over the finite values of any image or cube.
+pub fn value_stats(values: impl Iterator<Item = f32>) -> Stats {
+    let (mut min, mut max, mut sum, mut sum2, mut n, mut bad) =
+        (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0f64, 0usize, 0usize);
+    for v in values {
+        if !v.is_finite() {
+            bad += 1;
+            continue;
+        }
+        min = min.min(v);
+        max = max.max(v);
+        sum += v as f64;
+        sum2 += (v as f64) * (v as f64);
+        n += 1;
+    }
+    let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
+    let var = if n > 0 { (sum2 / n as f64 - mean * mean).max(0.0) } else { f64::NAN };
+    if n == 0 {
+        min = f32::NAN;
+        max = f32::NAN;
+    }
+    Stats { min, max, mean, std: var.sqrt(), non_finite: bad }
 }
 
 /// The (target × source) matrix that linearly interpolates a spectrum sampled at `source`
@@ -307,6 +339,24 @@ mod tests {
     fn wavelength_count_must_match() {
         let err = Cube::new(Array3::zeros((3, 2, 2)), vec![400.0, 500.0]).unwrap_err();
         assert!(err.to_string().contains("2 wavelengths given for a cube of 3 bands"));
+    }
+
+    #[test]
+    fn zero_bands_are_refused() {
+        let err = Cube::new(Array3::zeros((0, 2, 2)), vec![]).unwrap_err();
+        assert!(err.to_string().contains("at least one band"), "{err}");
+    }
+
+    #[test]
+    fn micrometres_become_nanometres_by_one_rule() {
+        assert_eq!(wavelengths_to_nm(&[0.4, 0.55, 2.5]), vec![400.0, 550.0, 2500.0]);
+        assert_eq!(wavelengths_to_nm(&[400.0, 550.0]), vec![400.0, 550.0]);
+        // one value outside (0, 100) means the list is not µm
+        assert_eq!(wavelengths_to_nm(&[0.0, 0.5]), vec![0.0, 0.5]);
+        assert_eq!(wavelengths_to_nm(&[50.0, 100.0]), vec![50.0, 100.0]);
+        assert!(wavelengths_to_nm(&[]).is_empty());
+        assert!(are_micrometres(&[0.4f64, 99.9]));
+        assert!(!are_micrometres::<f64>(&[]));
     }
 
     #[test]
