@@ -58,8 +58,10 @@ impl NnlsSolver {
             }
             let Some(j) = best else { break };
             self.passive[j] = true;
-            // inner loop: keep the passive set feasible
-            loop {
+            // inner loop: keep the passive set feasible. Each pass moves at least one variable
+            // out of the passive set, so n + 1 passes always suffice; the cap guards against
+            // rounding cycling on degenerate problems.
+            for _ in 0..=n {
                 self.solve_passive(g, b);
                 let mut alpha = f64::INFINITY;
                 for (k, &i) in self.idx.iter().enumerate() {

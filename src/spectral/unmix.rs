@@ -10,9 +10,10 @@ use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 use super::nnls::NnlsSolver;
 use crate::{bail_invalid, Cube, Result};
 
-/// Weight of the sum-to-one row relative to the mean squared norm of the endmembers. Large
-/// enough that abundances sum to one within ~1e-4, small enough to keep the Gram matrix well
-/// conditioned in f64.
+/// Weight of the sum-to-one row relative to the larger of the pixel's and the endmembers'
+/// mean squared norm. Large enough that abundances sum to one within ~1e-4 whatever the data's
+/// scale (reflectance 0–1 or raw counts in the thousands), small enough to keep the Gram
+/// matrix well conditioned in f64.
 const SUM_TO_ONE_WEIGHT: f64 = 1e4;
 
 /// The result of unmixing a cube.
@@ -27,9 +28,14 @@ pub struct Unmixing {
 }
 
 impl Unmixing {
-    /// Mean residual RMSE over the image.
+    /// Mean residual RMSE over the pixels that could be unmixed (NaN pixels left out).
     pub fn mean_residual(&self) -> f64 {
-        self.residual.iter().map(|&v| v as f64).sum::<f64>() / self.residual.len().max(1) as f64
+        let (sum, n) = self.residual.iter().filter(|v| v.is_finite()).fold((0f64, 0usize), |(s, n), &v| (s + v as f64, n + 1));
+        if n == 0 {
+            f64::NAN
+        } else {
+            sum / n as f64
+        }
     }
 }
 
@@ -72,8 +78,7 @@ pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Resul
     }
     let e = endmembers.mapv(|v| v as f64); // (k, bands)
     let gram_plain = e.dot(&e.t());
-    let delta2 = SUM_TO_ONE_WEIGHT * (0..k).map(|i| gram_plain[[i, i]]).sum::<f64>() / k as f64;
-    let gram = &gram_plain + delta2;
+    let endmember_energy = (0..k).map(|i| gram_plain[[i, i]]).sum::<f64>() / k as f64;
 
     let mut abundances = Array3::<f32>::zeros((k, rows, cols));
     let mut residual = Array2::<f32>::zeros((rows, cols));
@@ -87,7 +92,7 @@ pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Resul
         let handles: Vec<_> = (0..pixels)
             .step_by(chunk)
             .map(|start| {
-                let (e, gram) = (&e, &gram);
+                let (e, gram_plain) = (&e, &gram_plain);
                 scope.spawn(move || {
                     let end = (start + chunk).min(pixels);
                     let mut solver = NnlsSolver::new(k);
@@ -96,11 +101,21 @@ pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Resul
                     let mut y = vec![0.0f64; bands];
                     let mut abund = vec![0.0f32; (end - start) * k];
                     let mut resid = vec![0.0f32; end - start];
+                    let mut gram = gram_plain.clone();
                     for p in start..end {
                         let (r, c) = (p / cols, p % cols);
                         for (band, v) in y.iter_mut().enumerate() {
                             *v = data[[band, r, c]] as f64;
                         }
+                        if y.iter().any(|v| !v.is_finite()) {
+                            // a missing value (ENVI data-ignore → NaN): nothing to unmix
+                            resid[p - start] = f32::NAN;
+                            abund[(p - start) * k..(p - start + 1) * k].fill(f32::NAN);
+                            continue;
+                        }
+                        let pixel_energy = y.iter().map(|v| v * v).sum::<f64>(); // ‖y‖², like ‖e‖²
+                        let delta2 = SUM_TO_ONE_WEIGHT * endmember_energy.max(pixel_energy);
+                        ndarray::Zip::from(&mut gram).and(gram_plain).for_each(|g, &p| *g = p + delta2);
                         for i in 0..k {
                             b[i] = e.row(i).iter().zip(&y).map(|(x, y)| x * y).sum::<f64>() + delta2;
                         }
@@ -192,10 +207,16 @@ pub fn select_endmembers(cube: &Cube, library: ArrayView2<f32>, max_k: usize) ->
     if n == 0 || max_k == 0 {
         bail_invalid!("no library spectra to choose from");
     }
-    // A regular grid of up to ~1024 pixels.
+    // A regular grid of up to ~1024 pixels, leaving out pixels with missing values.
     let step = ((rows * cols) as f64 / 1024.0).sqrt().ceil().max(1.0) as usize;
-    let sample: Vec<(usize, usize)> =
-        (0..rows).step_by(step).flat_map(|r| (0..cols).step_by(step).map(move |c| (r, c))).collect();
+    let sample: Vec<(usize, usize)> = (0..rows)
+        .step_by(step)
+        .flat_map(|r| (0..cols).step_by(step).map(move |c| (r, c)))
+        .filter(|&(r, c)| (0..bands).all(|b| cube.data[[b, r, c]].is_finite()))
+        .collect();
+    if sample.is_empty() {
+        bail_invalid!("every sampled pixel holds a missing (non-finite) value; nothing to unmix");
+    }
     let y = Array2::from_shape_fn((bands, sample.len()), |(b, p)| cube.data[[b, sample[p].0, sample[p].1]] as f64);
     let lib = library.mapv(|v| v as f64);
     let norms: Vec<f64> = lib.axis_iter(Axis(0)).map(|r| r.dot(&r).sqrt().max(1e-12)).collect();
@@ -296,6 +317,27 @@ mod tests {
         let mut chosen = select_endmembers(&cube, lib.view(), 5).unwrap();
         chosen.sort();
         assert_eq!(chosen, vec![3, 5, 7]);
+    }
+
+    #[test]
+    fn abundances_sum_to_one_whatever_the_data_scale() {
+        // raw counts in the thousands against reflectance-scale endmembers
+        let (e, mut cube, _) = toy();
+        cube.data.mapv_inplace(|v| v * 3000.0);
+        cube.data[[2, 1, 1]] = f32::NAN;
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let u = fcls(&cube, e.view(), &names).unwrap();
+        for r in 0..4 {
+            for c in 0..5 {
+                let a = u.abundances.slice(s![.., r, c]);
+                if (r, c) == (1, 1) {
+                    assert!(a.iter().all(|v| v.is_nan()) && u.residual[[1, 1]].is_nan());
+                    continue;
+                }
+                assert!((a.sum() - 1.0).abs() < 1e-3, "pixel ({r}, {c}) sums to {}", a.sum());
+            }
+        }
+        assert!(u.mean_residual().is_finite());
     }
 
     #[test]
