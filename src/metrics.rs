@@ -23,8 +23,9 @@
 //!   the cropped border equals the filter radius, every averaged value is a "valid"
 //!   convolution and the filter's edge mode never matters. Bands must be at least 11 × 11.
 //! * **SAM** — mean over pixels of the angle between the predicted and true spectra, in
-//!   degrees. Pixels where either spectrum is all zero have no direction and are skipped;
-//!   NaN when every pixel is skipped.
+//!   degrees. Pixels whose angle is undefined — either spectrum all zero, or holding a
+//!   non-finite value (an ENVI data-ignore pixel reads as NaN) — are skipped; NaN when every
+//!   pixel is skipped.
 //! * **Consistency MRAE** — NTIRE's physical-consistency test: the MRAE (rule above) between
 //!   the RGB image the reconstruction started from and `C · pred`, the reconstruction
 //!   re-projected through the camera response C (3 × bands). The input RGB is the reference.
@@ -32,7 +33,9 @@
 //! Per-pixel maps (rows × cols): RMSE over bands, MRAE over the qualifying bands (NaN where
 //! none qualify) and SAM in degrees (NaN where skipped). Per-band curves: RMSE and MRAE of
 //! each band image. Non-finite input values are not filtered: they propagate into the
-//! results (except a NaN ground truth, which fails the `gt > 1e-3` test of MRAE).
+//! results (except a NaN ground truth, which fails the `gt > 1e-3` test of MRAE, and the SAM
+//! rule above). In [`all_metrics`], SSIM of bands smaller than 11 × 11 is NaN rather than an
+//! error; [`ssim`] itself refuses them.
 //!
 //! In JSON (`eval --json`), NaN and ±∞ become `null` (serde_json's rule).
 //!
@@ -171,7 +174,9 @@ pub fn all_metrics<'a>(
         mrae: ratio(sums.iter().map(|s| s.rel_abs).sum(), sums.iter().map(|s| s.rel_count).sum()),
         rmse: (sums.iter().map(|s| s.sq).sum::<f64>() / n).sqrt(),
         psnr: psnr_from_mse(sums.iter().map(|s| s.sq_clamped).sum::<f64>() / n),
-        ssim: ssim(pred, gt)?,
+        // Undefined below the 11×11 window: NaN, like MRAE with nothing to average, so the
+        // other metrics of a small crop are still reported.
+        ssim: if pred.shape()[1] < SSIM_WINDOW || pred.shape()[2] < SSIM_WINDOW { f64::NAN } else { ssim(pred, gt)? },
         sam_deg: sam_deg(pred, gt)?,
         consistency_mrae,
     })
