@@ -105,8 +105,9 @@ impl CameraResponse {
     }
 
     /// The 3×bands matrix C on `wavelengths` (linear interpolation of the measured curves),
-    /// each row scaled to sum to 1 — the studio's convention. The grid must lie inside the
-    /// camera's measured range, and every channel must see some light on it.
+    /// each row scaled to sum to 1 — the studio's convention. Outside the measured range the
+    /// response is zero (see [`crate::cube::response_matrix`]); every channel must respond
+    /// somewhere on the grid.
     pub fn on_grid(&self, wavelengths: &[f32]) -> Result<Array2<f32>> {
         if wavelengths.is_empty() {
             bail_invalid!("camera '{}': empty wavelength grid", self.name);
@@ -158,6 +159,11 @@ mod tests {
         assert!((18..=24).contains(&argmax(0)), "{}", argmax(0));
         assert!((10..=16).contains(&argmax(1)), "{}", argmax(1));
         assert!((3..=8).contains(&argmax(2)), "{}", argmax(2));
-        assert!(CameraResponse::builtin("nikon").unwrap().on_grid(&[350.0, 400.0]).is_err());
+        // a grid the camera does not respond on at all is refused ...
+        assert!(CameraResponse::builtin("nikon").unwrap().on_grid(&[300.0, 350.0]).is_err());
+        // ... but one that only extends past its table is fine: zero response out there
+        let wide = CameraResponse::builtin("nikon").unwrap().on_grid(&[350.0, 550.0, 900.0]).unwrap();
+        assert_eq!((wide[[1, 0]], wide[[1, 2]]), (0.0, 0.0));
+        assert!((wide.row(1).sum() - 1.0).abs() < 1e-6);
     }
 }

@@ -26,8 +26,6 @@ pub struct Spectrum {
 }
 
 impl Spectrum {
-    /// Linear interpolation onto `target` nm. Targets outside the curve's range are an error
-    /// (extrapolating invents data).
     /// Resampled, and zero outside its table. Only for weights that are multiplied by a
     /// response curve which is itself zero there (an illuminant inside a camera or CIE
     /// weighting): elsewhere a missing spectrum must stay an error.
@@ -38,6 +36,8 @@ impl Spectrum {
         Ok(Spectrum { name: self.name.clone(), wavelengths: target.to_vec(), values })
     }
 
+    /// Linear interpolation onto `target` nm. Targets outside the curve's range are an error
+    /// (extrapolating invents data).
     pub fn resample(&self, target: &[f32]) -> Result<Spectrum> {
         let values = crate::cube::interpolate(&self.wavelengths, &self.values, target)
             .map_err(|e| Error::invalid(format!("spectrum '{}': {e}", self.name)))?;

@@ -118,7 +118,7 @@ fn bradford_to_d65(white: [f32; 3]) -> [[f32; 3]; 3] {
 ///   spectrum is neutral; a coloured light keeps its cast), and the exposure is set so the
 ///   99th percentile of Y maps to 0.9 (bright outliers clip rather than darken the image).
 ///
-/// The cube's wavelengths must lie inside 380–780 nm.
+/// Bands outside the CIE table (380–780 nm) contribute nothing: the observer does not see them.
 pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<RgbImage> {
     let cmf = cmf_cie1931().on_grid(&cube.wavelengths)?; // (3, bands)
     let (weights, white) = match illuminant {
