@@ -20,6 +20,17 @@ pub fn open_studio() -> Result<()> {
     ))
 }
 
+/// Refuse, before any work, a command whose output path names one of its inputs: nothing is
+/// ever written over an input file (ARCHITECTURE rule 5).
+fn refuse_writing_inputs(inputs: &[&Path], outputs: &[&Path]) -> Result<()> {
+    for input in inputs {
+        for output in outputs {
+            io::atomic::refuse_overwriting_source(Some(input), output)?;
+        }
+    }
+    Ok(())
+}
+
 fn open_options(key: Option<String>, layout: Layout) -> OpenOptions {
     OpenOptions { key, layout, ..OpenOptions::default() }
 }
@@ -44,7 +55,8 @@ pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool) -> 
             })
         }
         Loaded::Rgb(rgb) => {
-            let (min, max, mean) = value_range(rgb.data.iter().copied());
+            let s = crate::cube::value_stats(rgb.data.iter().copied());
+            let (min, max, mean) = (s.min, s.max, s.mean);
             json!({
                 "file": file, "format": format.name(),
                 "rows": rgb.rows(), "cols": rgb.cols(), "bands": 3,
@@ -64,17 +76,6 @@ pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool) -> 
         println!("values: min {} max {} mean {}", report["min"], report["max"], report["mean"]);
     }
     Ok(())
-}
-
-fn value_range(values: impl Iterator<Item = f32>) -> (f32, f32, f64) {
-    let (mut min, mut max, mut sum, mut n) = (f32::INFINITY, f32::NEG_INFINITY, 0f64, 0usize);
-    for v in values.filter(|v| v.is_finite()) {
-        min = min.min(v);
-        max = max.max(v);
-        sum += v as f64;
-        n += 1;
-    }
-    (min, max, sum / n.max(1) as f64)
 }
 
 /// `convert IN OUT`.
@@ -100,6 +101,7 @@ pub fn render(
     bits16: bool,
     output: &Path,
 ) -> Result<()> {
+    refuse_writing_inputs(&[cube_path, Path::new(camera)], &[output])?;
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let camera = CameraResponse::parse(camera)?;
     let illuminant = illuminant.map(library::illuminant).transpose()?;
@@ -118,19 +120,11 @@ pub fn render(
 
 /// Write linear RGB as PNG or as a (rows, cols, 3) float32 .npy, by extension.
 fn write_rgb(rgb: &RgbImage, output: &Path, bits16: bool) -> Result<()> {
-    match extension(output).as_str() {
+    match io::extension(output).as_str() {
         "png" => io::image_file::write_png(rgb, output, bits16, false),
-        "npy" => {
-            let hwc = rgb.data.view().permuted_axes([1, 2, 0]);
-            let data: Vec<f32> = hwc.iter().copied().collect();
-            io::npy::write_f32(output, &[rgb.rows(), rgb.cols(), 3], &data)
-        }
+        "npy" => io::npy::write_chw_as_hwc(output, rgb.data.view()),
         other => bail_invalid!("{}: cannot write an RGB image as '.{other}' (use .png or .npy)", output.display()),
     }
-}
-
-fn extension(path: &Path) -> String {
-    path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase()
 }
 
 /// `eval PRED GT [--rgb RGB --camera C]`.
@@ -181,6 +175,8 @@ fn same_grid(a: &[f32], b: &[f32]) -> bool {
 /// `unmix CUBE`.
 pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: usize, output: &Path, as_json: bool) -> Result<()> {
     let started = Instant::now();
+    let residual_path = sibling(output, "_residual");
+    refuse_writing_inputs(&[cube_path, Path::new(library_name)], &[output, &residual_path])?;
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let lib = library::parse_library(library_name)?;
     let all_bands = cube.bands();
@@ -210,10 +206,7 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let names: Vec<String> = chosen.iter().map(|&i| lib.names[i].clone()).collect();
     let result = unmix::fcls(&cube, endmembers.view(), &names)?;
 
-    let hwc = result.abundances.view().permuted_axes([1, 2, 0]);
-    let data: Vec<f32> = hwc.iter().copied().collect();
-    io::npy::write_f32(output, &[cube.rows(), cube.cols(), names.len()], &data)?;
-    let residual_path = sibling(output, "_residual");
+    io::npy::write_chw_as_hwc(output, result.abundances.view())?;
     let residual: Vec<f32> = result.residual.iter().copied().collect();
     io::npy::write_f32(&residual_path, &[cube.rows(), cube.cols()], &residual)?;
 
@@ -252,6 +245,9 @@ pub fn fit_camera(
     output: Option<&Path>,
     as_json: bool,
 ) -> Result<()> {
+    if let Some(out) = output {
+        refuse_writing_inputs(&[cube_path, rgb_path], &[out])?;
+    }
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let rgb = io::open_rgb(rgb_path, srgb)?;
     let fitted = fit::fit_camera(&cube, &rgb, smoothness)?;
@@ -297,8 +293,7 @@ pub fn scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     io::save(&made.cube, output.join("cube.npy"))?;
     io::save(&made.reflectance, output.join("reflectance.npy"))?;
-    let hwc: Vec<f32> = made.abundances.view().permuted_axes([1, 2, 0]).iter().copied().collect();
-    io::npy::write_f32(&output.join("abundances.npy"), &[rows, cols, made.materials.len()], &hwc)?;
+    io::npy::write_chw_as_hwc(&output.join("abundances.npy"), made.abundances.view())?;
     io::image_file::write_png(&made.rgb, &output.join("rgb.png"), true, false)?;
     let preview = render::true_colour_srgb(&made.cube, None)?;
     io::image_file::write_png(&preview, &output.join("preview.png"), false, true)?;

@@ -52,10 +52,11 @@ enum Command {
         /// Simulate the NTIRE 2020 real-world track: mosaic, noise, demosaic, JPEG.
         #[arg(long)]
         real_world: bool,
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the real-world simulation's noise.
+        #[arg(long, default_value_t = 0, requires = "real_world")]
         seed: u64,
-        /// JPEG quality of the real-world simulation.
-        #[arg(long)]
+        /// JPEG quality of the real-world simulation (1–100, default 80).
+        #[arg(long, requires = "real_world")]
         jpeg_quality: Option<u8>,
         /// Write 8-bit instead of 16-bit PNG.
         #[arg(long)]
@@ -71,7 +72,8 @@ enum Command {
         /// The RGB input of the reconstruction, for the physical-consistency test.
         #[arg(long, requires = "camera")]
         rgb: Option<PathBuf>,
-        #[arg(long)]
+        /// The camera response assumed by the consistency test.
+        #[arg(long, requires = "rgb")]
         camera: Option<String>,
         /// The RGB file is sRGB-encoded (linearise it).
         #[arg(long)]

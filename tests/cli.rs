@@ -144,6 +144,30 @@ fn convert_never_writes_over_its_input() {
 }
 
 #[test]
+fn no_command_writes_over_its_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    scene_dir(tmp.path(), 3);
+    let cube = std::fs::read(tmp.path().join("scene/cube.npy")).unwrap();
+    let rgb = std::fs::read(tmp.path().join("scene/rgb.png")).unwrap();
+    // the residual map goes beside the abundances as NAME_residual.npy: that may not be the
+    // input either
+    std::fs::copy(tmp.path().join("scene/cube.npy"), tmp.path().join("r_residual.npy")).unwrap();
+    let attempts: [&[&str]; 4] = [
+        &["render", "scene/cube.npy", "--camera", "canon", "-o", "scene/cube.npy"],
+        &["unmix", "scene/cube.npy", "--endmembers", "2", "-o", "scene/cube.npy"],
+        &["unmix", "r_residual.npy", "--endmembers", "2", "-o", "r.npy"],
+        &["fit-camera", "scene/cube.npy", "scene/rgb.png", "-o", "scene/rgb.png"],
+    ];
+    for args in attempts {
+        let out = studio(args, tmp.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?} should refuse");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to write over the input"), "{args:?}");
+    }
+    assert_eq!(std::fs::read(tmp.path().join("scene/cube.npy")).unwrap(), cube);
+    assert_eq!(std::fs::read(tmp.path().join("scene/rgb.png")).unwrap(), rgb);
+}
+
+#[test]
 fn assets_lists_the_two_shipped_cameras() {
     let tmp = tempfile::tempdir().unwrap();
     let list = ok_json(&["assets", "--json"], tmp.path());
