@@ -190,8 +190,19 @@ trait Sample: Copy + PartialEq {
     fn exact(value: f64) -> Option<Self>;
 }
 
-macro_rules! int_sample {
-    ($($t:ty),*) => {$(
+/// `Sample` for the primitive types. Only `exact` differs: an integer type can hold an ignore
+/// value only if it converts back unchanged (-1 never matches u8 data); a float always can.
+macro_rules! sample {
+    (int $($t:ty),*) => {$(
+        sample!(@impl $t, |value| {
+            let v = value as $t;
+            (v as f64 == value).then_some(v)
+        });
+    )*};
+    (float $($t:ty),*) => {$(
+        sample!(@impl $t, |value| Some(value as $t));
+    )*};
+    (@impl $t:ty, |$value:ident| $exact:expr) => {
         impl Sample for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
             #[inline(always)]
@@ -210,42 +221,14 @@ macro_rules! int_sample {
             fn to_f32(self) -> f32 {
                 self as f32
             }
-            fn exact(value: f64) -> Option<Self> {
-                let v = value as $t;
-                (v as f64 == value).then_some(v)
+            fn exact($value: f64) -> Option<Self> {
+                $exact
             }
         }
-    )*};
+    };
 }
-int_sample!(u8, i16, u16, i32, u32, i64, u64);
-
-macro_rules! float_sample {
-    ($($t:ty),*) => {$(
-        impl Sample for $t {
-            const SIZE: usize = std::mem::size_of::<$t>();
-            #[inline(always)]
-            fn from_le(bytes: &[u8]) -> Self {
-                let mut a = [0u8; std::mem::size_of::<$t>()];
-                a.copy_from_slice(bytes);
-                <$t>::from_le_bytes(a)
-            }
-            #[inline(always)]
-            fn from_be(bytes: &[u8]) -> Self {
-                let mut a = [0u8; std::mem::size_of::<$t>()];
-                a.copy_from_slice(bytes);
-                <$t>::from_be_bytes(a)
-            }
-            #[inline(always)]
-            fn to_f32(self) -> f32 {
-                self as f32
-            }
-            fn exact(value: f64) -> Option<Self> {
-                Some(value as $t)
-            }
-        }
-    )*};
-}
-float_sample!(f32, f64);
+sample!(int u8, i16, u16, i32, u32, i64, u64);
+sample!(float f32, f64);
 
 fn convert(ty: DataType, order: ByteOrder, src: &[u8], dst: &mut [f32], fix: &Fixes) {
     match ty {
