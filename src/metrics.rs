@@ -152,7 +152,11 @@ pub fn consistency_mrae<'a>(
             pred.shape()[2]
         );
     }
-    let projected = project(camera.into(), pred)?;
+    let camera = camera.into();
+    if camera.nrows() != 3 {
+        bail_invalid!("camera response has shape {:?}, expected [3, bands]", camera.shape());
+    }
+    let projected = crate::spectral::render::project(camera, pred)?;
     mrae(projected.view(), rgb)
 }
 
@@ -353,22 +357,6 @@ fn checked_pair<'a>(
         bail_invalid!("cannot compare empty cubes of shape {:?}", pred.shape());
     }
     Ok((pred, gt))
-}
-
-/// `C · cube`: (3 × bands) times (bands, rows, cols) → (3, rows, cols), in f64.
-fn project(camera: ArrayView2<'_, f32>, cube: ArrayView3<'_, f32>) -> Result<Array3<f32>> {
-    let bands = cube.shape()[0];
-    if camera.shape() != [3, bands] {
-        bail_invalid!("camera response has shape {:?}, expected [3, {bands}] for a {bands}-band cube", camera.shape());
-    }
-    let mut out = Array3::<f64>::zeros((3, cube.shape()[1], cube.shape()[2]));
-    for (ch, mut plane) in out.outer_iter_mut().enumerate() {
-        for (b, band) in cube.outer_iter().enumerate() {
-            let w = camera[[ch, b]] as f64;
-            ndarray::Zip::from(&mut plane).and(&band).for_each(|o, &v| *o += w * v as f64);
-        }
-    }
-    Ok(out.mapv(|v| v as f32))
 }
 
 /// The sums one pass over a band yields.

@@ -4,24 +4,30 @@
 //! Every function returns an [`RgbImage`] holding *linear* values in [0, 1]; encode with
 //! [`crate::rgb::linear_to_srgb`] (or [`encode_srgb8`]) for display.
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::library::{cmf_cie1931, Spectrum};
 use crate::{bail_invalid, Cube, Error, Result, RgbImage};
 
-/// (3, bands) · (bands, pixels) → an RgbImage of the cube's size. No clamping.
-fn project(cube: &Cube, m: &Array2<f32>) -> Result<Array3<f32>> {
-    if m.shape()[1] != cube.bands() {
-        bail_invalid!("a {}-band weight matrix cannot project a {}-band cube", m.shape()[1], cube.bands());
+/// `weights · data`: a (k, bands) matrix times a (bands, rows, cols) cube → (k, rows, cols).
+/// The one place spectra are integrated against response curves (camera C·Y, CIE XYZ, the
+/// consistency metric's re-projection). No clamping.
+pub fn project(weights: ArrayView2<f32>, data: ArrayView3<f32>) -> Result<Array3<f32>> {
+    let (bands, rows, cols) = data.dim();
+    if weights.ncols() != bands {
+        bail_invalid!(
+            "weights of shape {:?} cannot project a {bands}-band cube (expected [{}, {bands}])",
+            weights.shape(),
+            weights.nrows()
+        );
     }
-    let (bands, pixels) = (cube.bands(), cube.rows() * cube.cols());
     // A view for the usual contiguous data; a copy only for other layouts.
-    let data = cube.data.as_standard_layout();
-    let view: ArrayView2<f32> =
-        data.view().into_shape_with_order((bands, pixels)).map_err(|e| Error::invalid(format!("cube data: {e}")))?;
-    let out = m.dot(&view);
-    Ok(out.into_shape_with_order((m.shape()[0], cube.rows(), cube.cols())).expect("sizes agree"))
+    let data = data.as_standard_layout();
+    let flat: ArrayView2<f32> =
+        data.view().into_shape_with_order((bands, rows * cols)).map_err(|e| Error::invalid(format!("cube data: {e}")))?;
+    let out = weights.dot(&flat);
+    Ok(out.into_shape_with_order((weights.nrows(), rows, cols)).expect("sizes agree"))
 }
 
 /// Clean camera RGB = C·Y per pixel, with C from [`CameraResponse::on_grid`] on the cube's
@@ -44,7 +50,7 @@ pub fn clean_rgb_lit(cube: &Cube, camera: &CameraResponse, illuminant: Option<&S
         None => c,
         Some(e) => lit_camera_matrix(&c, e, &cube.wavelengths)?,
     };
-    RgbImage::new(project(cube, &weights)?)
+    RgbImage::new(project(weights.view(), cube.data.view())?)
 }
 
 /// C·diag(E) scaled so the white reflector's strongest channel is 1 (see [`clean_rgb_lit`]).
@@ -143,9 +149,9 @@ pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<Rg
     let m = Array2::from_shape_fn((3, 3), |(i, j)| to_rgb[i][j]);
     // Fold XYZ→RGB into the spectral weights: one pass over the cube.
     let full = m.dot(&weights);
-    let mut rgb = project(cube, &full)?;
+    let mut rgb = project(full.view(), cube.data.view())?;
     if illuminant.is_none() {
-        let y = project(cube, &weights.slice(ndarray::s![1..2, ..]).to_owned())?;
+        let y = project(weights.slice(ndarray::s![1..2, ..]), cube.data.view())?;
         let p99 = percentile(y.iter().copied(), 0.99);
         if p99 > 0.0 {
             rgb *= 0.9 / p99;
