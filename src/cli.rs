@@ -210,7 +210,9 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let residual: Vec<f32> = result.residual.iter().copied().collect();
     io::npy::write_f32(&residual_path, &[cube.rows(), cube.cols()], &residual)?;
 
-    let mean_abundance: Vec<f64> = result.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0) as f64).collect();
+    // over the pixels that could be unmixed (missing ones are NaN)
+    let mean_abundance: Vec<f64> =
+        result.abundances.outer_iter().map(|m| crate::cube::value_stats(m.iter().copied()).mean).collect();
     let report = json!({
         "library": lib.name, "bands_used": cube.bands(), "endmembers": names, "mean_abundance": mean_abundance,
         "mean_residual_rmse": result.mean_residual(), "abundances": output, "residual": residual_path,

@@ -193,6 +193,9 @@ fn a_real_450_band_sensor_cube_works_in_every_command() {
     let inside = info["wavelengths"].as_array().unwrap().iter().filter(|w| (400.0..=700.0).contains(&w.as_f64().unwrap())).count();
     assert!(inside > 0 && inside < 450);
     assert_eq!(unmix["bands_used"], inside, "only the bands inside the library's 400–700 nm");
+    // the cube has ignored (NaN) pixels: they are left out of the summary, not spread into it
+    let means: Vec<f64> = unmix["mean_abundance"].as_array().unwrap().iter().map(|v| v.as_f64().expect("a number, not null")).collect();
+    assert!((means.iter().sum::<f64>() - 1.0).abs() < 1e-3, "{means:?}");
     let out = studio(&["convert", fenix, "fenix.mat"], tmp.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let back = ok_json(&["info", "fenix.mat", "--json"], tmp.path());
