@@ -27,6 +27,30 @@ impl RgbImage {
     }
 }
 
+/// A value in [0, 1] as an integer level out of `max` (255 for 8 bit, 65535 for 16 bit):
+/// clamped, then rounded to the nearest level. The one quantiser of image outputs.
+pub fn quantise(v: f32, max: f32) -> f32 {
+    (v.clamp(0.0, 1.0) * max).round()
+}
+
+impl RgbImage {
+    /// Interleaved 8-bit bytes (rows × cols × 3), for encoders; `srgb_encode` applies the
+    /// sRGB transfer function first (for viewing), otherwise the linear values are stored.
+    pub fn to_rgb8(&self, srgb_encode: bool) -> Vec<u8> {
+        let (rows, cols) = (self.rows(), self.cols());
+        let mut out = Vec::with_capacity(rows * cols * 3);
+        for r in 0..rows {
+            for c in 0..cols {
+                for ch in 0..3 {
+                    let v = self.data[[ch, r, c]];
+                    out.push(quantise(if srgb_encode { linear_to_srgb(v) } else { v }, 255.0) as u8);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// sRGB-encoded value in [0, 1] → linear light (IEC 61966-2-1).
 pub fn srgb_to_linear(v: f32) -> f32 {
     if v <= 0.04045 {

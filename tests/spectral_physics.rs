@@ -3,7 +3,7 @@
 use ndarray::{Array3, Axis};
 use spectral_studio::spectral::camera::CameraResponse;
 use spectral_studio::spectral::library::{self, cmf_cie1931, illuminant};
-use spectral_studio::spectral::render::{clean_rgb, clean_rgb_lit, encode_srgb8, false_colour, true_colour_srgb};
+use spectral_studio::spectral::render::{clean_rgb, clean_rgb_lit, false_colour, true_colour_srgb};
 use spectral_studio::spectral::scene::{generate, SceneConfig, SceneKind};
 use spectral_studio::{default_wavelengths, Cube};
 
@@ -183,11 +183,11 @@ fn write_scene_previews() {
         let elapsed = t.elapsed();
         let rgb = true_colour_srgb(&s.cube, None).unwrap();
         let path = format!("{dir}/scene_{seed}.png");
-        image::save_buffer(&path, &encode_srgb8(&rgb), size as u32, size as u32, image::ExtendedColorType::Rgb8)
+        image::save_buffer(&path, &rgb.to_rgb8(true), size as u32, size as u32, image::ExtendedColorType::Rgb8)
             .unwrap();
         let cam = clean_rgb(&s.cube, &CameraResponse::builtin("canon").unwrap()).unwrap();
         let path2 = format!("{dir}/scene_{seed}_camera.png");
-        image::save_buffer(&path2, &encode_srgb8(&cam), size as u32, size as u32, image::ExtendedColorType::Rgb8)
+        image::save_buffer(&path2, &cam.to_rgb8(true), size as u32, size as u32, image::ExtendedColorType::Rgb8)
             .unwrap();
         println!("{path}: {} {} ({} materials) in {elapsed:?}", s.kind.name(), s.illuminant, s.materials.len());
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageBuffer, Luma, Rgb};
 use ndarray::{Array2, Array3, ArrayView2};
 
-use crate::rgb::{linear_to_srgb, srgb_to_linear};
+use crate::rgb::{linear_to_srgb, quantise, srgb_to_linear};
 use crate::{Error, Result, RgbImage};
 
 /// An image decoded to f32 in [0, 1]: `(channels, rows, cols)`, channels as stored (1 grey,
@@ -77,10 +77,6 @@ pub fn read_rgb(path: &Path, srgb: bool) -> Result<RgbImage> {
 pub fn read_gray(path: &Path) -> Result<Array2<f32>> {
     let Decoded { data, .. } = decode(path)?;
     Ok(data.index_axis_move(ndarray::Axis(0), 0))
-}
-
-fn quantise(v: f32, max: f32) -> f32 {
-    (v.clamp(0.0, 1.0) * max).round()
 }
 
 fn encode_err(e: image::ImageError) -> std::io::Error {

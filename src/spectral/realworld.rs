@@ -261,14 +261,7 @@ pub fn jpeg_round_trip(rgb: &RgbImage, quality: u8) -> Result<RgbImage> {
     if rows == 0 || cols == 0 || rows > u16::MAX as usize || cols > u16::MAX as usize {
         bail_invalid!("JPEG cannot hold a {rows}x{cols} image (each side must be 1 to 65535)");
     }
-    let mut interleaved = Vec::with_capacity(rows * cols * 3);
-    for r in 0..rows {
-        for c in 0..cols {
-            for ch in 0..3 {
-                interleaved.push((rgb.data[[ch, r, c]].clamp(0.0, 1.0) * 255.0).round() as u8);
-            }
-        }
-    }
+    let interleaved = rgb.to_rgb8(false);
     let mut encoded = Vec::new();
     JpegEncoder::new_with_quality(&mut encoded, quality)
         .encode(&interleaved, cols as u32, rows as u32, ExtendedColorType::Rgb8)

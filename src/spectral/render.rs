@@ -2,7 +2,7 @@
 //! through the CIE 1931 observer, and false-colour band composites.
 //!
 //! Every function returns an [`RgbImage`] holding *linear* values in [0, 1]; encode with
-//! [`crate::rgb::linear_to_srgb`] (or [`encode_srgb8`]) for display.
+//! [`crate::rgb::linear_to_srgb`] (or [`RgbImage::to_rgb8`]) for display.
 
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
@@ -205,20 +205,6 @@ pub fn default_false_colour_bands(cube: &Cube) -> [usize; 3] {
     [cube.nearest_band(640.0), cube.nearest_band(550.0), cube.nearest_band(460.0)]
 }
 
-/// Linear RGB → interleaved 8-bit sRGB-encoded bytes (rows × cols × 3), for PNG previews.
-pub fn encode_srgb8(rgb: &RgbImage) -> Vec<u8> {
-    let (rows, cols) = (rgb.rows(), rgb.cols());
-    let mut out = Vec::with_capacity(rows * cols * 3);
-    for r in 0..rows {
-        for c in 0..cols {
-            for ch in 0..3 {
-                let v = crate::rgb::linear_to_srgb(rgb.data[[ch, r, c]]);
-                out.push((v * 255.0 + 0.5) as u8);
-            }
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
