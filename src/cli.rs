@@ -180,7 +180,7 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let lib = library::parse_library(library_name)?;
     let all_bands = cube.bands();
-    let (cube, spectra) = unmix::prepare(&cube, &lib.wavelengths, lib.spectra.view())?;
+    let (cube, spectra) = unmix::prepare(&cube, &lib)?;
     if cube.bands() < all_bands {
         eprintln!(
             "note: library '{}' covers {}..{} nm; unmixing the {} of {all_bands} bands inside it",

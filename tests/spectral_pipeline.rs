@@ -14,10 +14,9 @@ fn fcls_recovers_the_scene_abundances_from_its_own_materials() {
     let wl = &scene.reflectance.wavelengths;
     let mut endmembers = Array2::<f32>::zeros((k, wl.len()));
     for (i, m) in scene.materials.iter().enumerate() {
-        let lib = library::library(&m.library).unwrap();
+        let lib = library::library(&m.library).unwrap().resample(wl).unwrap();
         let j = lib.names.iter().position(|n| *n == m.name).unwrap_or_else(|| panic!("{} not in {}", m.name, m.library));
-        let on_grid = unmix::spectra_on_grid(&lib.wavelengths, lib.spectra.row(j).insert_axis(ndarray::Axis(0)), wl).unwrap();
-        endmembers.row_mut(i).assign(&on_grid.row(0));
+        endmembers.row_mut(i).assign(&lib.spectra.row(j));
     }
     let names: Vec<String> = scene.materials.iter().map(|m| m.name.clone()).collect();
     let result = unmix::fcls(&scene.reflectance, endmembers.view(), &names).unwrap();

@@ -7,6 +7,7 @@
 
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 
+use super::library::SpectralLibrary;
 use super::nnls::NnlsSolver;
 use crate::{bail_invalid, Cube, Result};
 
@@ -39,27 +40,18 @@ impl Unmixing {
     }
 }
 
-/// Resample library spectra `(n, source bands)` onto the cube's wavelength grid.
-pub fn spectra_on_grid(source_nm: &[f32], spectra: ArrayView2<f32>, target_nm: &[f32]) -> Result<Array2<f32>> {
-    if spectra.ncols() != source_nm.len() {
-        bail_invalid!("library has {} wavelengths but {} values per spectrum", source_nm.len(), spectra.ncols());
-    }
-    let m = crate::cube::interpolation_matrix(source_nm, target_nm)?; // (target, source)
-    Ok(spectra.dot(&m.t()))
-}
-
 /// The part of `cube` a library can explain, and the library's spectra on its grid.
 ///
 /// Libraries cover less than many sensors (the shipped ones 400–700 nm; a field spectrometer
 /// 350–2500 nm), so the cube is cut to the bands inside the library's range rather than
 /// refused; extrapolating reflectances would invent data. Errors when nothing overlaps.
-pub fn prepare(cube: &Cube, library_nm: &[f32], spectra: ArrayView2<f32>) -> Result<(Cube, Array2<f32>)> {
-    let (Some(&lo), Some(&hi)) = (library_nm.first(), library_nm.last()) else {
-        bail_invalid!("the library has no wavelengths");
+pub fn prepare(cube: &Cube, library: &SpectralLibrary) -> Result<(Cube, Array2<f32>)> {
+    let (Some(&lo), Some(&hi)) = (library.wavelengths.first(), library.wavelengths.last()) else {
+        bail_invalid!("library '{}' has no wavelengths", library.name);
     };
     let inside = cube.wavelengths.iter().all(|&w| w >= lo && w <= hi);
     let cube = if inside { cube.clone() } else { cube.band_range(lo, hi)? };
-    let on_grid = spectra_on_grid(library_nm, spectra, &cube.wavelengths)?;
+    let on_grid = library.resample(&cube.wavelengths)?.spectra;
     Ok((cube, on_grid))
 }
 
