@@ -126,8 +126,8 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
     // A prediction that differs from the ground truth smoothly and by a few percent.
     let pred_data = gt.data.mapv(|v| v * 1.03 + 0.004);
     let pred = Cube::new(pred_data, gt.wavelengths.clone())?;
-    let camera: Array2<f32> = CameraResponse::builtin("canon-eos-5d-mark-ii")?.on_grid(&gt.wavelengths)?;
     let canon = CameraResponse::builtin("canon-eos-5d-mark-ii")?;
+    let camera: Array2<f32> = canon.on_grid(&gt.wavelengths)?;
     let rgb = render::clean_rgb(&gt, &canon)?;
     let all = median_ms(repeats, || metrics::all_metrics(&pred.data, &gt.data, Some((rgb.data.view(), camera.view()))))?;
     let ssim_ours = median_ms(repeats, || metrics::ssim(&pred.data, &gt.data))?;
