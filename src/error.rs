@@ -16,6 +16,20 @@ pub enum Error {
     /// A value given by the caller (CLI flag, option, argument) cannot be used.
     #[error("{0}")]
     Invalid(String),
+
+    /// A tensor computation failed (shape mismatch, device unavailable, out of memory).
+    #[error("tensor computation failed: {0}")]
+    Tensor(String),
+
+    /// The user cancelled the job; not a failure, but the result is incomplete.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Tensor(e.to_string())
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

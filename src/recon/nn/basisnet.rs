@@ -1,0 +1,81 @@
+//! The fast model for interactive use, after the NTIRE 2020 StaffsCVL entry's idea: a small
+//! U-Net predicts, per pixel, weights over a learned basis of k spectra, and the spectrum is
+//! their weighted sum. The U-Net runs at half resolution (pixel-unshuffle in, pixel-shuffle
+//! out) for speed; a per-pixel linear path from the RGB keeps full-resolution detail.
+
+use super::unet::UNet;
+use super::{pad_to_multiple, SpectralNet};
+use candle_core::{Module, ModuleT, Result, Tensor};
+use super::conv::Conv;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BasisNetConfig {
+    pub bands: usize,
+    /// Spectra in the learned basis.
+    pub basis: usize,
+    /// U-Net channels at half resolution.
+    pub width: usize,
+    /// Max-pool steps of the half-resolution U-Net.
+    pub depth: usize,
+    pub dropout: f64,
+}
+
+impl Default for BasisNetConfig {
+    fn default() -> Self {
+        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BasisNet {
+    unet: UNet,
+    /// U-Net features → 4·k channels, pixel-shuffled to k weights at full resolution.
+    head: Conv,
+    /// Per-pixel linear weights from the RGB itself (`direct.weight`, no bias).
+    direct: Conv,
+    /// (bands, k): column j is basis spectrum j (`basis`).
+    basis: Tensor,
+    k: usize,
+}
+
+impl BasisNet {
+    pub fn new(cfg: &BasisNetConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.basis == 0 || cfg.bands == 0 {
+            candle_core::bail!("basisnet needs at least one basis spectrum and one band")
+        }
+        let unet = UNet::new(12, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
+        let head = Conv::new(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?;
+        let direct = Conv::new(3, cfg.basis, 1, 0, false, vb.pp("direct"))?;
+        let init = candle_nn::Init::Randn { mean: 0.0, stdev: (1.0 / cfg.basis as f64).sqrt() };
+        let basis = vb.get_with_hints((cfg.bands, cfg.basis), "basis", init)?;
+        Ok(Self { unet, head, direct, basis, k: cfg.basis })
+    }
+}
+
+impl SpectralNet for BasisNet {
+    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, _, rows, cols) = rgb.dims4()?;
+        let x = pad_to_multiple(rgb, self.size_multiple())?;
+        let (_, _, h, w) = x.dims4()?;
+        // (b, 3, h, w) → (b, 12, h/2, w/2) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
+        let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
+        let features = self.unet.forward_t(&half, train)?;
+        let context = candle_nn::ops::pixel_shuffle(&self.head.forward(&features)?, 2)?;
+        let weights = (context + self.direct.forward(&x)?)?;
+        // (bands, k) · (b, k, h·w) → (b, bands, h·w) → (b, bands, h, w).
+        let weights = weights.reshape((b, self.k, h * w))?;
+        let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
+        let bands = self.basis.dim(0)?;
+        spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)
+    }
+
+    fn size_multiple(&self) -> usize {
+        2 << self.unet.depth()
+    }
+
+    fn receptive_margin(&self) -> usize {
+        8 * (1 << (self.unet.depth() + 1))
+    }
+}

@@ -1,0 +1,389 @@
+//! 2-D convolution on the CPU as a candle custom op: im2col strips + a packed GEMM (the `gemm`
+//! crate candle itself uses) for the forward pass and both gradients. Stock candle 0.11 runs
+//! the input gradient as a naive transposed convolution (about 17× slower than PyTorch on
+//! 8×32×64×64), which made training the U-Nets on a laptop CPU impractical.
+//!
+//! Layout is NCHW, groups = 1, dilation = 1, any padding and stride. The image is processed in
+//! strips of output rows so the im2col buffer stays a few MB whatever the image size. f32 and
+//! f64 on the CPU; other dtypes and devices use candle's own `conv2d`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Floats per im2col strip (4 MB of f32): big enough for efficient GEMMs, small enough to
+/// stay in cache and keep memory flat.
+const STRIP_ELEMENTS: usize = 1 << 20;
+
+/// `conv2d(x, w)` with `padding` on every side and `stride`: (n, c, h, w) * (o, c, kh, kw).
+pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype();
+    if !fast {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    let geometry = Geometry::new(x.dims(), w.dims(), padding, stride)?;
+    x.contiguous()?.apply_op2(&w.contiguous()?, ConvForward { geometry })
+}
+
+/// Shapes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    stride: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d needs 4-D input and weight, got {x:?} and {w:?}")
+        };
+        if wc != c {
+            candle_core::bail!("conv2d: input has {c} channels, weight expects {wc}")
+        }
+        if stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
+            candle_core::bail!("conv2d: kernel {kh}x{kw} does not fit input {h}x{wd} with padding {pad}, stride {stride}")
+        }
+        let (oh, ow) = ((h + 2 * pad - kh) / stride + 1, (wd + 2 * pad - kw) / stride + 1);
+        Ok(Geometry { n, c, h, w: wd, o, kh, kw, pad, stride, oh, ow })
+    }
+
+    /// Rows of the im2col matrix: one per (channel, ky, kx).
+    fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    /// Output rows per strip.
+    fn strip_rows(&self) -> usize {
+        (STRIP_ELEMENTS / (self.k() * self.ow).max(1)).clamp(1, self.oh)
+    }
+
+    fn strips(&self) -> usize {
+        self.oh.div_ceil(self.strip_rows())
+    }
+
+    /// A 1×1, stride-1, unpadded convolution reads the input itself as its im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+}
+
+/// The element types the op runs on.
+trait Element: Copy + Default + Send + Sync + std::ops::AddAssign + 'static {
+    const ONE: Self;
+    fn slice(s: &CpuStorage) -> Result<&[Self]>;
+    fn storage(v: Vec<Self>) -> CpuStorage;
+}
+
+impl Element for f32 {
+    const ONE: Self = 1.0;
+    fn slice(s: &CpuStorage) -> Result<&[Self]> {
+        s.as_slice::<f32>()
+    }
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F32(v)
+    }
+}
+
+impl Element for f64 {
+    const ONE: Self = 1.0;
+    fn slice(s: &CpuStorage) -> Result<&[Self]> {
+        s.as_slice::<f64>()
+    }
+    fn storage(v: Vec<Self>) -> CpuStorage {
+        CpuStorage::F64(v)
+    }
+}
+
+fn contiguous<'a, T: Element>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("conv2d op needs contiguous tensors") };
+    Ok(&T::slice(s)?[start..end])
+}
+
+/// Fill `cols` (k × rows·ow, row-major) with the im2col strip of output rows [oy0, oy1).
+fn im2col<T: Element>(g: &Geometry, image: &[T], oy0: usize, oy1: usize, cols: &mut [T]) {
+    let p = (oy1 - oy0) * g.ow;
+    for c in 0..g.c {
+        let plane = &image[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &mut cols[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                for (i, oy) in (oy0..oy1).enumerate() {
+                    let out = &mut row[i * g.ow..(i + 1) * g.ow];
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        out.fill(T::default());
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for (ox, v) in out.iter_mut().enumerate() {
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        *v = if ix >= 0 && (ix as usize) < g.w { src[ix as usize] } else { T::default() };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Add the im2col strip `cols` back into `image` (the adjoint of [`im2col`]).
+fn col2im<T: Element>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &mut [T]) {
+    let p = (oy1 - oy0) * g.ow;
+    for c in 0..g.c {
+        let plane = &mut image[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &cols[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                for (i, oy) in (oy0..oy1).enumerate() {
+                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    for (ox, &v) in row[i * g.ow..(i + 1) * g.ow].iter().enumerate() {
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        if ix >= 0 && (ix as usize) < g.w {
+                            dst[ix as usize] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A raw pointer that may cross threads: each work item writes a disjoint region.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// A method, not field access, so closures capture the whole (Send + Sync) wrapper.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Run `work(item, thread_scratch)` for items 0..count on up to `threads` scoped threads, each
+/// taking the next item from a shared counter.
+fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: impl Fn(usize, &mut S) + Sync) -> Vec<S> {
+    let next = AtomicUsize::new(0);
+    let threads = scratch.len().min(count).max(1);
+    std::thread::scope(|scope| {
+        for s in scratch.iter_mut().take(threads) {
+            let (next, work) = (&next, &work);
+            scope.spawn(move || loop {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= count {
+                    break;
+                }
+                work(item, s);
+            });
+        }
+    });
+    scratch
+}
+
+fn threads() -> usize {
+    candle_core::utils::get_num_threads().max(1)
+}
+
+/// C (m×n, row stride `ldc`) (+)= A (m×k) · B (k×n), with A and B given by their strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_into<T: Element>(m: usize, n: usize, k: usize, c: *mut T, ldc: usize, accumulate: bool, a: *const T, a_rs: usize, a_cs: usize, b: *const T, b_rs: usize, b_cs: usize) {
+    gemm::gemm(
+        m, n, k, c, 1, ldc as isize, accumulate, a, a_cs as isize, a_rs as isize, b, b_cs as isize, b_rs as isize, T::ONE, T::ONE, false, false, false,
+        gemm::Parallelism::None,
+    )
+}
+
+fn forward<T: Element>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
+    let (k, p, strip) = (g.k(), g.out_pixels(), g.strip_rows());
+    let mut out = vec![T::default(); g.n * g.o * p];
+    let dst = SharedMut(out.as_mut_ptr());
+    let strips = g.strips();
+    let scratch: Vec<Vec<T>> = (0..threads()).map(|_| if g.is_pointwise() { Vec::new() } else { vec![T::default(); k * strip * g.ow] }).collect();
+    parallel_items(g.n * strips, scratch, |item, cols| {
+        let (img, s) = (item / strips, item % strips);
+        let (oy0, oy1) = (s * strip, ((s + 1) * strip).min(g.oh));
+        let len = (oy1 - oy0) * g.ow;
+        let image = &x[img * g.c * g.h * g.w..(img + 1) * g.c * g.h * g.w];
+        // B: the strip's im2col matrix (k × len); for 1×1 convs the input rows themselves.
+        let (b, b_rs) = if g.is_pointwise() {
+            (image[oy0 * g.ow..].as_ptr(), p)
+        } else {
+            im2col(g, image, oy0, oy1, cols);
+            (cols.as_ptr(), len)
+        };
+        // SAFETY: item (img, s) writes output columns [oy0·ow, oy1·ow) of image img only.
+        unsafe {
+            let c = dst.get().add(img * g.o * p + oy0 * g.ow);
+            gemm_into(g.o, len, k, c, p, false, w.as_ptr(), k, 1, b, b_rs, 1);
+        }
+    });
+    out
+}
+
+fn grad_input<T: Element>(g: &Geometry, grad: &[T], w: &[T]) -> Vec<T> {
+    let (k, p, strip) = (g.k(), g.out_pixels(), g.strip_rows());
+    let mut dx = vec![T::default(); g.n * g.c * g.h * g.w];
+    let dst = SharedMut(dx.as_mut_ptr());
+    let scratch: Vec<Vec<T>> = (0..threads()).map(|_| vec![T::default(); k * strip * g.ow]).collect();
+    // Strips of one image overlap in the input (the kernel's reach), so images are the unit.
+    parallel_items(g.n, scratch, |img, cols| {
+        // SAFETY: image `img`'s gradient plane is written by this item only.
+        let image = unsafe { std::slice::from_raw_parts_mut(dst.get().add(img * g.c * g.h * g.w), g.c * g.h * g.w) };
+        for s in 0..g.strips() {
+            let (oy0, oy1) = (s * strip, ((s + 1) * strip).min(g.oh));
+            let len = (oy1 - oy0) * g.ow;
+            let gy = grad[img * g.o * p + oy0 * g.ow..].as_ptr();
+            // cols (k × len) = Wᵀ (k × o) · grad strip (o × len).
+            unsafe { gemm_into(k, len, g.o, cols.as_mut_ptr(), len, false, w.as_ptr(), 1, k, gy, p, 1) };
+            col2im(g, &cols[..k * len], oy0, oy1, image);
+        }
+    });
+    dx
+}
+
+fn grad_weight<T: Element>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
+    let (k, p, strip) = (g.k(), g.out_pixels(), g.strip_rows());
+    let strips = g.strips();
+    // Each thread accumulates its own dW (o × k), summed at the end.
+    let scratch: Vec<(Vec<T>, Vec<T>)> = (0..threads()).map(|_| (vec![T::default(); k * strip * g.ow], vec![T::default(); g.o * k])).collect();
+    let partials = parallel_items(g.n * strips, scratch, |item, (cols, dw)| {
+        let (img, s) = (item / strips, item % strips);
+        let (oy0, oy1) = (s * strip, ((s + 1) * strip).min(g.oh));
+        let len = (oy1 - oy0) * g.ow;
+        im2col(g, &x[img * g.c * g.h * g.w..(img + 1) * g.c * g.h * g.w], oy0, oy1, cols);
+        let gy = grad[img * g.o * p + oy0 * g.ow..].as_ptr();
+        // dW (o × k) += grad strip (o × len) · colsᵀ (len × k).
+        unsafe { gemm_into(g.o, k, len, dw.as_mut_ptr(), k, true, gy, p, 1, cols.as_ptr(), 1, len) };
+    });
+    let mut dw = vec![T::default(); g.o * k];
+    for (_, part) in partials {
+        for (a, b) in dw.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    dw
+}
+
+struct ConvForward {
+    geometry: Geometry,
+}
+
+impl CustomOp2 for ConvForward {
+    fn name(&self) -> &'static str {
+        "conv2d-im2col-gemm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let out = match s1.dtype() {
+            DType::F32 => f32::storage(forward(g, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?)),
+            DType::F64 => f64::storage(forward(g, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?)),
+            other => candle_core::bail!("conv2d op: unsupported dtype {other:?}"),
+        };
+        Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let geometry = self.geometry;
+        let dx = grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input })?;
+        let dw = x.apply_op2_no_bwd(&grad, &ConvGrad { geometry, wrt: Wrt::Weight })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Wrt {
+    /// (grad, weight) → dL/dx.
+    Input,
+    /// (x, grad) → dL/dw.
+    Weight,
+}
+
+struct ConvGrad {
+    geometry: Geometry,
+    wrt: Wrt,
+}
+
+impl CustomOp2 for ConvGrad {
+    fn name(&self) -> &'static str {
+        match self.wrt {
+            Wrt::Input => "conv2d-grad-input",
+            Wrt::Weight => "conv2d-grad-weight",
+        }
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        macro_rules! run {
+            ($t:ty) => {{
+                let (a, b) = (contiguous::<$t>(s1, l1)?, contiguous::<$t>(s2, l2)?);
+                match self.wrt {
+                    Wrt::Input => <$t>::storage(grad_input(g, a, b)),
+                    Wrt::Weight => <$t>::storage(grad_weight(g, a, b)),
+                }
+            }};
+        }
+        let out = match s1.dtype() {
+            DType::F32 => run!(f32),
+            DType::F64 => run!(f64),
+            other => candle_core::bail!("conv2d gradient: unsupported dtype {other:?}"),
+        };
+        let shape = match self.wrt {
+            Wrt::Input => Shape::from((g.n, g.c, g.h, g.w)),
+            Wrt::Weight => Shape::from((g.o, g.c, g.kh, g.kw)),
+        };
+        Ok((out, shape))
+    }
+}
+
+
+/// A convolution layer over [`conv2d`]: tensors `weight` (o, c, k, k) and optional `bias` (o),
+/// initialised like PyTorch's `Conv2d` (Kaiming for the weight, ±1/√fan-in for the bias).
+#[derive(Debug, Clone)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    padding: usize,
+}
+
+impl Conv {
+    pub fn new(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        let bias = if bias {
+            let bound = 1.0 / ((c_in * kernel * kernel) as f64).sqrt();
+            Some(vb.get_with_hints(c_out, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias, padding })
+    }
+}
+
+impl candle_core::Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = conv2d(x, &self.weight, self.padding, 1)?;
+        match &self.bias {
+            // (o) → (1, o, 1, 1) broadcast over batch and pixels.
+            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Building blocks shared by the U-Nets: the Double Conv block of the multi-scale CNN paper
+//! (3×3 conv → batch norm → LeakyReLU → 2D dropout, twice), a max-pool with a correct
+//! gradient, and channel dropout.
+
+use super::profile::timed;
+use candle_core::{Module, ModuleT, Result, Tensor, D};
+use super::conv::Conv;
+use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
+
+/// LeakyReLU slope of the paper.
+pub const LEAKY_SLOPE: f64 = 0.2;
+
+pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::leaky_relu(x, LEAKY_SLOPE)
+}
+
+/// 2×2 max-pool, stride 2, on (batch, c, rows, cols) with even rows and cols.
+/// Written as reshape + max so the backward pass routes the whole gradient to the maximum
+/// (candle 0.11's `max_pool2d` backward scales it by 1/4).
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    if h % 2 != 0 || w % 2 != 0 {
+        candle_core::bail!("max_pool2x2 needs even sides, got {h}x{w}")
+    }
+    // (b, c, h/2, 2, w/2, 2) → max over the two window axes.
+    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(D::Minus1)?.max(3)
+}
+
+/// Dropout of whole channels (PyTorch's `Dropout2d`): in training, each (sample, channel)
+/// plane is zeroed with probability `p` and the rest scaled by 1/(1−p).
+pub fn channel_dropout(x: &Tensor, p: f64, train: bool) -> Result<Tensor> {
+    if !train || p <= 0.0 {
+        return Ok(x.clone());
+    }
+    if p >= 1.0 {
+        candle_core::bail!("dropout probability must be below 1, got {p}")
+    }
+    let (b, c, _, _) = x.dims4()?;
+    let keep = Tensor::rand(0f32, 1f32, (b, c, 1, 1), x.device())?.ge(p)?;
+    let mask = (keep.to_dtype(x.dtype())? * (1.0 / (1.0 - p)))?;
+    x.broadcast_mul(&mask)
+}
+
+fn bn_config() -> BatchNormConfig {
+    // PyTorch's BatchNorm2d defaults, so weights and running statistics move between the two.
+    BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 }
+}
+
+/// One 3×3 conv (no bias: batch norm follows) → batch norm → LeakyReLU → channel dropout.
+#[derive(Debug, Clone)]
+pub struct ConvBnAct {
+    conv: Conv,
+    bn: BatchNorm,
+    dropout: f64,
+}
+
+impl ConvBnAct {
+    pub fn new(c_in: usize, c_out: usize, dropout: f64, vb_conv: VarBuilder, vb_bn: VarBuilder) -> Result<Self> {
+        let conv = Conv::new(c_in, c_out, 3, 1, false, vb_conv)?;
+        let bn = batch_norm(c_out, bn_config(), vb_bn)?;
+        Ok(Self { conv, bn, dropout })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = timed("conv3x3", || self.conv.forward(x))?;
+        let x = timed("batch_norm", || self.bn.forward_t(&x, train))?;
+        let x = timed("leaky_relu", || leaky_relu(&x))?;
+        timed("dropout", || channel_dropout(&x, self.dropout, train))
+    }
+}
+
+/// Double Conv: two [`ConvBnAct`]. Tensor names `conv1.weight`, `bn1.{weight,bias,
+/// running_mean,running_var}`, `conv2.*`, `bn2.*` under the block's prefix.
+#[derive(Debug, Clone)]
+pub struct DoubleConv {
+    first: ConvBnAct,
+    second: ConvBnAct,
+}
+
+impl DoubleConv {
+    pub fn new(c_in: usize, c_out: usize, dropout: f64, vb: VarBuilder) -> Result<Self> {
+        let first = ConvBnAct::new(c_in, c_out, dropout, vb.pp("conv1"), vb.pp("bn1"))?;
+        let second = ConvBnAct::new(c_out, c_out, dropout, vb.pp("conv2"), vb.pp("bn2"))?;
+        Ok(Self { first, second })
+    }
+}
+
+impl ModuleT for DoubleConv {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.first.forward_t(x, train)?;
+        self.second.forward_t(&x, train)
+    }
+}

@@ -1,0 +1,40 @@
+//! The learned models, written as candle modules built from a `VarBuilder` (ARCHITECTURE rule
+//! 6). Tensor names follow PyTorch's conventions so `bench/pytorch_parity.py` can load the same
+//! safetensors into an identical PyTorch model.
+//!
+//! Every op a model trains through is one whose gradient is tested against finite differences
+//! in `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
+//! gradient), so [`layers::max_pool2x2`] is built from a reshape and two max reductions.
+
+pub mod basisnet;
+pub mod conv;
+pub mod layers;
+pub mod mscnn;
+pub mod profile;
+pub mod unet;
+
+use candle_core::{Result, Tensor};
+
+/// A network that maps (batch, 3, rows, cols) linear RGB to (batch, bands, rows, cols).
+pub trait SpectralNet: Send + Sync {
+    /// `train` switches batch norm to batch statistics and turns dropout on.
+    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor>;
+    /// Side length the input must be a multiple of; `forward_t` pads and crops to it.
+    fn size_multiple(&self) -> usize;
+    /// Pixels of context each side of an output pixel that matter (for tile overlap).
+    fn receptive_margin(&self) -> usize;
+}
+
+/// Replicate-pad (batch, c, rows, cols) on the bottom and right to multiples of `m`.
+/// Returns the padded tensor; crop the output back with `narrow`.
+pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
+    let (_, _, rows, cols) = x.dims4()?;
+    let pad_r = (m - rows % m) % m;
+    let pad_c = (m - cols % m) % m;
+    let x = if pad_r > 0 { x.pad_with_same(2, 0, pad_r)? } else { x.clone() };
+    if pad_c > 0 {
+        x.pad_with_same(3, 0, pad_c)
+    } else {
+        Ok(x)
+    }
+}

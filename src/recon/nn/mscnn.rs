@@ -1,0 +1,67 @@
+//! Multi-scale U-Net for spectral super-resolution (Yan, Zhang, Wei et al., "Accurate spectral
+//! super-resolution from single RGB image using multi-scale CNN", PRCV 2018): the shared
+//! [`UNet`] followed by a 1×1 convolution to the bands.
+
+use super::unet::UNet;
+use super::{pad_to_multiple, SpectralNet};
+use candle_core::{Module, ModuleT, Result, Tensor};
+use super::conv::Conv;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MscnnConfig {
+    /// Output bands (31 for 400..=700 nm step 10).
+    pub bands: usize,
+    /// Channels at full resolution; doubles at each level.
+    pub width: usize,
+    /// Number of 2×2 max-pool steps.
+    pub depth: usize,
+    /// 2D dropout probability after each activation (the paper uses 0.2).
+    pub dropout: f64,
+}
+
+impl Default for MscnnConfig {
+    fn default() -> Self {
+        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mscnn {
+    unet: UNet,
+    /// Tensor names `out.weight`, `out.bias`.
+    out: Conv,
+}
+
+impl Mscnn {
+    pub fn new(cfg: &MscnnConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.bands == 0 {
+            candle_core::bail!("mscnn needs at least one output band")
+        }
+        let unet = UNet::new(3, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
+        let out = Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?;
+        Ok(Self { unet, out })
+    }
+}
+
+impl SpectralNet for Mscnn {
+    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
+        let (_, _, rows, cols) = rgb.dims4()?;
+        let x = super::profile::timed("pad", || pad_to_multiple(rgb, self.size_multiple()))?;
+        let features = self.unet.forward_t(&x, train)?;
+        // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
+        let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
+        y.narrow(2, 0, rows)?.narrow(3, 0, cols)
+    }
+
+    fn size_multiple(&self) -> usize {
+        1 << self.unet.depth()
+    }
+
+    fn receptive_margin(&self) -> usize {
+        // Two 3×3 convs per level, each level doubling the step: 2·(2^(d+1) − 1) on the
+        // way down and as much on the way up, rounded up.
+        4 * (1 << (self.unet.depth() + 1))
+    }
+}

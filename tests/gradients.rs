@@ -1,0 +1,226 @@
+//! Every op the learned models train through, checked against central finite differences in
+//! f64 (and the custom convolution also against candle's reference conv2d in f32).
+//!
+//! Why: candle 0.11 on the CPU has silent gradient traps — `max_pool2d`'s backward is 1/k² of
+//! the true gradient, `upsample_nearest2d`'s backward overwrites accumulated gradients, and
+//! `LayerNorm`/`RmsNorm`/`softmax_last_dim` have no backward at all, and `conv2d`'s backward
+//! fails at stride 2 when rows and columns need different output padding. The models avoid those ops;
+//! these tests make sure what they use instead is right.
+
+use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use spectral_studio::recon::nn::basisnet::{BasisNet, BasisNetConfig};
+use spectral_studio::recon::nn::conv::{conv2d, Conv};
+use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
+use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
+use spectral_studio::train::{loss_fn, Loss};
+
+const EPS: f64 = 1e-6;
+
+fn random(shape: &[usize], seed: u64) -> Tensor {
+    // A small LCG: deterministic values in (-1, 1) without depending on candle's RNG.
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let values: Vec<f64> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+}
+
+/// Largest |autograd − finite difference| over the elements of `x`, relative to the largest
+/// finite-difference gradient (floored at 1).
+fn gradient_error(x: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> f64 {
+    let var = Var::from_tensor(x).unwrap();
+    let loss = f(var.as_tensor()).unwrap();
+    let grads = loss.backward().unwrap();
+    let analytic: Vec<f64> = grads.get(var.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let mut worst = 0.0f64;
+    let mut scale = 1.0f64;
+    for i in 0..base.len() {
+        let eval = |delta: f64| {
+            let mut v = base.clone();
+            v[i] += delta;
+            let t = Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap();
+            f(&t).unwrap().to_scalar::<f64>().unwrap()
+        };
+        let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
+        scale = scale.max(numeric.abs());
+        worst = worst.max((numeric - analytic[i]).abs());
+    }
+    worst / scale
+}
+
+/// Σ f(x) · r: a scalar whose gradient is every output's gradient weighted differently.
+fn weighted_sum(y: &Tensor, seed: u64) -> candle_core::Result<Tensor> {
+    (y * random(y.dims(), seed).to_dtype(y.dtype())?)?.sum_all()
+}
+
+#[test]
+fn conv_op_gradients_match_finite_differences() {
+    for (xs, ws, pad, stride) in [
+        ([2, 3, 5, 6], [4, 3, 3, 3], 1, 1),
+        ([1, 2, 7, 5], [3, 2, 3, 3], 0, 2),
+        ([2, 4, 4, 4], [2, 4, 1, 1], 0, 1),
+        ([1, 2, 6, 7], [2, 2, 5, 5], 2, 2),
+    ] {
+        let (x, w) = (random(&xs, 1), random(&ws, 2));
+        let err_x = gradient_error(&x, |x| weighted_sum(&conv2d(x, &w, pad, stride)?, 3));
+        let err_w = gradient_error(&w, |w| weighted_sum(&conv2d(&x, w, pad, stride)?, 3));
+        assert!(err_x < 1e-7 && err_w < 1e-7, "{xs:?}*{ws:?} pad {pad} stride {stride}: {err_x:e} {err_w:e}");
+    }
+}
+
+#[test]
+fn conv_op_agrees_with_candles_reference_conv_in_f32() {
+    for (xs, ws, pad, stride) in [
+        ([3, 5, 17, 23], [7, 5, 3, 3], 1, 1),
+        // candle's own backward fails when rows and columns need different output padding
+        // (e.g. 16×9 at stride 2: a shape mismatch), so the reference uses a shape it can do.
+        ([2, 3, 15, 9], [4, 3, 3, 3], 0, 2),
+        ([2, 8, 11, 13], [5, 8, 1, 1], 0, 1),
+        ([1, 4, 9, 10], [3, 4, 5, 5], 2, 1),
+    ] {
+        let x = Var::from_tensor(&random(&xs, 4).to_dtype(DType::F32).unwrap()).unwrap();
+        let w = Var::from_tensor(&random(&ws, 5).to_dtype(DType::F32).unwrap()).unwrap();
+        let ours = conv2d(x.as_tensor(), w.as_tensor(), pad, stride).unwrap();
+        let reference = x.as_tensor().conv2d(w.as_tensor(), pad, stride, 1, 1).unwrap();
+        assert_eq!(ours.dims(), reference.dims());
+        let diff = |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&ours, &reference) < 1e-4, "forward {xs:?}");
+        let g_ours = weighted_sum(&ours, 6).unwrap().backward().unwrap();
+        let g_ref = weighted_sum(&reference, 6).unwrap().backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g_ours.get(v.as_tensor()).unwrap(), g_ref.get(v.as_tensor()).unwrap());
+            assert!(diff(a, b) < 1e-3, "gradient {xs:?}*{ws:?}: {}", diff(a, b));
+        }
+    }
+}
+
+#[test]
+fn conv_layer_bias_gradient_is_right() {
+    let vm = VarMap::new();
+    let conv = Conv::new(2, 3, 3, 1, true, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+    let x = random(&[2, 2, 4, 5], 7);
+    assert!(gradient_error(&x, |x| weighted_sum(&conv.forward(x)?, 8)) < 1e-7);
+    let bias = vm.data().lock().unwrap().get("bias").unwrap().as_tensor().clone();
+    let g = weighted_sum(&conv.forward(&x).unwrap(), 8).unwrap().backward().unwrap();
+    // d/db Σ y·r = Σ over batch and pixels of r, per output channel.
+    let r = random(&[2, 3, 4, 5], 8);
+    let expected = r.sum(0).unwrap().sum(D::Minus1).unwrap().sum(D::Minus1).unwrap();
+    let got = g.get(&bias).unwrap();
+    assert!(got.sub(&expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap() < 1e-9);
+}
+
+#[test]
+fn max_pool_routes_the_whole_gradient_to_the_maximum() {
+    let x = random(&[2, 3, 6, 8], 9);
+    assert!(gradient_error(&x, |x| weighted_sum(&max_pool2x2(x)?, 10)) < 1e-7);
+    // And the value is the window maximum.
+    let y = max_pool2x2(&x).unwrap();
+    let v: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let window_max = [v[0], v[1], v[8], v[9]].into_iter().fold(f64::MIN, f64::max);
+    assert_eq!(y.flatten_all().unwrap().to_vec1::<f64>().unwrap()[0], window_max);
+    assert!(max_pool2x2(&random(&[1, 1, 5, 4], 1)).is_err(), "odd sides are refused");
+}
+
+#[test]
+fn activations_reshapes_and_losses_have_correct_gradients() {
+    let x = random(&[2, 8, 4, 6], 11);
+    let checks: Vec<(&str, f64)> = vec![
+        ("leaky_relu", gradient_error(&x, |x| weighted_sum(&leaky_relu(x)?, 12))),
+        ("pixel_shuffle", gradient_error(&x, |x| weighted_sum(&candle_nn::ops::pixel_shuffle(x, 2)?, 13))),
+        ("pixel_unshuffle", gradient_error(&x, |x| weighted_sum(&candle_nn::ops::pixel_unshuffle(x, 2)?, 14))),
+        ("concat", gradient_error(&x, |x| weighted_sum(&Tensor::cat(&[x, &(x * 2.0)?.narrow(1, 0, 3)?], 1)?, 15))),
+        ("pad_to_multiple", gradient_error(&random(&[1, 2, 5, 3], 16), |x| weighted_sum(&pad_to_multiple(x, 4)?, 17))),
+        ("narrow crop", gradient_error(&x, |x| weighted_sum(&x.narrow(2, 0, 3)?.narrow(3, 1, 4)?, 18))),
+        ("basis matmul", gradient_error(&random(&[2, 3, 10], 19), |w| weighted_sum(&random(&[5, 3], 20).broadcast_left(2)?.matmul(w)?, 21))),
+    ];
+    let target = (random(&[2, 8, 4, 6], 22).abs().unwrap() + 0.1).unwrap();
+    let pred = random(&[2, 8, 4, 6], 23);
+    let l1 = gradient_error(&pred, |p| loss_fn(Loss::L1, p, &target));
+    let mrae = gradient_error(&pred, |p| loss_fn(Loss::Mrae, p, &target));
+    for (name, err) in checks.into_iter().chain([("l1 loss", l1), ("mrae loss", mrae)]) {
+        assert!(err < 1e-6, "{name}: relative gradient error {err:e}");
+    }
+}
+
+#[test]
+fn channel_dropout_gradient_is_its_mask() {
+    let x = Var::from_tensor(&(random(&[4, 6, 3, 3], 24).abs().unwrap() + 0.5).unwrap()).unwrap();
+    let y = channel_dropout(x.as_tensor(), 0.5, true).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g = g.get(x.as_tensor()).unwrap();
+    // Each (sample, channel) plane is either all zero or all scaled by 2, in value and gradient.
+    let (yv, gv): (Vec<f64>, Vec<f64>) = (y.flatten_all().unwrap().to_vec1().unwrap(), g.flatten_all().unwrap().to_vec1().unwrap());
+    let xv: Vec<f64> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+    for plane in 0..24 {
+        let idx = plane * 9..(plane + 1) * 9;
+        let scale = gv[idx.start];
+        assert!(scale == 0.0 || scale == 2.0);
+        for i in idx {
+            assert_eq!(gv[i], scale);
+            assert!((yv[i] - scale * xv[i]).abs() < 1e-12);
+        }
+    }
+    let dropped = (0..24).filter(|p| gv[p * 9] == 0.0).count();
+    assert!((4..=20).contains(&dropped), "dropped {dropped} of 24 planes at p = 0.5");
+    let eval = channel_dropout(x.as_tensor(), 0.5, false).unwrap();
+    assert_eq!(eval.flatten_all().unwrap().to_vec1::<f64>().unwrap(), xv);
+}
+
+#[test]
+fn batch_norm_in_training_mode_has_correct_gradients() {
+    let vm = VarMap::new();
+    let bn = candle_nn::batch_norm(3, candle_nn::BatchNormConfig::default(), VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+    let x = random(&[4, 3, 3, 2], 25);
+    let err = gradient_error(&x, |x| weighted_sum(&candle_core::ModuleT::forward_t(&bn, x, true)?, 26));
+    assert!(err < 1e-6, "batch norm: {err:e}");
+}
+
+/// The whole networks in training mode (batch statistics, no dropout): gradients with respect
+/// to the input and to one weight of each kind.
+#[test]
+fn whole_models_have_correct_gradients() {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+    let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0 }, vb.pp("m")).unwrap();
+    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0 }, vb.pp("b")).unwrap();
+    let x = random(&[2, 3, 8, 8], 27);
+    let nets: [(&str, &dyn SpectralNet); 2] = [("mscnn", &mscnn), ("basisnet", &basis)];
+    for (name, net) in nets {
+        let err = gradient_error(&x, |x| weighted_sum(&net.forward_t(x, true)?, 28));
+        assert!(err < 1e-5, "{name} input gradient: {err:e}");
+    }
+    let vars = vm.data().lock().unwrap().clone();
+    for key in ["m.unet.down.1.conv2.weight", "m.unet.up.0.bn1.weight", "m.out.bias", "b.basis", "b.direct.weight", "b.head.weight"] {
+        let var = vars.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
+        let original = var.as_tensor().copy().unwrap();
+        let net: &dyn SpectralNet = if key.starts_with('m') { &mscnn } else { &basis };
+        // Differentiate through the variable by setting it to each perturbed value.
+        let analytic = {
+            let loss = weighted_sum(&net.forward_t(&x, true).unwrap(), 29).unwrap();
+            loss.backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+        };
+        let base: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
+        let mut worst = 0.0f64;
+        let mut scale = 1.0f64;
+        for i in (0..base.len()).step_by((base.len() / 6).max(1)) {
+            let eval = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap()).unwrap();
+                weighted_sum(&net.forward_t(&x, true).unwrap(), 29).unwrap().to_scalar::<f64>().unwrap()
+            };
+            let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
+            scale = scale.max(numeric.abs());
+            worst = worst.max((numeric - analytic[i]).abs());
+        }
+        var.set(&original).unwrap();
+        assert!(worst / scale < 1e-5, "{key}: relative gradient error {:e}", worst / scale);
+    }
+}
