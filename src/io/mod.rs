@@ -195,6 +195,17 @@ pub fn save(cube: &Cube, path: impl AsRef<Path>) -> Result<()> {
     }
 }
 
+/// Refuse, before any work, an output path `save` could not write (unknown extension).
+pub fn check_cube_output(path: &Path) -> Result<()> {
+    match extension(path).as_str() {
+        "hdr" | "img" | "npy" | "mat" | "h5" => Ok(()),
+        other => Err(Error::invalid(format!(
+            "{}: cannot write a cube as '.{other}' (use .npy, .hdr or .mat)",
+            path.display()
+        ))),
+    }
+}
+
 /// Cut a cube read whole down to a subset.
 pub fn apply_subset(cube: Cube, subset: &Subset) -> Result<Cube> {
     if subset == &Subset::default() {

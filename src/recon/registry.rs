@@ -1,0 +1,130 @@
+//! Which methods exist: the built-in names (spline, linear, pca, mscnn, basisnet) and every
+//! model card found in the model folders, and how to load one by name.
+//!
+//! Model folders, searched in order: `$SPECTRAL_STUDIO_MODELS` (`:`-separated), the user's
+//! folder (`$XDG_DATA_HOME/spectral-studio/models`, default `~/.local/share/…`), and the shipped
+//! `models/` (beside the executable's checkout, or next to the executable).
+
+use super::card::{Architecture, ModelCard, ModelFiles};
+use super::classical::LinearMapReconstructor;
+use super::learned::NetReconstructor;
+use super::Reconstructor;
+use crate::spectral::camera::CameraResponse;
+use crate::{Error, Result};
+use candle_core::Device;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub const BUILTIN_METHODS: [&str; 5] = ["spline", "linear", "pca", "mscnn", "basisnet"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodEntry {
+    pub name: String,
+    /// "classical" or "learned".
+    pub kind: &'static str,
+    pub description: String,
+    /// The model it loads by default (None for spline, or when the model is missing).
+    pub model: Option<PathBuf>,
+    pub camera: Option<String>,
+}
+
+/// The `models/` folder that ships with the program.
+pub fn shipped_models_dir() -> PathBuf {
+    let beside_exe = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("models")));
+    if let Some(dir) = beside_exe.filter(|d| d.is_dir()) {
+        return dir;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+pub fn user_models_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("spectral-studio/models"))
+}
+
+pub fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("SPECTRAL_STUDIO_MODELS").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
+    dirs.extend(user_models_dir());
+    dirs.push(shipped_models_dir());
+    dirs
+}
+
+/// The first model called `name` (a `NAME.json` card with its weights) in the model folders.
+pub fn find_model(name: &str) -> Option<ModelFiles> {
+    model_dirs().iter().find_map(|d| ModelFiles::resolve(&d.join(name)).ok())
+}
+
+fn describe(name: &str) -> &'static str {
+    match name {
+        "spline" => "cubic spline through the camera channels' centre wavelengths (closed form)",
+        "linear" => "ridge regression RGB → spectrum fitted on training pairs (closed form)",
+        "pca" => "Wiener estimation with a PCA spectral prior and the camera curves (closed form)",
+        "mscnn" => "multi-scale U-Net (Double Conv, max-pool, pixel-shuffle up-sampling)",
+        "basisnet" => "fast U-Net predicting per-pixel weights over a learned spectral basis",
+        _ => "",
+    }
+}
+
+/// Every method: the built-ins first, then any other model card in the model folders.
+pub fn list_methods() -> Vec<MethodEntry> {
+    let mut out = Vec::new();
+    for name in BUILTIN_METHODS {
+        let files = if name == "spline" { None } else { find_model(name) };
+        let camera = files.as_ref().and_then(|f| ModelCard::load(&f.card).ok()).map(|c| c.camera);
+        let kind = if matches!(name, "mscnn" | "basisnet") { "learned" } else { "classical" };
+        out.push(MethodEntry { name: name.into(), kind, description: describe(name).into(), model: files.map(|f| f.weights), camera });
+    }
+    for dir in model_dirs() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut cards: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+        cards.sort();
+        for card_path in cards {
+            let Some(stem) = card_path.file_stem().and_then(|s| s.to_str()) else { continue };
+            if out.iter().any(|m| m.name == stem) {
+                continue;
+            }
+            let (Ok(files), Ok(card)) = (ModelFiles::resolve(&card_path), ModelCard::load(&card_path)) else { continue };
+            let kind = if card.architecture.is_network() { "learned" } else { "classical" };
+            out.push(MethodEntry {
+                name: stem.into(),
+                kind,
+                description: format!("{} model from {}", card.architecture.name(), dir.display()),
+                model: Some(files.weights),
+                camera: Some(card.camera),
+            });
+        }
+    }
+    out
+}
+
+/// Load method `name`, with `model` overriding its default weights. `camera` is the assumed
+/// camera (used by spline and pca, checked by linear).
+pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, device: &Device) -> Result<Box<dyn Reconstructor>> {
+    if name == "spline" {
+        if model.is_some() {
+            return Err(Error::invalid("method 'spline' has no model: it is built from the camera alone"));
+        }
+        return Ok(Box::new(LinearMapReconstructor::spline(camera)?));
+    }
+    let files = match model {
+        Some(path) => ModelFiles::resolve(path)?,
+        None => find_model(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "no model for method '{name}' in {} (known methods: {}; `spectral-studio methods` lists them)",
+                model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+                BUILTIN_METHODS.join(", ")
+            ))
+        })?,
+    };
+    let card = ModelCard::load(&files.card)?;
+    if BUILTIN_METHODS.contains(&name) && name != card.architecture.name() {
+        return Err(Error::format(&files.card, format!("method '{name}' given a '{}' model", card.architecture.name())));
+    }
+    Ok(match card.architecture {
+        Architecture::Linear => Box::new(LinearMapReconstructor::linear(&files, camera)?),
+        Architecture::Pca => Box::new(LinearMapReconstructor::pca(&files, camera)?),
+        Architecture::Mscnn | Architecture::Basisnet => Box::new(NetReconstructor::load(&files, device)?),
+    })
+}
