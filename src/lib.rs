@@ -4,11 +4,14 @@
 pub mod bench;
 pub mod cli;
 pub mod cube;
+pub mod engine;
 pub mod error;
 pub mod io;
 pub mod metrics;
+pub mod recon;
 pub mod rgb;
 pub mod spectral;
+pub mod train;
 
 pub use cube::{default_wavelengths, Cube, Metadata, Rect, Stats};
 pub use error::{Error, Result};

@@ -136,6 +136,126 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reconstruct a 31-band cube from an RGB image (linear camera RGB unless --srgb).
+    Reconstruct {
+        rgb: PathBuf,
+        /// spline, linear, pca, mscnn, basisnet, or any model name `methods` lists.
+        #[arg(long)]
+        method: String,
+        /// Model weights (NAME.safetensors beside NAME.json) instead of the method's shipped one.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Camera assumed to have taken the picture (default: the model's, else the Canon).
+        #[arg(long)]
+        camera: Option<String>,
+        /// Correct the result so the camera reproduces the input RGB exactly (non-negative).
+        #[arg(long)]
+        consistent: bool,
+        /// Normalise input brightness to the model's and rescale the output.
+        #[arg(long)]
+        exposure_invariant: bool,
+        /// The RGB file is sRGB-encoded (linearise it).
+        #[arg(long)]
+        srgb: bool,
+        /// cpu, cuda or metal (the last two need a build with that cargo feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Output cube: .npy, .hdr or .mat.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the reconstruction methods and the models found.
+    Methods {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a learned method, or fit a closed-form one (linear, pca).
+    Train {
+        /// mscnn, basisnet, linear or pca.
+        #[arg(long)]
+        method: String,
+        /// A folder of cubes (any supported format) to train on.
+        #[arg(long, conflicts_with = "synthetic")]
+        data: Option<PathBuf>,
+        /// Train on N synthetic scenes instead.
+        #[arg(long)]
+        synthetic: Option<usize>,
+        /// Side of the synthetic scenes in pixels.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        #[arg(long, default_value = "canon-eos-5d-mark-ii")]
+        camera: String,
+        /// Simulate NTIRE 2020 real-world inputs (mosaic, noise, demosaic, JPEG).
+        #[arg(long)]
+        real_world: bool,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Side of the square training patches.
+        #[arg(long, default_value_t = 64)]
+        patch: usize,
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f64,
+        /// cosine, step (the paper's ×0.93) or constant.
+        #[arg(long, default_value = "cosine")]
+        schedule: String,
+        /// mrae or l1.
+        #[arg(long, default_value = "mrae")]
+        loss: String,
+        #[arg(long)]
+        width: Option<usize>,
+        #[arg(long)]
+        depth: Option<usize>,
+        /// Basis spectra of basisnet.
+        #[arg(long)]
+        basis: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 250)]
+        validate_every: usize,
+        #[arg(long, default_value_t = 500)]
+        checkpoint_every: usize,
+        /// Name of the model written (default: the method).
+        #[arg(long)]
+        name: Option<String>,
+        /// Continue from a checkpoint (OUT/checkpoints/ckpt-NNNNNN.safetensors).
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// JSON lines (one per event) instead of a progress bar.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare methods the NTIRE 2020 way on ground-truth cubes rendered through a camera.
+    Compare {
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
+        /// A folder of ground-truth cubes.
+        #[arg(long, conflicts_with = "synthetic")]
+        data: Option<PathBuf>,
+        /// Use N held-out synthetic scenes (seeds 1..=N, never trained on) instead.
+        #[arg(long)]
+        synthetic: Option<usize>,
+        /// Side of the synthetic scenes.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value = "canon-eos-5d-mark-ii")]
+        camera: String,
+        #[arg(long)]
+        consistent: bool,
+        #[arg(long)]
+        exposure_invariant: bool,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure speed (JSON, medians).
     Bench {
         #[arg(value_enum)]
@@ -146,6 +266,12 @@ enum Command {
         /// Accepted for symmetry with the other commands: bench always prints JSON.
         #[arg(long)]
         json: bool,
+        /// Part of the recon suite: `all` or `parity` (the U-Net timings the PyTorch script needs).
+        #[arg(long = "suite", id = "part", default_value = "all")]
+        part: String,
+        /// Weights for the recon suite's U-Net (default: the shipped mscnn).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
 }
 
@@ -162,6 +288,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The command line as typed (program name shortened), for model cards.
+fn command_line() -> String {
+    let mut args = std::env::args();
+    args.next();
+    std::iter::once("spectral-studio".to_string()).chain(args).collect::<Vec<_>>().join(" ")
 }
 
 fn run(command: Command) -> spectral_studio::Result<()> {
@@ -183,6 +316,37 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }
         Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
         Command::Assets { json } => cli::assets(json),
-        Command::Bench { suite, repeats, json: _ } => cli::bench(suite, repeats),
+        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, srgb, device, output, json } => {
+            cli::reconstruct(cli::ReconstructArgs {
+                rgb: &rgb,
+                method: &method,
+                model: model.as_deref(),
+                camera: camera.as_deref(),
+                options: spectral_studio::recon::ReconOptions { consistent, exposure_invariant },
+                srgb,
+                device: &device,
+                output: &output,
+                json,
+            })
+        }
+        Command::Methods { json } => cli::methods(json),
+        Command::Train {
+            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, seed,
+            validate_every, checkpoint_every, name, resume, device, out, json,
+        } => cli::train(cli::TrainArgs {
+            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, seed,
+            validate_every, checkpoint_every, name, resume, device, out, json,
+            command_line: command_line(),
+        }),
+        Command::Compare { methods, data, synthetic, size, camera, consistent, exposure_invariant, device, json } => {
+            let data = match (data, synthetic) {
+                (Some(dir), None) => cli::CompareData::Folder(dir),
+                (None, Some(count)) => cli::CompareData::Synthetic { count, size },
+                _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR or --synthetic N")),
+            };
+            let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant };
+            cli::compare(&methods, data, &camera, options, &device, json)
+        }
+        Command::Bench { suite, repeats, json: _, part, model } => cli::bench(suite, repeats, &part, model.as_deref()),
     }
 }

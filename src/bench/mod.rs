@@ -169,3 +169,4 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
         "peers": {"numpy": numpy, "skimage": skimage},
     }))
 }
+pub mod recon;

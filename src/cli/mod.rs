@@ -350,13 +350,25 @@ pub enum BenchSuite {
     /// Opening cubes (ENVI, .npy) against numpy, all metrics, SSIM against scikit-image,
     /// unmixing.
     Io,
+    /// Reconstruction: every method on a 482×512 image, the U-Net's forward and training step
+    /// (for the PyTorch comparison), peak memory, and a per-op profile.
+    Recon,
 }
 
 /// `bench SUITE`: prints one JSON object.
-pub fn bench(suite: BenchSuite, repeats: usize) -> Result<()> {
+pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>) -> Result<()> {
     let report = match suite {
         BenchSuite::Io => crate::bench::io_suite(repeats.max(1))?,
+        BenchSuite::Recon => crate::bench::recon::recon_suite(repeats.max(1), part, model)?,
     };
-    print_json(&report);
+    if part == "parity" {
+        // The PyTorch script reads the last line: one compact JSON object.
+        println!("{}", serde_json::to_string(&report).map_err(|e| Error::invalid(e.to_string()))?);
+    } else {
+        print_json(&report);
+    }
     Ok(())
 }
+
+mod recon;
+pub use recon::{compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};

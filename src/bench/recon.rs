@@ -1,0 +1,183 @@
+//! `bench recon`: reconstruction speed. Every method on one 482×512 image (ARAD's size), the
+//! multi-scale U-Net's eval forward and one training step on 8×3×64×64 (the two figures
+//! `bench/pytorch_parity.py` compares against PyTorch in the same run), inference peak memory,
+//! and a per-op profile of the forward pass.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde_json::{json, Value};
+
+use crate::engine::JobContext;
+use crate::recon::card::{ModelCard, ModelFiles};
+use crate::recon::learned::build_net;
+use crate::recon::nn::profile;
+use crate::recon::registry::{find_model, load_method, BUILTIN_METHODS};
+use crate::recon::{reconstruct, ReconOptions};
+use crate::spectral::camera::CameraResponse;
+use crate::spectral::scene::{generate, SceneConfig};
+use crate::train::loss_fn;
+use crate::train::optim::AdamW;
+use crate::{Error, Result, RgbImage};
+
+const ROWS: usize = 482;
+const COLS: usize = 512;
+
+fn runs_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<Vec<f64>> {
+    f()?; // warm-up: first-touch allocations, thread pools
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f()?);
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        f64::NAN
+    } else {
+        s[s.len() / 2]
+    }
+}
+
+/// Resident-set high-water mark of this process (VmHWM) in MiB, Linux only.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn current_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The U-Net timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
+/// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each.
+pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
+    let card = ModelCard::load(&files.card)?;
+    let device = Device::Cpu;
+    let mut varmap = VarMap::new();
+    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
+    let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
+    let forward_ms = runs_ms(repeats, || Ok(net.forward_t(&image, false)?))?;
+    let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
+    let bands = card.wavelengths.len();
+    let y = Tensor::rand(0f32, 1f32, (8, bands, 64, 64), &device)?;
+    let vars: HashMap<String, candle_core::Var> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut opt = AdamW::new(vars, 1e-4)?;
+    let train_step_ms = runs_ms(repeats, || {
+        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+        opt.step(&loss.backward()?, 1e-3)?;
+        Ok(())
+    })?;
+    Ok(json!({
+        "model": files.weights,
+        "threads": candle_core::utils::get_num_threads(),
+        "forward_ms": forward_ms,
+        "train_step_ms": train_step_ms,
+        "forward_median_ms": median(&forward_ms),
+        "train_step_median_ms": median(&train_step_ms),
+    }))
+}
+
+/// Where one forward pass and one training step spend their time.
+fn profile_unet(files: &ModelFiles) -> Result<Value> {
+    let card = ModelCard::load(&files.card)?;
+    let device = Device::Cpu;
+    let mut varmap = VarMap::new();
+    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+    varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
+    let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
+    net.forward_t(&image, false)?;
+    profile::start();
+    let t = Instant::now();
+    net.forward_t(&image, false)?;
+    let forward_total = t.elapsed().as_secs_f64() * 1e3;
+    let ops = profile::stop();
+    let forward_ops: serde_json::Map<String, Value> =
+        ops.iter().map(|(op, (ms, calls))| (op.to_string(), json!({"ms": ms, "calls": calls, "share": ms / forward_total}))).collect();
+    // Training step split into its phases.
+    let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
+    let y = Tensor::rand(0f32, 1f32, (8, card.wavelengths.len(), 64, 64), &device)?;
+    let mut opt = AdamW::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), 1e-4)?;
+    let mut phases = [0.0f64; 3];
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        opt.step(&grads, 1e-3)?;
+        let t3 = Instant::now();
+        for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+            *p += d.as_secs_f64() * 1e3 / 3.0;
+        }
+    }
+    Ok(json!({
+        "forward_482x512": {"total_ms": forward_total, "ops": forward_ops},
+        "train_step_8x3x64x64_ms": {"forward": phases[0], "backward": phases[1], "optimiser": phases[2]},
+    }))
+}
+
+pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<Value> {
+    let mscnn = match model {
+        Some(p) => ModelFiles::resolve(p)?,
+        None => find_model("mscnn").ok_or_else(|| Error::invalid("no mscnn model found: give --model PATH"))?,
+    };
+    match part {
+        "parity" => return parity_timings(&mscnn, repeats),
+        "all" => {}
+        other => return Err(Error::invalid(format!("unknown recon bench part '{other}' (expected all or parity)"))),
+    }
+    let camera = CameraResponse::builtin("canon-eos-5d-mark-ii")?;
+    let mut cfg = SceneConfig::new(7, ROWS, COLS)?;
+    cfg.camera = camera.clone();
+    let rgb: RgbImage = generate(&cfg)?.rgb;
+    let device = Device::Cpu;
+    // Inference memory first, while the process is still small: peak RSS growth of one
+    // mscnn reconstruction (tiled, 512-px tiles) over the RSS before it.
+    let rss_before = current_rss_mib();
+    let method = load_method("mscnn", Some(&mscnn.weights), &camera, &device)?;
+    reconstruct(method.as_ref(), &rgb, &camera, ReconOptions::default(), &JobContext::silent())?;
+    let inference_peak = match (peak_rss_mib(), rss_before) {
+        (Some(peak), Some(before)) => json!({"rss_before_mib": before, "peak_rss_mib": peak, "growth_mib": peak - before}),
+        _ => Value::Null,
+    };
+    let mut methods = serde_json::Map::new();
+    for name in BUILTIN_METHODS {
+        let model = if name == "mscnn" { Some(mscnn.weights.as_path()) } else { None };
+        let loaded = match load_method(name, model, &camera, &device) {
+            Ok(m) => m,
+            Err(e) => {
+                methods.insert(name.into(), json!({"error": e.to_string()}));
+                continue;
+            }
+        };
+        let runs = runs_ms(repeats, || reconstruct(loaded.as_ref(), &rgb, &camera, ReconOptions::default(), &JobContext::silent()))?;
+        let consistent = ReconOptions { consistent: true, exposure_invariant: false };
+        let runs_consistent = runs_ms(repeats.min(3), || reconstruct(loaded.as_ref(), &rgb, &camera, consistent, &JobContext::silent()))?;
+        methods.insert(name.into(), json!({"median_ms": median(&runs), "runs_ms": runs, "consistent_median_ms": median(&runs_consistent)}));
+    }
+    Ok(json!({
+        "image": format!("{ROWS}x{COLS} synthetic scene (seed 7), linear RGB through the Canon"),
+        "threads": candle_core::utils::get_num_threads(),
+        "repeats": repeats,
+        "reconstruct_482x512": methods,
+        "mscnn_inference_memory": inference_peak,
+        "mscnn_unet": parity_timings(&mscnn, repeats)?,
+        "profile": profile_unet(&mscnn)?,
+        "pytorch": "run bench/pytorch_parity.py for the PyTorch peer and the ratios (same machine, same threads)",
+    }))
+}

@@ -1,0 +1,306 @@
+//! The reconstruction commands: `reconstruct`, `methods`, `train`, `compare`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{print_json, refuse_writing_inputs};
+use crate::engine::{CancelToken, JobContext};
+use crate::recon::card::Architecture;
+use crate::recon::compare::{score, MethodScore};
+use crate::recon::device::parse_device;
+use crate::recon::registry::{list_methods, load_method};
+use crate::recon::{self, ReconOptions};
+use crate::spectral::camera::CameraResponse;
+use crate::train::data::{DataSource, RgbSimulation};
+use crate::train::optim::Schedule;
+use crate::train::{Loss, TrainConfig, TrainEvent};
+use crate::{bail_invalid, default_wavelengths, io, Error, Result};
+
+pub struct ReconstructArgs<'a> {
+    pub rgb: &'a Path,
+    pub method: &'a str,
+    pub model: Option<&'a Path>,
+    pub camera: Option<&'a str>,
+    pub options: ReconOptions,
+    pub srgb: bool,
+    pub device: &'a str,
+    pub output: &'a Path,
+    pub json: bool,
+}
+
+/// The camera a method assumes: the one given, else its model card's, else the Canon.
+fn assumed_camera(given: Option<&str>, method: &str, model: Option<&Path>) -> Result<CameraResponse> {
+    if let Some(name) = given {
+        return CameraResponse::parse(name);
+    }
+    let card = match model {
+        Some(p) => crate::recon::card::ModelFiles::resolve(p).ok(),
+        None => crate::recon::registry::find_model(method),
+    }
+    .and_then(|f| crate::recon::card::ModelCard::load(&f.card).ok());
+    CameraResponse::parse(card.map(|c| c.camera).as_deref().unwrap_or("canon-eos-5d-mark-ii"))
+}
+
+/// `reconstruct RGB --method NAME … -o OUT`: write the cube in `render`'s scale convention.
+pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
+    let mut inputs = vec![a.rgb];
+    inputs.extend(a.model);
+    refuse_writing_inputs(&inputs, &[a.output])?;
+    io::check_cube_output(a.output)?;
+    let rgb = io::open_rgb(a.rgb, a.srgb)?;
+    let camera = assumed_camera(a.camera, a.method, a.model)?;
+    let device = parse_device(a.device)?;
+    let method = load_method(a.method, a.model, &camera, &device)?;
+    let result = recon::reconstruct(method.as_ref(), &rgb, &camera, a.options, &JobContext::silent())?;
+    io::save(&result.cube, a.output)?;
+    let report = json!({
+        "method": result.method,
+        "input": a.rgb,
+        "output": a.output,
+        "rows": result.cube.rows(),
+        "cols": result.cube.cols(),
+        "bands": result.cube.bands(),
+        "camera": camera.name,
+        "device": a.device,
+        "seconds": result.seconds,
+        "exposure_scale": result.exposure_scale,
+        "consistency": result.consistency,
+    });
+    if a.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{}: {}x{} px → {} bands in {:.2} s with {} (camera {}), wrote {}",
+            a.rgb.display(),
+            result.cube.rows(),
+            result.cube.cols(),
+            result.cube.bands(),
+            result.seconds,
+            result.method,
+            camera.name,
+            a.output.display()
+        );
+        if let Some(c) = result.consistency {
+            println!(
+                "consistency MRAE {:.2e} → {:.2e}{}",
+                c.before_mrae,
+                c.after_mrae,
+                if c.unreachable_pixels > 0 { format!(" ({} pixels have no non-negative consistent spectrum)", c.unreachable_pixels) } else { String::new() }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `methods`: every method and model the registry knows.
+pub fn methods(as_json: bool) -> Result<()> {
+    let all = list_methods();
+    if as_json {
+        print_json(&serde_json::to_value(&all).map_err(|e| Error::invalid(e.to_string()))?);
+        return Ok(());
+    }
+    for m in &all {
+        let model = match (&m.model, m.name.as_str()) {
+            (Some(p), _) => p.display().to_string(),
+            (None, "spline") => "(no model: built from the camera)".into(),
+            (None, _) => "(model missing)".into(),
+        };
+        println!("{:<10} {:<9} {}\n{:<20} {}", m.name, m.kind, m.description, "", model);
+    }
+    Ok(())
+}
+
+pub struct TrainArgs {
+    pub method: String,
+    pub data: Option<PathBuf>,
+    pub synthetic: Option<usize>,
+    pub size: usize,
+    pub camera: String,
+    pub real_world: bool,
+    pub steps: usize,
+    pub batch: usize,
+    pub patch: usize,
+    pub lr: f64,
+    pub schedule: String,
+    pub loss: String,
+    pub width: Option<usize>,
+    pub depth: Option<usize>,
+    pub basis: Option<usize>,
+    pub seed: u64,
+    pub validate_every: usize,
+    pub checkpoint_every: usize,
+    pub name: Option<String>,
+    pub resume: Option<PathBuf>,
+    pub device: String,
+    pub out: PathBuf,
+    pub json: bool,
+    pub command_line: String,
+}
+
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let method = Architecture::parse(&a.method)?;
+    let data = match (&a.data, a.synthetic) {
+        (Some(path), None) => DataSource::Folder { path: path.clone() },
+        (None, Some(count)) => DataSource::Synthetic { count, size: a.size },
+        _ => bail_invalid!("give exactly one of --data DIR or --synthetic N"),
+    };
+    let mut cfg = TrainConfig::new(method, data);
+    cfg.name = a.name.clone().unwrap_or_else(|| method.name().to_string());
+    cfg.camera = a.camera.clone();
+    cfg.simulation = if a.real_world { RgbSimulation::Realworld } else { RgbSimulation::Clean };
+    (cfg.steps, cfg.batch, cfg.patch, cfg.lr, cfg.seed) = (a.steps, a.batch, a.patch, a.lr, a.seed);
+    (cfg.validate_every, cfg.checkpoint_every) = (a.validate_every, a.checkpoint_every);
+    cfg.schedule = match a.schedule.as_str() {
+        "cosine" => Schedule::Cosine { warmup: (a.steps / 40).min(200) },
+        "constant" => Schedule::Constant,
+        // The paper: ×0.93 every 10 epochs; here an "epoch" is steps/100, so 10 epochs = steps/10.
+        "step" => Schedule::Step { every: (a.steps / 10).max(1), gamma: 0.93 },
+        other => bail_invalid!("unknown schedule '{other}' (expected cosine, step or constant)"),
+    };
+    cfg.loss = match a.loss.as_str() {
+        "mrae" => Loss::Mrae,
+        "l1" => Loss::L1,
+        other => bail_invalid!("unknown loss '{other}' (expected mrae or l1)"),
+    };
+    if method.is_network() {
+        let mut model = match method {
+            Architecture::Mscnn => serde_json::to_value(crate::recon::nn::mscnn::MscnnConfig::default()),
+            _ => serde_json::to_value(crate::recon::nn::basisnet::BasisNetConfig::default()),
+        }
+        .map_err(|e| Error::invalid(e.to_string()))?;
+        for (key, value) in [("width", a.width), ("depth", a.depth), ("basis", a.basis)] {
+            if let Some(v) = value {
+                if model.get(key).is_none() {
+                    bail_invalid!("--{key} does not apply to {}", method.name());
+                }
+                model[key] = json!(v);
+            }
+        }
+        cfg.model = model;
+    }
+    cfg.command = a.command_line.clone();
+    Ok(cfg)
+}
+
+/// `train`: runs the loop on a worker thread and prints its events (a progress bar on a
+/// terminal, JSON lines with `--json`).
+pub fn train(a: TrainArgs) -> Result<()> {
+    let cfg = train_config(&a)?;
+    let device = parse_device(&a.device)?;
+    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
+    let cancel = CancelToken::new();
+    let (out, resume) = (a.out.clone(), a.resume.clone());
+    let worker = std::thread::spawn(move || {
+        let job = JobContext::new(cancel, |_, _| {});
+        crate::train::train(&cfg, &out, resume.as_deref(), &device, &tx, &job)
+    });
+    let bar = !a.json && std::io::stderr().is_terminal();
+    for event in rx.iter() {
+        if a.json {
+            println!("{}", serde_json::to_string(&event).map_err(|e| Error::invalid(e.to_string()))?);
+            continue;
+        }
+        match &event {
+            TrainEvent::Step { step, total_steps, loss, lr, samples_per_s, eta_s } if bar => {
+                let filled = step * 30 / total_steps.max(&1);
+                eprint!(
+                    "\r[{}{}] {step}/{total_steps} loss {loss:.4} lr {lr:.1e} {samples_per_s:.1} samples/s ETA {}   ",
+                    "#".repeat(filled),
+                    ".".repeat(30 - filled),
+                    format_eta(*eta_s)
+                );
+            }
+            TrainEvent::Step { step, total_steps, loss, .. } if step % 50 == 0 || step == total_steps => {
+                eprintln!("step {step}/{total_steps} loss {loss:.4}");
+            }
+            TrainEvent::Step { .. } => {}
+            TrainEvent::Started { method, total_steps, start_step, parameters, train_scenes, validation_scenes, device } => eprintln!(
+                "training {method} on {device}: {parameters} parameters, {train_scenes} training / {validation_scenes} validation images, steps {start_step}..{total_steps}"
+            ),
+            TrainEvent::Validation { step, mrae, rmse, psnr, sam_deg } => {
+                eprintln!("{}validation at step {step}: MRAE {mrae:.4} RMSE {rmse:.4} PSNR {psnr:.2} dB SAM {sam_deg:.2}°", if bar { "\n" } else { "" })
+            }
+            TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+            TrainEvent::Finished { steps, seconds, model } => eprintln!("finished {steps} steps in {seconds:.1} s: {}", model.display()),
+        }
+    }
+    let summary = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
+    if !a.json {
+        println!("{}", summary.model.weights.display());
+    }
+    Ok(())
+}
+
+fn format_eta(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+pub enum CompareData {
+    Folder(PathBuf),
+    /// Held-out synthetic scenes: seeds 1..=count at size².
+    Synthetic { count: usize, size: usize },
+}
+
+/// `compare --methods A,B --data DIR --camera NAME`.
+pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, as_json: bool) -> Result<()> {
+    if methods.is_empty() {
+        bail_invalid!("--methods needs at least one method name");
+    }
+    let camera = CameraResponse::parse(camera_name)?;
+    let device = parse_device(device)?;
+    let grid = default_wavelengths();
+    let (cubes, description) = match &data {
+        CompareData::Folder(dir) => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && io::detect(p).is_ok() && !is_rgb_file(p))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::format(dir, "no readable cube in this folder"));
+            }
+            let cubes = files.iter().map(|f| io::open(f, &io::OpenOptions::default()).and_then(|c| c.resample(&grid)).map(|c| c.data)).collect::<Result<Vec<_>>>()?;
+            (cubes, format!("{} cubes in {}", files.len(), dir.display()))
+        }
+        CompareData::Synthetic { count, size } => {
+            let cubes = (1..=*count as u64)
+                .map(|seed| {
+                    let mut cfg = crate::spectral::scene::SceneConfig::new(seed, *size, *size)?;
+                    cfg.camera = camera.clone();
+                    Ok(crate::spectral::scene::generate(&cfg)?.cube.data)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (cubes, format!("{count} held-out synthetic scenes (seeds 1..={count}, {size}x{size})"))
+        }
+    };
+    let mut scores: Vec<MethodScore> = Vec::new();
+    for name in methods {
+        let method = load_method(name, None, &camera, &device)?;
+        scores.push(score(method.as_ref(), &cubes, &camera, options, &JobContext::silent())?);
+    }
+    if as_json {
+        print_json(&json!({ "data": description, "camera": camera.name, "options": options, "methods": scores }));
+        return Ok(());
+    }
+    println!("{description}, camera {}", camera.name);
+    println!("{:<10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}", "method", "MRAE", "RMSE", "PSNR", "SSIM", "SAM°", "consist.", "MRAE×0.5", "MRAE×2", "shuffle", "s/image");
+    for s in &scores {
+        println!(
+            "{:<10} {:>7.4} {:>7.4} {:>6.2} {:>6.4} {:>6.2} {:>9.2e} {:>8.4} {:>8.4} {:>8.4} {:>8.3}",
+            s.method, s.mrae, s.rmse, s.psnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
+        );
+    }
+    Ok(())
+}
+
+fn is_rgb_file(p: &Path) -> bool {
+    matches!(io::extension(p).as_str(), "png" | "jpg" | "jpeg" | "tif" | "tiff")
+}

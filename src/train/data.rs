@@ -1,0 +1,196 @@
+//! Training data: cubes from a folder (any format `io::open` reads) or from the synthetic scene
+//! generator, resampled to the 31-band grid; RGB rendered on the fly through the camera, clean
+//! or through the NTIRE 2020 real-world pipeline; random patches with flips, rotations and a
+//! brightness factor. The validation split is fixed: it never changes between runs or resumes.
+
+use crate::engine::JobContext;
+use crate::spectral::camera::CameraResponse;
+use crate::spectral::realworld::{self, RealWorldConfig};
+use crate::spectral::rng::Rng;
+use crate::spectral::scene::{self, SceneConfig};
+use crate::{bail_invalid, default_wavelengths, Error, Result, RgbImage};
+use ndarray::{s, Array2, Array3, Array4, Axis};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Seeds of synthetic training scenes start here, validation scenes at [`VALIDATION_SEED0`];
+/// held-out evaluation scenes (`compare --synthetic N`) use seeds 1..=N, never trained on.
+pub const TRAIN_SEED0: u64 = 100_000;
+pub const VALIDATION_SEED0: u64 = 200_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DataSource {
+    /// Every readable cube in a folder; every 10th file (sorted by name) is validation.
+    Folder { path: PathBuf },
+    /// `count` training scenes of `size`², plus `max(2, count/8)` validation scenes.
+    Synthetic { count: usize, size: usize },
+}
+
+impl DataSource {
+    pub fn describe(&self) -> String {
+        match self {
+            DataSource::Folder { path } => format!("cubes in {}", path.display()),
+            DataSource::Synthetic { count, size } => format!(
+                "{count} synthetic scenes of {size}x{size} px (seeds {TRAIN_SEED0}..), validation seeds {VALIDATION_SEED0}..; built from real spectra in assets/"
+            ),
+        }
+    }
+}
+
+/// Cubes on the default grid, (31, rows, cols) each, radiance in the scale of `render`.
+pub struct Dataset {
+    pub train: Vec<Array3<f32>>,
+    pub validation: Vec<Array3<f32>>,
+}
+
+pub fn load(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> Result<Dataset> {
+    match source {
+        DataSource::Synthetic { count, size } => synthetic(*count, *size, camera, job),
+        DataSource::Folder { path } => folder(path, job),
+    }
+}
+
+fn synthetic(count: usize, size: usize, camera: &CameraResponse, job: &JobContext) -> Result<Dataset> {
+    if count == 0 {
+        bail_invalid!("--synthetic needs at least one scene");
+    }
+    let val_count = (count / 8).max(2);
+    let scene_cube = |seed: u64| -> Result<Array3<f32>> {
+        let mut cfg = SceneConfig::new(seed, size, size)?;
+        cfg.camera = camera.clone();
+        Ok(scene::generate(&cfg)?.cube.data)
+    };
+    let mut train = Vec::with_capacity(count);
+    for i in 0..count {
+        job.check()?;
+        job.report(i as f32 / (count + val_count) as f32, "generating synthetic scenes");
+        train.push(scene_cube(TRAIN_SEED0 + i as u64)?);
+    }
+    let validation = (0..val_count).map(|i| scene_cube(VALIDATION_SEED0 + i as u64)).collect::<Result<_>>()?;
+    Ok(Dataset { train, validation })
+}
+
+fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && crate::io::detect(p).is_ok())
+        .collect();
+    files.sort();
+    if files.len() < 2 {
+        return Err(Error::format(path, format!("found {} readable cube(s); training needs at least 2 (one for validation)", files.len())));
+    }
+    let grid = default_wavelengths();
+    let (mut train, mut validation) = (Vec::new(), Vec::new());
+    for (i, file) in files.iter().enumerate() {
+        job.check()?;
+        job.report(i as f32 / files.len() as f32, "reading training cubes");
+        let cube = crate::io::open(file, &crate::io::OpenOptions::default())?;
+        if cube.wavelengths.first().is_some_and(|&w| w > 400.5) || cube.wavelengths.last().is_some_and(|&w| w < 699.5) {
+            return Err(Error::format(file, format!("covers {}..{} nm; training needs 400..700 nm", cube.wavelengths[0], cube.wavelengths[cube.wavelengths.len() - 1])));
+        }
+        let mut data = cube.resample(&grid)?.data;
+        // Scale each cube so its 99.9th percentile is 1: datasets differ in units (ARAD 0..1,
+        // CAVE 16-bit counts), and RGB inputs live in [0, 1].
+        let peak = percentile(&data, 0.999);
+        if peak > 0.0 {
+            data.mapv_inplace(|v| v / peak);
+        }
+        if i % 10 == 9 || (i == files.len() - 1 && validation.is_empty()) {
+            validation.push(data);
+        } else {
+            train.push(data);
+        }
+    }
+    Ok(Dataset { train, validation })
+}
+
+fn percentile(data: &Array3<f32>, q: f64) -> f32 {
+    let mut v: Vec<f32> = data.iter().copied().filter(|x| x.is_finite()).step_by(7).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let k = ((v.len() - 1) as f64 * q) as usize;
+    let (_, kth, _) = v.select_nth_unstable_by(k, |a, b| a.total_cmp(b));
+    *kth
+}
+
+/// How input RGB is made from a cube patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RgbSimulation {
+    /// C·Y, no noise.
+    Clean,
+    /// NTIRE 2020 real-world: mosaic, shot/read noise, demosaicing, JPEG.
+    Realworld,
+}
+
+/// A batch: input RGB (b, 3, p, p) and target spectra (b, bands, p, p), row-major.
+pub struct Batch {
+    pub rgb: Array4<f32>,
+    pub cube: Array4<f32>,
+}
+
+pub struct PatchSampler<'a> {
+    pub cubes: &'a [Array3<f32>],
+    pub camera: Array2<f32>,
+    pub patch: usize,
+    pub simulation: RgbSimulation,
+    /// Brightness factor range (log-uniform), e.g. (0.5, 2.0); (1, 1) for none.
+    pub brightness: (f32, f32),
+}
+
+impl PatchSampler<'_> {
+    pub fn sample(&self, batch: usize, rng: &mut Rng) -> Result<Batch> {
+        let bands = self.camera.ncols();
+        let p = self.patch;
+        let mut rgb = Array4::<f32>::zeros((batch, 3, p, p));
+        let mut cube = Array4::<f32>::zeros((batch, bands, p, p));
+        for b in 0..batch {
+            let source = &self.cubes[rng.below(self.cubes.len())];
+            let (_, rows, cols) = source.dim();
+            if rows < p || cols < p {
+                bail_invalid!("training cube of {rows}x{cols} px is smaller than the {p}x{p} patch");
+            }
+            let (r0, c0) = (rng.below(rows - p + 1), rng.below(cols - p + 1));
+            let mut y = source.slice(s![.., r0..r0 + p, c0..c0 + p]).to_owned();
+            // Eight orientations: optional transpose, then optional flips.
+            if rng.below(2) == 1 {
+                y.swap_axes(1, 2);
+            }
+            if rng.below(2) == 1 {
+                y.invert_axis(Axis(1));
+            }
+            if rng.below(2) == 1 {
+                y.invert_axis(Axis(2));
+            }
+            let (lo, hi) = self.brightness;
+            let factor = if hi > lo { (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform_f32()).exp() } else { lo };
+            y.mapv_inplace(|v| v * factor);
+            let clean = RgbImage::new(crate::spectral::render::project(self.camera.view(), y.view())?)?;
+            let x = match self.simulation {
+                RgbSimulation::Clean => clean,
+                RgbSimulation::Realworld => {
+                    let cfg = RealWorldConfig { seed: rng.next_u64(), ..RealWorldConfig::default() };
+                    realworld::simulate(&RgbImage::new(clean.data.mapv(|v| v.clamp(0.0, 1.0)))?, &cfg)?
+                }
+            };
+            rgb.slice_mut(s![b, .., .., ..]).assign(&x.data);
+            cube.slice_mut(s![b, .., .., ..]).assign(&y);
+        }
+        Ok(Batch { rgb, cube })
+    }
+}
+
+/// Mean linear RGB of the clean renders of `cubes` (the brightness a model is trained at).
+pub fn mean_rgb(cubes: &[Array3<f32>], camera: &Array2<f32>) -> Result<f32> {
+    let mut sum = 0.0f64;
+    let mut n = 0usize;
+    for c in cubes {
+        let rgb = crate::spectral::render::project(camera.view(), c.view())?;
+        sum += rgb.iter().map(|&v| f64::from(v)).sum::<f64>();
+        n += rgb.len();
+    }
+    Ok((sum / n.max(1) as f64) as f32)
+}

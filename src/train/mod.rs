@@ -1,0 +1,341 @@
+//! Training: the loop that fits a learned model (or the closed-form baselines) to (RGB, cube)
+//! pairs, reporting [`TrainEvent`]s on a channel so the CLI's progress bar and the GUI's
+//! training panel are two listeners of the same run. Cancellation is checked between steps.
+
+pub mod checkpoint;
+pub mod data;
+pub mod optim;
+
+use crate::engine::JobContext;
+use crate::recon::baselines::{fit_linear, fit_prior, PixelMoments};
+use crate::recon::card::{Architecture, ModelCard, ModelFiles, TrainingRecord};
+use crate::recon::classical::save_tensors;
+use crate::recon::device::device_name;
+use crate::recon::learned::{build_net, run_tiled};
+use crate::recon::nn::basisnet::BasisNetConfig;
+use crate::recon::nn::mscnn::MscnnConfig;
+use crate::recon::nn::SpectralNet;
+use crate::spectral::camera::CameraResponse;
+use crate::spectral::rng::Rng;
+use crate::{bail_invalid, default_wavelengths, Error, Result, RgbImage};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use crossbeam_channel::Sender;
+use data::{DataSource, Dataset, PatchSampler, RgbSimulation};
+use optim::{AdamW, Schedule};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Denominator floor of the MRAE loss, as in the MRAE metric.
+const MRAE_EPS: f64 = 1e-3;
+/// Number of PCA components kept by the `pca` prior.
+pub const PCA_COMPONENTS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    L1,
+    Mrae,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub method: Architecture,
+    /// Name of the model written at the end (`NAME.safetensors` + `NAME.json`).
+    pub name: String,
+    /// Architecture config as JSON; the architecture's default when null.
+    pub model: serde_json::Value,
+    pub data: DataSource,
+    pub camera: String,
+    pub simulation: RgbSimulation,
+    pub steps: usize,
+    pub batch: usize,
+    pub patch: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    pub loss: Loss,
+    pub brightness: (f32, f32),
+    pub validate_every: usize,
+    pub checkpoint_every: usize,
+    pub seed: u64,
+    /// The command line that started the run, recorded on the card.
+    pub command: String,
+}
+
+impl TrainConfig {
+    pub fn new(method: Architecture, data: DataSource) -> Self {
+        TrainConfig {
+            method,
+            name: method.name().to_string(),
+            model: serde_json::Value::Null,
+            data,
+            camera: "canon-eos-5d-mark-ii".into(),
+            simulation: RgbSimulation::Clean,
+            steps: 2000,
+            batch: 8,
+            patch: 64,
+            lr: 2e-3,
+            weight_decay: 1e-4,
+            schedule: Schedule::Cosine { warmup: 50 },
+            loss: Loss::Mrae,
+            brightness: (0.5, 2.0),
+            validate_every: 250,
+            checkpoint_every: 500,
+            seed: 1,
+            command: String::new(),
+        }
+    }
+
+    /// The architecture config, defaulted when not given.
+    fn model_config(&self) -> Result<serde_json::Value> {
+        if !self.model.is_null() {
+            return Ok(self.model.clone());
+        }
+        let value = match self.method {
+            Architecture::Mscnn => serde_json::to_value(MscnnConfig::default()),
+            Architecture::Basisnet => serde_json::to_value(BasisNetConfig::default()),
+            Architecture::Linear => Ok(serde_json::json!({})),
+            Architecture::Pca => Ok(serde_json::json!({ "components": PCA_COMPONENTS, "wiener_noise": crate::recon::classical::WIENER_NOISE })),
+        };
+        value.map_err(|e| Error::invalid(e.to_string()))
+    }
+}
+
+/// What a training run reports, in order: `started`, then `step`s with `validation`s and
+/// `checkpoint`s among them, then `finished` (or the run returns `Error::Cancelled`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainEvent {
+    Started { method: String, total_steps: usize, start_step: usize, parameters: usize, train_scenes: usize, validation_scenes: usize, device: String },
+    Step { step: usize, total_steps: usize, loss: f64, lr: f64, samples_per_s: f64, eta_s: f64 },
+    Validation { step: usize, mrae: f64, rmse: f64, psnr: f64, sam_deg: f64 },
+    Checkpoint { step: usize, path: PathBuf },
+    Finished { steps: usize, seconds: f64, model: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub model: ModelFiles,
+    pub card: ModelCard,
+}
+
+fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
+    // A listener that went away (closed window, finished CLI) must not stop the run.
+    let _ = events.send(e);
+}
+
+/// Train (or fit) `cfg.method`, writing checkpoints and the final model into `out_dir`.
+pub fn train(cfg: &TrainConfig, out_dir: &Path, resume: Option<&Path>, device: &Device, events: &Sender<TrainEvent>, job: &JobContext) -> Result<TrainSummary> {
+    if cfg.name.is_empty() || cfg.name.contains(['/', '\\']) {
+        bail_invalid!("model name '{}' must be a plain file name", cfg.name);
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let camera = CameraResponse::parse(&cfg.camera)?;
+    let dataset = data::load(&cfg.data, &camera, job)?;
+    if cfg.method.is_network() {
+        train_network(cfg, &camera, &dataset, out_dir, resume, device, events, job)
+    } else {
+        if resume.is_some() {
+            bail_invalid!("'{}' is fitted in closed form: there is nothing to resume", cfg.method.name());
+        }
+        fit_closed_form(cfg, &camera, &dataset, out_dir, events, job)
+    }
+}
+
+fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
+    let c = camera.on_grid(&default_wavelengths())?;
+    Ok(ModelCard {
+        name: cfg.name.clone(),
+        architecture: cfg.method,
+        config: cfg.model_config()?,
+        wavelengths: default_wavelengths(),
+        camera: camera.name.clone(),
+        input_mean: Some(data::mean_rgb(&dataset.train, &c)?),
+        data: format!("{} rendered through {} ({:?} RGB)", cfg.data.describe(), camera.name, cfg.simulation).to_lowercase(),
+        command: cfg.command.clone(),
+        training: None,
+        metrics: None,
+        notes: None,
+    })
+}
+
+fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, out_dir: &Path, events: &Sender<TrainEvent>, job: &JobContext) -> Result<TrainSummary> {
+    let start = Instant::now();
+    let c = camera.on_grid(&default_wavelengths())?;
+    send(events, TrainEvent::Started {
+        method: cfg.method.name().into(),
+        total_steps: dataset.train.len(),
+        start_step: 0,
+        parameters: 0,
+        train_scenes: dataset.train.len(),
+        validation_scenes: dataset.validation.len(),
+        device: "cpu".into(),
+    });
+    let mut moments = PixelMoments::new(c.ncols());
+    for (i, cube) in dataset.train.iter().enumerate() {
+        job.check()?;
+        let rgb = RgbImage::new(crate::spectral::render::project(c.view(), cube.view())?)?;
+        moments.add(cube, &rgb)?;
+        job.report((i + 1) as f32 / dataset.train.len() as f32, "accumulating training pixels");
+    }
+    let mut card = base_card(cfg, camera, dataset)?;
+    let tensors = match cfg.method {
+        Architecture::Linear => vec![("map", fit_linear(&moments)?)],
+        _ => {
+            let prior = fit_prior(&moments, PCA_COMPONENTS)?;
+            vec![("components", prior.components), ("variances", prior.variances.insert_axis(ndarray::Axis(1)))]
+        }
+    };
+    card.input_mean = None; // linear maps are scale-equivariant
+    card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None });
+    let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
+    save_tensors(&tensors, &card, &files)?;
+    // Validation of the fitted map, reported like a network's.
+    let method = crate::recon::registry::load_method(cfg.method.name(), Some(&files.weights), camera, &Device::Cpu)?;
+    let metrics = validate(&dataset.validation, &c, |rgb| method.reconstruct_raw(rgb, job))?;
+    send(events, TrainEvent::Validation { step: 0, mrae: metrics[0], rmse: metrics[1], psnr: metrics[2], sam_deg: metrics[3] });
+    if let Some(t) = card.training.as_mut() {
+        t.val_mrae = Some(metrics[0]);
+    }
+    card.save(&files.card)?;
+    send(events, TrainEvent::Finished { steps: 0, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
+    Ok(TrainSummary { model: files, card })
+}
+
+/// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, reconstructing with `f`.
+fn validate(cubes: &[Array3Ref], camera: &ndarray::Array2<f32>, mut f: impl FnMut(&RgbImage) -> Result<ndarray::Array3<f32>>) -> Result<[f64; 4]> {
+    let mut sums = [0.0f64; 4];
+    for cube in cubes {
+        let rgb = RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
+        let pred = f(&rgb)?;
+        sums[0] += crate::metrics::mrae(&pred, cube)?;
+        sums[1] += crate::metrics::rmse(&pred, cube)?;
+        sums[2] += crate::metrics::psnr(&pred, cube)?;
+        sums[3] += crate::metrics::sam_deg(&pred, cube)?;
+    }
+    Ok(sums.map(|s| s / cubes.len().max(1) as f64))
+}
+
+type Array3Ref = ndarray::Array3<f32>;
+
+fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tensor> {
+    let shape = a.dim();
+    Ok(Tensor::from_vec(a.as_standard_layout().iter().copied().collect::<Vec<f32>>(), shape, device)?)
+}
+
+/// The training objective between prediction and target (b, bands, p, p).
+pub fn loss_fn(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    let diff = (pred - target)?.abs()?;
+    match loss {
+        Loss::L1 => diff.mean_all(),
+        Loss::Mrae => (diff / (target.abs()? + MRAE_EPS)?)?.mean_all(),
+    }
+}
+
+fn var_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
+    let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, out_dir: &Path, resume: Option<&Path>, device: &Device, events: &Sender<TrainEvent>, job: &JobContext) -> Result<TrainSummary> {
+    if cfg.steps == 0 || cfg.batch == 0 || cfg.patch < 8 {
+        bail_invalid!("training needs steps ≥ 1, batch ≥ 1 and patch ≥ 8 (got {}, {}, {})", cfg.steps, cfg.batch, cfg.patch);
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+        bail_invalid!("learning rate must be positive, got {}", cfg.lr);
+    }
+    let start = Instant::now();
+    let c = camera.on_grid(&default_wavelengths())?;
+    let mut card = base_card(cfg, camera, dataset)?;
+    let mut varmap = VarMap::new();
+    let net: Box<dyn SpectralNet> = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    if cfg.patch % net.size_multiple() != 0 {
+        bail_invalid!("patch {} must be a multiple of {} for this architecture", cfg.patch, net.size_multiple());
+    }
+    let trainable = varmap.all_vars();
+    let parameters: usize = trainable.iter().map(|v| v.elem_count()).sum();
+    let mut optimiser = AdamW::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), cfg.weight_decay)?;
+    let checkpoints_dir = out_dir.join("checkpoints");
+    std::fs::create_dir_all(&checkpoints_dir).map_err(|e| Error::io(&checkpoints_dir, e))?;
+    let mut start_step = 0;
+    if let Some(path) = resume {
+        let files = ModelFiles::resolve(path)?;
+        let resumed = ModelCard::load(&files.card)?;
+        if resumed.architecture != cfg.method || resumed.config != card.config {
+            return Err(Error::format(&files.card, "checkpoint is of another architecture or config than this run"));
+        }
+        varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
+        let optim_path = checkpoint::optimiser_file(&files.weights);
+        let state = candle_core::safetensors::load(&optim_path, device).map_err(|e| Error::format(&optim_path, format!("cannot load optimiser state: {e}")))?;
+        optimiser.load_state(&state).map_err(|e| Error::format(&optim_path, e.to_string()))?;
+        start_step = optimiser.step;
+    }
+    send(events, TrainEvent::Started {
+        method: cfg.method.name().into(),
+        total_steps: cfg.steps,
+        start_step,
+        parameters,
+        train_scenes: dataset.train.len(),
+        validation_scenes: dataset.validation.len(),
+        device: device_name(device).into(),
+    });
+    let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), patch: cfg.patch, simulation: cfg.simulation, brightness: cfg.brightness };
+    let mut last_loss = f64::NAN;
+    let mut last_val = None;
+    let mut timer = (Instant::now(), start_step);
+    let bands = c.ncols();
+    let save_checkpoint = |step: usize, card: &ModelCard, optimiser: &AdamW| -> Result<PathBuf> {
+        let (files, optim_path) = checkpoint::checkpoint_files(&checkpoints_dir, step);
+        checkpoint::save_model(&var_tensors(&varmap), card, &files)?;
+        checkpoint::save_safetensors_atomically(&optimiser.state()?, &optim_path)?;
+        Ok(files.weights)
+    };
+    for step in start_step..cfg.steps {
+        job.check()?;
+        // Each step's batch depends only on (seed, step): a resumed run sees the same data.
+        let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
+        let batch = sampler.sample(cfg.batch, &mut rng)?;
+        let (x, y) = (tensor4(&batch.rgb, device)?, tensor4(&batch.cube, device)?);
+        let pred = net.forward_t(&x, true)?;
+        let loss = loss_fn(cfg.loss, &pred, &y)?;
+        let grads = loss.backward()?;
+        let lr = cfg.schedule.rate(cfg.lr, step, cfg.steps);
+        optimiser.step(&grads, lr)?;
+        last_loss = f64::from(loss.to_scalar::<f32>()?);
+        if !last_loss.is_finite() {
+            bail_invalid!("training diverged at step {}: loss is {last_loss} (try a lower --lr)", step + 1);
+        }
+        let done = step + 1;
+        let elapsed = timer.0.elapsed().as_secs_f64().max(1e-9);
+        let samples_per_s = ((done - timer.1) * cfg.batch) as f64 / elapsed;
+        let eta_s = (cfg.steps - done) as f64 * cfg.batch as f64 / samples_per_s.max(1e-9);
+        send(events, TrainEvent::Step { step: done, total_steps: cfg.steps, loss: last_loss, lr, samples_per_s, eta_s });
+        job.report(done as f32 / cfg.steps as f32, "training");
+        if done % 50 == 0 {
+            timer = (Instant::now(), done);
+        }
+        if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
+            let m = validate(&dataset.validation, &c, |rgb| run_tiled(net.as_ref(), rgb, bands, 512, device, job))?;
+            last_val = Some(m[0]);
+            send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
+        }
+        if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
+            card.training = Some(record(cfg, done, start, device, last_loss, last_val));
+            let path = save_checkpoint(done, &card, &optimiser)?;
+            send(events, TrainEvent::Checkpoint { step: done, path });
+        }
+    }
+    card.training = Some(record(cfg, cfg.steps, start, device, last_loss, last_val));
+    let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
+    checkpoint::save_model(&var_tensors(&varmap), &card, &files)?;
+    send(events, TrainEvent::Finished { steps: cfg.steps, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
+    Ok(TrainSummary { model: files, card })
+}
+
+fn record(cfg: &TrainConfig, steps: usize, start: Instant, device: &Device, loss: f64, val: Option<f64>) -> TrainingRecord {
+    TrainingRecord { steps, batch: cfg.batch, patch: cfg.patch, seconds: start.elapsed().as_secs_f64(), device: device_name(device).into(), final_loss: Some(loss), val_mrae: val }
+}
