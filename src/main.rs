@@ -253,6 +253,9 @@ enum Command {
         exposure_invariant: bool,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Write each method's score into its model card (`metrics`).
+        #[arg(long)]
+        record: bool,
         #[arg(long)]
         json: bool,
     },
@@ -338,14 +341,14 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, data, synthetic, size, camera, consistent, exposure_invariant, device, json } => {
+        Command::Compare { methods, data, synthetic, size, camera, consistent, exposure_invariant, device, record, json } => {
             let data = match (data, synthetic) {
                 (Some(dir), None) => cli::CompareData::Folder(dir),
                 (None, Some(count)) => cli::CompareData::Synthetic { count, size },
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR or --synthetic N")),
             };
             let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant };
-            cli::compare(&methods, data, &camera, options, &device, json)
+            cli::compare(&methods, data, &camera, options, &device, record, json)
         }
         Command::Bench { suite, repeats, json: _, part, model } => cli::bench(suite, repeats, &part, model.as_deref()),
     }

@@ -249,7 +249,10 @@ pub enum CompareData {
 }
 
 /// `compare --methods A,B --data DIR --camera NAME`.
-pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, as_json: bool) -> Result<()> {
+/// With `record`, each method's score is written into its model card's `metrics` (the shipped
+/// cards' figures come from exactly this command).
+#[allow(clippy::too_many_arguments)]
+pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, record: bool, as_json: bool) -> Result<()> {
     if methods.is_empty() {
         bail_invalid!("--methods needs at least one method name");
     }
@@ -285,6 +288,14 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
     for name in methods {
         let method = load_method(name, None, &camera, &device)?;
         scores.push(score(method.as_ref(), &cubes, &camera, options, &JobContext::silent())?);
+    }
+    if record {
+        for s in &scores {
+            let Some(files) = crate::recon::registry::find_model(&s.method) else { continue };
+            let mut card = crate::recon::card::ModelCard::load(&files.card)?;
+            card.metrics = Some(json!({ "data": description, "camera": camera.name, "options": options, "score": s, "command": std::env::args().skip(1).collect::<Vec<_>>().join(" ") }));
+            card.save(&files.card)?;
+        }
     }
     if as_json {
         print_json(&json!({ "data": description, "camera": camera.name, "options": options, "methods": scores }));

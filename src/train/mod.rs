@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod optim;
+pub mod seeded;
 
 use crate::engine::JobContext;
 use crate::recon::baselines::{fit_linear, fit_prior, PixelMoments};
@@ -206,7 +207,7 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
 }
 
 /// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, reconstructing with `f`.
-fn validate(cubes: &[Array3Ref], camera: &ndarray::Array2<f32>, mut f: impl FnMut(&RgbImage) -> Result<ndarray::Array3<f32>>) -> Result<[f64; 4]> {
+fn validate(cubes: &[ndarray::Array3<f32>], camera: &ndarray::Array2<f32>, mut f: impl FnMut(&RgbImage) -> Result<ndarray::Array3<f32>>) -> Result<[f64; 4]> {
     let mut sums = [0.0f64; 4];
     for cube in cubes {
         let rgb = RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
@@ -218,8 +219,6 @@ fn validate(cubes: &[Array3Ref], camera: &ndarray::Array2<f32>, mut f: impl FnMu
     }
     Ok(sums.map(|s| s / cubes.len().max(1) as f64))
 }
-
-type Array3Ref = ndarray::Array3<f32>;
 
 fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tensor> {
     let shape = a.dim();
@@ -252,7 +251,8 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     let c = camera.on_grid(&default_wavelengths())?;
     let mut card = base_card(cfg, camera, dataset)?;
     let mut varmap = VarMap::new();
-    let net: Box<dyn SpectralNet> = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+    let init = seeded::SeededInit { map: varmap.clone(), seed: cfg.seed };
+    let net: Box<dyn SpectralNet> = build_net(&card, VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()))?;
     if cfg.patch % net.size_multiple() != 0 {
         bail_invalid!("patch {} must be a multiple of {} for this architecture", cfg.patch, net.size_multiple());
     }

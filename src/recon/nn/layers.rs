@@ -11,7 +11,7 @@ use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
 pub const LEAKY_SLOPE: f64 = 0.2;
 
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::leaky_relu(x, LEAKY_SLOPE)
+    super::act::leaky_relu(x, LEAKY_SLOPE)
 }
 
 /// 2×2 max-pool, stride 2, on (batch, c, rows, cols) with even rows and cols.

@@ -6,6 +6,7 @@
 //! in `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
 //! gradient), so [`layers::max_pool2x2`] is built from a reshape and two max reductions.
 
+pub mod act;
 pub mod basisnet;
 pub mod conv;
 pub mod layers;
