@@ -202,8 +202,8 @@ enum Command {
         /// cosine, step (the paper's ×0.93) or constant.
         #[arg(long, default_value = "cosine")]
         schedule: String,
-        /// mrae or l1.
-        #[arg(long, default_value = "mrae")]
+        /// mrae+l1 (relative plus scaled absolute error), mrae or l1.
+        #[arg(long, default_value = "mrae+l1")]
         loss: String,
         #[arg(long)]
         width: Option<usize>,

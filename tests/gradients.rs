@@ -144,7 +144,8 @@ fn activations_reshapes_and_losses_have_correct_gradients() {
     let pred = random(&[2, 8, 4, 6], 23);
     let l1 = gradient_error(&pred, |p| loss_fn(Loss::L1, p, &target));
     let mrae = gradient_error(&pred, |p| loss_fn(Loss::Mrae, p, &target));
-    for (name, err) in checks.into_iter().chain([("l1 loss", l1), ("mrae loss", mrae)]) {
+    let mixed = gradient_error(&pred, |p| loss_fn(Loss::MraeL1, p, &target));
+    for (name, err) in checks.into_iter().chain([("l1 loss", l1), ("mrae loss", mrae), ("mrae+l1 loss", mixed)]) {
         assert!(err < 1e-6, "{name}: relative gradient error {err:e}");
     }
 }

@@ -162,7 +162,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     cfg.loss = match a.loss.as_str() {
         "mrae" => Loss::Mrae,
         "l1" => Loss::L1,
-        other => bail_invalid!("unknown loss '{other}' (expected mrae or l1)"),
+        "mrae+l1" => Loss::MraeL1,
+        other => bail_invalid!("unknown loss '{other}' (expected mrae+l1, mrae or l1)"),
     };
     if method.is_network() {
         let mut model = match method {

@@ -57,6 +57,9 @@ pub struct TrainingRecord {
     pub final_loss: Option<f64>,
     /// Validation MRAE at the last validation.
     pub val_mrae: Option<f64>,
+    /// The whole training configuration (data, loss, optimiser, schedule, augmentation, seed).
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -39,6 +39,11 @@ pub const PCA_COMPONENTS: usize = 8;
 pub enum Loss {
     L1,
     Mrae,
+    /// MRAE + L1 ÷ (mean target): the relative error NTIRE ranks by, plus a term that keeps
+    /// bright pixels from being traded away for dark ones (MRAE alone weighs a pixel at 1 %
+    /// of full scale a hundred times more than one at full scale).
+    #[serde(rename = "mrae+l1")]
+    MraeL1,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +86,7 @@ impl TrainConfig {
             lr: 2e-3,
             weight_decay: 1e-4,
             schedule: Schedule::Cosine { warmup: 50 },
-            loss: Loss::Mrae,
+            loss: Loss::MraeL1,
             brightness: (0.5, 2.0),
             validate_every: 250,
             checkpoint_every: 500,
@@ -191,7 +196,7 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
         }
     };
     card.input_mean = None; // linear maps are scale-equivariant
-    card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None });
+    card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None, config: serde_json::to_value(cfg).unwrap_or_default() });
     let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
     save_tensors(&tensors, &card, &files)?;
     // Validation of the fitted map, reported like a network's.
@@ -231,6 +236,11 @@ pub fn loss_fn(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Resul
     match loss {
         Loss::L1 => diff.mean_all(),
         Loss::Mrae => (diff / (target.abs()? + MRAE_EPS)?)?.mean_all(),
+        Loss::MraeL1 => {
+            let relative = (&diff / (target.abs()? + MRAE_EPS)?)?.mean_all()?;
+            let scale = (target.abs()?.mean_all()? + MRAE_EPS)?;
+            relative + diff.mean_all()?.div(&scale)?
+        }
     }
 }
 
@@ -337,5 +347,14 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
 }
 
 fn record(cfg: &TrainConfig, steps: usize, start: Instant, device: &Device, loss: f64, val: Option<f64>) -> TrainingRecord {
-    TrainingRecord { steps, batch: cfg.batch, patch: cfg.patch, seconds: start.elapsed().as_secs_f64(), device: device_name(device).into(), final_loss: Some(loss), val_mrae: val }
+    TrainingRecord {
+        steps,
+        batch: cfg.batch,
+        patch: cfg.patch,
+        seconds: start.elapsed().as_secs_f64(),
+        device: device_name(device).into(),
+        final_loss: Some(loss),
+        val_mrae: val,
+        config: serde_json::to_value(cfg).unwrap_or_default(),
+    }
 }
