@@ -62,14 +62,20 @@ fn current_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The model of `files` on the CPU with its weights in a VarMap, ready to train.
+fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::recon::nn::SpectralNet>)> {
+    let card = ModelCard::load(&files.card)?;
+    let mut varmap = VarMap::new();
+    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
+    Ok((card, varmap, net))
+}
+
 /// The U-Net timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
 /// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each.
 pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
-    let card = ModelCard::load(&files.card)?;
+    let (card, varmap, net) = trainable(files)?;
     let device = Device::Cpu;
-    let mut varmap = VarMap::new();
-    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
     let forward_ms = runs_ms(repeats, || Ok(net.forward_t(&image, false)?))?;
     let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
@@ -94,11 +100,8 @@ pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
 
 /// Where one forward pass and one training step spend their time.
 fn profile_unet(files: &ModelFiles) -> Result<Value> {
-    let card = ModelCard::load(&files.card)?;
+    let (card, varmap, net) = trainable(files)?;
     let device = Device::Cpu;
-    let mut varmap = VarMap::new();
-    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
-    varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
     net.forward_t(&image, false)?;
     profile::start();
