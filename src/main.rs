@@ -212,6 +212,9 @@ enum Command {
         /// Basis spectra of basisnet.
         #[arg(long)]
         basis: Option<usize>,
+        /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
+        #[arg(long)]
+        dropout: Option<f64>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value_t = 250)]
@@ -334,10 +337,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, seed,
+            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, seed,
+            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

@@ -128,6 +128,7 @@ pub struct TrainArgs {
     pub width: Option<usize>,
     pub depth: Option<usize>,
     pub basis: Option<usize>,
+    pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
     pub checkpoint_every: usize,
@@ -171,6 +172,12 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
             _ => serde_json::to_value(crate::recon::nn::basisnet::BasisNetConfig::default()),
         }
         .map_err(|e| Error::invalid(e.to_string()))?;
+        if let Some(p) = a.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail_invalid!("--dropout must be in [0, 1), got {p}");
+            }
+            model["dropout"] = json!(p);
+        }
         for (key, value) in [("width", a.width), ("depth", a.depth), ("basis", a.basis)] {
             if let Some(v) = value {
                 if model.get(key).is_none() {
