@@ -104,11 +104,14 @@ class Mscnn(nn.Module):
     """U-Net (tensor prefix `unet.`) then a 1x1 conv with bias to the bands (`out.`). Any image
     size: replicate-pad bottom/right to a multiple of 2^depth, crop the output back."""
 
-    def __init__(self, bands, width, depth, dropout):
+    def __init__(self, bands, width, depth, dropout, linear_prior=False):
         super().__init__()
         self.depth = depth
         self.unet = UNet(3, width, depth, dropout)
         self.out = nn.Conv2d(width, bands, 1)
+        # Residual over a per-pixel linear map (tensor `prior.weight`, bands x 3), as candle's
+        # `linear_prior` config: y = P.x + net(x).
+        self.prior = nn.Linear(3, bands, bias=False) if linear_prior else None
 
     def forward(self, x):
         rows, cols = x.shape[-2:]
@@ -116,7 +119,10 @@ class Mscnn(nn.Module):
         pad_rows, pad_cols = (-rows) % m, (-cols) % m
         if pad_rows or pad_cols:
             x = F.pad(x, (0, pad_cols, 0, pad_rows), mode="replicate")
-        return self.out(self.unet(x))[..., :rows, :cols]
+        y = self.out(self.unet(x))[..., :rows, :cols]
+        if self.prior is not None:
+            y = y + torch.einsum("bc,nchw->nbhw", self.prior.weight, x[..., :rows, :cols])
+        return y
 
 
 def candle_state_dict(model):
@@ -155,12 +161,14 @@ def read_card_config(model_path):
     keys = ("bands", "width", "depth", "dropout")
     if not isinstance(config, dict) or any(k not in config for k in keys):
         fail(f"{card_path}: needs \"config\": {{{', '.join(keys)}}}, found {config!r}")
-    return {k: config[k] for k in keys}
+    picked = {k: config[k] for k in keys}
+    picked["linear_prior"] = bool(config.get("linear_prior", False))
+    return picked
 
 
 def build_model(config):
     return Mscnn(int(config["bands"]), int(config["width"]), int(config["depth"]),
-                 float(config["dropout"]))
+                 float(config["dropout"]), bool(config.get("linear_prior", False)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def torch_train_timings(model, repeats, generator):
 
 def build_model_like(model):
     twin = Mscnn(model.out.out_channels, model.out.in_channels, model.depth,
-                 model.unet.inc.drop.p)
+                 model.unet.inc.drop.p, model.prior is not None)
     twin.load_state_dict(model.state_dict())
     return twin
 

@@ -28,7 +28,7 @@ fn scene(seed: u64, size: usize) -> spectral_studio::spectral::scene::Scene {
 
 fn random_mscnn(width: usize, depth: usize) -> NetReconstructor {
     let vm = VarMap::new();
-    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0 };
+    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0, linear_prior: false };
     let net = Mscnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let card = ModelCard {
         name: "random-mscnn".into(),

@@ -180,13 +180,7 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
         validation_scenes: dataset.validation.len(),
         device: "cpu".into(),
     });
-    let mut moments = PixelMoments::new(c.ncols());
-    for (i, cube) in dataset.train.iter().enumerate() {
-        job.check()?;
-        let rgb = RgbImage::new(crate::spectral::render::project(c.view(), cube.view())?)?;
-        moments.add(cube, &rgb)?;
-        job.report((i + 1) as f32 / dataset.train.len() as f32, "accumulating training pixels");
-    }
+    let moments = pixel_moments(&dataset.train, &c, job)?;
     let mut card = base_card(cfg, camera, dataset)?;
     let tensors = match cfg.method {
         Architecture::Linear => vec![("map", fit_linear(&moments)?)],
@@ -209,6 +203,18 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
     card.save(&files.card)?;
     send(events, TrainEvent::Finished { steps: 0, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
     Ok(TrainSummary { model: files, card })
+}
+
+/// Σyxᵀ, Σxxᵀ, Σyyᵀ over every training pixel and its clean RGB.
+fn pixel_moments(cubes: &[ndarray::Array3<f32>], c: &ndarray::Array2<f32>, job: &JobContext) -> Result<PixelMoments> {
+    let mut moments = PixelMoments::new(c.ncols());
+    for (i, cube) in cubes.iter().enumerate() {
+        job.check()?;
+        let rgb = RgbImage::new(crate::spectral::render::project(c.view(), cube.view())?)?;
+        moments.add(cube, &rgb)?;
+        job.report((i + 1) as f32 / cubes.len() as f32, "accumulating training pixels");
+    }
+    Ok(moments)
 }
 
 /// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, reconstructing with `f`.
@@ -265,6 +271,13 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     let net: Box<dyn SpectralNet> = build_net(&card, VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()))?;
     if cfg.patch % net.size_multiple() != 0 {
         bail_invalid!("patch {} must be a multiple of {} for this architecture", cfg.patch, net.size_multiple());
+    }
+    // A residual network starts from the ridge fit of its own training data.
+    if card.config.get("linear_prior").and_then(|v| v.as_bool()) == Some(true) && resume.is_none() {
+        let map = fit_linear(&pixel_moments(&dataset.train, &c, job)?)?;
+        let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+        let prior = vars.get("prior.weight").ok_or_else(|| Error::invalid("residual model has no prior.weight"))?;
+        prior.set(&Tensor::from_vec(map.iter().copied().collect::<Vec<f32>>(), map.dim(), device)?)?;
     }
     let trainable = varmap.all_vars();
     let parameters: usize = trainable.iter().map(|v| v.elem_count()).sum();

@@ -4,7 +4,7 @@
 //! out) for speed; a per-pixel linear path from the RGB keeps full-resolution detail.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, SpectralNet};
+use super::{pad_to_multiple, LinearPrior, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -20,11 +20,15 @@ pub struct BasisNetConfig {
     /// Max-pool steps of the half-resolution U-Net.
     pub depth: usize,
     pub dropout: f64,
+    /// Residual over a linear prior, as [`super::mscnn::MscnnConfig::linear_prior`]: the head
+    /// and direct path start at zero.
+    #[serde(default)]
+    pub linear_prior: bool,
 }
 
 impl Default for BasisNetConfig {
     fn default() -> Self {
-        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0 }
+        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0, linear_prior: true }
     }
 }
 
@@ -38,6 +42,7 @@ pub struct BasisNet {
     /// (bands, k): column j is basis spectrum j (`basis`).
     basis: Tensor,
     k: usize,
+    prior: Option<LinearPrior>,
 }
 
 impl BasisNet {
@@ -46,11 +51,18 @@ impl BasisNet {
             candle_core::bail!("basisnet needs at least one basis spectrum and one band")
         }
         let unet = UNet::new(12, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
-        let head = Conv::new(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?;
-        let direct = Conv::new(3, cfg.basis, 1, 0, false, vb.pp("direct"))?;
+        let (head, direct, prior) = if cfg.linear_prior {
+            (
+                Conv::zeroed(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?,
+                Conv::zeroed(3, cfg.basis, 1, 0, false, vb.pp("direct"))?,
+                Some(LinearPrior::new(cfg.bands, vb.pp("prior"))?),
+            )
+        } else {
+            (Conv::new(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?, Conv::new(3, cfg.basis, 1, 0, false, vb.pp("direct"))?, None)
+        };
         let init = candle_nn::Init::Randn { mean: 0.0, stdev: (1.0 / cfg.basis as f64).sqrt() };
         let basis = vb.get_with_hints((cfg.bands, cfg.basis), "basis", init)?;
-        Ok(Self { unet, head, direct, basis, k: cfg.basis })
+        Ok(Self { unet, head, direct, basis, k: cfg.basis, prior })
     }
 }
 
@@ -68,7 +80,11 @@ impl SpectralNet for BasisNet {
         let weights = weights.reshape((b, self.k, h * w))?;
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;
-        spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)
+        let y = spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
+        match &self.prior {
+            Some(prior) => y + prior.forward(rgb)?,
+            None => Ok(y),
+        }
     }
 
     fn size_multiple(&self) -> usize {

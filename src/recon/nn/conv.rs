@@ -366,7 +366,21 @@ pub struct Conv {
 
 impl Conv {
     pub fn new(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
-        let weight = vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?;
+        Self::with_init(c_in, c_out, kernel, padding, bias, candle_nn::init::DEFAULT_KAIMING_NORMAL, vb)
+    }
+
+    /// All weights zero at the start: the layer adds nothing until training moves it (the
+    /// last layer of a residual branch).
+    pub fn zeroed(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let mut conv = Self::with_init(c_in, c_out, kernel, padding, false, candle_nn::Init::Const(0.0), vb.clone())?;
+        if bias {
+            conv.bias = Some(vb.get_with_hints(c_out, "bias", candle_nn::Init::Const(0.0))?);
+        }
+        Ok(conv)
+    }
+
+    fn with_init(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, init: candle_nn::Init, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let weight = vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", init)?;
         let bias = if bias {
             let bound = 1.0 / ((c_in * kernel * kernel) as f64).sqrt();
             Some(vb.get_with_hints(c_out, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?)

@@ -39,3 +39,22 @@ pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
         Ok(x)
     }
 }
+
+/// The per-pixel linear map P (bands × 3, tensor `weight`) a residual network adds its output
+/// to. Initialised to zero here; the trainer sets it to the ridge fit of the training data.
+#[derive(Debug, Clone)]
+pub struct LinearPrior {
+    weight: Tensor,
+}
+
+impl LinearPrior {
+    pub fn new(bands: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Ok(Self { weight: vb.get_with_hints((bands, 3), "weight", candle_nn::Init::Const(0.0))? })
+    }
+
+    /// (b, 3, h, w) → (b, bands, h, w).
+    pub fn forward(&self, rgb: &Tensor) -> Result<Tensor> {
+        let (bands, _) = self.weight.dims2()?;
+        conv::conv2d(rgb, &self.weight.reshape((bands, 3, 1, 1))?, 0, 1)
+    }
+}

@@ -3,7 +3,7 @@
 //! [`UNet`] followed by a 1×1 convolution to the bands.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, SpectralNet};
+use super::{pad_to_multiple, LinearPrior, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -19,11 +19,16 @@ pub struct MscnnConfig {
     pub depth: usize,
     /// 2D dropout probability after each activation (the paper uses 0.2).
     pub dropout: f64,
+    /// Residual over a linear prior: y = P·x + net(x), with P (`prior.weight`, bands × 3)
+    /// set to the ridge-regression map of the training data and the output conv starting at
+    /// zero, so training starts from the linear baseline and learns what it cannot do.
+    #[serde(default)]
+    pub linear_prior: bool,
 }
 
 impl Default for MscnnConfig {
     fn default() -> Self {
-        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2 }
+        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2, linear_prior: true }
     }
 }
 
@@ -32,6 +37,7 @@ pub struct Mscnn {
     unet: UNet,
     /// Tensor names `out.weight`, `out.bias`.
     out: Conv,
+    prior: Option<LinearPrior>,
 }
 
 impl Mscnn {
@@ -40,8 +46,12 @@ impl Mscnn {
             candle_core::bail!("mscnn needs at least one output band")
         }
         let unet = UNet::new(3, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
-        let out = Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?;
-        Ok(Self { unet, out })
+        let (out, prior) = if cfg.linear_prior {
+            (Conv::zeroed(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?, Some(LinearPrior::new(cfg.bands, vb.pp("prior"))?))
+        } else {
+            (Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?, None)
+        };
+        Ok(Self { unet, out, prior })
     }
 }
 
@@ -52,7 +62,11 @@ impl SpectralNet for Mscnn {
         let features = self.unet.forward_t(&x, train)?;
         // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
         let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
-        y.narrow(2, 0, rows)?.narrow(3, 0, cols)
+        let y = y.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
+        match &self.prior {
+            Some(prior) => y + prior.forward(rgb)?,
+            None => Ok(y),
+        }
     }
 
     fn size_multiple(&self) -> usize {
