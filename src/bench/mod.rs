@@ -14,17 +14,29 @@ use crate::spectral::camera::CameraResponse;
 use crate::spectral::{render, unmix};
 use crate::{metrics, Cube, Error, Result};
 
-/// Median wall time in milliseconds of `repeats` runs of `f` (after one untimed warm-up).
-pub fn median_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
+/// Wall times in milliseconds of `repeats` runs of `f`, after one untimed warm-up
+/// (first-touch allocations, thread pools).
+pub fn runs_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<Vec<f64>> {
     f()?;
-    let mut times = Vec::with_capacity(repeats);
-    for _ in 0..repeats {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    (0..repeats)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f()?);
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+/// The median (upper middle for an even count; NaN for none).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Median wall time in milliseconds of `repeats` runs of `f` (after one untimed warm-up).
+pub fn median_ms<T>(repeats: usize, f: impl FnMut() -> Result<T>) -> Result<f64> {
+    Ok(median(&runs_ms(repeats, f)?))
 }
 
 /// A deterministic smooth test cube: no file needed, values in (0, 1).

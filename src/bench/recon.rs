@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use super::{median, runs_ms};
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde_json::{json, Value};
@@ -26,38 +28,10 @@ use crate::{Error, Result, RgbImage};
 const ROWS: usize = 482;
 const COLS: usize = 512;
 
-fn runs_ms<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<Vec<f64>> {
-    f()?; // warm-up: first-touch allocations, thread pools
-    (0..repeats)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(f()?);
-            Ok(t.elapsed().as_secs_f64() * 1e3)
-        })
-        .collect()
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        f64::NAN
-    } else {
-        s[s.len() / 2]
-    }
-}
-
-/// Resident-set high-water mark of this process (VmHWM) in MiB, Linux only.
-fn peak_rss_mib() -> Option<f64> {
+/// A `/proc/self/status` memory figure (`VmHWM`, `VmRSS`, …) in MiB, Linux only.
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-fn current_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -151,10 +125,10 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
     let device = Device::Cpu;
     // Inference memory first, while the process is still small: peak RSS growth of one
     // mscnn reconstruction (tiled, 512-px tiles) over the RSS before it.
-    let rss_before = current_rss_mib();
+    let rss_before = status_mib("VmRSS");
     let method = load_method("mscnn", Some(&mscnn.weights), &camera, &device)?;
     reconstruct(method.as_ref(), &rgb, &camera, ReconOptions::default(), &JobContext::silent())?;
-    let inference_peak = match (peak_rss_mib(), rss_before) {
+    let inference_peak = match (status_mib("VmHWM"), rss_before) {
         (Some(peak), Some(before)) => json!({"rss_before_mib": before, "peak_rss_mib": peak, "growth_mib": peak - before}),
         _ => Value::Null,
     };

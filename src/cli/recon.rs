@@ -13,7 +13,7 @@ use crate::recon::device::parse_device;
 use crate::recon::registry::{list_methods, load_method};
 use crate::recon::{self, ReconOptions};
 use crate::spectral::camera::CameraResponse;
-use crate::train::data::{DataSource, RgbSimulation};
+use crate::train::data::{readable_files, synthetic_cube, DataSource, RgbSimulation};
 use crate::train::optim::Schedule;
 use crate::train::{Loss, TrainConfig, TrainEvent};
 use crate::{bail_invalid, default_wavelengths, io, Error, Result};
@@ -269,12 +269,7 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
     let grid = default_wavelengths();
     let (cubes, description) = match &data {
         CompareData::Folder(dir) => {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && io::detect(p).is_ok() && !is_rgb_file(p))
-                .collect();
-            files.sort();
+            let files: Vec<PathBuf> = readable_files(dir)?.into_iter().filter(|p| !is_rgb_file(p)).collect();
             if files.is_empty() {
                 return Err(Error::format(dir, "no readable cube in this folder"));
             }
@@ -282,13 +277,7 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
             (cubes, format!("{} cubes in {}", files.len(), dir.display()))
         }
         CompareData::Synthetic { count, size } => {
-            let cubes = (1..=*count as u64)
-                .map(|seed| {
-                    let mut cfg = crate::spectral::scene::SceneConfig::new(seed, *size, *size)?;
-                    cfg.camera = camera.clone();
-                    Ok(crate::spectral::scene::generate(&cfg)?.cube.data)
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let cubes = (1..=*count as u64).map(|seed| synthetic_cube(seed, *size, &camera)).collect::<Result<Vec<_>>>()?;
             (cubes, format!("{count} held-out synthetic scenes (seeds 1..={count}, {size}x{size})"))
         }
     };

@@ -114,6 +114,5 @@ pub fn save_tensors(tensors: &[(&str, Array2<f32>)], card: &ModelCard, files: &M
         let t = Tensor::from_vec(m.iter().cloned().collect::<Vec<f32>>(), m.dim(), &Device::Cpu)?;
         map.insert(name.to_string(), t);
     }
-    crate::train::checkpoint::save_safetensors_atomically(&map, &files.weights)?;
-    card.save(&files.card)
+    crate::train::checkpoint::save_model(&map, card, files)
 }

@@ -56,11 +56,7 @@ fn synthetic(count: usize, size: usize, camera: &CameraResponse, job: &JobContex
         bail_invalid!("--synthetic needs at least one scene");
     }
     let val_count = (count / 8).max(2);
-    let scene_cube = |seed: u64| -> Result<Array3<f32>> {
-        let mut cfg = SceneConfig::new(seed, size, size)?;
-        cfg.camera = camera.clone();
-        Ok(scene::generate(&cfg)?.cube.data)
-    };
+    let scene_cube = |seed: u64| synthetic_cube(seed, size, camera);
     let mut train = Vec::with_capacity(count);
     for i in 0..count {
         job.check()?;
@@ -71,13 +67,26 @@ fn synthetic(count: usize, size: usize, camera: &CameraResponse, job: &JobContex
     Ok(Dataset { train, validation })
 }
 
-fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
-    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+/// The radiance cube of synthetic scene `seed`, `size`² px, built for `camera`.
+pub fn synthetic_cube(seed: u64, size: usize, camera: &CameraResponse) -> Result<Array3<f32>> {
+    let mut cfg = SceneConfig::new(seed, size, size)?;
+    cfg.camera = camera.clone();
+    Ok(scene::generate(&cfg)?.cube.data)
+}
+
+/// The files in `dir` whose format `io::detect` recognises, sorted by name.
+pub fn readable_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && crate::io::detect(p).is_ok())
         .collect();
     files.sort();
+    Ok(files)
+}
+
+fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
+    let files = readable_files(path)?;
     if files.len() < 2 {
         return Err(Error::format(path, format!("found {} readable cube(s); training needs at least 2 (one for validation)", files.len())));
     }

@@ -81,10 +81,7 @@ impl SpectralNet for BasisNet {
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;
         let y = spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        match &self.prior {
-            Some(prior) => y + prior.forward(rgb)?,
-            None => Ok(y),
-        }
+        LinearPrior::add_to(y, self.prior.as_ref(), rgb)
     }
 
     fn size_multiple(&self) -> usize {

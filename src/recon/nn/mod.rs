@@ -52,6 +52,14 @@ impl LinearPrior {
         Ok(Self { weight: vb.get_with_hints((bands, 3), "weight", candle_nn::Init::Const(0.0))? })
     }
 
+    /// `y` plus the prior's map of `rgb`, when the network has a prior.
+    pub fn add_to(y: Tensor, prior: Option<&LinearPrior>, rgb: &Tensor) -> Result<Tensor> {
+        match prior {
+            Some(prior) => y + prior.forward(rgb)?,
+            None => Ok(y),
+        }
+    }
+
     /// (b, 3, h, w) → (b, bands, h, w).
     pub fn forward(&self, rgb: &Tensor) -> Result<Tensor> {
         let (bands, _) = self.weight.dims2()?;

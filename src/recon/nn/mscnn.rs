@@ -63,10 +63,7 @@ impl SpectralNet for Mscnn {
         // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
         let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
         let y = y.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        match &self.prior {
-            Some(prior) => y + prior.forward(rgb)?,
-            None => Ok(y),
-        }
+        LinearPrior::add_to(y, self.prior.as_ref(), rgb)
     }
 
     fn size_multiple(&self) -> usize {
