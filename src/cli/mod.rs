@@ -4,21 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde_json::json;
 
 use crate::io::{self, Layout, Loaded, OpenOptions};
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::{fit, library, realworld, render, scene, unmix};
 use crate::{bail_invalid, metrics, Error, Result, RgbImage};
-
-/// Until the desktop studio lands, running with no subcommand says so instead of pretending.
-pub fn open_studio() -> Result<()> {
-    Err(Error::invalid(
-        "the desktop studio is not part of this build yet; run `spectral-studio --help` for the \
-         command-line tools (try `spectral-studio scene -o demo-scene`)",
-    ))
-}
 
 /// Refuse, before any work, a command whose output path names one of its inputs: nothing is
 /// ever written over an input file (ARCHITECTURE rule 5).
@@ -180,31 +172,16 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let cube = io::open(cube_path, &OpenOptions::default())?;
     let lib = library::parse_library(library_name)?;
     let all_bands = cube.bands();
-    let (cube, spectra) = unmix::prepare(&cube, &lib)?;
-    if cube.bands() < all_bands {
+    let (result, bands_used) = unmix::unmix_with_library(&cube, &lib, materials, max_k)?;
+    if bands_used < all_bands {
         eprintln!(
-            "note: library '{}' covers {}..{} nm; unmixing the {} of {all_bands} bands inside it",
+            "note: library '{}' covers {}..{} nm; unmixing the {bands_used} of {all_bands} bands inside it",
             lib.name,
             lib.wavelengths[0],
             lib.wavelengths[lib.wavelengths.len() - 1],
-            cube.bands()
         );
     }
-    let chosen: Vec<usize> = if materials.is_empty() {
-        unmix::select_endmembers(&cube, spectra.view(), max_k)?
-    } else {
-        materials
-            .iter()
-            .map(|m| {
-                lib.names.iter().position(|n| n.eq_ignore_ascii_case(m)).ok_or_else(|| {
-                    Error::invalid(format!("library '{}' has no material named '{m}'", lib.name))
-                })
-            })
-            .collect::<Result<_>>()?
-    };
-    let endmembers = spectra.select(Axis(0), &chosen);
-    let names: Vec<String> = chosen.iter().map(|&i| lib.names[i].clone()).collect();
-    let result = unmix::fcls(&cube, endmembers.view(), &names)?;
+    let names = result.names.clone();
 
     io::npy::write_chw_as_hwc(output, result.abundances.view())?;
     let residual: Vec<f32> = result.residual.iter().copied().collect();
@@ -214,7 +191,7 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let mean_abundance: Vec<f64> =
         result.abundances.outer_iter().map(|m| crate::cube::value_stats(m.iter().copied()).mean).collect();
     let report = json!({
-        "library": lib.name, "bands_used": cube.bands(), "endmembers": names, "mean_abundance": mean_abundance,
+        "library": lib.name, "bands_used": bands_used, "endmembers": names, "mean_abundance": mean_abundance,
         "mean_residual_rmse": result.mean_residual(), "abundances": output, "residual": residual_path,
         "seconds": started.elapsed().as_secs_f64(),
     });

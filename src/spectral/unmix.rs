@@ -55,6 +55,28 @@ pub fn prepare(cube: &Cube, library: &SpectralLibrary) -> Result<(Cube, Array2<f
     Ok((cube, on_grid))
 }
 
+/// Unmix `cube` over a library: the named `materials` when given, otherwise at most `max_k`
+/// endmembers chosen by [`select_endmembers`]. Returns the result and the number of the cube's
+/// bands the library covers (fewer than the cube's when the library is narrower).
+pub fn unmix_with_library(cube: &Cube, library: &SpectralLibrary, materials: &[String], max_k: usize) -> Result<(Unmixing, usize)> {
+    let (cube, spectra) = prepare(cube, library)?;
+    let chosen: Vec<usize> = if materials.is_empty() {
+        select_endmembers(&cube, spectra.view(), max_k)?
+    } else {
+        materials
+            .iter()
+            .map(|m| {
+                library.names.iter().position(|n| n.eq_ignore_ascii_case(m)).ok_or_else(|| {
+                    crate::Error::invalid(format!("library '{}' has no material named '{m}'", library.name))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let endmembers = spectra.select(Axis(0), &chosen);
+    let names: Vec<String> = chosen.iter().map(|&i| library.names[i].clone()).collect();
+    Ok((fcls(&cube, endmembers.view(), &names)?, cube.bands()))
+}
+
 /// FCLS abundances of every pixel over `endmembers` `(k, bands)`, already on the cube's grid.
 pub fn fcls(cube: &Cube, endmembers: ArrayView2<f32>, names: &[String]) -> Result<Unmixing> {
     let (bands, rows, cols) = cube.data.dim();
