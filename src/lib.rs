@@ -1,9 +1,11 @@
 //! Spectral Studio: hyperspectral cubes, the physics that links them to RGB, and the
 //! measures of reconstruction quality. The GUI and the CLI are thin faces over this library.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod cube;
+pub mod display;
 pub mod engine;
 pub mod error;
 pub mod io;

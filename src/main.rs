@@ -11,10 +11,13 @@ use spectral_studio::cli;
 use spectral_studio::io::Layout;
 
 #[derive(Parser)]
-#[command(name = "spectral-studio", version, about = "Hyperspectral images: open, simulate, measure.")]
+#[command(name = "spectral-studio", version, about = "Hyperspectral images: open, simulate, measure.", args_conflicts_with_subcommands = true)]
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand: open the studio on these files (RGB images, cubes), or on the
+    /// bundled demo when none are given.
+    files: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -284,7 +287,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        None => cli::open_studio(),
+        None => spectral_studio::app::run(args.files),
         Some(command) => run(command),
     };
     match result {

@@ -1,0 +1,48 @@
+//! Abundances: unmix a cube over a spectral library (FCLS) as a job, then a grid of named
+//! abundance maps, the residual map, and a pixel's abundances as bars.
+
+use crate::spectral::library;
+use crate::spectral::unmix::{self, Unmixing};
+use crate::{Cube, Result};
+use egui_plot::{Bar, BarChart, Plot};
+
+pub struct AbundancePanel {
+    pub library: String,
+    pub endmembers: usize,
+    /// Layer the result belongs to, and the result.
+    pub result: Option<(u64, Unmixing)>,
+}
+
+impl Default for AbundancePanel {
+    fn default() -> Self {
+        AbundancePanel { library: "munsell".into(), endmembers: 6, result: None }
+    }
+}
+
+/// The job: unmix `cube` over the named library with at most `k` endmembers.
+pub fn run(cube: &Cube, library_name: &str, k: usize) -> Result<Unmixing> {
+    let lib = library::parse_library(library_name)?;
+    Ok(unmix::unmix_with_library(cube, &lib, &[], k)?.0)
+}
+
+impl AbundancePanel {
+    pub fn settings_ui(&mut self, ui: &mut egui::Ui) {
+        egui::ComboBox::from_label("library").selected_text(self.library.as_str()).show_ui(ui, |ui| {
+            for name in library::library_names() {
+                ui.selectable_value(&mut self.library, name.to_string(), name);
+            }
+        });
+        ui.add(egui::Slider::new(&mut self.endmembers, 1..=12).text("endmembers at most"));
+    }
+
+    /// Bars of the abundances at `pixel`.
+    pub fn pixel_bars(&self, ui: &mut egui::Ui, pixel: Option<(usize, usize)>) {
+        let (Some((_, result)), Some((row, col))) = (&self.result, pixel) else { return };
+        if row >= result.abundances.shape()[1] || col >= result.abundances.shape()[2] {
+            return;
+        }
+        ui.label(format!("abundances at ({col}, {row}), residual RMSE {:.4}", result.residual[[row, col]]));
+        let bars = result.names.iter().enumerate().map(|(i, n)| Bar::new(i as f64, result.abundances[[i, row, col]] as f64).name(n)).collect();
+        Plot::new("abundance-bars").height(140.0).include_y(0.0).include_y(1.0).show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("abundance", bars)));
+    }
+}

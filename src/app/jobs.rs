@@ -1,0 +1,157 @@
+//! The studio's background jobs: what each kind returns, and the small pieces of work that
+//! run inside them (save dialogs, PNG and CSV export).
+
+use super::compare::Row;
+use super::document::{Layer, LoadedFile};
+use super::reconstruct::ReconRequest;
+use super::view::{self, DisplaySettings};
+use crate::engine::Job;
+use crate::metrics::{BandErrors, MetricSet};
+use crate::recon::Reconstruction;
+use crate::spectral::fit::CameraFit;
+use crate::spectral::unmix::Unmixing;
+use crate::{Cube, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub enum JobKind {
+    Load(Job<Vec<Result<LoadedFile>>>),
+    Dialog(Job<Vec<PathBuf>>),
+    Recon(Job<Reconstruction>, ReconRequest),
+    /// Scores of reconstruction layer `.1` against ground-truth layer `.2`.
+    Score(Job<(MetricSet, BandErrors)>, u64, u64),
+    Unmix(Job<Unmixing>, u64),
+    Fit(Job<CameraFit>),
+    CameraDialog(Job<Option<PathBuf>>),
+    Saved(Job<Option<PathBuf>>),
+}
+
+pub struct BackgroundJob {
+    pub id: u64,
+    pub kind: JobKind,
+    outcome: Option<Outcome>,
+}
+
+/// A finished job's result, typed by its kind.
+pub enum Outcome {
+    Failed(crate::Error),
+    Loaded(Vec<Result<LoadedFile>>),
+    Chosen(Vec<PathBuf>),
+    Reconstructed(Reconstruction, ReconRequest),
+    Scored(MetricSet, BandErrors, u64, u64),
+    Unmixed(Unmixing, u64),
+    Fitted(CameraFit),
+    CameraChosen(Option<PathBuf>),
+    Saved(Option<PathBuf>),
+}
+
+macro_rules! each_job {
+    ($kind:expr, $job:ident => $body:expr) => {
+        match $kind {
+            JobKind::Load($job) => $body,
+            JobKind::Dialog($job) => $body,
+            JobKind::Recon($job, _) => $body,
+            JobKind::Score($job, _, _) => $body,
+            JobKind::Unmix($job, _) => $body,
+            JobKind::Fit($job) => $body,
+            JobKind::CameraDialog($job) => $body,
+            JobKind::Saved($job) => $body,
+        }
+    };
+}
+
+impl BackgroundJob {
+    pub fn new(id: u64, kind: JobKind) -> Self {
+        BackgroundJob { id, kind, outcome: None }
+    }
+
+    pub fn name(&self) -> &str {
+        each_job!(&self.kind, job => &job.name)
+    }
+
+    pub fn progress(&self) -> (f32, String) {
+        each_job!(&self.kind, job => job.progress.clone())
+    }
+
+    pub fn elapsed(&self) -> std::time::Duration {
+        each_job!(&self.kind, job => job.started.elapsed())
+    }
+
+    pub fn cancel(&self) {
+        each_job!(&self.kind, job => job.cancel.cancel())
+    }
+
+    /// Poll the job; true once it has finished (its outcome is then kept for `into_outcome`).
+    pub fn poll_into_outcome(&mut self) -> bool {
+        fn wrap<T>(r: Result<T>, f: impl FnOnce(T) -> Outcome) -> Outcome {
+            r.map(f).unwrap_or_else(Outcome::Failed)
+        }
+        let outcome = match &mut self.kind {
+            JobKind::Load(j) => j.poll().map(|r| wrap(r, Outcome::Loaded)),
+            JobKind::Dialog(j) => j.poll().map(|r| wrap(r, Outcome::Chosen)),
+            JobKind::Recon(j, req) => j.poll().map(|r| wrap(r, |x| Outcome::Reconstructed(x, req.clone()))),
+            JobKind::Score(j, layer, gt) => {
+                let (layer, gt) = (*layer, *gt);
+                j.poll().map(|r| wrap(r, |(m, b)| Outcome::Scored(m, b, layer, gt)))
+            }
+            JobKind::Unmix(j, layer) => {
+                let layer = *layer;
+                j.poll().map(|r| wrap(r, |u| Outcome::Unmixed(u, layer)))
+            }
+            JobKind::Fit(j) => j.poll().map(|r| wrap(r, Outcome::Fitted)),
+            JobKind::CameraDialog(j) => j.poll().map(|r| wrap(r, Outcome::CameraChosen)),
+            JobKind::Saved(j) => j.poll().map(|r| wrap(r, Outcome::Saved)),
+        };
+        if outcome.is_some() {
+            self.outcome = outcome;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        self.outcome.unwrap_or_else(|| Outcome::Failed(crate::Error::invalid("job polled before it finished")))
+    }
+}
+
+/// Ask for a file name to save to (on the job's thread), then write it with `write`.
+/// None when the user cancels the dialog.
+pub fn save_with_dialog(suggested: &str, extensions: &[&str], write: impl FnOnce(&Path) -> Result<()>) -> Result<Option<PathBuf>> {
+    let Some(path) = rfd::FileDialog::new().set_file_name(suggested).add_filter(extensions.join(", "), extensions).save_file() else {
+        return Ok(None);
+    };
+    write(&path)?;
+    Ok(Some(path))
+}
+
+/// The layer as it is shown, as an 8-bit RGBA PNG, written atomically.
+pub fn write_view_png(layer: &Layer, display: &DisplaySettings, gt: Option<&Arc<Cube>>, path: &Path) -> Result<()> {
+    let (rgba, _) = view::layer_rgba(&layer.data, display.mode, display, gt).map_err(crate::Error::invalid)?;
+    let (rows, cols) = layer.data.rows_cols();
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(image::codecs::png::PngEncoder::new(&mut png), &rgba, cols as u32, rows as u32, image::ExtendedColorType::Rgba8)
+        .map_err(|e| crate::Error::invalid(format!("{}: could not encode PNG: {e}", path.display())))?;
+    crate::io::atomic::write_bytes_atomically(path, &png)
+}
+
+/// The metrics table as CSV.
+pub fn metrics_csv(rows: &[Row]) -> String {
+    let mut out = String::from("method,mrae,rmse,psnr_db,ssim,sam_deg,consistency_mrae,seconds\n");
+    let f = |v: Option<f64>| v.filter(|x| x.is_finite()).map(|x| x.to_string()).unwrap_or_default();
+    for r in rows {
+        let m = r.metrics.as_ref();
+        out.push_str(&format!(
+            "\"{}\",{},{},{},{},{},{},{}\n",
+            r.name.replace('"', "\"\""),
+            f(m.map(|m| m.mrae)),
+            f(m.map(|m| m.rmse)),
+            f(m.map(|m| m.psnr)),
+            f(m.map(|m| m.ssim)),
+            f(m.map(|m| m.sam_deg)),
+            f(m.and_then(|m| m.consistency_mrae)),
+            f(Some(r.seconds)),
+        ));
+    }
+    out
+}

@@ -1,0 +1,816 @@
+//! The studio: an egui application over the library. State lives in [`Studio`]; views read it
+//! and push [`Command`]s, which are applied at the end of the frame; heavy work (opening files,
+//! reconstruction, scoring, unmixing, fitting, training, file dialogs) runs as engine jobs that
+//! are polled once a frame, so the UI thread never waits.
+
+pub mod abundances;
+pub mod camera;
+pub mod compare;
+pub mod document;
+mod jobs;
+mod tabs;
+pub mod reconstruct;
+pub mod spectra;
+pub mod training;
+pub mod view;
+
+use crate::engine::{Job, Waker};
+use document::{Document, LayerData, LoadedFile, Role};
+use egui::Color32;
+use jobs::{BackgroundJob, JobKind};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use view::{DisplayMode, DisplaySettings, ErrorMetric, Pin, TextureCache, ViewTransform};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Explore,
+    Compare,
+    Abundances,
+    Camera,
+    Training,
+}
+
+impl Tab {
+    const ALL: [Tab; 5] = [Tab::Explore, Tab::Compare, Tab::Abundances, Tab::Camera, Tab::Training];
+
+    fn title(self) -> &'static str {
+        match self {
+            Tab::Explore => "Explore",
+            Tab::Compare => "Compare",
+            Tab::Abundances => "Abundances",
+            Tab::Camera => "Camera response",
+            Tab::Training => "Training",
+        }
+    }
+}
+
+/// Every change a view asks for; applied after the frame's UI code has run.
+pub enum Command {
+    OpenFiles(Vec<PathBuf>),
+    OpenDemo,
+    OpenDialog,
+    Reconstruct(reconstruct::ReconRequest),
+    CancelJob(u64),
+    Select(u64),
+    SetGroundTruth(u64),
+    SetInput(u64),
+    RemoveLayer(u64),
+    Pick { row: usize, col: usize, add: bool },
+    ClearPins,
+    SetRoi(Option<(usize, usize, usize, usize)>),
+    ExportCube(u64),
+    ExportView(u64),
+    ExportSpectra,
+    ExportMetrics,
+    Unmix(u64),
+    FitCamera,
+    LoadCameraCsv,
+    StartTraining { resume: bool },
+    StopTraining,
+}
+
+/// How the studio starts.
+#[derive(Debug, Clone, Default)]
+pub struct StudioOptions {
+    /// Files from the command line; the demo opens when there are none.
+    pub files: Vec<PathBuf>,
+    /// Where finished training runs install their model (the user model folder by default).
+    pub models_dir: Option<PathBuf>,
+    /// Where the recent-files list is kept; None keeps it in memory only (tests).
+    pub recent_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub text: String,
+    pub is_error: bool,
+}
+
+pub struct Studio {
+    pub doc: Document,
+    pub tab: Tab,
+    pub active: Option<u64>,
+    pub display: DisplaySettings,
+    pub transform: ViewTransform,
+    pub pins: Vec<Pin>,
+    pub roi: Option<(usize, usize, usize, usize)>,
+    pub hovered: Option<(usize, usize)>,
+    pub messages: Vec<Message>,
+    pub recon: reconstruct::ReconPanel,
+    pub compare: compare::ComparePanel,
+    pub scores: HashMap<u64, compare::Scores>,
+    pub camera: camera::CameraPanel,
+    pub abundances: abundances::AbundancePanel,
+    pub training: training::TrainingPanel,
+    pub recent: Vec<PathBuf>,
+    pub open_path: String,
+    /// UI time of recent frames, for the status bar and the frame-time report.
+    pub frame_times: Vec<Duration>,
+    jobs: Vec<BackgroundJob>,
+    recon_queue: std::collections::VecDeque<reconstruct::ReconRequest>,
+    commands: Vec<Command>,
+    textures: TextureCache,
+    abundance_textures: HashMap<usize, egui::TextureHandle>,
+    waker: Option<Waker>,
+    options: StudioOptions,
+    next_job_id: u64,
+    last_band_step: Instant,
+}
+
+impl Studio {
+    pub fn new(options: StudioOptions) -> Studio {
+        let recent = options.recent_file.as_deref().map(load_recent).unwrap_or_default();
+        let first = if options.files.is_empty() { Command::OpenDemo } else { Command::OpenFiles(options.files.clone()) };
+        Studio {
+            doc: Document::default(),
+            tab: Tab::Explore,
+            active: None,
+            display: DisplaySettings::default(),
+            transform: ViewTransform::default(),
+            pins: Vec::new(),
+            roi: None,
+            hovered: None,
+            messages: Vec::new(),
+            recon: reconstruct::ReconPanel::default(),
+            compare: compare::ComparePanel::default(),
+            scores: HashMap::new(),
+            camera: camera::CameraPanel::default(),
+            abundances: abundances::AbundancePanel::default(),
+            training: training::TrainingPanel::default(),
+            recent,
+            open_path: String::new(),
+            frame_times: Vec::new(),
+            jobs: Vec::new(),
+            recon_queue: Default::default(),
+            commands: vec![first],
+            textures: TextureCache::default(),
+            abundance_textures: HashMap::new(),
+            waker: None,
+            options,
+            next_job_id: 0,
+            last_band_step: Instant::now(),
+        }
+    }
+
+    /// True while any job (loading, reconstruction, scoring, training, …) is running or queued.
+    pub fn busy(&self) -> bool {
+        !self.jobs.is_empty() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running())
+    }
+
+    /// Names of the jobs running now.
+    pub fn job_names(&self) -> Vec<String> {
+        self.jobs.iter().map(|j| j.name().to_string()).collect()
+    }
+
+    /// The series the spectra plot shows now (what a test checks the plot against).
+    pub fn spectra_series(&self) -> Vec<spectra::Series> {
+        spectra::series(&self.doc, &self.pins, self.roi)
+    }
+
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.messages.push(Message { text: text.into(), is_error: true });
+    }
+
+    fn info(&mut self, text: impl Into<String>) {
+        self.messages.push(Message { text: text.into(), is_error: false });
+    }
+
+    /// One frame of the whole studio, drawn into `ui`.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let started = Instant::now();
+        if self.waker.is_none() {
+            let ctx = ui.ctx().clone();
+            self.waker = Some(Arc::new(move || ctx.request_repaint()));
+        }
+        self.poll_jobs();
+        self.take_dropped_files(ui.ctx());
+        self.advance_band_player(ui.ctx());
+
+        let tab_before = self.tab;
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        if self.tab != tab_before {
+            // Views differ in size between tabs: start each tab fitted.
+            self.transform.fit_pending = true;
+        }
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
+        egui::Panel::left("side").resizable(true).default_size(270.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
+        });
+        egui::CentralPanel::default().show(ui, |ui| match self.tab {
+            Tab::Explore => self.explore_tab(ui),
+            Tab::Compare => self.compare_tab(ui),
+            Tab::Abundances => self.abundances_tab(ui),
+            Tab::Camera => self.camera_tab(ui),
+            Tab::Training => self.training_tab(ui),
+        });
+
+        self.textures.end_frame();
+        let commands = std::mem::take(&mut self.commands);
+        for c in commands {
+            self.apply(c);
+        }
+        self.start_queued_reconstruction();
+        self.start_scoring();
+        if self.training.runs.iter().any(|r| r.is_running()) {
+            // Training events arrive on their own channel: look at them a few times a second.
+            ui.ctx().request_repaint_after(Duration::from_millis(200));
+        }
+        self.frame_times.push(started.elapsed());
+        if self.frame_times.len() > 240 {
+            self.frame_times.drain(..120);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Panels
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal_wrapped(|ui| {
+            ui.strong("Spectral Studio");
+            ui.separator();
+            if ui.button("Open…").on_hover_text("RGB images (PNG, JPEG, TIFF, .npy) and cubes (.npy, ENVI .hdr, .mat, CAVE folders)").clicked() {
+                self.commands.push(Command::OpenDialog);
+            }
+            let path_field = ui.add(egui::TextEdit::singleline(&mut self.open_path).hint_text("or type a path").desired_width(200.0));
+            let enter = path_field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Open path").clicked() || enter) && !self.open_path.trim().is_empty() {
+                self.commands.push(Command::OpenFiles(vec![PathBuf::from(self.open_path.trim())]));
+            }
+            ui.menu_button("Recent", |ui| {
+                if self.recent.is_empty() {
+                    ui.label("nothing opened yet");
+                }
+                for p in self.recent.clone() {
+                    if ui.button(p.display().to_string()).clicked() {
+                        self.commands.push(Command::OpenFiles(vec![p]));
+                        ui.close();
+                    }
+                }
+            });
+            if ui.button("Open demo").clicked() {
+                self.commands.push(Command::OpenDemo);
+            }
+            ui.separator();
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.tab, tab, tab.title());
+            }
+        });
+    }
+
+    fn status_bar(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            if let Some(m) = self.messages.last().cloned() {
+                let colour = if m.is_error { Color32::from_rgb(255, 110, 110) } else { ui.visuals().text_color() };
+                ui.colored_label(colour, &m.text);
+                if ui.small_button("dismiss").clicked() {
+                    self.messages.pop();
+                }
+                ui.separator();
+            }
+            if let Some(text) = self.hover_readout() {
+                ui.monospace(text);
+                ui.separator();
+            }
+            if let Some((median, max)) = self.frame_time_summary() {
+                ui.small(format!("frame {:.1} ms (max {:.1})", median.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3));
+            }
+        });
+    }
+
+    /// Median and maximum UI time over the recent frames.
+    pub fn frame_time_summary(&self) -> Option<(Duration, Duration)> {
+        if self.frame_times.is_empty() {
+            return None;
+        }
+        let mut t = self.frame_times.clone();
+        t.sort();
+        Some((t[t.len() / 2], t[t.len() - 1]))
+    }
+
+    fn hover_readout(&self) -> Option<String> {
+        let (row, col) = self.hovered?;
+        let layer = self.doc.get(self.active?)?;
+        Some(match &layer.data {
+            LayerData::Rgb(rgb) if row < rgb.rows() && col < rgb.cols() => {
+                format!("x {col}  y {row}  R {:.4} G {:.4} B {:.4}", rgb.data[[0, row, col]], rgb.data[[1, row, col]], rgb.data[[2, row, col]])
+            }
+            LayerData::Cube(cube) if row < cube.rows() && col < cube.cols() => {
+                let b = self.display.band.min(cube.bands() - 1);
+                format!("x {col}  y {row}  {:.0} nm  {:.5}", cube.wavelengths[b], cube.data[[b, row, col]])
+            }
+            _ => return None,
+        })
+    }
+
+    fn side_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Layers");
+        if self.doc.layers.is_empty() {
+            ui.label("Nothing open.");
+        }
+        for layer in &self.doc.layers {
+            ui.horizontal(|ui| {
+                let role = match &layer.role {
+                    Role::Input => " · input",
+                    Role::GroundTruth => " · ground truth",
+                    Role::Reconstruction { .. } => " · reconstruction",
+                    Role::Other => "",
+                };
+                if ui.selectable_label(self.active == Some(layer.id), format!("{}{role}", layer.name)).clicked() {
+                    self.commands.push(Command::Select(layer.id));
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.add_space(12.0);
+                match &layer.data {
+                    LayerData::Cube(_) if layer.role != Role::GroundTruth => {
+                        if ui.small_button("use as ground truth").clicked() {
+                            self.commands.push(Command::SetGroundTruth(layer.id));
+                        }
+                    }
+                    LayerData::Rgb(_) if layer.role != Role::Input => {
+                        if ui.small_button("use as input").clicked() {
+                            self.commands.push(Command::SetInput(layer.id));
+                        }
+                    }
+                    _ => {}
+                }
+                if let LayerData::Cube(_) = layer.data {
+                    if ui.small_button("save cube…").clicked() {
+                        self.commands.push(Command::ExportCube(layer.id));
+                    }
+                }
+                if ui.small_button("PNG…").on_hover_text("save this layer as it is shown").clicked() {
+                    self.commands.push(Command::ExportView(layer.id));
+                }
+                if ui.small_button("close").clicked() {
+                    self.commands.push(Command::RemoveLayer(layer.id));
+                }
+            });
+        }
+        ui.separator();
+        self.display_settings(ui);
+        ui.separator();
+        egui::CollapsingHeader::new("Reconstruction").default_open(true).show(ui, |ui| {
+            self.recon.ui(ui, self.doc.input().is_some(), &mut self.commands);
+        });
+        ui.separator();
+        self.jobs_ui(ui);
+    }
+
+    fn display_settings(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Display");
+        let bands = self.active_cube().map(|c| (c.bands(), c.wavelengths.clone()));
+        let d = &mut self.display;
+        ui.horizontal_wrapped(|ui| {
+            ui.selectable_value(&mut d.mode, DisplayMode::Colour, "colour");
+            ui.selectable_value(&mut d.mode, DisplayMode::Band, "band");
+            ui.selectable_value(&mut d.mode, DisplayMode::FalseColour, "false colour");
+            for m in ErrorMetric::ALL {
+                if ui.selectable_label(d.mode == DisplayMode::Error(m), format!("{} error", m.name())).clicked() && d.mode != DisplayMode::Error(m) {
+                    d.mode = DisplayMode::Error(m);
+                    d.error_max = m.default_max();
+                }
+            }
+        });
+        let Some((n, wavelengths)) = bands else {
+            return;
+        };
+        let nm = |b: usize| wavelengths.get(b).map(|w| format!("{w:.0} nm")).unwrap_or_default();
+        match d.mode {
+            DisplayMode::Band => {
+                d.band = d.band.min(n - 1);
+                ui.horizontal(|ui| {
+                    ui.add(egui::Slider::new(&mut d.band, 0..=n - 1).text("band").custom_formatter(|v, _| nm(v as usize)));
+                    let label = if d.playing { "Pause" } else { "Play bands" };
+                    if ui.button(label).clicked() {
+                        d.playing = !d.playing;
+                    }
+                });
+                egui::ComboBox::from_label("colormap").selected_text(d.colormap.name()).show_ui(ui, |ui| {
+                    for c in crate::display::Colormap::ALL {
+                        ui.selectable_value(&mut d.colormap, c, c.name());
+                    }
+                });
+                egui::ComboBox::from_label("stretch").selected_text(d.stretch.name()).show_ui(ui, |ui| {
+                    for s in crate::display::Stretch::ALL {
+                        ui.selectable_value(&mut d.stretch, s, s.name());
+                    }
+                });
+            }
+            DisplayMode::FalseColour => {
+                for (i, ch) in ["R", "G", "B"].iter().enumerate() {
+                    d.false_bands[i] = d.false_bands[i].min(n - 1);
+                    ui.add(egui::Slider::new(&mut d.false_bands[i], 0..=n - 1).text(*ch).custom_formatter(|v, _| nm(v as usize)));
+                }
+            }
+            DisplayMode::Error(m) => {
+                ui.add(egui::Slider::new(&mut d.error_max, 1e-3..=m.default_max() * 5.0).logarithmic(true).text("colour bar top"));
+            }
+            DisplayMode::Colour => {}
+        }
+    }
+
+    fn jobs_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Jobs");
+        if self.jobs.is_empty() && self.recon_queue.is_empty() {
+            ui.label("idle");
+        }
+        for job in &self.jobs {
+            let (fraction, what) = job.progress();
+            ui.label(format!("{} ({:.1} s)", job.name(), job.elapsed().as_secs_f64()));
+            ui.horizontal(|ui| {
+                ui.add(egui::ProgressBar::new(fraction).desired_width(150.0).text(what));
+                if ui.button("Cancel").clicked() {
+                    self.commands.push(Command::CancelJob(job.id));
+                }
+            });
+        }
+        for r in &self.recon_queue {
+            ui.label(format!("queued: reconstruct with {}", r.method));
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // State changes
+
+    fn active_cube(&self) -> Option<Arc<crate::Cube>> {
+        let layer = self.doc.get(self.active?)?;
+        layer.data.cube().cloned().or_else(|| self.doc.ground_truth().map(|(_, c)| c.clone()))
+    }
+
+    fn waker(&self) -> Waker {
+        self.waker.clone().unwrap_or_else(|| Arc::new(|| {}))
+    }
+
+    fn spawn<T: Send + 'static>(&mut self, name: String, work: impl FnOnce(&crate::engine::JobContext) -> crate::Result<T> + Send + 'static, kind: impl FnOnce(Job<T>) -> JobKind) {
+        self.next_job_id += 1;
+        let job = Job::spawn(name, self.waker(), work);
+        self.jobs.push(BackgroundJob::new(self.next_job_id, kind(job)));
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::OpenFiles(paths) => {
+                let name = match paths.as_slice() {
+                    [one] => format!("open {}", one.display()),
+                    many => format!("open {} files", many.len()),
+                };
+                let to_load = paths.clone();
+                self.spawn(name, move |ctx| Ok(document::load_files(&to_load, ctx)), JobKind::Load);
+                for path in paths {
+                    self.remember_recent(path);
+                }
+            }
+            Command::OpenDemo => self.spawn("generate the demo scene".into(), |_| Ok(document::demo_scene()?.into_iter().map(Ok).collect()), JobKind::Load),
+            Command::OpenDialog => self.spawn("choose files".into(), |_| Ok(rfd::FileDialog::new().set_title("Open images or cubes").pick_files().unwrap_or_default()), JobKind::Dialog),
+            Command::Reconstruct(request) => self.recon_queue.push_back(request),
+            Command::CancelJob(id) => {
+                if let Some(j) = self.jobs.iter().find(|j| j.id == id) {
+                    j.cancel();
+                }
+            }
+            Command::Select(id) => {
+                if self.active.and_then(|a| self.doc.get(a)).map(|l| l.data.rows_cols()) != self.doc.get(id).map(|l| l.data.rows_cols()) {
+                    self.transform.fit_pending = true;
+                }
+                self.active = Some(id);
+            }
+            Command::SetGroundTruth(id) => self.doc.set_ground_truth(id),
+            Command::SetInput(id) => self.doc.set_input(id),
+            Command::RemoveLayer(id) => {
+                self.doc.remove(id);
+                self.scores.remove(&id);
+                if self.active == Some(id) {
+                    self.active = self.doc.layers.first().map(|l| l.id);
+                }
+            }
+            Command::Pick { row, col, add } => {
+                if !add {
+                    self.pins.clear();
+                }
+                let colour = spectra::PIN_COLOURS[self.pins.len() % spectra::PIN_COLOURS.len()];
+                self.pins.push(Pin { row, col, colour });
+            }
+            Command::ClearPins => self.pins.clear(),
+            Command::SetRoi(roi) => self.roi = roi,
+            Command::ExportCube(id) => {
+                let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
+                let name = self.doc.get(id).map(|l| sanitise(&l.name)).unwrap_or_default();
+                self.spawn("save cube".into(), move |_| jobs::save_with_dialog(&format!("{name}.npy"), &["npy", "hdr", "mat"], |path| crate::io::save(&cube, path)), JobKind::Saved);
+            }
+            Command::ExportView(id) => {
+                let Some(layer) = self.doc.get(id).cloned() else { return };
+                let gt = self.doc.ground_truth().map(|(_, c)| c.clone());
+                let display = self.display.clone();
+                let name = sanitise(&layer.name);
+                self.spawn("save PNG".into(), move |_| jobs::save_with_dialog(&format!("{name}.png"), &["png"], |path| jobs::write_view_png(&layer, &display, gt.as_ref(), path)), JobKind::Saved);
+            }
+            Command::ExportSpectra => {
+                let csv = spectra::to_csv(&self.spectra_series());
+                self.spawn("save spectra".into(), move |_| jobs::save_with_dialog("spectra.csv", &["csv"], |path| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes())), JobKind::Saved);
+            }
+            Command::ExportMetrics => {
+                let csv = jobs::metrics_csv(&self.compare.rows(&self.doc, &self.scores));
+                self.spawn("save metrics".into(), move |_| jobs::save_with_dialog("metrics.csv", &["csv"], |path| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes())), JobKind::Saved);
+            }
+            Command::Unmix(id) => {
+                let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
+                let (library, k) = (self.abundances.library.clone(), self.abundances.endmembers);
+                self.spawn(format!("unmix over {library}"), move |_| abundances::run(&cube, &library, k), move |job| JobKind::Unmix(job, id));
+            }
+            Command::FitCamera => {
+                let (Some((_, rgb)), Some((_, cube))) = (self.doc.input(), self.doc.ground_truth()) else { return };
+                let (rgb, cube) = (rgb.clone(), cube.clone());
+                self.spawn("fit camera curves".into(), move |_| camera::fit(&cube, &rgb), JobKind::Fit);
+            }
+            Command::LoadCameraCsv => self.spawn("choose curves".into(), |_| Ok(rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()), JobKind::CameraDialog),
+            Command::StartTraining { resume } => self.start_training(resume),
+            Command::StopTraining => {
+                for run in &self.training.runs {
+                    if let Some(job) = &run.job {
+                        job.cancel.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_training(&mut self, resume: bool) {
+        let (settings, resume_from) = if resume {
+            let Some(run) = self.training.runs.get(self.training.selected) else { return };
+            (run.settings.clone(), run.last_checkpoint().cloned())
+        } else {
+            (self.training.settings.clone(), None)
+        };
+        let cfg = match settings.config() {
+            Ok(c) => c,
+            Err(e) => return self.error(format!("training: {e}")),
+        };
+        let models_dir = self.models_dir();
+        let out_dir = models_dir.join("runs").join(sanitise(&settings.name));
+        let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.waker());
+        let run = training::Run { settings, out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), status: "starting".into() };
+        if resume {
+            let old = &mut self.training.runs[self.training.selected];
+            let (losses, validation, checkpoints) = (std::mem::take(&mut old.losses), std::mem::take(&mut old.validation), std::mem::take(&mut old.checkpoints));
+            *old = run;
+            old.losses = losses;
+            old.validation = validation;
+            old.checkpoints = checkpoints;
+        } else {
+            self.training.runs.push(run);
+            self.training.selected = self.training.runs.len() - 1;
+        }
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.options.models_dir.clone().or_else(crate::recon::registry::user_models_dir).unwrap_or_else(|| PathBuf::from("models"))
+    }
+
+    fn start_queued_reconstruction(&mut self) {
+        if self.jobs.iter().any(|j| matches!(j.kind, JobKind::Recon(..))) {
+            return; // one at a time: two would only split the same two cores
+        }
+        let Some(request) = self.recon_queue.pop_front() else { return };
+        let Some((_, rgb)) = self.doc.input() else {
+            self.recon_queue.clear();
+            return self.error("reconstruction: no input RGB image is open");
+        };
+        let rgb = rgb.clone();
+        let r = request.clone();
+        self.spawn(format!("reconstruct with {}", request.method), move |ctx| reconstruct::run(&r, &rgb, ctx), move |job| JobKind::Recon(job, request));
+    }
+
+    /// Score every reconstruction that has no scores against the current ground truth.
+    fn start_scoring(&mut self) {
+        let Some((gt_layer, gt)) = self.doc.ground_truth() else { return };
+        let gt_id = gt_layer.id;
+        let scoring: Vec<u64> = self.jobs.iter().filter_map(|j| if let JobKind::Score(_, id, _) = j.kind { Some(id) } else { None }).collect();
+        let todo: Vec<(u64, Arc<crate::Cube>, Option<String>)> = self
+            .doc
+            .reconstructions()
+            .filter(|(l, _)| !scoring.contains(&l.id) && self.scores.get(&l.id).is_none_or(|s| s.gt != gt_id))
+            .map(|(l, c)| (l.id, c.clone(), l.path.as_ref().and(None).or(Some(self.recon.camera.clone()))))
+            .collect();
+        let input = self.doc.input().map(|(_, rgb)| rgb.clone());
+        let gt = gt.clone();
+        for (id, cube, camera) in todo {
+            if (cube.rows(), cube.cols(), cube.bands()) != (gt.rows(), gt.cols(), gt.bands()) {
+                continue; // not the same scene: nothing to score
+            }
+            let (gt, input) = (gt.clone(), input.clone());
+            self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().zip(camera.as_deref())), move |job| JobKind::Score(job, id, gt_id));
+        }
+    }
+
+    fn poll_jobs(&mut self) {
+        let mut finished = Vec::new();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            if job.poll_into_outcome() {
+                finished.push(i);
+            }
+        }
+        for run in &mut self.training.runs {
+            run.poll_events();
+        }
+        for i in finished.into_iter().rev() {
+            let job = self.jobs.remove(i);
+            self.finish(job);
+        }
+        self.poll_training_runs();
+    }
+
+    fn poll_training_runs(&mut self) {
+        let models_dir = self.models_dir();
+        let mut installed = Vec::new();
+        let mut errors = Vec::new();
+        for run in &mut self.training.runs {
+            let Some(job) = &mut run.job else { continue };
+            let Some(result) = job.poll() else { continue };
+            run.job = None;
+            run.poll_events();
+            match result {
+                Ok(summary) => match training::install_model(&summary, &models_dir) {
+                    Ok(card) => installed.push(format!("model '{}' installed in {}", summary.card.name, card.display())),
+                    Err(e) => errors.push(format!("training finished, but installing the model failed: {e}")),
+                },
+                Err(crate::Error::Cancelled) => run.status = "stopped; Resume continues from the last checkpoint".into(),
+                Err(e) => {
+                    run.status = format!("failed: {e}");
+                    errors.push(format!("training failed: {e}"));
+                }
+            }
+        }
+        if !installed.is_empty() {
+            self.recon.refresh();
+        }
+        for m in installed {
+            self.info(m);
+        }
+        for e in errors {
+            self.error(e);
+        }
+    }
+
+    fn finish(&mut self, job: BackgroundJob) {
+        let name = job.name().to_string();
+        match job.into_outcome() {
+            jobs::Outcome::Failed(crate::Error::Cancelled) => self.info(format!("{name}: cancelled")),
+            jobs::Outcome::Failed(e) => self.error(format!("{name}: {e}")),
+            jobs::Outcome::Loaded(files) => {
+                for f in files {
+                    match f {
+                        Ok(f) => self.apply_loaded(f),
+                        Err(e) => self.error(e.to_string()),
+                    }
+                }
+            }
+            jobs::Outcome::Chosen(paths) => {
+                if !paths.is_empty() {
+                    self.commands.push(Command::OpenFiles(paths));
+                }
+            }
+            jobs::Outcome::Reconstructed(r, request) => {
+                let mut name = r.method.clone();
+                if request.options.consistent {
+                    name.push_str(" +consistent");
+                }
+                if request.options.exposure_invariant {
+                    name.push_str(" +exposure");
+                }
+                let role = Role::Reconstruction { method: r.method.clone(), seconds: r.seconds, consistent: request.options.consistent, exposure_invariant: request.options.exposure_invariant };
+                // A re-run of the same method replaces its layer rather than piling up copies.
+                if let Some(old) = self.doc.layers.iter().find(|l| l.name == name && l.is_reconstruction()).map(|l| l.id) {
+                    self.doc.remove(old);
+                    self.scores.remove(&old);
+                }
+                let id = self.doc.add(name.clone(), LayerData::Cube(Arc::new(r.cube)), role, None);
+                if self.active.is_none() {
+                    self.active = Some(id);
+                }
+                self.info(format!("{name}: {:.2} s", r.seconds));
+            }
+            jobs::Outcome::Scored(metrics, bands, layer, gt) => {
+                self.scores.insert(layer, compare::Scores { gt, metrics, bands });
+            }
+            jobs::Outcome::Unmixed(result, layer) => {
+                self.abundance_textures.clear();
+                self.abundances.result = Some((layer, result));
+            }
+            jobs::Outcome::Fitted(fit) => {
+                let set = camera::CurveSet::from_fit(&fit);
+                self.info(format!("camera fitted: RMSE {:.5}, relative error {:.4}", fit.rmse, fit.relative_error));
+                self.camera.fitted = Some(set);
+            }
+            jobs::Outcome::CameraChosen(Some(path)) => match crate::spectral::camera::CameraResponse::from_csv(&path).and_then(|c| self.camera.add_loaded(&c)) {
+                Ok(()) => self.info(format!("loaded curves from {}", path.display())),
+                Err(e) => self.error(e.to_string()),
+            },
+            jobs::Outcome::CameraChosen(None) => {}
+            jobs::Outcome::Saved(Some(path)) => self.info(format!("saved {}", path.display())),
+            jobs::Outcome::Saved(None) => {}
+        }
+    }
+
+    fn apply_loaded(&mut self, f: LoadedFile) {
+        let LoadedFile { name, data, mut role, path } = f;
+        // Pairing by name: a cube opened beside the input RGB of the same scene (same folder or
+        // same file stem) becomes its ground truth when there is none yet.
+        if role == Role::Other && data.cube().is_some() && self.doc.ground_truth().is_none() {
+            if let (Some((input, rgb)), Some(p)) = (self.doc.input(), &path) {
+                let same_size = data.rows_cols() == (rgb.rows(), rgb.cols());
+                if same_size && input.path.as_ref().is_some_and(|ip| same_scene(ip, p)) {
+                    role = Role::GroundTruth;
+                }
+            }
+        }
+        let first_of_size = self.doc.layers.iter().all(|l| l.data.rows_cols() != data.rows_cols());
+        let id = self.doc.add(name, data, role, path);
+        if self.active.is_none() || first_of_size {
+            self.active = Some(id);
+            self.transform.fit_pending = true;
+        }
+    }
+
+    fn remember_recent(&mut self, path: PathBuf) {
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        self.recent.retain(|p| p != &path);
+        self.recent.insert(0, path);
+        self.recent.truncate(10);
+        if let Some(file) = &self.options.recent_file {
+            if let Err(e) = save_recent(file, &self.recent) {
+                self.error(format!("could not remember recent files: {e}"));
+            }
+        }
+    }
+
+    fn take_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect());
+        if !dropped.is_empty() {
+            self.commands.push(Command::OpenFiles(dropped));
+        }
+    }
+
+    fn advance_band_player(&mut self, ctx: &egui::Context) {
+        if !self.display.playing || self.display.mode != DisplayMode::Band {
+            return;
+        }
+        let bands = self.active_cube().map(|c| c.bands()).unwrap_or(1);
+        if self.last_band_step.elapsed() >= Duration::from_millis(150) {
+            self.display.band = (self.display.band + 1) % bands.max(1);
+            self.last_band_step = Instant::now();
+        }
+        ctx.request_repaint_after(Duration::from_millis(150));
+    }
+}
+
+/// Two files of the same scene: the same folder (a scene folder such as `scene` writes), or the
+/// same file stem (`img1.png` beside `img1.mat`).
+fn same_scene(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a.parent() == b.parent() || a.file_stem() == b.file_stem()
+}
+
+/// A layer name as a file name.
+fn sanitise(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn load_recent(file: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn save_recent(file: &std::path::Path, recent: &[PathBuf]) -> crate::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    }
+    let json = serde_json::to_vec_pretty(recent).map_err(|e| crate::Error::invalid(e.to_string()))?;
+    crate::io::atomic::write_bytes_atomically(file, &json)
+}
+
+/// The default place of the recent-files list.
+pub fn default_recent_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("spectral-studio/recent.json"))
+}
+
+struct StudioApp(Studio);
+
+impl eframe::App for StudioApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.0.ui(ui);
+    }
+}
+
+/// Open the studio window; returns when it is closed.
+pub fn run(files: Vec<PathBuf>) -> crate::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_title("Spectral Studio").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
+        ..Default::default()
+    };
+    let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file() });
+    eframe::run_native("Spectral Studio", options, Box::new(|_cc| Ok(Box::new(StudioApp(studio)))))
+        .map_err(|e| crate::Error::invalid(format!("could not open the studio window: {e}")))
+}

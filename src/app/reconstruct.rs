@@ -1,0 +1,91 @@
+//! The Reconstruct panel: which methods, which camera is assumed, the shared options; each
+//! method runs as its own engine job and its result becomes a layer with its run time.
+
+use super::Command;
+use crate::engine::JobContext;
+use crate::recon::{self, registry, ReconOptions};
+use crate::spectral::camera::CameraResponse;
+use crate::{Result, RgbImage};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub struct ReconPanel {
+    pub methods: Vec<registry::MethodEntry>,
+    pub chosen: BTreeSet<String>,
+    pub camera: String,
+    pub options: ReconOptions,
+}
+
+impl Default for ReconPanel {
+    fn default() -> Self {
+        let mut panel = ReconPanel { methods: Vec::new(), chosen: BTreeSet::new(), camera: "canon-eos-5d-mark-ii".into(), options: ReconOptions::default() };
+        panel.refresh();
+        panel.chosen.extend(["pca".to_string(), "basisnet".to_string()].into_iter().filter(|m| panel.methods.iter().any(|e| &e.name == m)));
+        panel
+    }
+}
+
+/// One method to run on the input.
+#[derive(Clone, Debug)]
+pub struct ReconRequest {
+    pub method: String,
+    pub camera: String,
+    pub options: ReconOptions,
+}
+
+impl ReconPanel {
+    /// Re-read the model folders (after a training run, or when the user asks).
+    pub fn refresh(&mut self) {
+        self.methods = registry::list_methods();
+        let known: BTreeSet<String> = self.methods.iter().map(|m| m.name.clone()).collect();
+        self.chosen.retain(|m| known.contains(m));
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, commands: &mut Vec<Command>) {
+        let Self { methods, chosen, camera, options } = self;
+        ui.label("Methods");
+        for m in methods.iter() {
+            let mut on = chosen.contains(&m.name);
+            let missing = m.kind == "learned" && m.model.is_none();
+            let text = format!("{} ({})", m.name, m.kind);
+            let response = ui.add_enabled(!missing, egui::Checkbox::new(&mut on, text)).on_hover_text(&m.description);
+            if response.changed() {
+                if on {
+                    chosen.insert(m.name.clone());
+                } else {
+                    chosen.remove(&m.name);
+                }
+            }
+        }
+        egui::ComboBox::from_label("camera assumed")
+            .selected_text(camera.as_str())
+            .show_ui(ui, |ui| {
+                for name in CameraResponse::builtin_names() {
+                    ui.selectable_value(camera, name.to_string(), name);
+                }
+            });
+        ui.checkbox(&mut options.consistent, "physically consistent")
+            .on_hover_text("Correct the result so the camera re-projects it to the input RGB exactly (non-negative).");
+        ui.checkbox(&mut options.exposure_invariant, "exposure invariant")
+            .on_hover_text("Scale the input to the brightness the model was trained at, and the result back.");
+        let ready = has_input && !chosen.is_empty();
+        let button = ui.add_enabled(ready, egui::Button::new("Reconstruct"));
+        if !has_input {
+            ui.small("Open an RGB image first.");
+        }
+        if button.clicked() {
+            for method in chosen.iter() {
+                commands.push(Command::Reconstruct(ReconRequest { method: method.clone(), camera: camera.clone(), options: *options }));
+            }
+        }
+    }
+}
+
+/// The job: load the method (its model for learned ones) and run it on `rgb`.
+pub fn run(request: &ReconRequest, rgb: &Arc<RgbImage>, job: &JobContext) -> Result<recon::Reconstruction> {
+    job.report(0.0, &format!("loading {}", request.method));
+    let camera = CameraResponse::parse(&request.camera)?;
+    let device = recon::device::parse_device("cpu")?;
+    let method = registry::load_method(&request.method, None, &camera, &device)?;
+    recon::reconstruct(method.as_ref(), rgb, &camera, request.options, job)
+}

@@ -1,0 +1,217 @@
+//! The central views, one per tab: Explore (image + spectra), Compare (views side by side,
+//! metrics, per-band errors), Abundances, Camera response and Training. Each reads the studio's
+//! state and pushes commands; none does heavy work itself.
+
+use super::document::LayerData;
+use super::{compare, spectra, view, Command, Studio};
+use super::view::{DisplayMode, ErrorMetric};
+use egui::{Color32, Vec2};
+
+impl Studio {
+    pub(super) fn explore_tab(&mut self, ui: &mut egui::Ui) {
+        let Some(id) = self.active else {
+            ui.label("Open an RGB image or a cube (Open…, a path, or drop files here).");
+            return;
+        };
+        let plot_height = 230.0;
+        let size = Vec2::new(ui.available_width(), (ui.available_height() - plot_height - 50.0).max(150.0));
+        self.image_with_picking(ui, id, size);
+        ui.horizontal(|ui| {
+            ui.label(format!("{} pinned pixel(s); click picks, shift-click pins more, right-drag selects a region", self.pins.len()));
+            if ui.button("Clear pins").clicked() {
+                self.commands.push(Command::ClearPins);
+            }
+            if self.roi.is_some() && ui.button("Clear region").clicked() {
+                self.commands.push(Command::SetRoi(None));
+            }
+            if ui.button("Export spectra CSV…").clicked() {
+                self.commands.push(Command::ExportSpectra);
+            }
+        });
+        spectra::plot(ui, &self.spectra_series(), ui.available_height().max(120.0));
+    }
+
+    /// The image view of layer `id`, with its colour bar; clicks become picks.
+    pub(super) fn image_with_picking(&mut self, ui: &mut egui::Ui, id: u64, size: Vec2) {
+        let Some(layer) = self.doc.get(id).cloned() else { return };
+        let gt = self.doc.ground_truth().map(|(l, c)| (l.id, c.clone()));
+        let texture = self.textures.get(ui.ctx(), &layer, &self.display, gt.as_ref().map(|(i, c)| (*i, c)));
+        match texture {
+            Err(e) => {
+                ui.colored_label(Color32::from_rgb(255, 150, 90), format!("{}: {e}", layer.name));
+            }
+            Ok(t) => {
+                let (texture, range) = (t.texture.clone(), t.range);
+                let pick = view::image_widget(ui, &layer.name, &texture, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
+                self.take_pick(pick);
+                if let (Some(range), LayerData::Cube(_)) = (range, &layer.data) {
+                    let (cmap, unit) = match self.display.mode {
+                        DisplayMode::Error(m) => (crate::display::Colormap::Inferno, m.name()),
+                        _ => (self.display.colormap, ""),
+                    };
+                    view::colour_bar(ui, cmap, range, unit);
+                }
+            }
+        }
+    }
+
+    pub(super) fn take_pick(&mut self, pick: view::PickResponse) {
+        if pick.hovered.is_some() {
+            self.hovered = pick.hovered;
+        }
+        if let Some(((row, col), add)) = pick.clicked {
+            self.commands.push(Command::Pick { row, col, add });
+        }
+        if let Some(roi) = pick.roi {
+            self.commands.push(Command::SetRoi(Some(roi)));
+        }
+    }
+
+    pub(super) fn compare_tab(&mut self, ui: &mut egui::Ui) {
+        let ids = compare::grid_layers(&self.doc);
+        if self.doc.ground_truth().is_none() {
+            ui.label("No ground truth: open the scene's cube and press 'use as ground truth' to score reconstructions.");
+        }
+        if ids.is_empty() {
+            ui.label("Nothing to compare yet: run a reconstruction.");
+            return;
+        }
+        ui.horizontal(|ui| {
+            ui.label("show:");
+            let d = &mut self.display;
+            ui.selectable_value(&mut d.mode, DisplayMode::Colour, "colour");
+            ui.selectable_value(&mut d.mode, DisplayMode::Band, "band");
+            for m in ErrorMetric::ALL {
+                if ui.selectable_label(d.mode == DisplayMode::Error(m), format!("{} map", m.name())).clicked() && d.mode != DisplayMode::Error(m) {
+                    d.mode = DisplayMode::Error(m);
+                    d.error_max = m.default_max();
+                }
+            }
+            if ui.button("Fit").clicked() {
+                self.transform.fit_pending = true;
+            }
+        });
+        let columns = ids.len().clamp(1, 3);
+        let rows = ids.len().div_ceil(columns);
+        let table_height = 260.0;
+        let cell_w = (ui.available_width() / columns as f32) - 8.0;
+        let cell_h = ((ui.available_height() - table_height) / rows as f32 - 30.0).clamp(120.0, cell_w.max(120.0));
+        egui::Grid::new("compare-grid").num_columns(columns).show(ui, |ui| {
+            for (i, id) in ids.iter().enumerate() {
+                ui.vertical(|ui| self.image_with_picking(ui, *id, Vec2::new(cell_w, cell_h)));
+                if i % columns == columns - 1 {
+                    ui.end_row();
+                }
+            }
+        });
+        ui.separator();
+        let rows = self.compare.rows(&self.doc, &self.scores);
+        ui.horizontal(|ui| {
+            ui.heading("Metrics against the ground truth");
+            if ui.button("Export metrics CSV…").clicked() {
+                self.commands.push(Command::ExportMetrics);
+            }
+        });
+        ui.columns(2, |cols| {
+            self.compare.table(&mut cols[0], &rows);
+            compare::band_error_plot(&mut cols[1], &self.doc, &self.scores, 180.0);
+        });
+    }
+
+    pub(super) fn abundances_tab(&mut self, ui: &mut egui::Ui) {
+        let cubes: Vec<(u64, String)> = self.doc.layers.iter().filter(|l| l.data.cube().is_some()).map(|l| (l.id, l.name.clone())).collect();
+        ui.horizontal(|ui| {
+            self.abundances.settings_ui(ui);
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.label("unmix:");
+            for (id, name) in &cubes {
+                if ui.button(format!("Unmix {name}")).clicked() {
+                    self.commands.push(Command::Unmix(*id));
+                }
+            }
+        });
+        ui.small("Libraries hold reflectances: unmix a reflectance cube (the demo has one) for abundances that mean fractions of materials.");
+        let Some((layer, result)) = &self.abundances.result else {
+            ui.label("No unmixing yet.");
+            return;
+        };
+        let (layer, result) = (*layer, result.clone());
+        ui.label(format!("{} endmembers, mean residual RMSE {:.4}", result.names.len(), result.mean_residual()));
+        let n = result.names.len() + 1;
+        let columns = n.clamp(1, 4);
+        let cell = ((ui.available_width() / columns as f32) - 10.0).min((ui.available_height() - 200.0) / n.div_ceil(columns) as f32 - 24.0).max(80.0);
+        let ctx = ui.ctx().clone();
+        egui::Grid::new("abundance-grid").num_columns(columns).show(ui, |ui| {
+            for i in 0..n {
+                let (name, map) = if i < result.names.len() { (result.names[i].clone(), result.abundances.index_axis(ndarray::Axis(0), i).to_owned()) } else { ("residual RMSE".to_string(), result.residual.clone()) };
+                let texture = self.abundance_textures.entry(i).or_insert_with(|| {
+                    let range = if i < result.names.len() { crate::display::Range { lo: 0.0, hi: 1.0 } } else { crate::display::Range { lo: 0.0, hi: crate::display::map_rgba(map.view(), crate::display::Stretch::MinMax, crate::display::Colormap::Inferno).1.hi } };
+                    let cmap = if i < result.names.len() { crate::display::Colormap::Viridis } else { crate::display::Colormap::Inferno };
+                    let px = crate::display::fixed_range_rgba(map.view(), range, cmap);
+                    ctx.load_texture(format!("abundance-{layer}-{i}"), egui::ColorImage::from_rgba_unmultiplied([map.ncols(), map.nrows()], &px), egui::TextureOptions::NEAREST)
+                });
+                let texture = texture.clone();
+                ui.vertical(|ui| {
+                    let pick = view::image_widget(ui, &name, &texture, (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
+                    self.take_pick(pick);
+                });
+                if i % columns == columns - 1 {
+                    ui.end_row();
+                }
+            }
+        });
+        let pixel = self.pins.last().map(|p| (p.row, p.col));
+        self.abundances.pixel_bars(ui, pixel);
+    }
+
+    pub(super) fn camera_tab(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            let can_fit = self.doc.input().is_some() && self.doc.ground_truth().is_some();
+            if ui.add_enabled(can_fit, egui::Button::new("Fit from input + ground truth")).on_hover_text("Estimate the camera's curves from the RGB image and its cube (regularised least squares)").clicked() {
+                self.commands.push(Command::FitCamera);
+            }
+            if ui.button("Load curves CSV…").on_hover_text("columns wavelength,r,g,b").clicked() {
+                self.commands.push(Command::LoadCameraCsv);
+            }
+        });
+        let height = (ui.available_height() - 40.0) / 2.0;
+        self.camera.curves_plot(ui, height.max(150.0));
+        let spectrum = self.pins.last().and_then(|p| {
+            let (layer, cube) = self.doc.ground_truth().or_else(|| self.doc.reconstructions().next())?;
+            (p.row < cube.rows() && p.col < cube.cols()).then(|| (format!("{} at ({}, {})", layer.name, p.col, p.row), cube.wavelengths.clone(), cube.spectrum(p.row, p.col)))
+        });
+        self.camera.teaching_view(ui, spectrum.as_ref().map(|(l, w, v)| (l.as_str(), w.as_slice(), v.as_slice())), (ui.available_height() - 50.0).max(120.0));
+    }
+
+    pub(super) fn training_tab(&mut self, ui: &mut egui::Ui) {
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            ui.heading("New training run");
+            self.training.settings_ui(ui);
+            let running = self.training.runs.iter().any(|r| r.is_running());
+            ui.horizontal(|ui| {
+                if ui.add_enabled(!running, egui::Button::new("Start training")).clicked() {
+                    self.commands.push(Command::StartTraining { resume: false });
+                }
+                if ui.add_enabled(running, egui::Button::new("Stop training")).clicked() {
+                    self.commands.push(Command::StopTraining);
+                }
+                let resumable = self.training.runs.get(self.training.selected).is_some_and(|r| !r.is_running() && r.last_checkpoint().is_some());
+                if ui.add_enabled(!running && resumable, egui::Button::new("Resume")).on_hover_text("continue the selected run from its last checkpoint").clicked() {
+                    self.commands.push(Command::StartTraining { resume: true });
+                }
+            });
+            ui.separator();
+            ui.label("Runs");
+            for (i, run) in self.training.runs.iter().enumerate() {
+                let state = if run.is_running() { "running" } else { "stopped" };
+                if ui.selectable_label(self.training.selected == i, format!("{} ({}, {state})", run.settings.name, run.settings.method.name())).clicked() {
+                    self.training.selected = i;
+                }
+            }
+            let ui = &mut cols[1];
+            self.training.run_ui(ui);
+        });
+    }
+}

@@ -1,0 +1,208 @@
+//! Training: configure a run (method, synthetic scenes or a folder of cubes, camera, steps,
+//! batch, learning rate), start, stop and resume it; live loss and validation curves, progress,
+//! samples/s and ETA; checkpoints listed. A finished model is copied into the user model
+//! folder, so it joins the Reconstruct panel at once.
+
+use crate::engine::Job;
+use crate::recon::card::Architecture;
+use crate::train::{self, data::DataSource, TrainConfig, TrainEvent, TrainSummary};
+use crate::Result;
+use egui_plot::{Legend, Line, Plot, PlotPoints};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    pub method: Architecture,
+    pub name: String,
+    pub synthetic: bool,
+    pub scenes: usize,
+    pub size: usize,
+    pub folder: String,
+    pub camera: String,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        // Small enough to finish in about a minute on two cores: a demonstration, not a model.
+        RunSettings { method: Architecture::Basisnet, name: "my-basisnet".into(), synthetic: true, scenes: 8, size: 64, folder: String::new(), camera: "canon-eos-5d-mark-ii".into(), steps: 100, batch: 4, lr: 2e-3 }
+    }
+}
+
+impl RunSettings {
+    pub fn config(&self) -> Result<TrainConfig> {
+        let data = if self.synthetic { DataSource::Synthetic { count: self.scenes, size: self.size } } else { DataSource::Folder { path: PathBuf::from(self.folder.trim()) } };
+        let mut cfg = TrainConfig::new(self.method, data);
+        cfg.name = self.name.trim().to_string();
+        cfg.camera = self.camera.clone();
+        cfg.steps = self.steps;
+        cfg.batch = self.batch;
+        cfg.patch = cfg.patch.min(self.size);
+        cfg.lr = self.lr;
+        cfg.validate_every = (self.steps / 4).max(1);
+        cfg.checkpoint_every = (self.steps / 2).max(1);
+        cfg.command = format!("studio training panel: {:?}", self);
+        Ok(cfg)
+    }
+}
+
+/// One run, live or finished.
+pub struct Run {
+    pub settings: RunSettings,
+    pub out_dir: PathBuf,
+    pub job: Option<Job<TrainSummary>>,
+    pub events: crossbeam_channel::Receiver<TrainEvent>,
+    pub losses: Vec<[f64; 2]>,
+    pub validation: Vec<[f64; 2]>,
+    pub last_step: Option<(usize, usize, f64, f64)>,
+    pub checkpoints: Vec<PathBuf>,
+    pub status: String,
+}
+
+impl Run {
+    /// Take the run's events; true when something changed.
+    pub fn poll_events(&mut self) -> bool {
+        let mut changed = false;
+        while let Ok(e) = self.events.try_recv() {
+            changed = true;
+            match e {
+                TrainEvent::Started { total_steps, parameters, train_scenes, .. } => {
+                    self.status = format!("training: {parameters} parameters, {train_scenes} scenes, {total_steps} steps");
+                }
+                TrainEvent::Step { step, total_steps, loss, samples_per_s, eta_s, .. } => {
+                    self.losses.push([step as f64, loss]);
+                    self.last_step = Some((step, total_steps, samples_per_s, eta_s));
+                }
+                TrainEvent::Validation { step, mrae, .. } => self.validation.push([step as f64, mrae]),
+                TrainEvent::Checkpoint { path, .. } => self.checkpoints.push(path),
+                TrainEvent::Finished { steps, seconds, .. } => self.status = format!("finished {steps} steps in {seconds:.0} s"),
+            }
+        }
+        changed
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// The latest checkpoint, to resume from.
+    pub fn last_checkpoint(&self) -> Option<&PathBuf> {
+        self.checkpoints.last()
+    }
+}
+
+/// Copy the finished model's card and weights into `models_dir` (temporary file, then rename)
+/// so the registry lists it.
+pub fn install_model(summary: &TrainSummary, models_dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(models_dir).map_err(|e| crate::Error::io(models_dir, e))?;
+    for src in [&summary.model.weights, &summary.model.card] {
+        let name = src.file_name().ok_or_else(|| crate::Error::invalid(format!("{}: not a file", src.display())))?;
+        let dst = models_dir.join(name);
+        let tmp = models_dir.join(format!(".{}.part", name.to_string_lossy()));
+        std::fs::copy(src, &tmp).map_err(|e| crate::Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &dst).map_err(|e| crate::Error::io(&dst, e))?;
+    }
+    Ok(models_dir.join(summary.model.card.file_name().unwrap_or_default()))
+}
+
+pub struct TrainingPanel {
+    pub settings: RunSettings,
+    pub runs: Vec<Run>,
+    pub selected: usize,
+}
+
+impl Default for TrainingPanel {
+    fn default() -> Self {
+        TrainingPanel { settings: RunSettings::default(), runs: Vec::new(), selected: 0 }
+    }
+}
+
+impl TrainingPanel {
+    pub fn settings_ui(&mut self, ui: &mut egui::Ui) {
+        let s = &mut self.settings;
+        egui::Grid::new("train-settings").num_columns(2).show(ui, |ui| {
+            ui.label("method");
+            egui::ComboBox::from_id_salt("train-method").selected_text(s.method.name()).show_ui(ui, |ui| {
+                for a in [Architecture::Basisnet, Architecture::Mscnn, Architecture::Linear, Architecture::Pca] {
+                    ui.selectable_value(&mut s.method, a, a.name());
+                }
+            });
+            ui.end_row();
+            ui.label("model name");
+            ui.text_edit_singleline(&mut s.name);
+            ui.end_row();
+            ui.label("data");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut s.synthetic, true, "synthetic scenes");
+                ui.radio_value(&mut s.synthetic, false, "folder of cubes");
+            });
+            ui.end_row();
+            if s.synthetic {
+                ui.label("scenes");
+                ui.add(egui::DragValue::new(&mut s.scenes).range(2..=2000));
+                ui.end_row();
+                ui.label("scene size (px)");
+                ui.add(egui::DragValue::new(&mut s.size).range(32..=512));
+                ui.end_row();
+            } else {
+                ui.label("folder");
+                ui.text_edit_singleline(&mut s.folder);
+                ui.end_row();
+            }
+            ui.label("camera");
+            egui::ComboBox::from_id_salt("train-camera").selected_text(s.camera.as_str()).show_ui(ui, |ui| {
+                for name in crate::spectral::camera::CameraResponse::builtin_names() {
+                    ui.selectable_value(&mut s.camera, name.to_string(), name);
+                }
+            });
+            ui.end_row();
+            ui.label("steps");
+            ui.add(egui::DragValue::new(&mut s.steps).range(1..=1_000_000));
+            ui.end_row();
+            ui.label("batch");
+            ui.add(egui::DragValue::new(&mut s.batch).range(1..=64));
+            ui.end_row();
+            ui.label("learning rate");
+            ui.add(egui::DragValue::new(&mut s.lr).speed(1e-4).range(1e-6..=1.0));
+            ui.end_row();
+        });
+    }
+
+    /// Loss and validation curves, progress and checkpoints of the selected run.
+    pub fn run_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(run) = self.runs.get(self.selected) else {
+            ui.label("No training run yet: configure one on the left and press Start training.");
+            return;
+        };
+        ui.label(&run.status);
+        if let Some((step, total, sps, eta)) = run.last_step {
+            ui.add(egui::ProgressBar::new(step as f32 / total.max(1) as f32).text(format!("step {step}/{total} · {sps:.1} samples/s · ETA {eta:.0} s")));
+        }
+        let height = (ui.available_height() - 80.0).max(120.0) / 2.0;
+        Plot::new("train-loss").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("loss").show(ui, |plot_ui| {
+            plot_ui.line(Line::new("training loss", PlotPoints::from(run.losses.clone())));
+        });
+        Plot::new("train-validation").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("validation MRAE").show(ui, |plot_ui| {
+            plot_ui.line(Line::new("validation MRAE", PlotPoints::from(run.validation.clone())));
+        });
+        if !run.checkpoints.is_empty() {
+            ui.label("checkpoints:");
+            for c in &run.checkpoints {
+                ui.monospace(c.display().to_string());
+            }
+        }
+    }
+}
+
+/// Start `cfg` training into `out_dir`, optionally resuming; events come back on the receiver.
+pub fn start(cfg: TrainConfig, out_dir: PathBuf, resume: Option<PathBuf>, waker: crate::engine::Waker) -> (Job<TrainSummary>, crossbeam_channel::Receiver<TrainEvent>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let name = format!("train {}", cfg.name);
+    let job = Job::spawn(name, waker, move |ctx| {
+        let device = crate::recon::device::parse_device("cpu")?;
+        train::train(&cfg, &out_dir, resume.as_deref(), &device, &tx, ctx)
+    });
+    (job, rx)
+}

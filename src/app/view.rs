@@ -1,0 +1,351 @@
+//! How a layer is shown: display settings, the texture cache that turns a layer into pixels
+//! only when something changed, and the zoomable, pannable image widget with pixel picking.
+
+use super::document::{Layer, LayerData};
+use crate::display::{self, Colormap, Range, Stretch};
+use crate::metrics;
+use crate::spectral::render;
+use crate::Cube;
+use egui::{Color32, ColorImage, Pos2, Rect, Sense, TextureHandle, TextureOptions, Vec2};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisplayMode {
+    /// RGB layers as recorded; cubes in true colour (CIE 1931 → sRGB).
+    Colour,
+    /// One band through a colormap and stretch.
+    Band,
+    /// Any three bands as R, G, B (2–98 % stretch each).
+    FalseColour,
+    /// Per-pixel error against the ground truth.
+    Error(ErrorMetric),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorMetric {
+    Rmse,
+    Mrae,
+    Sam,
+}
+
+impl ErrorMetric {
+    pub const ALL: [ErrorMetric; 3] = [ErrorMetric::Rmse, ErrorMetric::Mrae, ErrorMetric::Sam];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorMetric::Rmse => "RMSE",
+            ErrorMetric::Mrae => "MRAE",
+            ErrorMetric::Sam => "SAM (°)",
+        }
+    }
+
+    /// A fixed colour-bar top so maps of different methods read the same.
+    pub fn default_max(self) -> f32 {
+        match self {
+            ErrorMetric::Rmse => 0.1,
+            ErrorMetric::Mrae => 1.0,
+            ErrorMetric::Sam => 20.0,
+        }
+    }
+
+    pub fn map(self, pred: &Cube, gt: &Cube) -> crate::Result<ndarray::Array2<f32>> {
+        match self {
+            ErrorMetric::Rmse => metrics::rmse_map(&pred.data, &gt.data),
+            ErrorMetric::Mrae => metrics::mrae_map(&pred.data, &gt.data),
+            ErrorMetric::Sam => metrics::sam_map(&pred.data, &gt.data),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisplaySettings {
+    pub mode: DisplayMode,
+    pub band: usize,
+    pub colormap: Colormap,
+    pub stretch: Stretch,
+    pub false_bands: [usize; 3],
+    pub error_max: f32,
+    pub playing: bool,
+}
+
+impl Default for DisplaySettings {
+    fn default() -> Self {
+        DisplaySettings {
+            mode: DisplayMode::Colour,
+            band: 15,
+            colormap: Colormap::Grey,
+            stretch: Stretch::Percentile,
+            false_bands: [24, 15, 6],
+            error_max: ErrorMetric::Rmse.default_max(),
+            playing: false,
+        }
+    }
+}
+
+/// Everything that decides a layer's pixels; a texture is rebuilt only when this changes.
+#[derive(Clone, PartialEq)]
+struct TextureKey {
+    mode: DisplayMode,
+    band: usize,
+    colormap: Colormap,
+    stretch: Stretch,
+    false_bands: [usize; 3],
+    error_max_bits: u32,
+    gt: Option<u64>,
+}
+
+pub struct LayerTexture {
+    pub texture: TextureHandle,
+    /// The data range the colour scale spans (band and error views), for the colour bar.
+    pub range: Option<Range>,
+    key: TextureKey,
+    used: bool,
+}
+
+/// Textures of the layers on screen, one per layer, rebuilt when their settings change.
+#[derive(Default)]
+pub struct TextureCache {
+    textures: HashMap<u64, LayerTexture>,
+}
+
+impl TextureCache {
+    /// The texture of `layer` under `settings`; `gt` is the ground truth for error maps.
+    /// Errors (an error map without ground truth, say) come back as text for the view.
+    pub fn get(&mut self, ctx: &egui::Context, layer: &Layer, settings: &DisplaySettings, gt: Option<(u64, &Arc<Cube>)>) -> Result<&LayerTexture, String> {
+        let mode = effective_mode(settings.mode, &layer.data);
+        let key = TextureKey {
+            mode,
+            band: settings.band,
+            colormap: settings.colormap,
+            stretch: settings.stretch,
+            false_bands: settings.false_bands,
+            error_max_bits: settings.error_max.to_bits(),
+            gt: if matches!(mode, DisplayMode::Error(_)) { gt.map(|g| g.0) } else { None },
+        };
+        let fresh = self.textures.get(&layer.id).is_some_and(|t| t.key == key);
+        if !fresh {
+            let (image, range) = layer_pixels(&layer.data, mode, settings, gt.map(|g| g.1))?;
+            match self.textures.get_mut(&layer.id) {
+                Some(t) => {
+                    t.texture.set(image, texture_options());
+                    t.range = range;
+                    t.key = key;
+                }
+                None => {
+                    let texture = ctx.load_texture(format!("layer-{}", layer.id), image, texture_options());
+                    self.textures.insert(layer.id, LayerTexture { texture, range, key, used: true });
+                }
+            }
+        }
+        let entry = self.textures.get_mut(&layer.id).expect("inserted above");
+        entry.used = true;
+        Ok(entry)
+    }
+
+    /// Free the textures no view asked for since the last call (closed layers).
+    pub fn end_frame(&mut self) {
+        self.textures.retain(|_, t| std::mem::take(&mut t.used));
+    }
+}
+
+fn texture_options() -> TextureOptions {
+    // Nearest-neighbour when zoomed in, so analysts see real pixels, smooth when zoomed out.
+    TextureOptions { magnification: egui::TextureFilter::Nearest, minification: egui::TextureFilter::Linear, ..Default::default() }
+}
+
+/// RGB layers have no bands: every mode but colour falls back to it.
+fn effective_mode(mode: DisplayMode, data: &LayerData) -> DisplayMode {
+    match data {
+        LayerData::Rgb(_) => DisplayMode::Colour,
+        LayerData::Cube(_) => mode,
+    }
+}
+
+fn layer_pixels(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(ColorImage, Option<Range>), String> {
+    let (rows, cols) = data.rows_cols();
+    let (rgba, range) = layer_rgba(data, mode, s, gt)?;
+    Ok((ColorImage::from_rgba_unmultiplied([cols, rows], &rgba), range))
+}
+
+/// The layer's pixels as RGBA8 (row-major) under `mode`, and the range of its colour scale.
+pub fn layer_rgba(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(Vec<u8>, Option<Range>), String> {
+    let mode = effective_mode(mode, data);
+    Ok(match (data, mode) {
+        (LayerData::Rgb(rgb), _) => (display::rgb_rgba(rgb, display::auto_gain(rgb), true), None),
+        (LayerData::Cube(cube), DisplayMode::Colour) => {
+            let rgb = render::true_colour_srgb(cube, None).map_err(|e| e.to_string())?;
+            (display::rgb_rgba(&rgb, 1.0, false), None)
+        }
+        (LayerData::Cube(cube), DisplayMode::Band) => {
+            let (px, range) = display::map_rgba(cube.band(s.band.min(cube.bands() - 1)), s.stretch, s.colormap);
+            (px, Some(range))
+        }
+        (LayerData::Cube(cube), DisplayMode::FalseColour) => {
+            let bands = s.false_bands.map(|b| b.min(cube.bands() - 1));
+            let rgb = render::false_colour(cube, bands, true).map_err(|e| e.to_string())?;
+            (display::rgb_rgba(&rgb, 1.0, false), None)
+        }
+        (LayerData::Cube(cube), DisplayMode::Error(metric)) => {
+            let gt = gt.ok_or("no ground truth: open the scene's cube and mark it 'ground truth'")?;
+            let map = metric.map(cube, gt).map_err(|e| e.to_string())?;
+            let range = Range { lo: 0.0, hi: s.error_max };
+            (display::fixed_range_rgba(map.view(), range, Colormap::Inferno), Some(range))
+        }
+    })
+}
+
+/// Zoom and pan shared by every image view: linked views show the same part of the scene.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ViewTransform {
+    /// Screen points per image pixel.
+    pub zoom: f32,
+    /// Image coordinates (x = column, y = row) at the centre of the view.
+    pub centre: Pos2,
+    /// Fit the image to the view on the next frame.
+    pub fit_pending: bool,
+}
+
+impl Default for ViewTransform {
+    fn default() -> Self {
+        ViewTransform { zoom: 1.0, centre: Pos2::ZERO, fit_pending: true }
+    }
+}
+
+impl ViewTransform {
+    pub fn image_to_screen(&self, view: Rect, p: Pos2) -> Pos2 {
+        view.center() + (p - self.centre) * self.zoom
+    }
+
+    pub fn screen_to_image(&self, view: Rect, p: Pos2) -> Pos2 {
+        self.centre + (p - view.center()) / self.zoom
+    }
+
+    pub fn fit(&mut self, view: Rect, rows: usize, cols: usize) {
+        let zoom = (view.width() / cols as f32).min(view.height() / rows as f32);
+        self.zoom = if zoom.is_finite() && zoom > 0.0 { zoom } else { 1.0 };
+        self.centre = Pos2::new(cols as f32 / 2.0, rows as f32 / 2.0);
+        self.fit_pending = false;
+    }
+
+    /// Zoom by `factor` keeping the image point under `cursor` where it is.
+    pub fn zoom_at(&mut self, view: Rect, cursor: Pos2, factor: f32) {
+        let anchor = self.screen_to_image(view, cursor);
+        self.zoom = (self.zoom * factor).clamp(0.05, 200.0);
+        self.centre = anchor - (cursor - view.center()) / self.zoom;
+    }
+}
+
+/// A marked pixel: its position and the colour of its marker and plot lines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pin {
+    pub row: usize,
+    pub col: usize,
+    pub colour: Color32,
+}
+
+#[derive(Default)]
+pub struct PickResponse {
+    /// The pixel under the pointer (row, col).
+    pub hovered: Option<(usize, usize)>,
+    /// A click on a pixel, and whether shift was held (pin another rather than replace).
+    pub clicked: Option<((usize, usize), bool)>,
+    /// A rectangle dragged with the secondary button: (row0, col0, row1, col1), inclusive.
+    pub roi: Option<(usize, usize, usize, usize)>,
+}
+
+/// Draw `texture` (an image of `rows`×`cols`) under `transform`: wheel zooms to the cursor,
+/// dragging pans, a click picks a pixel, a right-drag selects a region.
+pub fn image_widget(
+    ui: &mut egui::Ui,
+    label: &str,
+    texture: &TextureHandle,
+    (rows, cols): (usize, usize),
+    transform: &mut ViewTransform,
+    pins: &[Pin],
+    roi: Option<(usize, usize, usize, usize)>,
+    size: Vec2,
+) -> PickResponse {
+    let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
+    let label_text = format!("Image: {label}");
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &label_text));
+    let view = response.rect;
+    if transform.fit_pending {
+        transform.fit(view, rows, cols);
+    }
+    painter.rect_filled(view, 0.0, Color32::from_gray(24));
+    let image_rect = Rect::from_min_max(transform.image_to_screen(view, Pos2::ZERO), transform.image_to_screen(view, Pos2::new(cols as f32, rows as f32)));
+    painter.image(texture.id(), image_rect, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+
+    // Picks use the transform the user saw when clicking, before this frame's zoom or pan.
+    let seen = *transform;
+    let pixel_at = |p: Pos2| {
+        let q = seen.screen_to_image(view, p);
+        (q.x >= 0.0 && q.y >= 0.0 && (q.x as usize) < cols && (q.y as usize) < rows).then(|| (q.y as usize, q.x as usize))
+    };
+    let mut out = PickResponse::default();
+    if let Some(p) = response.hover_pos() {
+        out.hovered = pixel_at(p);
+        let scroll = ui.input(|i| i.smooth_scroll_delta.y);
+        if scroll != 0.0 {
+            transform.zoom_at(view, p, (scroll * 0.004).exp());
+        }
+    }
+    if response.dragged_by(egui::PointerButton::Primary) {
+        transform.centre -= response.drag_delta() / transform.zoom;
+    }
+    if response.clicked() {
+        if let Some(p) = response.interact_pointer_pos() {
+            // The release event carries the modifiers held at the click, even when the shift key
+            // is let go in the same frame (fast clicks, synthetic input).
+            let shift = ui.input(|i| {
+                i.modifiers.shift
+                    || i.events.iter().any(|e| matches!(e, egui::Event::PointerButton { pressed: false, modifiers, .. } if modifiers.shift))
+            });
+            out.clicked = pixel_at(p).map(|px| (px, shift));
+        }
+    }
+    if response.drag_stopped_by(egui::PointerButton::Secondary) {
+        let start = ui.input(|i| i.pointer.press_origin());
+        if let (Some(a), Some(b)) = (start.and_then(pixel_at), response.interact_pointer_pos().and_then(pixel_at)) {
+            out.roi = Some((a.0.min(b.0), a.1.min(b.1), a.0.max(b.0), a.1.max(b.1)));
+        }
+    }
+
+    let marker_radius = (transform.zoom * 0.5).max(4.0);
+    for pin in pins {
+        let centre = transform.image_to_screen(view, Pos2::new(pin.col as f32 + 0.5, pin.row as f32 + 0.5));
+        painter.circle_stroke(centre, marker_radius, egui::Stroke::new(2.0, pin.colour));
+        painter.circle_stroke(centre, marker_radius + 2.0, egui::Stroke::new(1.0, Color32::BLACK));
+    }
+    if let Some((r0, c0, r1, c1)) = roi {
+        let rect = Rect::from_min_max(
+            transform.image_to_screen(view, Pos2::new(c0 as f32, r0 as f32)),
+            transform.image_to_screen(view, Pos2::new(c1 as f32 + 1.0, r1 as f32 + 1.0)),
+        );
+        painter.rect_stroke(rect, 0.0, egui::Stroke::new(1.5, Color32::YELLOW), egui::StrokeKind::Middle);
+    }
+    // The name on a dark backing, readable over bright pixels and hot error maps.
+    let galley = painter.layout_no_wrap(label.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
+    let text_rect = Rect::from_min_size(view.left_top() + Vec2::new(4.0, 3.0), galley.size() + Vec2::new(6.0, 2.0));
+    painter.rect_filled(text_rect, 3.0, Color32::from_black_alpha(170));
+    painter.galley(text_rect.min + Vec2::new(3.0, 1.0), galley, Color32::WHITE);
+    out
+}
+
+/// A horizontal colour bar with its end values, for band and error views.
+pub fn colour_bar(ui: &mut egui::Ui, colormap: Colormap, range: Range, unit: &str) {
+    ui.horizontal(|ui| {
+        ui.label(format!("{:.3}", range.lo));
+        let (rect, _) = ui.allocate_exact_size(Vec2::new(160.0, 12.0), Sense::hover());
+        let steps = 32;
+        for i in 0..steps {
+            let t = i as f32 / (steps - 1) as f32;
+            let [r, g, b] = colormap.colour(t);
+            let x0 = rect.left() + rect.width() * i as f32 / steps as f32;
+            let x1 = rect.left() + rect.width() * (i + 1) as f32 / steps as f32;
+            ui.painter().rect_filled(Rect::from_min_max(Pos2::new(x0, rect.top()), Pos2::new(x1, rect.bottom())), 0.0, Color32::from_rgb(r, g, b));
+        }
+        ui.label(format!("{:.3} {unit}", range.hi));
+    });
+}
