@@ -1,0 +1,305 @@
+//! The studio driven as a user would, through egui_kittest: widgets are found by their
+//! accessible labels and clicked; assertions are on what the studio then holds and shows.
+//! No file dialog is ever opened here (they would block on a desktop portal).
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use spectral_studio::app::document::{LayerData, Role};
+use spectral_studio::app::spectra::SeriesStyle;
+use spectral_studio::app::{Studio, StudioOptions, Tab};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn studio(files: Vec<PathBuf>, models_dir: Option<PathBuf>) -> Harness<'static, Studio> {
+    let studio = Studio::new(StudioOptions { files, models_dir, recent_file: None });
+    Harness::builder().with_size([1400.0, 900.0]).build_ui_state(|ui, s: &mut Studio| s.ui(ui), studio)
+}
+
+/// Step frames until no job is running (jobs run on their own threads), then a few more so
+/// the results are drawn.
+fn settle(h: &mut Harness<'static, Studio>) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if !h.state().busy() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "jobs still running: {:?}", h.state().job_names());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.run_steps(3);
+}
+
+fn demo() -> Harness<'static, Studio> {
+    let mut h = studio(Vec::new(), None);
+    settle(&mut h);
+    h
+}
+
+/// A click at `offset` from the centre of the widget labelled `label`.
+fn click_at(h: &Harness<'static, Studio>, label: &str, offset: egui::Vec2, modifiers: egui::Modifiers) {
+    let pos = h.get_by_label(label).rect().center() + offset;
+    h.event(egui::Event::PointerMoved(pos));
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton { pos, button: egui::PointerButton::Primary, pressed, modifiers });
+    }
+}
+
+#[test]
+fn the_demo_opens_with_its_input_ground_truth_and_an_image_view() {
+    let h = demo();
+    let s = h.state();
+    assert!(s.doc.input().is_some(), "no input RGB");
+    let (_, gt) = s.doc.ground_truth().expect("no ground truth");
+    assert_eq!((gt.bands(), gt.rows(), gt.cols()), (31, 256, 256));
+    assert!(s.messages.iter().all(|m| !m.is_error), "{:?}", s.messages);
+    h.get_by_label("Image: demo 7: RGB (Canon)");
+    h.get_by_label("Reconstruct");
+}
+
+#[test]
+fn clicking_pixels_plots_their_spectra_and_shift_click_pins_more() {
+    let mut h = demo();
+    // Look at the ground truth so the view is a cube.
+    h.get_by_label("demo 7: ground truth · ground truth").click();
+    h.run_steps(2);
+    let label = "Image: demo 7: ground truth";
+    click_at(&h, label, egui::Vec2::ZERO, egui::Modifiers::NONE);
+    h.run_steps(2);
+    assert_eq!(h.state().pins.len(), 1);
+    let first = h.state().spectra_series();
+    // one line per cube layer (ground truth and reflectance) at the picked pixel
+    assert_eq!(first.len(), 2, "{:?}", first.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(first[0].style, SeriesStyle::GroundTruth);
+    let pin = h.state().pins[0];
+    let (_, gt) = h.state().doc.ground_truth().unwrap();
+    assert_eq!(first[0].values, gt.spectrum(pin.row, pin.col));
+
+    click_at(&h, label, egui::vec2(40.0, 25.0), egui::Modifiers::SHIFT);
+    h.run_steps(2);
+    let pins = h.state().pins.clone();
+    assert_eq!(pins.len(), 2, "shift-click should pin a second pixel");
+    assert_ne!((pins[0].row, pins[0].col), (pins[1].row, pins[1].col));
+    assert_ne!(pins[0].colour, pins[1].colour);
+    assert_eq!(h.state().spectra_series().len(), 4);
+
+    // a plain click replaces the pins
+    click_at(&h, label, egui::vec2(-30.0, 0.0), egui::Modifiers::NONE);
+    h.run_steps(2);
+    assert_eq!(h.state().pins.len(), 1);
+    h.get_by_label("Clear pins").click();
+    h.run_steps(2);
+    assert!(h.state().pins.is_empty());
+}
+
+#[test]
+fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
+    let mut h = demo();
+    // The default choice is pca and basisnet; run spline as well.
+    h.get_by_label("spline (classical)").click();
+    h.run_steps(1);
+    h.get_by_label("Reconstruct").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let s = h.state();
+    let names: Vec<String> = s.doc.reconstructions().map(|(l, _)| l.name.clone()).collect();
+    for m in ["spline", "pca", "basisnet"] {
+        assert!(names.contains(&m.to_string()), "{m} missing from {names:?}; messages {:?}", s.messages);
+    }
+    for (layer, _) in s.doc.reconstructions() {
+        let score = s.scores.get(&layer.id).unwrap_or_else(|| panic!("{} was not scored", layer.name));
+        assert!(score.metrics.mrae.is_finite() && score.metrics.mrae < 2.0, "{}: {:?}", layer.name, score.metrics);
+        assert!(matches!(layer.role, Role::Reconstruction { seconds, .. } if seconds > 0.0));
+    }
+    // pca must beat the spline baseline on this scene, as the held-out figures say it does
+    let mrae = |name: &str| {
+        let (l, _) = s.doc.reconstructions().find(|(l, _)| l.name == name).unwrap();
+        s.scores[&l.id].metrics.mrae
+    };
+    assert!(mrae("pca") < mrae("spline"), "pca {} spline {}", mrae("pca"), mrae("spline"));
+
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    for m in ["spline", "pca", "basisnet"] {
+        h.get_by_label(&format!("Image: {m}"));
+    }
+    h.get_by_label("MRAE (asc)");
+    h.get_by_label("RMSE map").click();
+    h.run_steps(2);
+    assert_eq!(h.state().display.mode, spectral_studio::app::view::DisplayMode::Error(spectral_studio::app::view::ErrorMetric::Rmse));
+    // every panel rendered its map: no "no ground truth" complaint anywhere
+    assert!(h.query_by_label_contains("no ground truth").is_none());
+    // linked picks: a click in one view pins the same pixel for all
+    click_at(&h, "Image: pca", egui::Vec2::ZERO, egui::Modifiers::NONE);
+    h.run_steps(2);
+    let series = h.state().spectra_series();
+    assert_eq!(series.iter().filter(|s| s.style == SeriesStyle::Reconstruction).count(), 3);
+}
+
+#[test]
+fn sorting_the_metrics_table_by_a_column_orders_its_rows() {
+    let mut h = demo();
+    h.get_by_label("spline (classical)").click();
+    h.run_steps(1);
+    h.get_by_label("Reconstruct").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let s = h.state();
+    let rows = s.compare.rows(&s.doc, &s.scores);
+    let mrae: Vec<f64> = rows.iter().map(|r| r.metrics.unwrap().mrae).collect();
+    assert!(mrae.windows(2).all(|w| w[0] <= w[1]), "ascending MRAE expected: {mrae:?}");
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    h.get_by_label("PSNR dB").click();
+    h.run_steps(2);
+    let s = h.state();
+    let psnr: Vec<f64> = s.compare.rows(&s.doc, &s.scores).iter().map(|r| r.metrics.unwrap().psnr).collect();
+    assert!(psnr.windows(2).all(|w| w[0] >= w[1]), "best PSNR first: {psnr:?}");
+}
+
+#[test]
+fn band_view_switches_bands_and_reports_the_wavelength() {
+    let mut h = demo();
+    h.get_by_label("demo 7: ground truth · ground truth").click();
+    h.run_steps(1);
+    h.get_by_label("band").click();
+    h.run_steps(2);
+    h.state_mut().display.band = 30;
+    h.run_steps(2);
+    h.get_by_label("Image: demo 7: ground truth").hover();
+    h.run_steps(2);
+    // the status bar's readout names the band's wavelength and the pixel's value
+    h.get_by_label_contains("700 nm");
+    let err = h.query_by_label_contains("no ground truth");
+    assert!(err.is_none());
+}
+
+#[test]
+fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
+    let mut h = demo();
+    h.get_by_label("Abundances").click();
+    h.run_steps(2);
+    h.get_by_label("Unmix demo 7: reflectance").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let (_, result) = h.state().abundances.result.clone().expect("no unmixing result");
+    assert!(!result.names.is_empty());
+    let (k, rows, cols) = result.abundances.dim();
+    let (r, c) = (rows / 2, cols / 3);
+    let sum: f32 = (0..k).map(|i| result.abundances[[i, r, c]]).sum();
+    assert!((sum - 1.0).abs() < 1e-2, "abundances sum to {sum}");
+    h.get_by_label(&format!("Image: {}", result.names[0]));
+    h.get_by_label("Image: residual RMSE");
+}
+
+#[test]
+fn fitting_the_camera_recovers_curves_close_to_the_canon() {
+    let mut h = demo();
+    h.get_by_label("Camera response").click();
+    h.run_steps(2);
+    h.get_by_label("Fit from input + ground truth").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let s = h.state();
+    let fitted = s.camera.fitted.as_ref().expect("no fitted curves");
+    let canon = s.camera.sets.iter().find(|c| c.name == "canon-eos-5d-mark-ii").unwrap();
+    // the demo's RGB is clean Canon RGB of its cube: the fit must land near the true curves
+    for ch in 0..3 {
+        let err: f32 = fitted.curves[ch].iter().zip(&canon.curves[ch]).map(|(a, b)| (a - b).abs()).sum();
+        assert!(err < 0.5, "channel {ch}: L1 distance {err}");
+    }
+}
+
+#[test]
+fn a_training_run_starts_reports_steps_and_can_be_stopped() {
+    let models = tempfile::tempdir().unwrap();
+    let mut h = studio(Vec::new(), Some(models.path().to_path_buf()));
+    settle(&mut h);
+    h.get_by_label("Training").click();
+    h.run_steps(2);
+    {
+        let s = &mut h.state_mut().training.settings;
+        s.scenes = 2;
+        s.size = 32;
+        s.steps = 100_000;
+        s.batch = 1;
+        s.name = "kittest-run".into();
+    }
+    h.get_by_label("Start training").click();
+    h.run_steps(1);
+    let start = Instant::now();
+    while h.state().training.runs[0].losses.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no training step reported; status {}", h.state().training.runs[0].status);
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.get_by_label("Stop training").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let run = &h.state().training.runs[0];
+    assert!(!run.is_running());
+    assert!(run.status.contains("stopped"), "{}", run.status);
+    assert!(run.losses.iter().all(|[_, l]| l.is_finite()));
+    assert!(run.losses.len() < 100_000);
+}
+
+#[test]
+fn a_short_training_run_installs_a_model_that_joins_the_reconstruct_panel() {
+    let models = tempfile::tempdir().unwrap();
+    let mut h = studio(Vec::new(), Some(models.path().to_path_buf()));
+    settle(&mut h);
+    h.get_by_label("Training").click();
+    h.run_steps(2);
+    {
+        let s = &mut h.state_mut().training.settings;
+        s.method = spectral_studio::recon::card::Architecture::Linear;
+        s.scenes = 2;
+        s.size = 32;
+        s.name = "kittest-linear".into();
+    }
+    h.get_by_label("Start training").click();
+    h.run_steps(1);
+    settle(&mut h);
+    assert!(models.path().join("kittest-linear.json").is_file(), "messages {:?}", h.state().messages);
+    // The panel lists models of the user folder; this test's folder is not the user's, so the
+    // registry is asked directly with it on the search path.
+    std::env::set_var("SPECTRAL_STUDIO_MODELS", models.path());
+    h.state_mut().recon.refresh();
+    h.run_steps(2);
+    h.get_by_label("kittest-linear (classical)");
+}
+
+#[test]
+fn a_bad_file_gives_a_readable_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.npy");
+    std::fs::write(&bad, b"this is not an npy file").unwrap();
+    let mut h = studio(vec![bad.clone()], None);
+    settle(&mut h);
+    let s = h.state();
+    let error = s.messages.iter().find(|m| m.is_error).expect("no error shown");
+    assert!(error.text.contains("broken.npy"), "{}", error.text);
+    assert!(s.doc.layers.is_empty());
+    h.get_by_label_contains("broken.npy");
+}
+
+#[test]
+fn a_scene_folder_opens_with_its_cube_paired_as_ground_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scene");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+        .args(["scene", "--seed", "3", "--size", "48x40", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut h = studio(vec![out.join("rgb.png"), out.join("cube.npy")], None);
+    settle(&mut h);
+    let s = h.state();
+    let (input, _) = s.doc.input().expect("rgb not the input");
+    assert!(matches!(input.data, LayerData::Rgb(_)));
+    let (gt, cube) = s.doc.ground_truth().expect("cube not paired as ground truth");
+    assert_eq!(gt.name, "cube.npy");
+    assert_eq!((cube.rows(), cube.cols()), (48, 40));
+    assert_eq!(s.tab, Tab::Explore);
+}
