@@ -171,10 +171,7 @@ pub fn rgb_rgba(rgb: &RgbImage, gain: f32, srgb_encode: bool) -> Vec<u8> {
 /// A display gain for linear RGB: the 99th percentile of all channels maps to 0.9, like
 /// `render::true_colour_srgb` does for cubes, so dark camera images are visible.
 pub fn auto_gain(rgb: &RgbImage) -> f32 {
-    let step = (rgb.data.len() / SAMPLE_LIMIT).max(1);
-    let mut v: Vec<f32> = rgb.data.iter().step_by(step).copied().filter(|x| x.is_finite()).collect();
-    v.sort_unstable_by(f32::total_cmp);
-    let p99 = quantile(&v, 0.99);
+    let p99 = crate::spectral::render::percentile(rgb.data.iter().copied(), 0.99);
     if p99 > 0.0 {
         0.9 / p99
     } else {

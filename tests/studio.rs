@@ -36,6 +36,18 @@ fn demo() -> Harness<'static, Studio> {
     h
 }
 
+/// The demo after running spline, pca and basisnet from the Reconstruct panel (pca and
+/// basisnet are ticked by default).
+fn demo_with_three_reconstructions() -> Harness<'static, Studio> {
+    let mut h = demo();
+    h.get_by_label("spline (classical)").click();
+    h.run_steps(1);
+    h.get_by_label("Reconstruct").click();
+    h.run_steps(1);
+    settle(&mut h);
+    h
+}
+
 /// A click at `offset` from the centre of the widget labelled `label`.
 fn click_at(h: &Harness<'static, Studio>, label: &str, offset: egui::Vec2, modifiers: egui::Modifiers) {
     let pos = h.get_by_label(label).rect().center() + offset;
@@ -94,13 +106,7 @@ fn clicking_pixels_plots_their_spectra_and_shift_click_pins_more() {
 
 #[test]
 fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
-    let mut h = demo();
-    // The default choice is pca and basisnet; run spline as well.
-    h.get_by_label("spline (classical)").click();
-    h.run_steps(1);
-    h.get_by_label("Reconstruct").click();
-    h.run_steps(1);
-    settle(&mut h);
+    let mut h = demo_with_three_reconstructions();
     let s = h.state();
     let names: Vec<String> = s.doc.reconstructions().map(|(l, _)| l.name.clone()).collect();
     for m in ["spline", "pca", "basisnet"] {
@@ -138,12 +144,7 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
 
 #[test]
 fn sorting_the_metrics_table_by_a_column_orders_its_rows() {
-    let mut h = demo();
-    h.get_by_label("spline (classical)").click();
-    h.run_steps(1);
-    h.get_by_label("Reconstruct").click();
-    h.run_steps(1);
-    settle(&mut h);
+    let mut h = demo_with_three_reconstructions();
     let s = h.state();
     let rows = s.compare.rows(&s.doc, &s.scores);
     let mrae: Vec<f64> = rows.iter().map(|r| r.metrics.unwrap().mrae).collect();

@@ -10,7 +10,7 @@ pub struct AbundancePanel {
     pub library: String,
     pub endmembers: usize,
     /// Layer the result belongs to, and the result.
-    pub result: Option<(u64, Unmixing)>,
+    pub result: Option<(u64, std::sync::Arc<Unmixing>)>,
 }
 
 impl Default for AbundancePanel {

@@ -7,7 +7,6 @@ use crate::spectral::camera::CameraResponse;
 use crate::{Cube, Result, RgbImage};
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// The scores of one reconstruction against one ground truth.
 #[derive(Clone, Debug)]
@@ -187,5 +186,3 @@ pub fn band_error_plot(ui: &mut egui::Ui, doc: &Document, scores: &HashMap<u64, 
 pub fn grid_layers(doc: &Document) -> Vec<u64> {
     doc.ground_truth().map(|(l, _)| l.id).into_iter().chain(doc.reconstructions().map(|(l, _)| l.id)).collect()
 }
-
-pub type ScoreJobInput = (Arc<Cube>, Arc<Cube>, Option<(Arc<RgbImage>, String)>);

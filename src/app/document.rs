@@ -67,11 +67,8 @@ impl Document {
     pub fn add(&mut self, name: String, data: LayerData, role: Role, path: Option<PathBuf>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        // One input and one ground truth at a time: a new one demotes the old.
         if matches!(role, Role::Input | Role::GroundTruth) {
-            for l in self.layers.iter_mut().filter(|l| l.role == role) {
-                l.role = Role::Other;
-            }
+            self.demote(&role);
         }
         self.layers.push(Layer { id, name, data, role, path });
         id
@@ -105,30 +102,29 @@ impl Document {
 
     /// Make cube layer `id` the ground truth (the "use as ground truth" action).
     pub fn set_ground_truth(&mut self, id: u64) {
-        if !matches!(self.get(id).map(|l| &l.data), Some(LayerData::Cube(_))) {
+        self.give_role(id, Role::GroundTruth, |d| matches!(d, LayerData::Cube(_)));
+    }
+
+    /// Make RGB layer `id` the input of reconstructions.
+    pub fn set_input(&mut self, id: u64) {
+        self.give_role(id, Role::Input, |d| matches!(d, LayerData::Rgb(_)));
+    }
+
+    /// Give layer `id` a one-of-a-kind role, if its data fits it.
+    fn give_role(&mut self, id: u64, role: Role, fits: impl Fn(&LayerData) -> bool) {
+        if !self.get(id).is_some_and(|l| fits(&l.data)) {
             return;
         }
-        for l in &mut self.layers {
-            if l.role == Role::GroundTruth {
-                l.role = Role::Other;
-            }
-        }
+        self.demote(&role);
         if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
-            l.role = Role::GroundTruth;
+            l.role = role;
         }
     }
 
-    pub fn set_input(&mut self, id: u64) {
-        if !matches!(self.get(id).map(|l| &l.data), Some(LayerData::Rgb(_))) {
-            return;
-        }
-        for l in &mut self.layers {
-            if l.role == Role::Input {
-                l.role = Role::Other;
-            }
-        }
-        if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
-            l.role = Role::Input;
+    /// One input and one ground truth at a time: whoever holds `role` gives it up.
+    fn demote(&mut self, role: &Role) {
+        for l in self.layers.iter_mut().filter(|l| &l.role == role) {
+            l.role = Role::Other;
         }
     }
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use view::{DisplayMode, DisplaySettings, ErrorMetric, Pin, TextureCache, ViewTransform};
+use view::{DisplayMode, DisplaySettings, Pin, TextureCache, ViewTransform};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
@@ -368,12 +368,7 @@ impl Studio {
             ui.selectable_value(&mut d.mode, DisplayMode::Colour, "colour");
             ui.selectable_value(&mut d.mode, DisplayMode::Band, "band");
             ui.selectable_value(&mut d.mode, DisplayMode::FalseColour, "false colour");
-            for m in ErrorMetric::ALL {
-                if ui.selectable_label(d.mode == DisplayMode::Error(m), format!("{} error", m.name())).clicked() && d.mode != DisplayMode::Error(m) {
-                    d.mode = DisplayMode::Error(m);
-                    d.error_max = m.default_max();
-                }
-            }
+            view::error_mode_buttons(ui, d, "error");
         });
         let Some((n, wavelengths)) = bands else {
             return;
@@ -589,20 +584,22 @@ impl Studio {
         let Some((gt_layer, gt)) = self.doc.ground_truth() else { return };
         let gt_id = gt_layer.id;
         let scoring: Vec<u64> = self.jobs.iter().filter_map(|j| if let JobKind::Score(_, id, _) = j.kind { Some(id) } else { None }).collect();
-        let todo: Vec<(u64, Arc<crate::Cube>, Option<String>)> = self
+        // The consistency test assumes the camera the Reconstruct panel names.
+        let camera = self.recon.camera.clone();
+        let todo: Vec<(u64, Arc<crate::Cube>)> = self
             .doc
             .reconstructions()
             .filter(|(l, _)| !scoring.contains(&l.id) && self.scores.get(&l.id).is_none_or(|s| s.gt != gt_id))
-            .map(|(l, c)| (l.id, c.clone(), l.path.as_ref().and(None).or(Some(self.recon.camera.clone()))))
+            .map(|(l, c)| (l.id, c.clone()))
             .collect();
         let input = self.doc.input().map(|(_, rgb)| rgb.clone());
         let gt = gt.clone();
-        for (id, cube, camera) in todo {
+        for (id, cube) in todo {
             if (cube.rows(), cube.cols(), cube.bands()) != (gt.rows(), gt.cols(), gt.bands()) {
                 continue; // not the same scene: nothing to score
             }
-            let (gt, input) = (gt.clone(), input.clone());
-            self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().zip(camera.as_deref())), move |job| JobKind::Score(job, id, gt_id));
+            let (gt, input, camera) = (gt.clone(), input.clone(), camera.clone());
+            self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().map(|rgb| (rgb, camera.as_str()))), move |job| JobKind::Score(job, id, gt_id));
         }
     }
 
@@ -698,7 +695,7 @@ impl Studio {
             }
             jobs::Outcome::Unmixed(result, layer) => {
                 self.abundance_textures.clear();
-                self.abundances.result = Some((layer, result));
+                self.abundances.result = Some((layer, Arc::new(result)));
             }
             jobs::Outcome::Fitted(fit) => {
                 let set = camera::CurveSet::from_fit(&fit);

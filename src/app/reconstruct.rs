@@ -57,13 +57,7 @@ impl ReconPanel {
                 }
             }
         }
-        egui::ComboBox::from_label("camera assumed")
-            .selected_text(camera.as_str())
-            .show_ui(ui, |ui| {
-                for name in CameraResponse::builtin_names() {
-                    ui.selectable_value(camera, name.to_string(), name);
-                }
-            });
+        camera_choice(ui, egui::ComboBox::from_label("camera assumed"), camera);
         ui.checkbox(&mut options.consistent, "physically consistent")
             .on_hover_text("Correct the result so the camera re-projects it to the input RGB exactly (non-negative).");
         ui.checkbox(&mut options.exposure_invariant, "exposure invariant")
@@ -79,6 +73,15 @@ impl ReconPanel {
             }
         }
     }
+}
+
+/// A combo box over the built-in cameras, selecting into `camera`.
+pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut String) {
+    combo.selected_text(camera.as_str()).show_ui(ui, |ui| {
+        for name in CameraResponse::builtin_names() {
+            ui.selectable_value(camera, name.to_string(), name);
+        }
+    });
 }
 
 /// The job: load the method (its model for learned ones) and run it on `rgb`.

@@ -4,7 +4,7 @@
 
 use super::document::LayerData;
 use super::{compare, spectra, view, Command, Studio};
-use super::view::{DisplayMode, ErrorMetric};
+use super::view::DisplayMode;
 use egui::{Color32, Vec2};
 
 impl Studio {
@@ -81,12 +81,7 @@ impl Studio {
             let d = &mut self.display;
             ui.selectable_value(&mut d.mode, DisplayMode::Colour, "colour");
             ui.selectable_value(&mut d.mode, DisplayMode::Band, "band");
-            for m in ErrorMetric::ALL {
-                if ui.selectable_label(d.mode == DisplayMode::Error(m), format!("{} map", m.name())).clicked() && d.mode != DisplayMode::Error(m) {
-                    d.mode = DisplayMode::Error(m);
-                    d.error_max = m.default_max();
-                }
-            }
+            view::error_mode_buttons(ui, d, "map");
             if ui.button("Fit").clicked() {
                 self.transform.fit_pending = true;
             }
@@ -136,6 +131,7 @@ impl Studio {
             ui.label("No unmixing yet.");
             return;
         };
+        // An Arc clone: the maps themselves are copied only when a texture is built.
         let (layer, result) = (*layer, result.clone());
         ui.label(format!("{} endmembers, mean residual RMSE {:.4}", result.names.len(), result.mean_residual()));
         let n = result.names.len() + 1;
@@ -144,16 +140,23 @@ impl Studio {
         let ctx = ui.ctx().clone();
         egui::Grid::new("abundance-grid").num_columns(columns).show(ui, |ui| {
             for i in 0..n {
-                let (name, map) = if i < result.names.len() { (result.names[i].clone(), result.abundances.index_axis(ndarray::Axis(0), i).to_owned()) } else { ("residual RMSE".to_string(), result.residual.clone()) };
+                let is_abundance = i < result.names.len();
+                let map = if is_abundance { result.abundances.index_axis(ndarray::Axis(0), i) } else { result.residual.view() };
+                let name = if is_abundance { result.names[i].as_str() } else { "residual RMSE" };
                 let texture = self.abundance_textures.entry(i).or_insert_with(|| {
-                    let range = if i < result.names.len() { crate::display::Range { lo: 0.0, hi: 1.0 } } else { crate::display::Range { lo: 0.0, hi: crate::display::map_rgba(map.view(), crate::display::Stretch::MinMax, crate::display::Colormap::Inferno).1.hi } };
-                    let cmap = if i < result.names.len() { crate::display::Colormap::Viridis } else { crate::display::Colormap::Inferno };
-                    let px = crate::display::fixed_range_rgba(map.view(), range, cmap);
+                    // Abundances are fractions (0..1); the residual is scaled to its own maximum.
+                    let (range, cmap) = if is_abundance {
+                        (crate::display::Range { lo: 0.0, hi: 1.0 }, crate::display::Colormap::Viridis)
+                    } else {
+                        let max = crate::cube::value_stats(map.iter().copied()).max;
+                        (crate::display::Range { lo: 0.0, hi: max }, crate::display::Colormap::Inferno)
+                    };
+                    let px = crate::display::fixed_range_rgba(map, range, cmap);
                     ctx.load_texture(format!("abundance-{layer}-{i}"), egui::ColorImage::from_rgba_unmultiplied([map.ncols(), map.nrows()], &px), egui::TextureOptions::NEAREST)
                 });
                 let texture = texture.clone();
                 ui.vertical(|ui| {
-                    let pick = view::image_widget(ui, &name, &texture, (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
+                    let pick = view::image_widget(ui, name, &texture, (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
                     self.take_pick(pick);
                 });
                 if i % columns == columns - 1 {

@@ -93,16 +93,14 @@ impl Run {
     }
 }
 
-/// Copy the finished model's card and weights into `models_dir` (temporary file, then rename)
-/// so the registry lists it.
+/// Copy the finished model's card and weights into `models_dir` (each written atomically) so
+/// the registry lists it.
 pub fn install_model(summary: &TrainSummary, models_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(models_dir).map_err(|e| crate::Error::io(models_dir, e))?;
     for src in [&summary.model.weights, &summary.model.card] {
         let name = src.file_name().ok_or_else(|| crate::Error::invalid(format!("{}: not a file", src.display())))?;
-        let dst = models_dir.join(name);
-        let tmp = models_dir.join(format!(".{}.part", name.to_string_lossy()));
-        std::fs::copy(src, &tmp).map_err(|e| crate::Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &dst).map_err(|e| crate::Error::io(&dst, e))?;
+        let bytes = std::fs::read(src).map_err(|e| crate::Error::io(src, e))?;
+        crate::io::atomic::write_bytes_atomically(&models_dir.join(name), &bytes)?;
     }
     Ok(models_dir.join(summary.model.card.file_name().unwrap_or_default()))
 }
@@ -152,11 +150,7 @@ impl TrainingPanel {
                 ui.end_row();
             }
             ui.label("camera");
-            egui::ComboBox::from_id_salt("train-camera").selected_text(s.camera.as_str()).show_ui(ui, |ui| {
-                for name in crate::spectral::camera::CameraResponse::builtin_names() {
-                    ui.selectable_value(&mut s.camera, name.to_string(), name);
-                }
-            });
+            super::reconstruct::camera_choice(ui, egui::ComboBox::from_id_salt("train-camera"), &mut s.camera);
             ui.end_row();
             ui.label("steps");
             ui.add(egui::DragValue::new(&mut s.steps).range(1..=1_000_000));

@@ -83,6 +83,17 @@ impl Default for DisplaySettings {
     }
 }
 
+/// One button per error metric ("RMSE {suffix}", …); choosing a new metric resets the colour
+/// bar to that metric's default top.
+pub fn error_mode_buttons(ui: &mut egui::Ui, d: &mut DisplaySettings, suffix: &str) {
+    for m in ErrorMetric::ALL {
+        if ui.selectable_label(d.mode == DisplayMode::Error(m), format!("{} {suffix}", m.name())).clicked() && d.mode != DisplayMode::Error(m) {
+            d.mode = DisplayMode::Error(m);
+            d.error_max = m.default_max();
+        }
+    }
+}
+
 /// Everything that decides a layer's pixels; a texture is rebuilt only when this changes.
 #[derive(Clone, PartialEq)]
 struct TextureKey {

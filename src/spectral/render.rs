@@ -165,7 +165,7 @@ pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<Rg
 // False colour.
 
 /// The `q` quantile (0..1) of the finite values, from at most ~200k evenly strided samples.
-fn percentile(values: impl ExactSizeIterator<Item = f32>, q: f64) -> f32 {
+pub(crate) fn percentile(values: impl ExactSizeIterator<Item = f32>, q: f64) -> f32 {
     let n = values.len();
     let step = (n / 200_000).max(1);
     let mut v: Vec<f32> = values.step_by(step).filter(|x| x.is_finite()).collect();
