@@ -6,6 +6,7 @@ use crate::spectral::camera::CameraResponse;
 use crate::spectral::fit::CameraFit;
 use crate::{default_wavelengths, Cube, Result, RgbImage};
 use egui::Color32;
+use std::sync::Arc;
 use egui_plot::{Bar, BarChart, Legend, Line, LineStyle, Plot, PlotPoints};
 
 const CHANNEL_COLOURS: [Color32; 3] = [Color32::from_rgb(230, 60, 60), Color32::from_rgb(60, 190, 60), Color32::from_rgb(70, 110, 240)];
@@ -42,21 +43,32 @@ pub struct CameraPanel {
     pub shown: Vec<bool>,
     pub fitted: Option<CurveSet>,
     pub teaching_camera: String,
+    /// The cameras behind `sets` (built-in and loaded from CSV), for the Reconstruct panel.
+    pub responses: Vec<Arc<CameraResponse>>,
+    /// The fitted curves as a camera a reconstruction can assume.
+    pub fitted_response: Option<Arc<CameraResponse>>,
 }
 
 impl Default for CameraPanel {
     fn default() -> Self {
-        let sets: Vec<CurveSet> = CameraResponse::builtin_names().iter().filter_map(|n| CameraResponse::builtin(n).ok()).filter_map(|c| CurveSet::from_camera(&c).ok()).collect();
+        let responses: Vec<Arc<CameraResponse>> = CameraResponse::builtin_names().iter().filter_map(|n| CameraResponse::builtin(n).ok()).map(Arc::new).collect();
+        let sets: Vec<CurveSet> = responses.iter().filter_map(|c| CurveSet::from_camera(c).ok()).collect();
         let shown = vec![true; sets.len()];
-        CameraPanel { sets, shown, fitted: None, teaching_camera: "canon-eos-5d-mark-ii".into() }
+        CameraPanel { sets, shown, fitted: None, teaching_camera: "canon-eos-5d-mark-ii".into(), responses, fitted_response: None }
     }
 }
 
 impl CameraPanel {
-    pub fn add_loaded(&mut self, camera: &CameraResponse) -> Result<()> {
-        self.sets.push(CurveSet::from_camera(camera)?);
+    pub fn add_loaded(&mut self, camera: CameraResponse) -> Result<()> {
+        self.sets.push(CurveSet::from_camera(&camera)?);
         self.shown.push(true);
+        self.responses.push(Arc::new(camera));
         Ok(())
+    }
+
+    /// Every camera a reconstruction may assume: built-in, loaded, and the fitted one.
+    pub fn assumable(&self) -> Vec<Arc<CameraResponse>> {
+        self.responses.iter().chain(&self.fitted_response).cloned().collect()
     }
 
     /// The curves plot: every shown set, fitted curves dashed.

@@ -17,9 +17,9 @@ pub struct Scores {
 }
 
 /// Score `pred` against `gt`; the consistency test uses the input RGB and the assumed camera.
-pub fn score(pred: &Cube, gt: &Cube, input: Option<(&RgbImage, &str)>) -> Result<(MetricSet, BandErrors)> {
+pub fn score(pred: &Cube, gt: &Cube, input: Option<(&RgbImage, &CameraResponse)>) -> Result<(MetricSet, BandErrors)> {
     let camera_matrix = match input {
-        Some((_, camera)) => Some(CameraResponse::parse(camera)?.on_grid(&pred.wavelengths)?),
+        Some((_, camera)) => Some(camera.on_grid(&pred.wavelengths)?),
         None => None,
     };
     let consistency = match (input, &camera_matrix) {
@@ -84,18 +84,41 @@ impl Row {
     }
 }
 
+/// How the compare views are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every layer in its own view, side by side.
+    Grid,
+    /// Two layers in one view, split by a divider the user drags.
+    Swipe,
+}
+
 pub struct ComparePanel {
     pub sort_by: Column,
     pub descending: bool,
+    pub layout: Layout,
+    /// The layers left and right of the swipe divider (None: the first two of the grid).
+    pub swipe: (Option<u64>, Option<u64>),
+    /// Where the divider is across the view, 0–1.
+    pub split: f32,
 }
 
 impl Default for ComparePanel {
     fn default() -> Self {
-        ComparePanel { sort_by: Column::Mrae, descending: false }
+        ComparePanel { sort_by: Column::Mrae, descending: false, layout: Layout::Grid, swipe: (None, None), split: 0.5 }
     }
 }
 
 impl ComparePanel {
+    /// The two layers of the swipe view, among `ids` (the grid's layers): the user's choice
+    /// where it is still open, else the first two, ground truth first.
+    pub fn swipe_pair(&self, ids: &[u64]) -> Option<(u64, u64)> {
+        let open = |id: Option<u64>| id.filter(|i| ids.contains(i));
+        let left = open(self.swipe.0).or(ids.first().copied())?;
+        let right = open(self.swipe.1).filter(|r| *r != left).or(ids.iter().copied().find(|i| *i != left))?;
+        Some((left, right))
+    }
+
     /// The table rows in the chosen order (unscored rows last).
     pub fn rows(&self, doc: &Document, scores: &HashMap<u64, Scores>) -> Vec<Row> {
         let gt = doc.ground_truth().map(|(l, _)| l.id);

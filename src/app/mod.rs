@@ -7,6 +7,7 @@ pub mod abundances;
 pub mod camera;
 pub mod compare;
 pub mod document;
+mod frame_log;
 mod jobs;
 mod tabs;
 pub mod reconstruct;
@@ -112,7 +113,7 @@ pub struct Studio {
     jobs: Vec<BackgroundJob>,
     recon_queue: std::collections::VecDeque<reconstruct::ReconRequest>,
     commands: Vec<Command>,
-    textures: TextureCache,
+    pub textures: TextureCache,
     abundance_textures: HashMap<usize, egui::TextureHandle>,
     waker: Option<Waker>,
     options: StudioOptions,
@@ -157,7 +158,7 @@ impl Studio {
 
     /// True while any job (loading, reconstruction, scoring, training, …) is running or queued.
     pub fn busy(&self) -> bool {
-        !self.jobs.is_empty() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running())
+        !self.jobs.is_empty() || self.textures.is_building() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running())
     }
 
     /// Names of the jobs running now.
@@ -354,7 +355,7 @@ impl Studio {
         self.display_settings(ui);
         ui.separator();
         egui::CollapsingHeader::new("Reconstruction").default_open(true).show(ui, |ui| {
-            self.recon.ui(ui, self.doc.input().is_some(), &mut self.commands);
+            self.recon.ui(ui, self.doc.input().is_some(), &self.camera.assumable(), &mut self.commands);
         });
         ui.separator();
         self.jobs_ui(ui);
@@ -599,7 +600,7 @@ impl Studio {
                 continue; // not the same scene: nothing to score
             }
             let (gt, input, camera) = (gt.clone(), input.clone(), camera.clone());
-            self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().map(|rgb| (rgb, camera.as_str()))), move |job| JobKind::Score(job, id, gt_id));
+            self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().map(|rgb| (rgb, camera.as_ref()))), move |job| JobKind::Score(job, id, gt_id));
         }
     }
 
@@ -701,8 +702,10 @@ impl Studio {
                 let set = camera::CurveSet::from_fit(&fit);
                 self.info(format!("camera fitted: RMSE {:.5}, relative error {:.4}", fit.rmse, fit.relative_error));
                 self.camera.fitted = Some(set);
+                let name = format!("fitted from {}", self.doc.input().map(|(l, _)| l.name.as_str()).unwrap_or("the input"));
+                self.camera.fitted_response = Some(Arc::new(crate::spectral::camera::CameraResponse { name, wavelengths: fit.wavelengths.clone(), matrix: fit.matrix.clone() }));
             }
-            jobs::Outcome::CameraChosen(Some(path)) => match crate::spectral::camera::CameraResponse::from_csv(&path).and_then(|c| self.camera.add_loaded(&c)) {
+            jobs::Outcome::CameraChosen(Some(path)) => match crate::spectral::camera::CameraResponse::from_csv(&path).and_then(|c| self.camera.add_loaded(c)) {
                 Ok(()) => self.info(format!("loaded curves from {}", path.display())),
                 Err(e) => self.error(e.to_string()),
             },
@@ -793,11 +796,19 @@ pub fn default_recent_file() -> Option<PathBuf> {
     Some(base.join("spectral-studio/recent.json"))
 }
 
-struct StudioApp(Studio);
+struct StudioApp {
+    studio: Studio,
+    frame_log: Option<frame_log::FrameLog>,
+}
 
 impl eframe::App for StudioApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.0.ui(ui);
+        let started = Instant::now();
+        self.studio.ui(ui);
+        if let Some(log) = &mut self.frame_log {
+            let training = self.studio.training.runs.iter().filter(|r| r.is_running()).map(|r| format!("training {}", r.settings.name));
+            log.record(started.elapsed(), self.studio.job_names().into_iter().chain(training));
+        }
     }
 }
 
@@ -808,6 +819,10 @@ pub fn run(files: Vec<PathBuf>) -> crate::Result<()> {
         ..Default::default()
     };
     let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file() });
-    eframe::run_native("Spectral Studio", options, Box::new(|_cc| Ok(Box::new(StudioApp(studio)))))
+    let frame_log = match std::env::var_os("SPECTRAL_STUDIO_FRAME_LOG") {
+        Some(path) => Some(frame_log::FrameLog::create(std::path::Path::new(&path))?),
+        None => None,
+    };
+    eframe::run_native("Spectral Studio", options, Box::new(|_cc| Ok(Box::new(StudioApp { studio, frame_log }))))
         .map_err(|e| crate::Error::invalid(format!("could not open the studio window: {e}")))
 }

@@ -12,13 +12,15 @@ use std::sync::Arc;
 pub struct ReconPanel {
     pub methods: Vec<registry::MethodEntry>,
     pub chosen: BTreeSet<String>,
-    pub camera: String,
+    /// The camera the input is assumed to come from: a built-in one, curves loaded from CSV,
+    /// or the curves fitted in the Camera tab.
+    pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
 }
 
 impl Default for ReconPanel {
     fn default() -> Self {
-        let mut panel = ReconPanel { methods: Vec::new(), chosen: BTreeSet::new(), camera: "canon-eos-5d-mark-ii".into(), options: ReconOptions::default() };
+        let mut panel = ReconPanel { methods: Vec::new(), chosen: BTreeSet::new(), camera: Arc::new(default_camera()), options: ReconOptions::default() };
         panel.refresh();
         panel.chosen.extend(["pca".to_string(), "basisnet".to_string()].into_iter().filter(|m| panel.methods.iter().any(|e| &e.name == m)));
         panel
@@ -29,8 +31,13 @@ impl Default for ReconPanel {
 #[derive(Clone, Debug)]
 pub struct ReconRequest {
     pub method: String,
-    pub camera: String,
+    pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
+}
+
+/// The camera the shipped models were trained with.
+pub fn default_camera() -> CameraResponse {
+    CameraResponse::builtin("canon-eos-5d-mark-ii").expect("the built-in Canon curves are compiled into the binary")
 }
 
 impl ReconPanel {
@@ -41,7 +48,8 @@ impl ReconPanel {
         self.chosen.retain(|m| known.contains(m));
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, commands: &mut Vec<Command>) {
+    /// `cameras`: every camera the input may be assumed to come from.
+    pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, cameras: &[Arc<CameraResponse>], commands: &mut Vec<Command>) {
         let Self { methods, chosen, camera, options } = self;
         ui.label("Methods");
         for m in methods.iter() {
@@ -57,7 +65,13 @@ impl ReconPanel {
                 }
             }
         }
-        camera_choice(ui, egui::ComboBox::from_label("camera assumed"), camera);
+        egui::ComboBox::from_label("camera assumed").selected_text(camera.name.as_str()).show_ui(ui, |ui| {
+            for c in cameras {
+                if ui.selectable_label(c.name == camera.name, &c.name).clicked() {
+                    *camera = c.clone();
+                }
+            }
+        });
         ui.checkbox(&mut options.consistent, "physically consistent")
             .on_hover_text("Correct the result so the camera re-projects it to the input RGB exactly (non-negative).");
         ui.checkbox(&mut options.exposure_invariant, "exposure invariant")
@@ -75,7 +89,8 @@ impl ReconPanel {
     }
 }
 
-/// A combo box over the built-in cameras, selecting into `camera`.
+/// A combo box over the built-in cameras, selecting into `camera` (training renders its data
+/// through a named camera, so only built-in ones are offered there).
 pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut String) {
     combo.selected_text(camera.as_str()).show_ui(ui, |ui| {
         for name in CameraResponse::builtin_names() {
@@ -87,8 +102,7 @@ pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut Stri
 /// The job: load the method (its model for learned ones) and run it on `rgb`.
 pub fn run(request: &ReconRequest, rgb: &Arc<RgbImage>, job: &JobContext) -> Result<recon::Reconstruction> {
     job.report(0.0, &format!("loading {}", request.method));
-    let camera = CameraResponse::parse(&request.camera)?;
     let device = recon::device::parse_device("cpu")?;
-    let method = registry::load_method(&request.method, None, &camera, &device)?;
-    recon::reconstruct(method.as_ref(), rgb, &camera, request.options, job)
+    let method = registry::load_method(&request.method, None, &request.camera, &device)?;
+    recon::reconstruct(method.as_ref(), rgb, &request.camera, request.options, job)
 }

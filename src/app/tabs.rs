@@ -37,14 +37,25 @@ impl Studio {
         let gt = self.doc.ground_truth().map(|(l, c)| (l.id, c.clone()));
         let texture = self.textures.get(ui.ctx(), &layer, &self.display, gt.as_ref().map(|(i, c)| (*i, c)));
         match texture {
-            Err(e) => {
+            view::Shown::Failed(e) => {
                 ui.colored_label(Color32::from_rgb(255, 150, 90), format!("{}: {e}", layer.name));
             }
-            Ok(t) => {
+            view::Shown::Building => {
+                let (_, rect) = ui.allocate_space(size);
+                ui.painter().rect_filled(rect, 0.0, Color32::from_gray(24));
+                ui.put(rect, egui::Spinner::new());
+                ui.label(format!("{}: building the view…", layer.name));
+            }
+            view::Shown::Ready { texture: t, updating } => {
                 let (texture, range) = (t.texture.clone(), t.range);
                 let pick = view::image_widget(ui, &layer.name, &texture, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
                 self.take_pick(pick);
-                if let (Some(range), LayerData::Cube(_)) = (range, &layer.data) {
+                if updating {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("updating the view…");
+                    });
+                } else if let (Some(range), LayerData::Cube(_)) = (range, &layer.data) {
                     let (cmap, unit) = match self.display.mode {
                         DisplayMode::Error(m) => (crate::display::Colormap::Inferno, m.name()),
                         _ => (self.display.colormap, ""),
@@ -86,19 +97,21 @@ impl Studio {
                 self.transform.fit_pending = true;
             }
         });
-        let columns = ids.len().clamp(1, 3);
-        let rows = ids.len().div_ceil(columns);
-        let table_height = 260.0;
-        let cell_w = (ui.available_width() / columns as f32) - 8.0;
-        let cell_h = ((ui.available_height() - table_height) / rows as f32 - 30.0).clamp(120.0, cell_w.max(120.0));
-        egui::Grid::new("compare-grid").num_columns(columns).show(ui, |ui| {
-            for (i, id) in ids.iter().enumerate() {
-                ui.vertical(|ui| self.image_with_picking(ui, *id, Vec2::new(cell_w, cell_h)));
-                if i % columns == columns - 1 {
-                    ui.end_row();
-                }
-            }
+        let layout_before = self.compare.layout;
+        ui.horizontal(|ui| {
+            ui.label("layout:");
+            ui.selectable_value(&mut self.compare.layout, compare::Layout::Grid, "grid");
+            ui.selectable_value(&mut self.compare.layout, compare::Layout::Swipe, "swipe");
         });
+        if self.compare.layout != layout_before {
+            // One big view or several small ones: start the new layout fitted.
+            self.transform.fit_pending = true;
+        }
+        let table_height = 260.0;
+        match self.compare.layout {
+            compare::Layout::Grid => self.compare_grid(ui, &ids, table_height),
+            compare::Layout::Swipe => self.compare_swipe(ui, &ids, table_height),
+        }
         ui.separator();
         let rows = self.compare.rows(&self.doc, &self.scores);
         ui.horizontal(|ui| {
@@ -111,6 +124,81 @@ impl Studio {
             self.compare.table(&mut cols[0], &rows);
             compare::band_error_plot(&mut cols[1], &self.doc, &self.scores, 180.0);
         });
+    }
+
+    fn compare_grid(&mut self, ui: &mut egui::Ui, ids: &[u64], table_height: f32) {
+        let columns = ids.len().clamp(1, 3);
+        let rows = ids.len().div_ceil(columns);
+        let cell_w = (ui.available_width() / columns as f32) - 8.0;
+        let cell_h = ((ui.available_height() - table_height) / rows as f32 - 30.0).clamp(120.0, cell_w.max(120.0));
+        egui::Grid::new("compare-grid").num_columns(columns).show(ui, |ui| {
+            for (i, id) in ids.iter().enumerate() {
+                ui.vertical(|ui| self.image_with_picking(ui, *id, Vec2::new(cell_w, cell_h)));
+                if i % columns == columns - 1 {
+                    ui.end_row();
+                }
+            }
+        });
+    }
+
+    /// Two layers in one view with a divider: the user picks which, and drags the divider.
+    fn compare_swipe(&mut self, ui: &mut egui::Ui, ids: &[u64], table_height: f32) {
+        // The ground truth's error map against itself is black: error maps swipe between
+        // reconstructions when there are two.
+        let ids = if matches!(self.display.mode, DisplayMode::Error(_)) && ids.len() >= 3 { &ids[1..] } else { ids };
+        let Some((left, right)) = self.compare.swipe_pair(ids) else {
+            ui.label("Swipe needs two cubes: run a reconstruction or open the ground truth.");
+            return;
+        };
+        let names: Vec<(u64, String)> = ids.iter().map(|&i| (i, self.doc.get(i).map(|l| l.name.clone()).unwrap_or_default())).collect();
+        let name = |id: u64| names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_default();
+        ui.horizontal(|ui| {
+            for (side, current, slot) in [("left", left, &mut self.compare.swipe.0), ("right", right, &mut self.compare.swipe.1)] {
+                ui.label(format!("{side}:"));
+                let shown = names.iter().find(|(i, _)| *i == current).map(|(_, n)| n.as_str()).unwrap_or("");
+                egui::ComboBox::from_id_salt(format!("swipe-{side}")).selected_text(shown).show_ui(ui, |ui| {
+                    for (id, n) in &names {
+                        if ui.selectable_label(*id == current, n).clicked() {
+                            *slot = Some(*id);
+                        }
+                    }
+                });
+            }
+        });
+        let size = Vec2::new(ui.available_width(), (ui.available_height() - table_height - 30.0).max(150.0));
+        let (a, b) = (self.shown_texture(ui, left), self.shown_texture(ui, right));
+        let (Some(a), Some(b)) = (a, b) else {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("building the views…");
+            });
+            return;
+        };
+        let dims = self.doc.get(left).map(|l| l.data.rows_cols());
+        if dims != self.doc.get(right).map(|l| l.data.rows_cols()) {
+            ui.label("These two layers differ in size: swipe needs two images of the same scene.");
+            return;
+        }
+        let pick = view::swipe_widget(ui, (&name(left), &a), (&name(right), &b), dims.unwrap_or_default(), &mut self.transform, &mut self.compare.split, &self.pins, self.roi, size);
+        self.take_pick(pick);
+        if let DisplayMode::Error(m) = self.display.mode {
+            view::colour_bar(ui, crate::display::Colormap::Inferno, crate::display::Range { lo: 0.0, hi: self.display.error_max }, m.name());
+        }
+    }
+
+    /// The texture layer `id` shows now (perhaps older settings while new ones build), or None
+    /// while its first pixels build or when they failed (the failure goes to the messages).
+    fn shown_texture(&mut self, ui: &mut egui::Ui, id: u64) -> Option<egui::TextureHandle> {
+        let layer = self.doc.get(id).cloned()?;
+        let gt = self.doc.ground_truth().map(|(l, c)| (l.id, c.clone()));
+        match self.textures.get(ui.ctx(), &layer, &self.display, gt.as_ref().map(|(i, c)| (*i, c))) {
+            view::Shown::Ready { texture, .. } => Some(texture.texture.clone()),
+            view::Shown::Building => None,
+            view::Shown::Failed(e) => {
+                ui.colored_label(Color32::from_rgb(255, 150, 90), format!("{}: {e}", layer.name));
+                None
+            }
+        }
     }
 
     pub(super) fn abundances_tab(&mut self, ui: &mut egui::Ui) {

@@ -5,6 +5,7 @@ use super::document::{Layer, LayerData};
 use crate::display::{self, Colormap, Range, Stretch};
 use crate::metrics;
 use crate::spectral::render;
+use crate::engine::Job;
 use crate::Cube;
 use egui::{Color32, ColorImage, Pos2, Rect, Sense, TextureHandle, TextureOptions, Vec2};
 use std::collections::HashMap;
@@ -111,19 +112,41 @@ pub struct LayerTexture {
     /// The data range the colour scale spans (band and error views), for the colour bar.
     pub range: Option<Range>,
     key: TextureKey,
+}
+
+/// What a view can draw for a layer this frame.
+pub enum Shown<'a> {
+    /// A texture; `updating` when it shows older settings while the new pixels are built.
+    Ready { texture: &'a LayerTexture, updating: bool },
+    /// The first pixels of this layer are still being built.
+    Building,
+    Failed(String),
+}
+
+type Pixels = (ColorImage, Option<Range>);
+
+/// One layer's texture, and the build of its next pixels when they are too slow for a frame.
+#[derive(Default)]
+struct CacheEntry {
+    shown: Option<LayerTexture>,
+    building: Option<(TextureKey, Job<Pixels>)>,
+    failed: Option<(TextureKey, String)>,
     used: bool,
 }
 
 /// Textures of the layers on screen, one per layer, rebuilt when their settings change.
+/// Pixels that take a whole cube pass (true colour, false colour, error maps) are built on a
+/// job thread so the frame never waits for them; one band or an RGB image is built at once, so
+/// moving the band slider updates within the frame.
 #[derive(Default)]
 pub struct TextureCache {
-    textures: HashMap<u64, LayerTexture>,
+    entries: HashMap<u64, CacheEntry>,
 }
 
 impl TextureCache {
     /// The texture of `layer` under `settings`; `gt` is the ground truth for error maps.
     /// Errors (an error map without ground truth, say) come back as text for the view.
-    pub fn get(&mut self, ctx: &egui::Context, layer: &Layer, settings: &DisplaySettings, gt: Option<(u64, &Arc<Cube>)>) -> Result<&LayerTexture, String> {
+    pub fn get(&mut self, ctx: &egui::Context, layer: &Layer, settings: &DisplaySettings, gt: Option<(u64, &Arc<Cube>)>) -> Shown<'_> {
         let mode = effective_mode(settings.mode, &layer.data);
         let key = TextureKey {
             mode,
@@ -134,30 +157,87 @@ impl TextureCache {
             error_max_bits: settings.error_max.to_bits(),
             gt: if matches!(mode, DisplayMode::Error(_)) { gt.map(|g| g.0) } else { None },
         };
-        let fresh = self.textures.get(&layer.id).is_some_and(|t| t.key == key);
-        if !fresh {
-            let (image, range) = layer_pixels(&layer.data, mode, settings, gt.map(|g| g.1))?;
-            match self.textures.get_mut(&layer.id) {
-                Some(t) => {
-                    t.texture.set(image, texture_options());
-                    t.range = range;
-                    t.key = key;
-                }
-                None => {
-                    let texture = ctx.load_texture(format!("layer-{}", layer.id), image, texture_options());
-                    self.textures.insert(layer.id, LayerTexture { texture, range, key, used: true });
+        let entry = self.entries.entry(layer.id).or_default();
+        entry.used = true;
+        let fresh = entry.shown.as_ref().is_some_and(|t| t.key == key);
+        let known_failure = entry.failed.as_ref().is_some_and(|(k, _)| *k == key);
+        if fresh {
+            // Back to the settings on screen: a build for others would overwrite them.
+            entry.building = None;
+        } else if !known_failure {
+            if builds_in_frame(mode) {
+                entry.building = None;
+                let result = layer_pixels(&layer.data, mode, settings, gt.map(|g| g.1));
+                entry.finish(ctx, layer.id, key.clone(), result);
+            } else {
+                entry.build_in_background(ctx, layer, mode, settings, key.clone(), gt.map(|g| g.1.clone()));
+            }
+        }
+        if let Some((k, job)) = &mut entry.building {
+            if let Some(result) = job.poll() {
+                let k = k.clone();
+                entry.building = None;
+                entry.finish(ctx, layer.id, k, result.map_err(|e| e.to_string()));
+            }
+        }
+        match (&entry.failed, &entry.shown) {
+            (Some((k, e)), _) if *k == key => Shown::Failed(e.clone()),
+            (_, Some(t)) => Shown::Ready { texture: t, updating: t.key != key },
+            (_, None) => Shown::Building,
+        }
+    }
+
+    /// Whether any layer's pixels are being built (tests wait for them like for jobs).
+    pub fn is_building(&self) -> bool {
+        self.entries.values().any(|e| e.building.is_some())
+    }
+
+    /// Free the textures no view asked for since the last call (closed layers); a build
+    /// nobody waits for any more is cancelled with its job.
+    pub fn end_frame(&mut self) {
+        self.entries.retain(|_, e| std::mem::take(&mut e.used));
+    }
+}
+
+impl CacheEntry {
+    fn build_in_background(&mut self, ctx: &egui::Context, layer: &Layer, mode: DisplayMode, settings: &DisplaySettings, key: TextureKey, gt: Option<Arc<Cube>>) {
+        if self.building.as_ref().is_some_and(|(k, _)| *k == key) {
+            return;
+        }
+        let (data, settings) = (layer.data.clone(), settings.clone());
+        let ctx = ctx.clone();
+        let waker: crate::engine::Waker = Arc::new(move || ctx.request_repaint());
+        // Replacing an older build drops (cancels) it: only the latest settings matter.
+        let job = Job::spawn(format!("pixels of {}", layer.name), waker, move |_| {
+            layer_pixels(&data, mode, &settings, gt.as_ref()).map_err(crate::Error::invalid)
+        });
+        self.building = Some((key, job));
+    }
+
+    fn finish(&mut self, ctx: &egui::Context, id: u64, key: TextureKey, result: Result<Pixels, String>) {
+        match result {
+            Err(e) => self.failed = Some((key, e)),
+            Ok((image, range)) => {
+                self.failed = None;
+                match &mut self.shown {
+                    Some(t) => {
+                        t.texture.set(image, texture_options());
+                        t.range = range;
+                        t.key = key;
+                    }
+                    None => {
+                        let texture = ctx.load_texture(format!("layer-{id}"), image, texture_options());
+                        self.shown = Some(LayerTexture { texture, range, key });
+                    }
                 }
             }
         }
-        let entry = self.textures.get_mut(&layer.id).expect("inserted above");
-        entry.used = true;
-        Ok(entry)
     }
+}
 
-    /// Free the textures no view asked for since the last call (closed layers).
-    pub fn end_frame(&mut self) {
-        self.textures.retain(|_, t| std::mem::take(&mut t.used));
-    }
+/// Modes whose pixels come from one band or an RGB image: cheap enough to build in the frame.
+fn builds_in_frame(mode: DisplayMode) -> bool {
+    matches!(mode, DisplayMode::Band)
 }
 
 fn texture_options() -> TextureOptions {
@@ -271,23 +351,81 @@ pub fn image_widget(
     ui: &mut egui::Ui,
     label: &str,
     texture: &TextureHandle,
-    (rows, cols): (usize, usize),
+    dims: (usize, usize),
     transform: &mut ViewTransform,
     pins: &[Pin],
     roi: Option<(usize, usize, usize, usize)>,
     size: Vec2,
 ) -> PickResponse {
     let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
-    let label_text = format!("Image: {label}");
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, &label_text));
     let view = response.rect;
     if transform.fit_pending {
-        transform.fit(view, rows, cols);
+        transform.fit(view, dims.0, dims.1);
     }
     painter.rect_filled(view, 0.0, Color32::from_gray(24));
-    let image_rect = Rect::from_min_max(transform.image_to_screen(view, Pos2::ZERO), transform.image_to_screen(view, Pos2::new(cols as f32, rows as f32)));
-    painter.image(texture.id(), image_rect, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    paint_image(&painter, texture, image_rect(view, transform, dims));
+    let out = interact(ui, &response, &format!("Image: {label}"), dims, transform);
+    paint_marks(&painter, view, transform, pins, roi);
+    name_tag(&painter, view.left_top(), label);
+    out
+}
 
+/// Two images of the same scene in one view, `left` on the left of a vertical divider and
+/// `right` on its right; dragging the divider's handle moves it (`split` is its place across
+/// the view, 0–1), anything else zooms, pans and picks as in `image_widget`.
+#[allow(clippy::too_many_arguments)]
+pub fn swipe_widget(
+    ui: &mut egui::Ui,
+    (left_label, left): (&str, &TextureHandle),
+    (right_label, right): (&str, &TextureHandle),
+    dims: (usize, usize),
+    transform: &mut ViewTransform,
+    split: &mut f32,
+    pins: &[Pin],
+    roi: Option<(usize, usize, usize, usize)>,
+    size: Vec2,
+) -> PickResponse {
+    let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
+    let view = response.rect;
+    if transform.fit_pending {
+        transform.fit(view, dims.0, dims.1);
+    }
+    let split_x = view.left() + view.width() * split.clamp(0.0, 1.0);
+    // The handle is registered after the view, so it wins the drag where they overlap.
+    let handle_rect = Rect::from_x_y_ranges(split_x - 6.0..=split_x + 6.0, view.y_range());
+    let handle = ui.interact(handle_rect, response.id.with("swipe-handle"), Sense::drag()).on_hover_cursor(egui::CursorIcon::ResizeHorizontal);
+    handle.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Slider, true, "Swipe divider"));
+    if handle.dragged() {
+        *split = ((split_x + handle.drag_delta().x - view.left()) / view.width()).clamp(0.0, 1.0);
+    }
+    painter.rect_filled(view, 0.0, Color32::from_gray(24));
+    let rect = image_rect(view, transform, dims);
+    paint_image(&painter.with_clip_rect(Rect::from_x_y_ranges(view.left()..=split_x, view.y_range())), left, rect);
+    paint_image(&painter.with_clip_rect(Rect::from_x_y_ranges(split_x..=view.right(), view.y_range())), right, rect);
+    let label = format!("Swipe: {left_label} | {right_label}");
+    let out = interact(ui, &response, &label, dims, transform);
+    paint_marks(&painter, view, transform, pins, roi);
+    let line = if handle.hovered() || handle.dragged() { Color32::YELLOW } else { Color32::WHITE };
+    painter.line_segment([egui::pos2(split_x, view.top()), egui::pos2(split_x, view.bottom())], egui::Stroke::new(2.0, line));
+    painter.circle_filled(egui::pos2(split_x, view.center().y), 7.0, line);
+    name_tag(&painter, view.left_top(), left_label);
+    let tag = painter.layout_no_wrap(right_label.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
+    name_tag(&painter, egui::pos2(view.right() - tag.size().x - 14.0, view.top()), right_label);
+    out
+}
+
+fn image_rect(view: Rect, transform: &ViewTransform, (rows, cols): (usize, usize)) -> Rect {
+    Rect::from_min_max(transform.image_to_screen(view, Pos2::ZERO), transform.image_to_screen(view, Pos2::new(cols as f32, rows as f32)))
+}
+
+fn paint_image(painter: &egui::Painter, texture: &TextureHandle, rect: Rect) {
+    painter.image(texture.id(), rect, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+}
+
+/// Zoom, pan, pick and region selection on an image view; `label` is its accessible name.
+fn interact(ui: &egui::Ui, response: &egui::Response, label: &str, (rows, cols): (usize, usize), transform: &mut ViewTransform) -> PickResponse {
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, label));
+    let view = response.rect;
     // Picks use the transform the user saw when clicking, before this frame's zoom or pan.
     let seen = *transform;
     let pixel_at = |p: Pos2| {
@@ -322,7 +460,11 @@ pub fn image_widget(
             out.roi = Some((a.0.min(b.0), a.1.min(b.1), a.0.max(b.0), a.1.max(b.1)));
         }
     }
+    out
+}
 
+/// Pin markers and the region rectangle over an image view.
+fn paint_marks(painter: &egui::Painter, view: Rect, transform: &ViewTransform, pins: &[Pin], roi: Option<(usize, usize, usize, usize)>) {
     let marker_radius = (transform.zoom * 0.5).max(4.0);
     for pin in pins {
         let centre = transform.image_to_screen(view, Pos2::new(pin.col as f32 + 0.5, pin.row as f32 + 0.5));
@@ -336,12 +478,14 @@ pub fn image_widget(
         );
         painter.rect_stroke(rect, 0.0, egui::Stroke::new(1.5, Color32::YELLOW), egui::StrokeKind::Middle);
     }
-    // The name on a dark backing, readable over bright pixels and hot error maps.
-    let galley = painter.layout_no_wrap(label.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
-    let text_rect = Rect::from_min_size(view.left_top() + Vec2::new(4.0, 3.0), galley.size() + Vec2::new(6.0, 2.0));
+}
+
+/// A layer's name on a dark backing at `at`, readable over bright pixels and hot error maps.
+fn name_tag(painter: &egui::Painter, at: Pos2, text: &str) {
+    let galley = painter.layout_no_wrap(text.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
+    let text_rect = Rect::from_min_size(at + Vec2::new(4.0, 3.0), galley.size() + Vec2::new(6.0, 2.0));
     painter.rect_filled(text_rect, 3.0, Color32::from_black_alpha(170));
     painter.galley(text_rect.min + Vec2::new(3.0, 1.0), galley, Color32::WHITE);
-    out
 }
 
 /// A horizontal colour bar with its end values, for band and error views.
