@@ -104,9 +104,12 @@ class Mscnn(nn.Module):
     """U-Net (tensor prefix `unet.`) then a 1x1 conv with bias to the bands (`out.`). Any image
     size: replicate-pad bottom/right to a multiple of 2^depth, crop the output back."""
 
-    def __init__(self, bands, width, depth, dropout, linear_prior=False):
+    def __init__(self, bands, width, depth, dropout, linear_prior=False, intensity_normalised=False):
         super().__init__()
         self.depth = depth
+        # As candle's `intensity_normalised` config: the net sees x / s, s = max(R+G+B, 1e-3),
+        # and its output is multiplied by s.
+        self.intensity_normalised = intensity_normalised
         self.unet = UNet(3, width, depth, dropout)
         self.out = nn.Conv2d(width, bands, 1)
         # Residual over a per-pixel linear map (tensor `prior.weight`, bands x 3), as candle's
@@ -115,6 +118,10 @@ class Mscnn(nn.Module):
 
     def forward(self, x):
         rows, cols = x.shape[-2:]
+        s = None
+        if self.intensity_normalised:
+            s = x.sum(dim=1, keepdim=True).clamp(min=1e-3)
+            x = x / s
         m = 1 << self.depth
         pad_rows, pad_cols = (-rows) % m, (-cols) % m
         if pad_rows or pad_cols:
@@ -122,6 +129,8 @@ class Mscnn(nn.Module):
         y = self.out(self.unet(x))[..., :rows, :cols]
         if self.prior is not None:
             y = y + torch.einsum("bc,nchw->nbhw", self.prior.weight, x[..., :rows, :cols])
+        if s is not None:
+            y = y * s
         return y
 
 
@@ -163,12 +172,14 @@ def read_card_config(model_path):
         fail(f"{card_path}: needs \"config\": {{{', '.join(keys)}}}, found {config!r}")
     picked = {k: config[k] for k in keys}
     picked["linear_prior"] = bool(config.get("linear_prior", False))
+    picked["intensity_normalised"] = bool(config.get("intensity_normalised", False))
     return picked
 
 
 def build_model(config):
     return Mscnn(int(config["bands"]), int(config["width"]), int(config["depth"]),
-                 float(config["dropout"]), bool(config.get("linear_prior", False)))
+                 float(config["dropout"]), bool(config.get("linear_prior", False)),
+                 bool(config.get("intensity_normalised", False)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -189,23 +189,28 @@ fn batch_norm_in_training_mode_has_correct_gradients() {
 fn whole_models_have_correct_gradients() {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
-    let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0, linear_prior: false }, vb.pp("m")).unwrap();
-    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false }, vb.pp("b")).unwrap();
-    let residual = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 1, dropout: 0.0, linear_prior: true }, vb.pp("r")).unwrap();
-    let x = random(&[2, 3, 8, 8], 27);
-    let nets: [(&str, &dyn SpectralNet); 3] = [("mscnn", &mscnn), ("basisnet", &basis), ("residual mscnn", &residual)];
-    for (name, net) in nets {
-        let err = gradient_error(&x, |x| weighted_sum(&net.forward_t(x, true)?, 28));
+    let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false }, vb.pp("m")).unwrap();
+    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: false }, vb.pp("b")).unwrap();
+    let residual = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: false }, vb.pp("r")).unwrap();
+    // Intensity normalisation divides by each pixel's R+G+B: it is tested on positive RGB.
+    let normalised = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: true }, vb.pp("n")).unwrap();
+    let signed = random(&[2, 3, 8, 8], 27);
+    let positive = ((random(&[2, 3, 8, 8], 30) + 1.5).unwrap() * 0.5).unwrap();
+    let nets: [(&str, &dyn SpectralNet, &Tensor); 4] =
+        [("mscnn", &mscnn, &signed), ("basisnet", &basis, &signed), ("residual mscnn", &residual, &signed), ("normalised basisnet", &normalised, &positive)];
+    for (name, net, x) in nets {
+        let err = gradient_error(x, |x| weighted_sum(&net.forward_t(x, true)?, 28));
         assert!(err < 1e-5, "{name} input gradient: {err:e}");
     }
     let vars = vm.data().lock().unwrap().clone();
-    for key in ["m.unet.down.1.conv2.weight", "m.unet.up.0.bn1.weight", "m.out.bias", "b.basis", "b.direct.weight", "b.head.weight", "r.prior.weight", "r.out.weight"] {
+    for key in ["m.unet.down.1.conv2.weight", "m.unet.up.0.bn1.weight", "m.out.bias", "b.basis", "b.direct.weight", "b.head.weight", "r.prior.weight", "r.out.weight", "n.head.weight", "n.unet.down.0.conv1.weight"] {
         let var = vars.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
         let original = var.as_tensor().copy().unwrap();
-        let net: &dyn SpectralNet = match key.as_bytes()[0] {
-            b'm' => &mscnn,
-            b'b' => &basis,
-            _ => &residual,
+        let (net, x): (&dyn SpectralNet, &Tensor) = match key.as_bytes()[0] {
+            b'm' => (&mscnn, &signed),
+            b'b' => (&basis, &signed),
+            b'n' => (&normalised, &positive),
+            _ => (&residual, &signed),
         };
         // Differentiate through the variable by setting it to each perturbed value.
         let analytic = {

@@ -25,7 +25,7 @@ const FORWARD_ABS_TOL: f32 = 1e-5;
 const GRAD_REL_TOL: f32 = 1e-4;
 
 fn config() -> MscnnConfig {
-    MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: false }
+    MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false }
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -28,7 +28,7 @@ fn scene(seed: u64, size: usize) -> spectral_studio::spectral::scene::Scene {
 
 fn random_mscnn(width: usize, depth: usize) -> NetReconstructor {
     let vm = VarMap::new();
-    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0, linear_prior: false };
+    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0, linear_prior: false, intensity_normalised: false };
     let net = Mscnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let card = ModelCard {
         name: "random-mscnn".into(),
@@ -200,4 +200,26 @@ fn training_can_be_cancelled_between_steps() {
     assert!(matches!(err, Error::Cancelled));
     let steps = rx.try_iter().filter(|e| matches!(e, TrainEvent::Step { .. })).count();
     assert_eq!(steps, 1, "cancellation takes effect before the next step");
+}
+
+/// Intensity normalisation makes a network's output scale exactly with the input's brightness
+/// (the NTIRE 2020 brightness test), where the same network without it does not.
+#[test]
+fn an_intensity_normalised_network_scales_its_output_with_brightness() {
+    use spectral_studio::recon::nn::SpectralNet;
+    let s = scene(5, 32);
+    let x = candle_core::Tensor::from_vec(s.rgb.data.iter().copied().collect::<Vec<f32>>(), (1, 3, 32, 32), &Device::Cpu).unwrap();
+    let worst_ratio_error = |normalised: bool| {
+        let vm = VarMap::new();
+        let cfg = MscnnConfig { bands: 31, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: normalised };
+        let net = Mscnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+        let y1 = net.forward_t(&x, false).unwrap();
+        let y2 = net.forward_t(&(&x * 2.0).unwrap(), false).unwrap();
+        let diff = (y2 - (y1.clone() * 2.0).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        diff / y1.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    };
+    let with = worst_ratio_error(true);
+    let without = worst_ratio_error(false);
+    assert!(with < 1e-5, "normalised: 2x input gave output off 2x by {with}");
+    assert!(without > 1e-3, "without normalisation the check should fail ({without}): the test would prove nothing");
 }

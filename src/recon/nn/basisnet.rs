@@ -4,7 +4,7 @@
 //! out) for speed; a per-pixel linear path from the RGB keeps full-resolution detail.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, LinearPrior, SpectralNet};
+use super::{pad_to_multiple, scale_back, to_chromaticity, LinearPrior, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -24,11 +24,14 @@ pub struct BasisNetConfig {
     /// and direct path start at zero.
     #[serde(default)]
     pub linear_prior: bool,
+    /// As [`super::mscnn::MscnnConfig::intensity_normalised`].
+    #[serde(default)]
+    pub intensity_normalised: bool,
 }
 
 impl Default for BasisNetConfig {
     fn default() -> Self {
-        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0, linear_prior: true }
+        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true }
     }
 }
 
@@ -43,6 +46,7 @@ pub struct BasisNet {
     basis: Tensor,
     k: usize,
     prior: Option<LinearPrior>,
+    intensity_normalised: bool,
 }
 
 impl BasisNet {
@@ -62,14 +66,15 @@ impl BasisNet {
         };
         let init = candle_nn::Init::Randn { mean: 0.0, stdev: (1.0 / cfg.basis as f64).sqrt() };
         let basis = vb.get_with_hints((cfg.bands, cfg.basis), "basis", init)?;
-        Ok(Self { unet, head, direct, basis, k: cfg.basis, prior })
+        Ok(Self { unet, head, direct, basis, k: cfg.basis, prior, intensity_normalised: cfg.intensity_normalised })
     }
 }
 
 impl SpectralNet for BasisNet {
     fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
         let (b, _, rows, cols) = rgb.dims4()?;
-        let x = pad_to_multiple(rgb, self.size_multiple())?;
+        let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
+        let x = pad_to_multiple(&rgb, self.size_multiple())?;
         let (_, _, h, w) = x.dims4()?;
         // (b, 3, h, w) → (b, 12, h/2, w/2) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
         let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
@@ -81,7 +86,7 @@ impl SpectralNet for BasisNet {
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;
         let y = spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        LinearPrior::add_to(y, self.prior.as_ref(), rgb)
+        scale_back(LinearPrior::add_to(y, self.prior.as_ref(), &rgb)?, intensity)
     }
 
     fn size_multiple(&self) -> usize {

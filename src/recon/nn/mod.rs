@@ -40,6 +40,30 @@ pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
     }
 }
 
+/// Below this R+G+B a pixel is treated as this dark: its chromaticity is not divided by ~0.
+const INTENSITY_FLOOR: f64 = 1e-3;
+
+/// Intensity normalisation (config `intensity_normalised`): the network sees each pixel's
+/// chromaticity x / s, with s = max(R+G+B, floor), and its output is multiplied by s again.
+/// A spectrum scales with its pixel's brightness, so the result does too, exactly, for every
+/// pixel brighter than the floor: brightness ×0.5 or ×2 cannot confuse the model, and bright
+/// pixels are never outside what it was trained on. Returns the network's input and s.
+pub fn to_chromaticity(rgb: &Tensor, normalise: bool) -> Result<(Tensor, Option<Tensor>)> {
+    if !normalise {
+        return Ok((rgb.clone(), None));
+    }
+    let s = rgb.sum_keepdim(1)?.maximum(INTENSITY_FLOOR)?;
+    Ok((rgb.broadcast_div(&s)?, Some(s)))
+}
+
+/// The inverse of [`to_chromaticity`] on the network's output (b, bands, h, w).
+pub fn scale_back(y: Tensor, s: Option<Tensor>) -> Result<Tensor> {
+    match s {
+        Some(s) => y.broadcast_mul(&s),
+        None => Ok(y),
+    }
+}
+
 /// The per-pixel linear map P (bands × 3, tensor `weight`) a residual network adds its output
 /// to. Initialised to zero here; the trainer sets it to the ridge fit of the training data.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! [`UNet`] followed by a 1×1 convolution to the bands.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, LinearPrior, SpectralNet};
+use super::{pad_to_multiple, scale_back, to_chromaticity, LinearPrior, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -24,11 +24,15 @@ pub struct MscnnConfig {
     /// zero, so training starts from the linear baseline and learns what it cannot do.
     #[serde(default)]
     pub linear_prior: bool,
+    /// The network works on chromaticity and its output is scaled by each pixel's intensity
+    /// ([`super::to_chromaticity`]). Cards from before this option read as false.
+    #[serde(default)]
+    pub intensity_normalised: bool,
 }
 
 impl Default for MscnnConfig {
     fn default() -> Self {
-        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2, linear_prior: true }
+        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2, linear_prior: true, intensity_normalised: true }
     }
 }
 
@@ -38,6 +42,7 @@ pub struct Mscnn {
     /// Tensor names `out.weight`, `out.bias`.
     out: Conv,
     prior: Option<LinearPrior>,
+    intensity_normalised: bool,
 }
 
 impl Mscnn {
@@ -51,19 +56,20 @@ impl Mscnn {
         } else {
             (Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?, None)
         };
-        Ok(Self { unet, out, prior })
+        Ok(Self { unet, out, prior, intensity_normalised: cfg.intensity_normalised })
     }
 }
 
 impl SpectralNet for Mscnn {
     fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
         let (_, _, rows, cols) = rgb.dims4()?;
-        let x = super::profile::timed("pad", || pad_to_multiple(rgb, self.size_multiple()))?;
+        let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
+        let x = super::profile::timed("pad", || pad_to_multiple(&rgb, self.size_multiple()))?;
         let features = self.unet.forward_t(&x, train)?;
         // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
         let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
         let y = y.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        LinearPrior::add_to(y, self.prior.as_ref(), rgb)
+        scale_back(LinearPrior::add_to(y, self.prior.as_ref(), &rgb)?, intensity)
     }
 
     fn size_multiple(&self) -> usize {
