@@ -296,7 +296,12 @@ impl Studio {
             ui.separator();
             ui.label("Runs");
             for (i, run) in self.training.runs.iter().enumerate() {
-                let state = if run.is_running() { "running" } else { "stopped" };
+                let state = match () {
+                    _ if run.is_running() => "running",
+                    _ if run.status.starts_with("finished") => "finished",
+                    _ if run.status.starts_with("failed") => "failed",
+                    _ => "stopped",
+                };
                 if ui.selectable_label(self.training.selected == i, format!("{} ({}, {state})", run.settings.name, run.settings.method.name())).clicked() {
                     self.training.selected = i;
                 }
