@@ -30,6 +30,13 @@ fn settle(h: &mut Harness<'static, Studio>) {
     h.run_steps(3);
 }
 
+/// Click the widget labelled `label`, then wait for the jobs it starts.
+fn click_and_settle(h: &mut Harness<'static, Studio>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(1);
+    settle(h);
+}
+
 fn demo() -> Harness<'static, Studio> {
     let mut h = studio(Vec::new(), None);
     settle(&mut h);
@@ -42,9 +49,7 @@ fn demo_with_three_reconstructions() -> Harness<'static, Studio> {
     let mut h = demo();
     h.get_by_label("spline (classical)").click();
     h.run_steps(1);
-    h.get_by_label("Reconstruct").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Reconstruct");
     h
 }
 
@@ -76,10 +81,8 @@ fn the_demo_opens_with_its_input_ground_truth_and_an_image_view() {
 fn clicking_pixels_plots_their_spectra_and_shift_click_pins_more() {
     let mut h = demo();
     // Look at the ground truth so the view is a cube.
-    h.get_by_label("demo 7: ground truth · ground truth").click();
-    h.run_steps(1);
     // a cube's true-colour view is built on a job thread
-    settle(&mut h);
+    click_and_settle(&mut h, "demo 7: ground truth · ground truth");
     let label = "Image: demo 7: ground truth";
     click_at(&h, label, egui::Vec2::ZERO, egui::Modifiers::NONE);
     h.run_steps(2);
@@ -129,17 +132,13 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
     };
     assert!(mrae("pca") < mrae("spline"), "pca {} spline {}", mrae("pca"), mrae("spline"));
 
-    h.get_by_label("Compare").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Compare");
     for m in ["spline", "pca", "basisnet"] {
         h.get_by_label(&format!("Image: {m}"));
     }
     h.get_by_label("MRAE (asc)");
-    h.get_by_label("RMSE map").click();
-    h.run_steps(1);
     // error maps are built on job threads: wait for them like for any job
-    settle(&mut h);
+    click_and_settle(&mut h, "RMSE map");
     assert!(!h.state().textures.is_building());
     assert_eq!(h.state().display.mode, spectral_studio::app::view::DisplayMode::Error(spectral_studio::app::view::ErrorMetric::Rmse));
     // every panel rendered its map: no "no ground truth" complaint anywhere
@@ -169,9 +168,7 @@ fn swipe_compare_shows_two_layers_in_one_view_split_where_the_divider_is_dragged
     let mut h = demo_with_three_reconstructions();
     h.get_by_label("Compare").click();
     h.run_steps(2);
-    h.get_by_label("swipe").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "swipe");
     // ground truth on the left, the first reconstruction on the right
     let view = h.get_by_label_contains("Swipe: demo 7: ground truth | ").rect();
     assert!(h.query_by_label("Image: pca").is_none(), "the grid should be gone");
@@ -198,9 +195,7 @@ fn the_fitted_camera_is_offered_to_the_reconstruct_panel_and_used() {
     let mut h = demo();
     h.get_by_label("Camera response").click();
     h.run_steps(2);
-    h.get_by_label("Fit from input + ground truth").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Fit from input + ground truth");
     let fitted_name = "fitted from demo 7: RGB (Canon)";
     assert!(h.state().camera.assumable().iter().any(|c| c.name == fitted_name));
     h.get_by_label("camera assumed").click();
@@ -209,9 +204,7 @@ fn the_fitted_camera_is_offered_to_the_reconstruct_panel_and_used() {
     h.run_steps(2);
     assert_eq!(h.state().recon.camera.name, fitted_name);
     h.state_mut().recon.chosen = ["pca".to_string()].into_iter().collect();
-    h.get_by_label("Reconstruct").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Reconstruct");
     let s = h.state();
     let (layer, _) = s.doc.reconstructions().find(|(l, _)| l.name == "pca").expect("no pca layer");
     let mrae = s.scores[&layer.id].metrics.mrae;
@@ -257,9 +250,7 @@ fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
     let mut h = demo();
     h.get_by_label("Abundances").click();
     h.run_steps(2);
-    h.get_by_label("Unmix demo 7: reflectance").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Unmix demo 7: reflectance");
     let (_, result) = h.state().abundances.result.clone().expect("no unmixing result");
     assert!(!result.names.is_empty());
     let (k, rows, cols) = result.abundances.dim();
@@ -275,9 +266,7 @@ fn fitting_the_camera_recovers_curves_close_to_the_canon() {
     let mut h = demo();
     h.get_by_label("Camera response").click();
     h.run_steps(2);
-    h.get_by_label("Fit from input + ground truth").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Fit from input + ground truth");
     let s = h.state();
     let fitted = s.camera.fitted.as_ref().expect("no fitted curves");
     let canon = s.camera.sets.iter().find(|c| c.name == "canon-eos-5d-mark-ii").unwrap();
@@ -311,9 +300,7 @@ fn a_training_run_starts_reports_steps_and_can_be_stopped() {
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
-    h.get_by_label("Stop training").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Stop training");
     let run = &h.state().training.runs[0];
     assert!(!run.is_running());
     assert!(run.status.contains("stopped"), "{}", run.status);
@@ -335,9 +322,7 @@ fn a_short_training_run_installs_a_model_that_joins_the_reconstruct_panel() {
         s.size = 32;
         s.name = "kittest-linear".into();
     }
-    h.get_by_label("Start training").click();
-    h.run_steps(1);
-    settle(&mut h);
+    click_and_settle(&mut h, "Start training");
     assert!(models.path().join("kittest-linear.json").is_file(), "messages {:?}", h.state().messages);
     // The panel lists models of the user folder; this test's folder is not the user's, so the
     // registry is asked directly with it on the search path.

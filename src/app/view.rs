@@ -357,16 +357,12 @@ pub fn image_widget(
     roi: Option<(usize, usize, usize, usize)>,
     size: Vec2,
 ) -> PickResponse {
-    let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
+    let (response, painter) = allocate_view(ui, size, dims, transform);
     let view = response.rect;
-    if transform.fit_pending {
-        transform.fit(view, dims.0, dims.1);
-    }
-    painter.rect_filled(view, 0.0, Color32::from_gray(24));
     paint_image(&painter, texture, image_rect(view, transform, dims));
     let out = interact(ui, &response, &format!("Image: {label}"), dims, transform);
     paint_marks(&painter, view, transform, pins, roi);
-    name_tag(&painter, view.left_top(), label);
+    name_tag(&painter, view, label, false);
     out
 }
 
@@ -385,11 +381,8 @@ pub fn swipe_widget(
     roi: Option<(usize, usize, usize, usize)>,
     size: Vec2,
 ) -> PickResponse {
-    let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
+    let (response, painter) = allocate_view(ui, size, dims, transform);
     let view = response.rect;
-    if transform.fit_pending {
-        transform.fit(view, dims.0, dims.1);
-    }
     let split_x = view.left() + view.width() * split.clamp(0.0, 1.0);
     // The handle is registered after the view, so it wins the drag where they overlap.
     let handle_rect = Rect::from_x_y_ranges(split_x - 6.0..=split_x + 6.0, view.y_range());
@@ -398,7 +391,6 @@ pub fn swipe_widget(
     if handle.dragged() {
         *split = ((split_x + handle.drag_delta().x - view.left()) / view.width()).clamp(0.0, 1.0);
     }
-    painter.rect_filled(view, 0.0, Color32::from_gray(24));
     let rect = image_rect(view, transform, dims);
     paint_image(&painter.with_clip_rect(Rect::from_x_y_ranges(view.left()..=split_x, view.y_range())), left, rect);
     paint_image(&painter.with_clip_rect(Rect::from_x_y_ranges(split_x..=view.right(), view.y_range())), right, rect);
@@ -408,10 +400,19 @@ pub fn swipe_widget(
     let line = if handle.hovered() || handle.dragged() { Color32::YELLOW } else { Color32::WHITE };
     painter.line_segment([egui::pos2(split_x, view.top()), egui::pos2(split_x, view.bottom())], egui::Stroke::new(2.0, line));
     painter.circle_filled(egui::pos2(split_x, view.center().y), 7.0, line);
-    name_tag(&painter, view.left_top(), left_label);
-    let tag = painter.layout_no_wrap(right_label.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
-    name_tag(&painter, egui::pos2(view.right() - tag.size().x - 14.0, view.top()), right_label);
+    name_tag(&painter, view, left_label, false);
+    name_tag(&painter, view, right_label, true);
     out
+}
+
+/// The view's area and painter, on a dark background; a pending fit is applied to its size.
+fn allocate_view(ui: &mut egui::Ui, size: Vec2, dims: (usize, usize), transform: &mut ViewTransform) -> (egui::Response, egui::Painter) {
+    let (response, painter) = ui.allocate_painter(size, Sense::click_and_drag());
+    if transform.fit_pending {
+        transform.fit(response.rect, dims.0, dims.1);
+    }
+    painter.rect_filled(response.rect, 0.0, Color32::from_gray(24));
+    (response, painter)
 }
 
 fn image_rect(view: Rect, transform: &ViewTransform, (rows, cols): (usize, usize)) -> Rect {
@@ -480,10 +481,13 @@ fn paint_marks(painter: &egui::Painter, view: Rect, transform: &ViewTransform, p
     }
 }
 
-/// A layer's name on a dark backing at `at`, readable over bright pixels and hot error maps.
-fn name_tag(painter: &egui::Painter, at: Pos2, text: &str) {
+/// A layer's name on a dark backing in the view's top-left (or top-right) corner, readable over
+/// bright pixels and hot error maps.
+fn name_tag(painter: &egui::Painter, view: Rect, text: &str, right: bool) {
     let galley = painter.layout_no_wrap(text.to_string(), egui::FontId::proportional(13.0), Color32::WHITE);
-    let text_rect = Rect::from_min_size(at + Vec2::new(4.0, 3.0), galley.size() + Vec2::new(6.0, 2.0));
+    let size = galley.size() + Vec2::new(6.0, 2.0);
+    let x = if right { view.right() - size.x - 4.0 } else { view.left() + 4.0 };
+    let text_rect = Rect::from_min_size(egui::pos2(x, view.top() + 3.0), size);
     painter.rect_filled(text_rect, 3.0, Color32::from_black_alpha(170));
     painter.galley(text_rect.min + Vec2::new(3.0, 1.0), galley, Color32::WHITE);
 }
