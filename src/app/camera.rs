@@ -34,7 +34,7 @@ impl CurveSet {
             let s: f32 = v.iter().sum();
             v.iter().map(|x| if s > 0.0 { x / s } else { 0.0 }).collect::<Vec<f32>>()
         };
-        CurveSet { name: format!("fitted (RMSE {:.4})", fit.rmse), wavelengths: fit.wavelengths.clone(), curves: [normalise(&fit.r), normalise(&fit.g), normalise(&fit.b)], dashed: true }
+        CurveSet { name: format!("fitted (RGB re-projection RMSE {:.1e})", fit.rmse), wavelengths: fit.wavelengths.clone(), curves: [normalise(&fit.r), normalise(&fit.g), normalise(&fit.b)], dashed: true }
     }
 }
 

@@ -195,8 +195,8 @@ impl ComparePanel {
 }
 
 /// RMSE of each band image, one line per reconstruction.
-pub fn band_error_plot(ui: &mut egui::Ui, doc: &Document, scores: &HashMap<u64, Scores>, height: f32) {
-    Plot::new("band-errors").height(height).legend(Legend::default()).x_axis_label("wavelength (nm)").y_axis_label("RMSE").include_y(0.0).show(ui, |plot_ui| {
+pub fn band_error_plot(ui: &mut egui::Ui, doc: &Document, scores: &HashMap<u64, Scores>, [width, height]: [f32; 2]) {
+    Plot::new("band-errors").width(width).height(height).legend(Legend::default()).x_axis_label("wavelength (nm)").y_axis_label("RMSE").include_y(0.0).show(ui, |plot_ui| {
         for (layer, cube) in doc.reconstructions() {
             let Some(s) = scores.get(&layer.id) else { continue };
             let points: PlotPoints = cube.wavelengths.iter().zip(&s.bands.rmse).map(|(&w, &e)| [w as f64, e]).collect();

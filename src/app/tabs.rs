@@ -60,7 +60,7 @@ impl Studio {
                         DisplayMode::Error(m) => (crate::display::Colormap::Inferno, m.name()),
                         _ => (self.display.colormap, ""),
                     };
-                    view::colour_bar(ui, cmap, range, unit);
+                    view::colour_bar(ui, cmap, range, unit, size.x);
                 }
             }
         }
@@ -120,13 +120,27 @@ impl Studio {
                 self.commands.push(Command::ExportMetrics);
             }
         });
-        ui.columns(2, |cols| {
-            self.compare.table(&mut cols[0], &rows);
-            compare::band_error_plot(&mut cols[1], &self.doc, &self.scores, 180.0);
+        // The table takes the width its columns need and the band plot the rest, so a wide
+        // table never runs under the plot; in a narrow window the plot goes below the table.
+        const PLOT_MIN_WIDTH: f32 = 420.0;
+        let mut plot_beside = false;
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| self.compare.table(ui, &rows));
+            ui.add_space(16.0);
+            if ui.available_width() >= PLOT_MIN_WIDTH {
+                plot_beside = true;
+                compare::band_error_plot(ui, &self.doc, &self.scores, [ui.available_width(), 180.0]);
+            }
         });
+        if !plot_beside {
+            compare::band_error_plot(ui, &self.doc, &self.scores, [ui.available_width(), 180.0]);
+        }
     }
 
     fn compare_grid(&mut self, ui: &mut egui::Ui, ids: &[u64], table_height: f32) {
+        // The ground truth's error map against itself is black: a grid of error maps shows the
+        // reconstructions only.
+        let ids = if matches!(self.display.mode, DisplayMode::Error(_)) && self.doc.ground_truth().is_some() && ids.len() >= 2 { &ids[1..] } else { ids };
         let columns = ids.len().clamp(1, 3);
         let rows = ids.len().div_ceil(columns);
         let cell_w = (ui.available_width() / columns as f32) - 8.0;
@@ -182,7 +196,7 @@ impl Studio {
         let pick = view::swipe_widget(ui, (&name(left), &a), (&name(right), &b), dims.unwrap_or_default(), &mut self.transform, &mut self.compare.split, &self.pins, self.roi, size);
         self.take_pick(pick);
         if let DisplayMode::Error(m) = self.display.mode {
-            view::colour_bar(ui, crate::display::Colormap::Inferno, crate::display::Range { lo: 0.0, hi: self.display.error_max }, m.name());
+            view::colour_bar(ui, crate::display::Colormap::Inferno, crate::display::Range { lo: 0.0, hi: self.display.error_max }, m.name(), size.x);
         }
     }
 

@@ -492,11 +492,16 @@ fn name_tag(painter: &egui::Painter, view: Rect, text: &str, right: bool) {
     painter.galley(text_rect.min + Vec2::new(3.0, 1.0), galley, Color32::WHITE);
 }
 
-/// A horizontal colour bar with its end values, for band and error views.
-pub fn colour_bar(ui: &mut egui::Ui, colormap: Colormap, range: Range, unit: &str) {
+/// A horizontal colour bar with its end values, for band and error views, at most `width`
+/// wide: the bar shrinks (to 40 px) so a small view's bar never widens its column.
+pub fn colour_bar(ui: &mut egui::Ui, colormap: Colormap, range: Range, unit: &str, width: f32) {
     ui.horizontal(|ui| {
-        ui.label(format!("{:.3}", range.lo));
-        let (rect, _) = ui.allocate_exact_size(Vec2::new(160.0, 12.0), Sense::hover());
+        let (lo, hi) = (format!("{:.3}", range.lo), format!("{:.3} {unit}", range.hi));
+        let font = egui::TextStyle::Body.resolve(ui.style());
+        let text_width: f32 = [&lo, &hi].iter().map(|t| ui.painter().layout_no_wrap(t.to_string(), font.clone(), Color32::WHITE).size().x).sum();
+        let bar_width = (width - text_width - 2.0 * ui.spacing().item_spacing.x).clamp(40.0, 160.0);
+        ui.label(lo);
+        let (rect, _) = ui.allocate_exact_size(Vec2::new(bar_width, 12.0), Sense::hover());
         let steps = 32;
         for i in 0..steps {
             let t = i as f32 / (steps - 1) as f32;
@@ -505,6 +510,6 @@ pub fn colour_bar(ui: &mut egui::Ui, colormap: Colormap, range: Range, unit: &st
             let x1 = rect.left() + rect.width() * (i + 1) as f32 / steps as f32;
             ui.painter().rect_filled(Rect::from_min_max(Pos2::new(x0, rect.top()), Pos2::new(x1, rect.bottom())), 0.0, Color32::from_rgb(r, g, b));
         }
-        ui.label(format!("{:.3} {unit}", range.hi));
+        ui.label(hi);
     });
 }
