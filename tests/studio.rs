@@ -2,68 +2,14 @@
 //! accessible labels and clicked; assertions are on what the studio then holds and shows.
 //! No file dialog is ever opened here (they would block on a desktop portal).
 
+mod common;
+
+use common::*;
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
 use spectral_studio::app::document::{LayerData, Role};
 use spectral_studio::app::spectra::SeriesStyle;
-use spectral_studio::app::{Studio, StudioOptions, Tab};
-use std::path::PathBuf;
+use spectral_studio::app::Tab;
 use std::time::{Duration, Instant};
-
-fn studio(files: Vec<PathBuf>, models_dir: Option<PathBuf>) -> Harness<'static, Studio> {
-    let studio = Studio::new(StudioOptions { files, models_dir, recent_file: None });
-    Harness::builder().with_size([1400.0, 900.0]).build_ui_state(|ui, s: &mut Studio| s.ui(ui), studio)
-}
-
-/// Step frames until no job is running (jobs run on their own threads), then a few more so
-/// the results are drawn.
-fn settle(h: &mut Harness<'static, Studio>) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if !h.state().busy() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "jobs still running: {:?}", h.state().job_names());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.run_steps(3);
-}
-
-/// Click the widget labelled `label`, then wait for the jobs it starts.
-fn click_and_settle(h: &mut Harness<'static, Studio>, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(1);
-    settle(h);
-}
-
-fn demo() -> Harness<'static, Studio> {
-    let mut h = studio(Vec::new(), None);
-    settle(&mut h);
-    h
-}
-
-/// The demo after running spline, pca and basisnet from the Reconstruct panel (pca and
-/// basisnet are ticked by default).
-fn demo_with_three_reconstructions() -> Harness<'static, Studio> {
-    let mut h = demo();
-    h.get_by_label("spline (classical)").click();
-    h.run_steps(1);
-    click_and_settle(&mut h, "Reconstruct");
-    h
-}
-
-/// A click at `offset` from the centre of the widget labelled `label`.
-fn click_at(h: &Harness<'static, Studio>, label: &str, offset: egui::Vec2, modifiers: egui::Modifiers) {
-    click(h, h.get_by_label(label).rect().center() + offset, modifiers);
-}
-
-fn click(h: &Harness<'static, Studio>, pos: egui::Pos2, modifiers: egui::Modifiers) {
-    h.event(egui::Event::PointerMoved(pos));
-    for pressed in [true, false] {
-        h.event(egui::Event::PointerButton { pos, button: egui::PointerButton::Primary, pressed, modifiers });
-    }
-}
 
 #[test]
 fn the_demo_opens_with_its_input_ground_truth_and_an_image_view() {
@@ -148,19 +94,6 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
     h.run_steps(2);
     let series = h.state().spectra_series();
     assert_eq!(series.iter().filter(|s| s.style == SeriesStyle::Reconstruction).count(), 3);
-}
-
-/// Press at `from`, move to `to` in steps, release: a drag as a mouse makes it.
-fn drag(h: &mut Harness<'static, Studio>, from: egui::Pos2, to: egui::Pos2) {
-    h.event(egui::Event::PointerMoved(from));
-    h.event(egui::Event::PointerButton { pos: from, button: egui::PointerButton::Primary, pressed: true, modifiers: egui::Modifiers::NONE });
-    h.run_steps(1);
-    for k in 1..=4 {
-        h.event(egui::Event::PointerMoved(from + (to - from) * (k as f32 / 4.0)));
-        h.run_steps(1);
-    }
-    h.event(egui::Event::PointerButton { pos: to, button: egui::PointerButton::Primary, pressed: false, modifiers: egui::Modifiers::NONE });
-    h.run_steps(2);
 }
 
 #[test]
