@@ -176,6 +176,10 @@ fn band_view_switches_bands_and_reports_the_wavelength() {
     h.get_by_label_contains("700 nm");
     let err = h.query_by_label_contains("no ground truth");
     assert!(err.is_none());
+    // the readout is of the pixel under the pointer: it goes when the pointer leaves the view
+    h.get_by_label("Layers").hover();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("700 nm").is_none(), "the readout outlived the hover");
 }
 
 #[test]

@@ -98,7 +98,11 @@ pub struct Studio {
     pub transform: ViewTransform,
     pub pins: Vec<Pin>,
     pub roi: Option<(usize, usize, usize, usize)>,
+    /// The pixel under the pointer in the last frame, for the status bar's readout.
     pub hovered: Option<(usize, usize)>,
+    /// Set by whichever view the pointer is over during this frame; becomes `hovered` at the
+    /// frame's end, so the readout clears when the pointer leaves every view.
+    hovered_this_frame: Option<(usize, usize)>,
     pub messages: Vec<Message>,
     pub recon: reconstruct::ReconPanel,
     pub compare: compare::ComparePanel,
@@ -134,6 +138,7 @@ impl Studio {
             pins: Vec::new(),
             roi: None,
             hovered: None,
+            hovered_this_frame: None,
             messages: Vec::new(),
             recon: reconstruct::ReconPanel::default(),
             compare: compare::ComparePanel::default(),
@@ -209,6 +214,7 @@ impl Studio {
         });
 
         self.textures.end_frame();
+        self.hovered = self.hovered_this_frame.take();
         let commands = std::mem::take(&mut self.commands);
         for c in commands {
             self.apply(c);

@@ -80,8 +80,13 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
 }
 
 pub fn plot(ui: &mut egui::Ui, series: &[Series], height: f32) {
-    Plot::new("spectra")
-        .height(height)
+    let mut plot = Plot::new("spectra").height(height);
+    if series.is_empty() {
+        // Before the first pick, frame the axes as a spectrum will be (400–700 nm, values from
+        // 0) rather than egui_plot's default −0.5…0.5.
+        plot = plot.include_x(400.0).include_x(700.0).include_y(1.0);
+    }
+    plot
         .legend(Legend::default())
         .x_axis_label("wavelength (nm)")
         .y_axis_label("value")

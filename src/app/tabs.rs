@@ -68,7 +68,7 @@ impl Studio {
 
     pub(super) fn take_pick(&mut self, pick: view::PickResponse) {
         if pick.hovered.is_some() {
-            self.hovered = pick.hovered;
+            self.hovered_this_frame = pick.hovered;
         }
         if let Some(((row, col), add)) = pick.clicked {
             self.commands.push(Command::Pick { row, col, add });
