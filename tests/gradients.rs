@@ -10,7 +10,8 @@
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use spectral_studio::recon::nn::basisnet::{BasisNet, BasisNetConfig};
-use spectral_studio::recon::nn::conv::{conv2d, Conv};
+use spectral_studio::recon::nn::batchnorm::BatchNorm2d;
+use spectral_studio::recon::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
 use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
 use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
 use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
@@ -101,6 +102,68 @@ fn conv_op_agrees_with_candles_reference_conv_in_f32() {
     }
 }
 
+/// The direct kernel (on by default for "same" stride-1 f32 convolutions on AVX2 CPUs) and
+/// the im2col + GEMM path give the same forward pass and gradients; the fused inference op
+/// equals convolution, bias and LeakyReLU done apart. Only this test switches the path.
+#[test]
+fn direct_and_im2col_convolutions_agree_and_the_fused_op_equals_its_parts() {
+    let diff = |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    for (xs, ws, pad) in [([2, 5, 13, 31], [6, 5, 3, 3], 1), ([1, 16, 8, 24], [16, 16, 3, 3], 1), ([3, 7, 5, 9], [31, 7, 1, 1], 0), ([1, 3, 6, 40], [5, 3, 5, 5], 2)] {
+        let x = Var::from_tensor(&random(&xs, 21).to_dtype(DType::F32).unwrap()).unwrap();
+        let w = Var::from_tensor(&random(&ws, 22).to_dtype(DType::F32).unwrap()).unwrap();
+        let run = |direct: bool| {
+            set_direct_enabled(direct);
+            let y = conv2d(x.as_tensor(), w.as_tensor(), pad, 1).unwrap();
+            let g = weighted_sum(&y, 23).unwrap().backward().unwrap();
+            (y, g.get(x.as_tensor()).unwrap().clone(), g.get(w.as_tensor()).unwrap().clone())
+        };
+        let (y_direct, dx_direct, dw_direct) = run(true);
+        let (y_im2col, dx_im2col, dw_im2col) = run(false);
+        set_direct_enabled(true);
+        assert!(diff(&y_direct, &y_im2col) < 1e-4, "forward {xs:?}*{ws:?}");
+        assert!(diff(&dx_direct, &dx_im2col) < 1e-4, "input gradient {xs:?}*{ws:?}");
+        assert!(diff(&dw_direct, &dw_im2col) < 1e-3, "weight gradient {xs:?}*{ws:?}");
+
+        let bias = random(&[ws[0]], 24).to_dtype(DType::F32).unwrap();
+        let fused = conv2d_bias_act(x.as_tensor(), w.as_tensor(), &bias, pad, Some(0.2)).unwrap();
+        let parts = leaky_relu(&y_im2col.broadcast_add(&bias.reshape((1, (), 1, 1)).unwrap()).unwrap()).unwrap();
+        assert!(diff(&fused, &parts) < 1e-4, "fused {xs:?}*{ws:?}: {}", diff(&fused, &parts));
+    }
+}
+
+/// The training-mode batch norm op (one pass forward, closed-form backward) against finite
+/// differences, for the input and for γ and β.
+#[test]
+fn batch_norm_training_gradients_match_finite_differences() {
+    let vm = VarMap::new();
+    let config = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+    let bn = BatchNorm2d::new(3, config, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+    let vars = vm.data().lock().unwrap().clone();
+    vars["weight"].set(&Tensor::new(&[0.5f64, -1.5, 2.0], &Device::Cpu).unwrap()).unwrap();
+    vars["bias"].set(&Tensor::new(&[0.1f64, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    let x = random(&[2, 3, 4, 5], 30).affine(2.0, 0.5).unwrap();
+    let err_x = gradient_error(&x, |x| weighted_sum(&bn.forward_t(x, true)?, 31));
+    assert!(err_x < 1e-6, "input: relative gradient error {err_x:e}");
+    for name in ["weight", "bias"] {
+        let var = &vars[name];
+        let grads = weighted_sum(&bn.forward_t(&x, true).unwrap(), 31).unwrap().backward().unwrap();
+        let analytic: Vec<f64> = grads.get(var.as_tensor()).unwrap().to_vec1().unwrap();
+        let base: Vec<f64> = var.as_tensor().to_vec1().unwrap();
+        for i in 0..base.len() {
+            let eval = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                var.set(&Tensor::new(v.as_slice(), &Device::Cpu).unwrap()).unwrap();
+                let out = weighted_sum(&bn.forward_t(&x, true).unwrap(), 31).unwrap().to_scalar::<f64>().unwrap();
+                var.set(&Tensor::new(base.as_slice(), &Device::Cpu).unwrap()).unwrap();
+                out
+            };
+            let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
+            assert!((numeric - analytic[i]).abs() < 1e-6 * numeric.abs().max(1.0), "{name}[{i}]: {} vs {numeric}", analytic[i]);
+        }
+    }
+}
+
 #[test]
 fn conv_layer_bias_gradient_is_right() {
     let vm = VarMap::new();
@@ -126,6 +189,11 @@ fn max_pool_routes_the_whole_gradient_to_the_maximum() {
     let window_max = [v[0], v[1], v[8], v[9]].into_iter().fold(f64::MIN, f64::max);
     assert_eq!(y.flatten_all().unwrap().to_vec1::<f64>().unwrap()[0], window_max);
     assert!(max_pool2x2(&random(&[1, 1, 5, 4], 1)).is_err(), "odd sides are refused");
+    // A tie sends the gradient to the first maximum in row-major order only, as PyTorch does.
+    let tied = Var::from_tensor(&Tensor::new(&[[[[1.0f32, 1.0], [0.5, 1.0]]]], &Device::Cpu).unwrap()).unwrap();
+    let g = max_pool2x2(tied.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+    let dx: Vec<f32> = g.get(tied.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(dx, vec![1.0, 0.0, 0.0, 0.0]);
 }
 
 #[test]
@@ -145,7 +213,8 @@ fn activations_reshapes_and_losses_have_correct_gradients() {
     let l1 = gradient_error(&pred, |p| loss_fn(Loss::L1, p, &target));
     let mrae = gradient_error(&pred, |p| loss_fn(Loss::Mrae, p, &target));
     let mixed = gradient_error(&pred, |p| loss_fn(Loss::MraeL1, p, &target));
-    for (name, err) in checks.into_iter().chain([("l1 loss", l1), ("mrae loss", mrae), ("mrae+l1 loss", mixed)]) {
+    let squared = gradient_error(&pred, |p| loss_fn(Loss::MraeRmse, p, &target));
+    for (name, err) in checks.into_iter().chain([("l1 loss", l1), ("mrae loss", mrae), ("mrae+l1 loss", mixed), ("mrae+rmse loss", squared)]) {
         assert!(err < 1e-6, "{name}: relative gradient error {err:e}");
     }
 }

@@ -39,7 +39,7 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &LeakyReluGrad { slope: self.slope })?))
+        super::profile::timed("backward: leaky_relu", || Ok(Some(grad.contiguous()?.apply_op2_no_bwd(&x.contiguous()?, &LeakyReluGrad { slope: self.slope })?)))
     }
 }
 

@@ -9,7 +9,21 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::direct;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Whether "same" stride-1 f32 convolutions take the direct kernel ([`direct`]) where the CPU
+/// has it. On by default; `bench recon` and the tests turn it off to measure and check the
+/// im2col path against it.
+static DIRECT_ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub fn set_direct_enabled(on: bool) {
+    DIRECT_ENABLED.store(on, Ordering::Relaxed);
+}
+
+pub fn direct_enabled() -> bool {
+    DIRECT_ENABLED.load(Ordering::Relaxed) && direct::available()
+}
 
 /// Floats per im2col strip (4 MB of f32): big enough for efficient GEMMs, small enough to
 /// stay in cache and keep memory flat.
@@ -23,6 +37,60 @@ pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<T
     }
     let geometry = Geometry::new(x.dims(), w.dims(), padding, stride)?;
     x.contiguous()?.apply_op2(&w.contiguous()?, ConvForward { geometry })
+}
+
+/// dL/dx of `conv2d(x, w, padding, stride)` for an x of shape `x_dims`, given dL/dy. What the
+/// backward pass runs, exposed for benchmarks.
+pub fn conv2d_input_grad(grad: &Tensor, w: &Tensor, x_dims: &[usize], padding: usize, stride: usize) -> Result<Tensor> {
+    let geometry = Geometry::new(x_dims, w.dims(), padding, stride)?;
+    grad.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &ConvGrad { geometry, wrt: Wrt::Input })
+}
+
+/// dL/dw of `conv2d(x, w, padding, stride)` for a w of shape `w_dims`, given dL/dy.
+pub fn conv2d_weight_grad(x: &Tensor, grad: &Tensor, w_dims: &[usize], padding: usize, stride: usize) -> Result<Tensor> {
+    let geometry = Geometry::new(x.dims(), w_dims, padding, stride)?;
+    x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &ConvGrad { geometry, wrt: Wrt::Weight })
+}
+
+/// Inference only: `conv2d(x, w)` ("same" padding `padding`, stride 1) + `bias` per output
+/// channel, then LeakyReLU with `leaky_slope` if given, in one pass where the direct kernel
+/// applies. No gradient flows through it (a backward pass through it is an error).
+pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, leaky_slope: Option<f64>) -> Result<Tensor> {
+    let fused = matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.dtype() == DType::F32;
+    if fused {
+        let geometry = Geometry::new(x.dims(), w.dims(), padding, 1)?;
+        if geometry.use_direct() {
+            return x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvBiasAct { geometry, leaky_slope });
+        }
+    }
+    let y = conv2d(x, w, padding, 1)?.broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
+    match leaky_slope {
+        Some(s) => super::act::leaky_relu(&y, s),
+        None => Ok(y),
+    }
+}
+
+struct ConvBiasAct {
+    geometry: Geometry,
+    leaky_slope: Option<f64>,
+}
+
+impl candle_core::CustomOp3 for ConvBiasAct {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-act"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let weights = direct::PackedWeights::new(contiguous::<f32>(s2, l2)?, g.o, g.c, g.kh);
+        let bias = contiguous::<f32>(s3, l3)?;
+        if bias.len() != g.o {
+            candle_core::bail!("conv2d bias has {} values for {} output channels", bias.len(), g.o)
+        }
+        let epilogue = direct::Epilogue { bias: Some(bias), leaky_slope: self.leaky_slope.map(|s| s as f32) };
+        let out = direct::conv_same(contiguous::<f32>(s1, l1)?, g.n, g.h, g.w, &weights, epilogue);
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
 }
 
 /// Shapes of one convolution.
@@ -72,6 +140,16 @@ impl Geometry {
 
     fn strips(&self) -> usize {
         self.oh.div_ceil(self.strip_rows())
+    }
+
+    /// Square odd kernel, stride 1, padding (k − 1)/2: the output has the input's size, and
+    /// the direct kernel applies (to the forward pass and the input gradient).
+    fn is_same(&self) -> bool {
+        self.kh == self.kw && self.kh % 2 == 1 && self.pad == self.kh / 2 && self.stride == 1
+    }
+
+    fn use_direct(&self) -> bool {
+        self.is_same() && direct_enabled()
     }
 
     /// A 1×1, stride-1, unpadded convolution reads the input itself as its im2col matrix.
@@ -166,20 +244,20 @@ fn col2im<T: Element>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &
 
 /// A raw pointer that may cross threads: each work item writes a disjoint region.
 #[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
+pub(super) struct SharedMut<T>(pub(super) *mut T);
 unsafe impl<T> Send for SharedMut<T> {}
 unsafe impl<T> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     /// A method, not field access, so closures capture the whole (Send + Sync) wrapper.
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }
 
 /// Run `work(item, thread_scratch)` for items 0..count on up to `threads` scoped threads, each
 /// taking the next item from a shared counter.
-fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: impl Fn(usize, &mut S) + Sync) -> Vec<S> {
+pub(super) fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: impl Fn(usize, &mut S) + Sync) -> Vec<S> {
     let next = AtomicUsize::new(0);
     let threads = scratch.len().min(count).max(1);
     std::thread::scope(|scope| {
@@ -197,7 +275,7 @@ fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: impl Fn(usiz
     scratch
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
 
@@ -293,6 +371,10 @@ impl CustomOp2 for ConvForward {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let out = match s1.dtype() {
+            DType::F32 if g.use_direct() => {
+                let weights = direct::PackedWeights::new(contiguous::<f32>(s2, l2)?, g.o, g.c, g.kh);
+                CpuStorage::F32(direct::conv_same(contiguous::<f32>(s1, l1)?, g.n, g.h, g.w, &weights, direct::Epilogue::default()))
+            }
             DType::F32 => f32::storage(forward(g, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?)),
             DType::F64 => f64::storage(forward(g, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?)),
             other => candle_core::bail!("conv2d op: unsupported dtype {other:?}"),
@@ -303,8 +385,8 @@ impl CustomOp2 for ConvForward {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let geometry = self.geometry;
-        let dx = grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input })?;
-        let dw = x.apply_op2_no_bwd(&grad, &ConvGrad { geometry, wrt: Wrt::Weight })?;
+        let dx = super::profile::timed("backward: conv input grad", || grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input }))?;
+        let dw = super::profile::timed("backward: conv weight grad", || x.apply_op2_no_bwd(&grad, &ConvGrad { geometry, wrt: Wrt::Weight }))?;
         Ok((Some(dx), Some(dw)))
     }
 }
@@ -342,6 +424,16 @@ impl CustomOp2 for ConvGrad {
             }};
         }
         let out = match s1.dtype() {
+            DType::F32 if matches!(self.wrt, Wrt::Input) && g.use_direct() => {
+                // dL/dx of a "same" convolution: the output gradient convolved with the
+                // flipped, transposed kernel.
+                let weights = direct::PackedWeights::flipped_transposed(contiguous::<f32>(s2, l2)?, g.o, g.c, g.kh);
+                CpuStorage::F32(direct::conv_same(contiguous::<f32>(s1, l1)?, g.n, g.h, g.w, &weights, direct::Epilogue::default()))
+            }
+            DType::F32 if matches!(self.wrt, Wrt::Weight) && g.use_direct() => {
+                let (x, grad) = (contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?);
+                CpuStorage::F32(direct::weight_grad_same(x, grad, g.n, g.c, g.h, g.w, g.o, g.kh))
+            }
             DType::F32 => run!(f32),
             DType::F64 => run!(f64),
             other => candle_core::bail!("conv2d gradient: unsupported dtype {other:?}"),
@@ -388,6 +480,16 @@ impl Conv {
             None
         };
         Ok(Self { weight, bias, padding })
+    }
+}
+
+impl Conv {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn padding(&self) -> usize {
+        self.padding
     }
 }
 

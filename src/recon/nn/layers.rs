@@ -5,7 +5,8 @@
 use super::profile::timed;
 use candle_core::{Module, ModuleT, Result, Tensor, D};
 use super::conv::Conv;
-use candle_nn::{batch_norm, BatchNorm, BatchNormConfig, VarBuilder};
+use super::batchnorm::BatchNorm2d;
+use candle_nn::{BatchNormConfig, VarBuilder};
 
 /// LeakyReLU slope of the paper.
 pub const LEAKY_SLOPE: f64 = 0.2;
@@ -14,13 +15,17 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
     super::act::leaky_relu(x, LEAKY_SLOPE)
 }
 
-/// 2×2 max-pool, stride 2, on (batch, c, rows, cols) with even rows and cols.
-/// Written as reshape + max so the backward pass routes the whole gradient to the maximum
-/// (candle 0.11's `max_pool2d` backward scales it by 1/4).
+/// 2×2 max-pool, stride 2, on (batch, c, rows, cols) with even rows and cols. The backward
+/// pass routes the whole gradient to the window's maximum (candle 0.11's `max_pool2d`
+/// backward scales it by 1/4). On the CPU one op each way ([`super::pool`]); elsewhere a
+/// reshape + max, whose backward is right but slow on the CPU.
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     if h % 2 != 0 || w % 2 != 0 {
         candle_core::bail!("max_pool2x2 needs even sides, got {h}x{w}")
+    }
+    if let Some(pooled) = super::pool::max_pool2x2_cpu(x)? {
+        return Ok(pooled);
     }
     // (b, c, h/2, 2, w/2, 2) → max over the two window axes.
     x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(D::Minus1)?.max(3)
@@ -50,22 +55,38 @@ fn bn_config() -> BatchNormConfig {
 #[derive(Debug, Clone)]
 pub struct ConvBnAct {
     conv: Conv,
-    bn: BatchNorm,
+    bn: BatchNorm2d,
     dropout: f64,
 }
 
 impl ConvBnAct {
     pub fn new(c_in: usize, c_out: usize, dropout: f64, vb_conv: VarBuilder, vb_bn: VarBuilder) -> Result<Self> {
         let conv = Conv::new(c_in, c_out, 3, 1, false, vb_conv)?;
-        let bn = batch_norm(c_out, bn_config(), vb_bn)?;
+        let bn = BatchNorm2d::new(c_out, bn_config(), vb_bn)?;
         Ok(Self { conv, bn, dropout })
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train {
+            return timed("conv3x3+bn+act (folded)", || self.folded_forward(x));
+        }
         let x = timed("conv3x3", || self.conv.forward(x))?;
         let x = timed("batch_norm", || self.bn.forward_t(&x, train))?;
         let x = timed("leaky_relu", || leaky_relu(&x))?;
         timed("dropout", || channel_dropout(&x, self.dropout, train))
+    }
+}
+
+impl ConvBnAct {
+    /// Inference: batch norm's running statistics folded into the convolution
+    /// (w' = w·γ/√(σ² + ε), b' = β − μ·γ/√(σ² + ε)), then bias and LeakyReLU applied as the
+    /// convolution's output is stored. Dropout is the identity at inference.
+    fn folded_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (gamma, beta) = (self.bn.weight(), self.bn.bias());
+        let scale = (gamma / (self.bn.running_var() + self.bn.eps())?.sqrt()?)?;
+        let weight = self.conv.weight().broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
+        let bias = (beta - (self.bn.running_mean() * &scale)?)?;
+        super::conv::conv2d_bias_act(x, &weight, &bias, self.conv.padding(), Some(LEAKY_SLOPE))
     }
 }
 

@@ -8,9 +8,12 @@
 
 pub mod act;
 pub mod basisnet;
+pub mod batchnorm;
 pub mod conv;
+pub mod direct;
 pub mod layers;
 pub mod mscnn;
+pub mod pool;
 pub mod profile;
 pub mod unet;
 

@@ -1,0 +1,617 @@
+//! Direct "same" convolution for f32 on x86-64 with AVX-512F, or AVX2 + FMA: odd square
+//! kernels, stride 1, padding (k − 1)/2, NCHW. This is the shape of every convolution in the
+//! U-Nets, and of the input gradient of each (a convolution of the output gradient with the
+//! flipped, transposed kernel).
+//!
+//! Why not im2col + GEMM: with 16–128 output channels each im2col element is used only that
+//! many times, so writing the im2col matrix and packing it for the GEMM cost more than the
+//! multiply-adds. Here the input is padded once and read in place. A register tile of 8
+//! output channels × 16–48 pixels of one row (AVX-512; 4 × 8–16 with AVX2) keeps up to 24
+//! accumulators in registers; for each input channel and kernel tap it loads the shifted
+//! input row's vectors once and multiply-adds each against one broadcast weight per output
+//! channel. Weights are packed per block of output channels so the broadcasts read adjacent
+//! floats. An optional epilogue adds a bias and applies LeakyReLU before the store, so
+//! inference takes no further pass over the output for them.
+
+use super::conv::{parallel_items, threads, SharedMut};
+
+/// Widest register tile along a row (3 AVX-512 vectors); the padded copy of the input has this
+/// many spare zeros on the right so the last tile of a row may read past the image.
+const MAX_TILE: usize = 48;
+
+/// The vector instructions the kernel runs on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    /// 16-float vectors, 32 registers: tiles of 8 output channels × up to 3 vectors.
+    Avx512,
+    /// 8-float vectors, 16 registers: tiles of 4 output channels × up to 2 vectors.
+    Avx2,
+}
+
+impl Isa {
+    fn detect() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Some(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return Some(Isa::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Output channels per tile.
+    fn channels(self) -> usize {
+        match self {
+            Isa::Avx512 => 8,
+            Isa::Avx2 => 4,
+        }
+    }
+
+    fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    /// Output channels × taps per weight-gradient tile.
+    fn weight_grad_tile(self) -> (usize, usize) {
+        match self {
+            Isa::Avx512 => (4, 6),
+            Isa::Avx2 => (2, 4),
+        }
+    }
+
+    fn max_vectors(self) -> usize {
+        match self {
+            Isa::Avx512 => 3,
+            Isa::Avx2 => 2,
+        }
+    }
+
+    /// Vectors per tile for rows `w` wide: the fewest padded pixels, ties to the wider tile
+    /// (more multiply-adds per weight broadcast). Rows of 8–32 pixels (the deep levels of a
+    /// U-Net on training patches) get narrow tiles instead of mostly-empty wide ones.
+    fn vectors_for(self, w: usize) -> usize {
+        (1..=self.max_vectors()).rev().min_by_key(|&v| w.div_ceil(v * self.lanes()) * v * self.lanes()).unwrap_or(1)
+    }
+}
+
+/// True where this CPU can run the kernel (AVX-512F, or AVX2 with FMA).
+pub fn available() -> bool {
+    Isa::detect().is_some()
+}
+
+/// Weights (o, c, k, k) reordered as [o / t][c][k][k][t] for tiles of t output channels,
+/// zero-filled past the last output channel.
+pub struct PackedWeights {
+    o: usize,
+    c: usize,
+    k: usize,
+    tile_channels: usize,
+    data: Vec<f32>,
+}
+
+impl PackedWeights {
+    /// From (o, c, k, k) row-major weights.
+    pub fn new(w: &[f32], o: usize, c: usize, k: usize) -> Self {
+        Self::for_tiles(w, o, c, k, Isa::detect().map_or(1, Isa::channels))
+    }
+
+    fn for_tiles(w: &[f32], o: usize, c: usize, k: usize, t: usize) -> Self {
+        let blocks = o.div_ceil(t);
+        let mut data = vec![0.0; blocks * c * k * k * t];
+        for oi in 0..o {
+            let (b, j) = (oi / t, oi % t);
+            for ci in 0..c {
+                for tap in 0..k * k {
+                    data[((b * c + ci) * k * k + tap) * t + j] = w[(oi * c + ci) * k * k + tap];
+                }
+            }
+        }
+        PackedWeights { o, c, k, tile_channels: t, data }
+    }
+
+    /// The kernel of the input gradient: W'[c][o][ky][kx] = W[o][c][k−1−ky][k−1−kx].
+    pub fn flipped_transposed(w: &[f32], o: usize, c: usize, k: usize) -> Self {
+        let mut t = vec![0.0; w.len()];
+        for oi in 0..o {
+            for ci in 0..c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        t[((ci * o + oi) * k + (k - 1 - ky)) * k + (k - 1 - kx)] = w[((oi * c + ci) * k + ky) * k + kx];
+                    }
+                }
+            }
+        }
+        Self::new(&t, c, o, k)
+    }
+}
+
+/// What happens to each output value before it is stored.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// One per output channel.
+    pub bias: Option<&'a [f32]>,
+    /// LeakyReLU slope in [0, 1): v > 0 ? v : slope·v.
+    pub leaky_slope: Option<f32>,
+}
+
+/// `x` (n, c, h, w) convolved with `weights` ("same" padding, stride 1) → (n, o, h, w).
+/// Panics if the CPU has neither AVX-512F nor AVX2/FMA: call only when [`available`] said yes.
+pub fn conv_same(x: &[f32], n: usize, h: usize, w: usize, weights: &PackedWeights, epilogue: Epilogue) -> Vec<f32> {
+    let isa = Isa::detect().expect("direct convolution needs AVX-512F or AVX2 + FMA");
+    conv_same_on(isa, x, n, h, w, weights, epilogue)
+}
+
+fn conv_same_on(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, weights: &PackedWeights, epilogue: Epilogue) -> Vec<f32> {
+    let (c, o, k, t) = (weights.c, weights.o, weights.k, weights.tile_channels);
+    assert_eq!(t, isa.channels(), "weights packed for another CPU");
+    assert_eq!(x.len(), n * c * h * w, "input size");
+    assert!(k % 2 == 1, "direct convolution needs an odd kernel");
+    if let Some(b) = epilogue.bias {
+        assert_eq!(b.len(), o, "bias size");
+    }
+    let vectors = isa.vectors_for(w);
+    let tile = vectors * isa.lanes();
+    let kernel = kernel::select(isa, vectors);
+    let (xp, hp, wp) = pad_planes(x, n * c, h, w, k / 2);
+    let mut out = vec![0.0f32; n * o * h * w];
+    let dst = SharedMut(out.as_mut_ptr());
+    let xp = &xp;
+    let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; t * tile]).collect();
+    // One item: one output row of one image, all output channels. Within it, tiles along the
+    // row outermost so a tile's input (c·k rows of tile + k − 1 floats) stays in L1 while every
+    // block of output channels reads it.
+    parallel_items(n * h, scratch, |item, acc| {
+        let (img, y) = (item / h, item % h);
+        let input = &xp[img * c * hp * wp..][..c * hp * wp];
+        for x0 in (0..w).step_by(tile) {
+            let valid = (w - x0).min(tile);
+            for block in 0..o.div_ceil(t) {
+                let wblock = &weights.data[block * c * k * k * t..][..c * k * k * t];
+                // SAFETY: the ISA was detected; reads stay inside `input` (each padded row has
+                // MAX_TILE ≥ tile spare floats and x0 < w), `acc` holds t · tile floats.
+                unsafe { kernel(input.as_ptr().add(y * wp + x0), hp * wp, wp, c, k, wblock.as_ptr(), acc.as_mut_ptr()) };
+                for j in 0..t {
+                    let oi = block * t + j;
+                    if oi >= o {
+                        break;
+                    }
+                    let row = &mut acc[j * tile..][..valid];
+                    apply_epilogue(row, oi, epilogue);
+                    // SAFETY: item (img, y) alone writes row y of image img's output planes.
+                    unsafe {
+                        let at = dst.get().add(((img * o + oi) * h + y) * w + x0);
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), at, valid);
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// `planes` planes of h × w, each with `pad` zeros around and MAX_TILE more on the right (so a
+/// tile may read past the last column). Returns the copy and its padded height and width.
+fn pad_planes(x: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> (Vec<f32>, usize, usize) {
+    let (hp, wp) = (h + 2 * pad, w + 2 * pad + MAX_TILE);
+    let mut xp = vec![0.0f32; planes * hp * wp];
+    for plane in 0..planes {
+        for y in 0..h {
+            let src = &x[(plane * h + y) * w..][..w];
+            xp[(plane * hp + y + pad) * wp + pad..][..w].copy_from_slice(src);
+        }
+    }
+    (xp, hp, wp)
+}
+
+/// dL/dW of a "same" convolution: dW[o][c][ky][kx] = Σ_{n,y,x} dy[n][o][y][x] ·
+/// xpad[n][c][y + ky][x + kx], for `x` (n, c, h, w) and `dy` (n, o, h, w) → (o, c, k, k).
+///
+/// A register tile holds 4 output channels × 6 taps (channel, ky, kx) of vector partial sums
+/// (2 × 4 with AVX2); each step loads one vector of 4 output-gradient rows and of 6 shifted
+/// input rows for 24 multiply-adds. Work is split by chunks of about 4096 pixels so a
+/// chunk's input and gradient rows stay in L2 while every tile reads them; each thread sums
+/// into its own dW, added up at the end.
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad_same(x: &[f32], dy: &[f32], n: usize, c: usize, h: usize, w: usize, o: usize, k: usize) -> Vec<f32> {
+    let isa = Isa::detect().expect("direct convolution needs AVX-512F or AVX2 + FMA");
+    weight_grad_on(isa, x, dy, n, c, h, w, o, k)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize, w: usize, o: usize, k: usize) -> Vec<f32> {
+    assert_eq!(x.len(), n * c * h * w, "input size");
+    assert_eq!(dy.len(), n * o * h * w, "gradient size");
+    assert!(k % 2 == 1, "direct convolution needs an odd kernel");
+    let (xp, hp, wp) = pad_planes(x, n * c, h, w, k / 2);
+    let (to, tq) = isa.weight_grad_tile();
+    let lanes = isa.lanes();
+    // The output gradient with rows padded to whole vectors (zeros past w, so the input read
+    // beyond the image adds nothing) and output channels to whole tiles.
+    let (wv, op) = (w.div_ceil(lanes) * lanes, o.div_ceil(to) * to);
+    let mut dyp = vec![0.0f32; n * op * h * wv];
+    for img in 0..n {
+        for oi in 0..o {
+            for y in 0..h {
+                dyp[((img * op + oi) * h + y) * wv..][..w].copy_from_slice(&dy[((img * o + oi) * h + y) * w..][..w]);
+            }
+        }
+    }
+    let taps = c * k * k;
+    let blocks = taps.div_ceil(tq);
+    // Offset of each tap in a padded image; taps past the last repeat tap 0 (results dropped).
+    let offsets: Vec<usize> = (0..blocks * tq).map(|q| if q < taps { (q / (k * k)) * hp * wp + (q % (k * k) / k) * wp + q % k } else { 0 }).collect();
+    let rows = (4096 / w).clamp(1, h);
+    let chunks = h.div_ceil(rows);
+    let kernel = kernel::select_weight_grad(isa);
+    let (xp, dyp, offsets) = (&xp, &dyp, &offsets);
+    let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; o * taps]).collect();
+    let partials = parallel_items(n * chunks, scratch, |item, dw| {
+        let (img, chunk) = (item / chunks, item % chunks);
+        let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(h));
+        let mut sums = [0.0f32; 32];
+        for ob in 0..op / to {
+            let dy_at = ((img * op + ob * to) * h + y0) * wv;
+            for qb in 0..blocks {
+                // SAFETY: the ISA was detected; dy rows [y0, y1) of the tile's channels and the
+                // input rows they meet lie inside the padded copies; `sums` holds to·tq ≤ 32.
+                unsafe {
+                    kernel(dyp.as_ptr().add(dy_at), h * wv, wv, xp.as_ptr().add(img * c * hp * wp + y0 * wp), wp, offsets.as_ptr().add(qb * tq), y1 - y0, wv / lanes, sums.as_mut_ptr())
+                };
+                for j in 0..to {
+                    let oi = ob * to + j;
+                    if oi >= o {
+                        break;
+                    }
+                    for t in 0..tq {
+                        let q = qb * tq + t;
+                        if q < taps {
+                            dw[oi * taps + q] += sums[j * tq + t];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut dw = vec![0.0f32; o * taps];
+    for part in partials {
+        for (a, b) in dw.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    dw
+}
+
+fn apply_epilogue(values: &mut [f32], channel: usize, e: Epilogue) {
+    if let Some(bias) = e.bias {
+        let b = bias[channel];
+        values.iter_mut().for_each(|v| *v += b);
+    }
+    if let Some(s) = e.leaky_slope {
+        values.iter_mut().for_each(|v| *v = if *v > 0.0 { *v } else { *v * s });
+    }
+}
+
+/// One register tile: acc[j][p] = Σ_ci Σ_ky Σ_kx w[ci][ky][kx][j] · input[ci][ky][p + kx] for
+/// the tile's output channels j and pixels p, written row after row (j) to `acc`. `input`
+/// points at the tile's top-left tap in channel 0; `plane` and `row` are its strides.
+type TileFn = unsafe fn(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32);
+
+/// One weight-gradient tile: sums[j·TQ + t] = Σ over `rows` rows and `vectors` vectors of
+/// dy[j][row][p] · x[offsets[t] + row·x_row + p].
+type WeightGradFn = unsafe fn(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32);
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use super::{Isa, TileFn, WeightGradFn};
+    use std::arch::x86_64::*;
+
+    pub fn select_weight_grad(isa: Isa) -> WeightGradFn {
+        match isa {
+            Isa::Avx512 => weight_grad_avx512::<4, 6>,
+            Isa::Avx2 => weight_grad_avx2::<2, 4>,
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be present; every read (TO gradient rows and TQ shifted input rows of
+    /// 16·vectors floats, for `rows` rows) in bounds; `sums` writable for TO·TQ floats.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn weight_grad_avx512<const TO: usize, const TQ: usize>(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32) {
+        let mut a = [[_mm512_setzero_ps(); TQ]; TO];
+        let offs: [usize; TQ] = std::array::from_fn(|t| *offsets.add(t));
+        for r in 0..rows {
+            let (dyr, xr) = (dy.add(r * dy_row), x.add(r * x_row));
+            for v in 0..vectors {
+                let xs: [__m512; TQ] = std::array::from_fn(|t| _mm512_loadu_ps(xr.add(offs[t] + 16 * v)));
+                for (j, aj) in a.iter_mut().enumerate() {
+                    let d = _mm512_loadu_ps(dyr.add(j * dy_plane + 16 * v));
+                    for (at, xt) in aj.iter_mut().zip(xs) {
+                        *at = _mm512_fmadd_ps(d, xt, *at);
+                    }
+                }
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            for (t, at) in aj.iter().enumerate() {
+                *sums.add(j * TQ + t) = _mm512_reduce_add_ps(*at);
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be present; as [`weight_grad_avx512`] with 8-float vectors.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weight_grad_avx2<const TO: usize, const TQ: usize>(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32) {
+        let mut a = [[_mm256_setzero_ps(); TQ]; TO];
+        let offs: [usize; TQ] = std::array::from_fn(|t| *offsets.add(t));
+        for r in 0..rows {
+            let (dyr, xr) = (dy.add(r * dy_row), x.add(r * x_row));
+            for v in 0..vectors {
+                let xs: [__m256; TQ] = std::array::from_fn(|t| _mm256_loadu_ps(xr.add(offs[t] + 8 * v)));
+                for (j, aj) in a.iter_mut().enumerate() {
+                    let d = _mm256_loadu_ps(dyr.add(j * dy_plane + 8 * v));
+                    for (at, xt) in aj.iter_mut().zip(xs) {
+                        *at = _mm256_fmadd_ps(d, xt, *at);
+                    }
+                }
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            for (t, at) in aj.iter().enumerate() {
+                let mut lanes = [0.0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *at);
+                *sums.add(j * TQ + t) = lanes.iter().sum();
+            }
+        }
+    }
+
+    pub fn select(isa: Isa, vectors: usize) -> TileFn {
+        match (isa, vectors) {
+            (Isa::Avx512, 3) => avx512::<8, 3>,
+            (Isa::Avx512, 2) => avx512::<8, 2>,
+            (Isa::Avx512, _) => avx512::<8, 1>,
+            (Isa::Avx2, 2) => avx2::<4, 2>,
+            (Isa::Avx2, _) => avx2::<4, 1>,
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be present; `input` readable for c planes of k rows of 16·V + k − 1
+    /// floats, `w` for c·k·k·T floats, `acc` writable for T·16·V floats.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512<const T: usize, const V: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+        let mut a = [[_mm512_setzero_ps(); V]; T];
+        let mut wp = w;
+        for ci in 0..c {
+            let channel = input.add(ci * plane);
+            for ky in 0..k {
+                let line = channel.add(ky * row);
+                for kx in 0..k {
+                    let src = line.add(kx);
+                    let mut xs = [_mm512_setzero_ps(); V];
+                    for (v, x) in xs.iter_mut().enumerate() {
+                        *x = _mm512_loadu_ps(src.add(16 * v));
+                    }
+                    for (j, aj) in a.iter_mut().enumerate() {
+                        // Folds into the multiply-add as an embedded broadcast.
+                        let wv = _mm512_set1_ps(*wp.add(j));
+                        for (av, x) in aj.iter_mut().zip(xs) {
+                            *av = _mm512_fmadd_ps(wv, x, *av);
+                        }
+                    }
+                    wp = wp.add(T);
+                }
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            for (v, av) in aj.iter().enumerate() {
+                _mm512_storeu_ps(acc.add((j * V + v) * 16), *av);
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be present; as [`avx512`] with 8-float vectors.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<const T: usize, const V: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+        let mut a = [[_mm256_setzero_ps(); V]; T];
+        let mut wp = w;
+        for ci in 0..c {
+            let channel = input.add(ci * plane);
+            for ky in 0..k {
+                let line = channel.add(ky * row);
+                for kx in 0..k {
+                    let src = line.add(kx);
+                    let mut xs = [_mm256_setzero_ps(); V];
+                    for (v, x) in xs.iter_mut().enumerate() {
+                        *x = _mm256_loadu_ps(src.add(8 * v));
+                    }
+                    for (j, aj) in a.iter_mut().enumerate() {
+                        let wv = _mm256_broadcast_ss(&*wp.add(j));
+                        for (av, x) in aj.iter_mut().zip(xs) {
+                            *av = _mm256_fmadd_ps(wv, x, *av);
+                        }
+                    }
+                    wp = wp.add(T);
+                }
+            }
+        }
+        for (j, aj) in a.iter().enumerate() {
+            for (v, av) in aj.iter().enumerate() {
+                _mm256_storeu_ps(acc.add((j * V + v) * 8), *av);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod kernel {
+    use super::{Isa, TileFn, WeightGradFn};
+    /// Never called: [`super::available`] is false off x86-64.
+    pub fn select_weight_grad(_: Isa) -> WeightGradFn {
+        unreachable!("direct convolution is x86-64 only")
+    }
+    /// Never called: [`super::available`] is false off x86-64.
+    pub fn select(_: Isa, _: usize) -> TileFn {
+        unreachable!("direct convolution is x86-64 only")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, in f64: "same" zero padding, stride 1.
+    fn reference(x: &[f32], n: usize, c: usize, h: usize, w: usize, wt: &[f32], o: usize, k: usize) -> Vec<f64> {
+        let pad = (k / 2) as isize;
+        let mut out = vec![0.0; n * o * h * w];
+        for img in 0..n {
+            for oi in 0..o {
+                for y in 0..h {
+                    for xx in 0..w {
+                        let mut s = 0.0f64;
+                        for ci in 0..c {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let (iy, ix) = (y as isize + ky as isize - pad, xx as isize + kx as isize - pad);
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                        s += wt[((oi * c + ci) * k + ky) * k + kx] as f64 * x[((img * c + ci) * h + iy as usize) * w + ix as usize] as f64;
+                                    }
+                                }
+                            }
+                        }
+                        out[((img * o + oi) * h + y) * w + xx] = s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        // A fixed pseudo-random sequence in [−1, 1).
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every kernel this CPU can run (an AVX-512 CPU also runs the AVX2 one).
+    fn isas() -> Vec<Isa> {
+        let mut out = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                out.push(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                out.push(Isa::Avx2);
+            }
+        }
+        if out.is_empty() {
+            eprintln!("skipped: no AVX-512F or AVX2/FMA on this CPU");
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, wt: &[f32], o: usize, c: usize, k: usize, e: Epilogue) -> Vec<f32> {
+        conv_same_on(isa, x, n, h, w, &PackedWeights::for_tiles(wt, o, c, k, isa.channels()), e)
+    }
+
+    #[test]
+    fn tile_width_follows_the_row_width() {
+        assert_eq!(Isa::Avx512.vectors_for(8), 1);
+        assert_eq!(Isa::Avx512.vectors_for(16), 1);
+        assert_eq!(Isa::Avx512.vectors_for(32), 2);
+        assert_eq!(Isa::Avx512.vectors_for(64), 2);
+        assert_eq!(Isa::Avx512.vectors_for(96), 3);
+        assert_eq!(Isa::Avx512.vectors_for(512), 2);
+        assert_eq!(Isa::Avx2.vectors_for(8), 1);
+        assert_eq!(Isa::Avx2.vectors_for(64), 2);
+    }
+
+    #[test]
+    fn matches_the_definition_on_odd_shapes_with_bias_and_leaky_relu() {
+        // (n, c, o, h, w, k): channels not multiples of 4, rows shorter and longer than a
+        // tile and not multiples of 8, 1×1, 3×3 and 5×5 kernels, batch > 1.
+        for (isa, &(n, c, o, h, w, k)) in isas().into_iter().flat_map(|i| [(2, 3, 5, 7, 29, 3), (1, 16, 16, 9, 24, 3), (3, 6, 31, 4, 5, 1), (1, 2, 9, 11, 50, 5), (2, 1, 1, 1, 1, 3), (1, 4, 17, 3, 97, 3)].iter().map(move |s| (i, s))) {
+            let x = values(n * c * h * w, 1 + k as u32);
+            let wt = values(o * c * k * k, 7 + o as u32);
+            let bias = values(o, 3);
+            let expected = reference(&x, n, c, h, w, &wt, o, k);
+            let plain = conv(isa, &x, n, h, w, &wt, o, c, k, Epilogue::default());
+            let fused = conv(isa, &x, n, h, w, &wt, o, c, k, Epilogue { bias: Some(&bias), leaky_slope: Some(0.2) });
+            for (i, &e) in expected.iter().enumerate() {
+                let tol = 1e-5 * (c * k * k) as f64;
+                assert!((plain[i] as f64 - e).abs() < tol, "{isa:?} {n}x{c}x{h}x{w} k{k} o{o} at {i}: {} vs {e}", plain[i]);
+                let oi = (i / (h * w)) % o;
+                let z = e + bias[oi] as f64;
+                let act = if z > 0.0 { z } else { 0.2 * z };
+                assert!((fused[i] as f64 - act).abs() < tol, "fused at {i}: {} vs {act}", fused[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        for (isa, &(n, c, o, h, w, k)) in isas().into_iter().flat_map(|i| [(2, 3, 5, 7, 29, 3), (1, 16, 16, 9, 24, 3), (3, 6, 31, 4, 5, 1), (1, 2, 9, 11, 70, 5), (2, 1, 1, 1, 1, 3), (1, 5, 7, 3, 97, 3)].iter().map(move |s| (i, s))) {
+            let x = values(n * c * h * w, 41 + k as u32);
+            let dy = values(n * o * h * w, 43 + o as u32);
+            let pad = (k / 2) as isize;
+            let got = weight_grad_on(isa, &x, &dy, n, c, h, w, o, k);
+            for oi in 0..o {
+                for ci in 0..c {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let mut e = 0.0f64;
+                            for img in 0..n {
+                                for y in 0..h {
+                                    for xx in 0..w {
+                                        let (iy, ix) = (y as isize + ky as isize - pad, xx as isize + kx as isize - pad);
+                                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                            e += dy[((img * o + oi) * h + y) * w + xx] as f64 * x[((img * c + ci) * h + iy as usize) * w + ix as usize] as f64;
+                                        }
+                                    }
+                                }
+                            }
+                            let g = got[((oi * c + ci) * k + ky) * k + kx] as f64;
+                            assert!((g - e).abs() < 1e-5 * (n * h * w) as f64, "{isa:?} {n}x{c}x{h}x{w} k{k} o{o} dW[{oi}][{ci}][{ky}][{kx}]: {g} vs {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_transposed_weights_give_the_adjoint() {
+        if !available() {
+            return;
+        }
+        // ⟨conv(x, W), g⟩ = ⟨x, conv(g, flip(Wᵀ))⟩ for "same" convolutions.
+        let (n, c, o, h, w, k) = (2, 5, 6, 8, 27, 3);
+        let x = values(n * c * h * w, 11);
+        let g = values(n * o * h * w, 12);
+        let wt = values(o * c * k * k, 13);
+        let y = conv_same(&x, n, h, w, &PackedWeights::new(&wt, o, c, k), Epilogue::default());
+        let dx = conv_same(&g, n, h, w, &PackedWeights::flipped_transposed(&wt, o, c, k), Epilogue::default());
+        assert_eq!(dx.len(), x.len());
+        let lhs: f64 = y.iter().zip(&g).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| *a as f64 * *b as f64).sum();
+        assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+    }
+}

@@ -1,0 +1,112 @@
+//! 2×2 max-pool (stride 2) as a CPU op with a one-pass backward. Written as reshape + max,
+//! candle's backward compares every input with a broadcast of the maxima over a 6-D strided
+//! layout, twice (once per window axis): slower than the pooling itself by far.
+//!
+//! The gradient goes to the first maximum of each window in row-major order, as PyTorch
+//! routes it.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+
+/// `Some(pooled)` on the CPU for f32/f64 (even sides checked by the caller), `None` elsewhere.
+pub fn max_pool2x2_cpu(x: &Tensor) -> Result<Option<Tensor>> {
+    if !matches!(x.device(), Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(None);
+    }
+    Ok(Some(x.contiguous()?.apply_op1(MaxPool)?))
+}
+
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("max-pool op needs contiguous tensors") };
+    Ok(&s.as_slice::<T>()?[start..end])
+}
+
+/// Index (0..4: top-left, top-right, bottom-left, bottom-right) of the first maximum.
+fn argmax4<T: WithDType>(v: [T; 4]) -> usize {
+    let mut best = 0;
+    for i in 1..4 {
+        if v[i] > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The four values of window (i, j) of a plane `w` wide.
+fn window<T: WithDType>(plane: &[T], w: usize, i: usize, j: usize) -> [T; 4] {
+    let (top, bottom) = (2 * i * w + 2 * j, (2 * i + 1) * w + 2 * j);
+    [plane[top], plane[top + 1], plane[bottom], plane[bottom + 1]]
+}
+
+struct MaxPool;
+
+impl MaxPool {
+    fn run<T: WithDType>(x: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
+        let (oh, ow) = (h / 2, w / 2);
+        let mut out = Vec::with_capacity(planes * oh * ow);
+        for plane in x.chunks_exact(h * w).take(planes) {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let v = window(plane, w, i, j);
+                    out.push(v[argmax4(v)]);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let out = match s.dtype() {
+            DType::F32 => CpuStorage::F32(Self::run(slice::<f32>(s, l)?, n * c, h, w)),
+            DType::F64 => CpuStorage::F64(Self::run(slice::<f64>(s, l)?, n * c, h, w)),
+            other => candle_core::bail!("max-pool op: unsupported dtype {other:?}"),
+        };
+        Ok((out, Shape::from((n, c, h / 2, w / 2))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolGrad)?))
+    }
+}
+
+/// (x, dy) → dx: each window's gradient at its first maximum, zero elsewhere.
+struct MaxPoolGrad;
+
+impl MaxPoolGrad {
+    fn run<T: WithDType>(x: &[T], dy: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
+        let (oh, ow) = (h / 2, w / 2);
+        let mut dx = vec![T::from_f64(0.0); planes * h * w];
+        for ((plane, grad), out) in x.chunks_exact(h * w).zip(dy.chunks_exact(oh * ow)).zip(dx.chunks_exact_mut(h * w)).take(planes) {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let k = argmax4(window(plane, w, i, j));
+                    out[(2 * i + k / 2) * w + 2 * j + k % 2] = grad[i * ow + j];
+                }
+            }
+        }
+        dx
+    }
+}
+
+impl CustomOp2 for MaxPoolGrad {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(Self::run(slice::<f32>(s1, l1)?, slice(s2, l2)?, n * c, h, w)),
+            DType::F64 => CpuStorage::F64(Self::run(slice::<f64>(s1, l1)?, slice(s2, l2)?, n * c, h, w)),
+            other => candle_core::bail!("max-pool gradient: unsupported dtype {other:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
