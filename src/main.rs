@@ -205,7 +205,7 @@ enum Command {
         /// cosine, step (the paper's ×0.93) or constant.
         #[arg(long, default_value = "cosine")]
         schedule: String,
-        /// mrae+l1 (relative plus scaled absolute error), mrae or l1.
+        /// mrae+l1 (relative plus scaled absolute error), mrae+rmse (relative plus scaled RMSE), mrae or l1.
         #[arg(long, default_value = "mrae+l1")]
         loss: String,
         #[arg(long)]
@@ -275,7 +275,7 @@ enum Command {
         /// Accepted for symmetry with the other commands: bench always prints JSON.
         #[arg(long)]
         json: bool,
-        /// Part of the recon suite: `all` or `parity` (the U-Net timings the PyTorch script needs).
+        /// Part of the recon suite: `all`, `parity` (the U-Net timings the PyTorch script needs) or `profile` (where the U-Net's time goes).
         #[arg(long = "suite", id = "part", default_value = "all")]
         part: String,
         /// Weights for the recon suite's U-Net (default: the shipped mscnn).

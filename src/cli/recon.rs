@@ -164,7 +164,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         "mrae" => Loss::Mrae,
         "l1" => Loss::L1,
         "mrae+l1" => Loss::MraeL1,
-        other => bail_invalid!("unknown loss '{other}' (expected mrae+l1, mrae or l1)"),
+        "mrae+rmse" => Loss::MraeRmse,
+        other => bail_invalid!("unknown loss '{other}' (expected mrae+l1, mrae+rmse, mrae or l1)"),
     };
     if method.is_network() {
         let mut model = match method {

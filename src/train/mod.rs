@@ -44,6 +44,10 @@ pub enum Loss {
     /// of full scale a hundred times more than one at full scale).
     #[serde(rename = "mrae+l1")]
     MraeL1,
+    /// MRAE + RMSE ÷ (mean target): squared error weighs the large errors of bright pixels
+    /// most, which is what RMSE and PSNR score and MRAE all but ignores.
+    #[serde(rename = "mrae+rmse")]
+    MraeRmse,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,6 +250,12 @@ pub fn loss_fn(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Resul
             let relative = (&diff / (target.abs()? + MRAE_EPS)?)?.mean_all()?;
             let scale = (target.abs()?.mean_all()? + MRAE_EPS)?;
             relative + diff.mean_all()?.div(&scale)?
+        }
+        Loss::MraeRmse => {
+            let relative = (&diff / (target.abs()? + MRAE_EPS)?)?.mean_all()?;
+            let scale = (target.abs()?.mean_all()? + MRAE_EPS)?;
+            // The tiny floor keeps the square root differentiable at a perfect fit.
+            relative + (diff.sqr()?.mean_all()? + 1e-12)?.sqrt()?.div(&scale)?
         }
     }
 }
