@@ -7,7 +7,10 @@ candle and PyTorch round by round so that machine noise hits both alike:
 
 - forward: eval-mode forward of one 1x3x482x512 image (PyTorch under `torch.no_grad()`);
 - train step: one train-mode step on a random 8x3x64x64 batch: forward, L1 loss, backward,
-  AdamW(lr 1e-3, weight decay 1e-4) update.
+  AdamW(lr 1e-3, weight decay 1e-4) update;
+- single ops on 8x32x64x64 with 32->32 3x3 kernels: convolution forward, input gradient,
+  weight gradient, and LeakyReLU (`ops_8x32x64x64` in the summary, with candle's own path,
+  its im2col path and stock candle each as a ratio to PyTorch).
 
 The candle side is `spectral-studio bench recon --suite parity --model PATH --repeats R --json`,
 whose last stdout line is a JSON object with `forward_ms`, `train_step_ms` (lists of R
@@ -272,6 +275,48 @@ def torch_train_timings(model, repeats, generator):
     return train_step_ms
 
 
+OP_SHAPE = (8, 32, 64, 64)
+
+
+def torch_op_timings(repeats, generator):
+    """The single ops `bench recon` times on the same shapes: 32->32 3x3 convolution (padding 1)
+    on 8x32x64x64 (forward, input gradient, weight gradient) and LeakyReLU(0.2), each after
+    one warm-up, in milliseconds."""
+    x = torch.rand(OP_SHAPE, generator=generator) * 2 - 1
+    w = (torch.rand((32, 32, 3, 3), generator=generator) * 2 - 1) * 0.1
+    g = torch.rand(OP_SHAPE, generator=generator) * 2 - 1
+    ops = {
+        "conv2d_forward": lambda: F.conv2d(x, w, padding=1),
+        "conv2d_input_grad": lambda: torch.nn.grad.conv2d_input(x.shape, w, g, padding=1),
+        "conv2d_weight_grad": lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1),
+        "leaky_relu": lambda: F.leaky_relu(x, 0.2),
+    }
+    timings = {}
+    with torch.no_grad():
+        for name, op in ops.items():
+            runs = []
+            for i in range(repeats + 1):
+                start = time.perf_counter()
+                op()
+                if i > 0:
+                    runs.append(1e3 * (time.perf_counter() - start))
+            timings[name] = runs
+    return timings
+
+
+def candle_op_medians(report):
+    """op name -> {path: median ms} from `bench recon --suite parity`'s `ops` object."""
+    ops = report.get("ops") or {}
+    out = {}
+    for path, entries in (ops.get("conv") or {}).items():
+        for name, entry in entries.items():
+            out.setdefault(name, {})[path] = entry.get("median_ms")
+    leaky = ops.get("leaky_relu") or {}
+    out["leaky_relu"] = {"ours": leaky.get("ours_median_ms"),
+                         "candle_stock": leaky.get("candle_stock_median_ms")}
+    return out
+
+
 def build_model_like(model):
     twin = Mscnn(model.out.out_channels, model.out.in_channels, model.depth,
                  model.unet.inc.drop.p, model.prior is not None)
@@ -374,6 +419,7 @@ def main():
               f"(tolerance {tolerance:.3g})", file=sys.stderr)
 
     candle_forward, candle_train, torch_forward_all, torch_train = [], [], [], []
+    candle_ops, torch_ops = {}, {}
     candle_threads, torch_forward_peak_mb = None, None
     for round_index in range(args.rounds):
         if not args.torch_only:
@@ -381,17 +427,34 @@ def main():
             candle_forward += forward_ms
             candle_train += train_ms
             candle_threads = report.get("threads", candle_threads)
+            for name, paths in candle_op_medians(report).items():
+                for path, value in paths.items():
+                    if value is not None:
+                        candle_ops.setdefault(name, {}).setdefault(path, []).append(value)
         generator = torch.Generator().manual_seed(args.seed + 1 + round_index)
         forward_ms = torch_forward_timings(model, args.repeats, generator)
         if torch_forward_peak_mb is None:
             # Before any train step: the process's peak so far is library + model + inference.
             torch_forward_peak_mb = round(peak_rss_mb(), 1)
         train_ms = torch_train_timings(model, args.repeats, generator)
+        for name, runs in torch_op_timings(args.repeats, generator).items():
+            torch_ops.setdefault(name, []).extend(runs)
         torch_forward_all += forward_ms
         torch_train += train_ms
         print(f"round {round_index + 1}/{args.rounds}: torch forward "
               f"{statistics.median(forward_ms):.1f} ms, train step "
               f"{statistics.median(train_ms):.1f} ms", file=sys.stderr)
+
+    # Per op: the median over rounds of candle's per-round medians, PyTorch's median over all
+    # runs, and candle / PyTorch for each candle path (ours, im2col, candle_stock).
+    ops = {}
+    for name, runs in torch_ops.items():
+        torch_ms = median_or_none(runs)
+        entry = {"torch_ms": torch_ms}
+        for path, values in candle_ops.get(name, {}).items():
+            entry[f"{path}_ms"] = median_or_none(values)
+            entry[f"{path}_ratio"] = ratio(median_or_none(values), torch_ms)
+        ops[name] = entry
 
     summary = {
         "max_abs_diff": max_abs_diff,
@@ -402,6 +465,7 @@ def main():
         "torch_forward_ms": median_or_none(torch_forward_all),
         "candle_train_step_ms": median_or_none(candle_train),
         "torch_train_step_ms": median_or_none(torch_train),
+        "ops_8x32x64x64": ops,
         "threads": args.threads,
         "candle_threads": candle_threads,
         "torch_version": torch.__version__,

@@ -69,6 +69,51 @@ pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
         "train_step_ms": train_step_ms,
         "forward_median_ms": median(&forward_ms),
         "train_step_median_ms": median(&train_step_ms),
+        "ops": op_timings(repeats)?,
+    }))
+}
+
+/// The single ops of the speed issue on 8×32×64×64 with 32→32 3×3 kernels (padding 1): the
+/// convolution's forward pass, its input gradient and its weight gradient, and LeakyReLU,
+/// each by the path the models use now, by the im2col + GEMM path, and by stock candle
+/// (`conv2d`, `conv_transpose2d`, candle-nn's `leaky_relu`). The PyTorch script times the same
+/// ops on the same shapes. GFLOP/s counts 2·n·o·c·9·h·w per convolution.
+pub fn op_timings(repeats: usize) -> Result<Value> {
+    use crate::recon::nn::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, direct_enabled, set_direct_enabled};
+    let device = Device::Cpu;
+    let (n, c, h, w) = (8, 32, 64, 64);
+    let x = Tensor::rand(-1f32, 1f32, (n, c, h, w), &device)?;
+    let weight = (Tensor::rand(-1f32, 1f32, (c, c, 3, 3), &device)? * 0.1)?;
+    let grad = Tensor::rand(-1f32, 1f32, (n, c, h, w), &device)?;
+    let flops = 2.0 * (n * c * c * 9 * h * w) as f64;
+    let conv_entry = |runs: Vec<f64>| {
+        let m = median(&runs);
+        json!({"median_ms": m, "runs_ms": runs, "gflops": flops / (m * 1e6)})
+    };
+    let mut paths = serde_json::Map::new();
+    let direct_available = direct_enabled();
+    for (name, direct) in [("ours", true), ("im2col", false)] {
+        if direct && !direct_available {
+            continue;
+        }
+        set_direct_enabled(direct);
+        let forward = runs_ms(repeats, || Ok(conv2d(&x, &weight, 1, 1)?));
+        let input_grad = runs_ms(repeats, || Ok(conv2d_input_grad(&grad, &weight, x.dims(), 1, 1)?));
+        let weight_grad = runs_ms(repeats, || Ok(conv2d_weight_grad(&x, &grad, weight.dims(), 1, 1)?));
+        set_direct_enabled(direct_available);
+        paths.insert(name.into(), json!({"conv2d_forward": conv_entry(forward?), "conv2d_input_grad": conv_entry(input_grad?), "conv2d_weight_grad": conv_entry(weight_grad?)}));
+    }
+    let stock_forward = runs_ms(repeats, || Ok(x.conv2d(&weight, 1, 1, 1, 1)?))?;
+    let stock_input_grad = runs_ms(repeats, || Ok(grad.conv_transpose2d(&weight, 1, 0, 1, 1)?))?;
+    paths.insert("candle_stock".into(), json!({"conv2d_forward": conv_entry(stock_forward), "conv2d_input_grad": conv_entry(stock_input_grad)}));
+    let leaky_ours = runs_ms(repeats, || Ok(crate::recon::nn::act::leaky_relu(&x, 0.2)?))?;
+    let leaky_stock = runs_ms(repeats, || Ok(candle_nn::ops::leaky_relu(&x, 0.2)?))?;
+    Ok(json!({
+        "shape": [n, c, h, w],
+        "kernel": [c, c, 3, 3],
+        "direct_kernel": direct_available,
+        "conv": paths,
+        "leaky_relu": {"ours_median_ms": median(&leaky_ours), "candle_stock_median_ms": median(&leaky_stock)},
     }))
 }
 
@@ -89,6 +134,23 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
     let y = Tensor::rand(0f32, 1f32, (8, card.wavelengths.len(), 64, 64), &device)?;
     let mut opt = AdamW::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), 1e-4)?;
+    // The training-mode forward op by op (batch statistics, no folding).
+    net.forward_t(&x, true)?;
+    profile::start();
+    let t = Instant::now();
+    net.forward_t(&x, true)?;
+    let train_forward_total = t.elapsed().as_secs_f64() * 1e3;
+    let train_forward_ops: serde_json::Map<String, Value> =
+        profile::stop().iter().map(|(op, (ms, calls))| (op.to_string(), json!({"ms": ms, "calls": calls, "share": ms / train_forward_total}))).collect();
+    // The backward pass: the convolution gradients are timed inside the op; the rest is
+    // candle's own backward of batch norm, pooling, shuffles and the loss.
+    let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+    profile::start();
+    let t = Instant::now();
+    loss.backward()?;
+    let backward_total = t.elapsed().as_secs_f64() * 1e3;
+    let backward_ops: serde_json::Map<String, Value> =
+        profile::stop().iter().map(|(op, (ms, calls))| (op.to_string(), json!({"ms": ms, "calls": calls, "share": ms / backward_total}))).collect();
     let mut phases = [0.0f64; 3];
     for _ in 0..3 {
         let t0 = Instant::now();
@@ -105,6 +167,8 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     Ok(json!({
         "forward_482x512": {"total_ms": forward_total, "ops": forward_ops},
         "train_step_8x3x64x64_ms": {"forward": phases[0], "backward": phases[1], "optimiser": phases[2]},
+        "train_forward_8x3x64x64": {"total_ms": train_forward_total, "ops": train_forward_ops},
+        "train_backward_8x3x64x64": {"total_ms": backward_total, "ops": backward_ops},
     }))
 }
 
@@ -115,8 +179,9 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
     };
     match part {
         "parity" => return parity_timings(&mscnn, repeats),
+        "profile" => return profile_unet(&mscnn),
         "all" => {}
-        other => return Err(Error::invalid(format!("unknown recon bench part '{other}' (expected all or parity)"))),
+        other => return Err(Error::invalid(format!("unknown recon bench part '{other}' (expected all, parity or profile)"))),
     }
     let camera = CameraResponse::builtin("canon-eos-5d-mark-ii")?;
     let mut cfg = SceneConfig::new(7, ROWS, COLS)?;
