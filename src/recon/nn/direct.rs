@@ -157,7 +157,7 @@ fn conv_same_on(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, weights: &Pac
     }
     let vectors = isa.vectors_for(w);
     let tile = vectors * isa.lanes();
-    let kernel = kernel::select(isa, vectors);
+    let kernel = kernel::select(isa, vectors, k);
     let (xp, hp, wp) = pad_planes(x, n * c, h, w, k / 2);
     // Every output value is written exactly once below (all images, rows, tiles and output
     // channels), so the buffer is not zeroed first: that would be one more pass over it.
@@ -379,13 +379,25 @@ mod kernel {
         }
     }
 
-    pub fn select(isa: Isa, vectors: usize) -> TileFn {
+    /// The tile kernel for `vectors` per row and kernel side `k`: 3×3 and 1×1 get their tap
+    /// loops unrolled at compile time (K = k); other sides run with K = 0, the loops bounded
+    /// at run time.
+    pub fn select(isa: Isa, vectors: usize, k: usize) -> TileFn {
+        macro_rules! by_k {
+            ($f:ident, $t:literal, $v:literal) => {
+                match k {
+                    3 => $f::<$t, $v, 3>,
+                    1 => $f::<$t, $v, 1>,
+                    _ => $f::<$t, $v, 0>,
+                }
+            };
+        }
         match (isa, vectors) {
-            (Isa::Avx512, 3) => avx512::<8, 3>,
-            (Isa::Avx512, 2) => avx512::<8, 2>,
-            (Isa::Avx512, _) => avx512::<8, 1>,
-            (Isa::Avx2, 2) => avx2::<4, 2>,
-            (Isa::Avx2, _) => avx2::<4, 1>,
+            (Isa::Avx512, 3) => by_k!(avx512, 8, 3),
+            (Isa::Avx512, 2) => by_k!(avx512, 8, 2),
+            (Isa::Avx512, _) => by_k!(avx512, 8, 1),
+            (Isa::Avx2, 2) => by_k!(avx2, 4, 2),
+            (Isa::Avx2, _) => by_k!(avx2, 4, 1),
         }
     }
 
@@ -393,7 +405,8 @@ mod kernel {
     /// AVX-512F must be present; `input` readable for c planes of k rows of 16·V + k − 1
     /// floats, `w` for c·k·k·T floats, `acc` writable for T·16·V floats.
     #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const T: usize, const V: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+    unsafe fn avx512<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+        let k = if K == 0 { k } else { K };
         let mut a = [[_mm512_setzero_ps(); V]; T];
         let mut wp = w;
         for ci in 0..c {
@@ -427,7 +440,8 @@ mod kernel {
     /// # Safety
     /// AVX2 and FMA must be present; as [`avx512`] with 8-float vectors.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const T: usize, const V: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+    unsafe fn avx2<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+        let k = if K == 0 { k } else { K };
         let mut a = [[_mm256_setzero_ps(); V]; T];
         let mut wp = w;
         for ci in 0..c {
@@ -466,7 +480,7 @@ mod kernel {
         unreachable!("direct convolution is x86-64 only")
     }
     /// Never called: [`super::available`] is false off x86-64.
-    pub fn select(_: Isa, _: usize) -> TileFn {
+    pub fn select(_: Isa, _: usize, _: usize) -> TileFn {
         unreachable!("direct convolution is x86-64 only")
     }
 }

@@ -6,6 +6,7 @@
 //! routes it.
 
 use candle_core::backend::BackendStorage;
+use super::conv::{parallel_items, threads, SharedMut};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// `Some(pooled)` on the CPU for f32/f64 (even sides checked by the caller), `None` elsewhere.
@@ -41,18 +42,33 @@ fn window<T: WithDType>(plane: &[T], w: usize, i: usize, j: usize) -> [T; 4] {
 struct MaxPool;
 
 impl MaxPool {
+    /// Planes split between the threads; within a plane, two input rows make one output row.
     fn run<T: WithDType>(x: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
         let (oh, ow) = (h / 2, w / 2);
-        let mut out = Vec::with_capacity(planes * oh * ow);
-        for plane in x.chunks_exact(h * w).take(planes) {
-            for i in 0..oh {
-                for j in 0..ow {
-                    let v = window(plane, w, i, j);
-                    out.push(v[argmax4(v)]);
+        let mut out = vec![T::from_f64(0.0); planes * oh * ow];
+        let dst = SharedMut(out.as_mut_ptr());
+        parallel_items(planes, vec![(); threads()], |p, _| {
+            // SAFETY: item p alone writes output plane p.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(p * oh * ow), oh * ow) };
+            let plane = &x[p * h * w..][..h * w];
+            for (i, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                let (top, bottom) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
+                for (j, o) in out_row.iter_mut().enumerate() {
+                    let (a, b) = (max(top[2 * j], top[2 * j + 1]), max(bottom[2 * j], bottom[2 * j + 1]));
+                    *o = max(a, b);
                 }
             }
-        }
+        });
         out
+    }
+}
+
+/// The larger of two, the first on a tie (as [`argmax4`] picks).
+fn max<T: WithDType>(a: T, b: T) -> T {
+    if b > a {
+        b
+    } else {
+        a
     }
 }
 
