@@ -4,7 +4,8 @@
 //!
 //! Every op a model trains through is one whose gradient is tested against finite differences
 //! in `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
-//! gradient), so [`layers::max_pool2x2`] is built from a reshape and two max reductions.
+//! gradient), so [`layers::max_pool2x2`] is an op of its own ([`pool`]), as are the
+//! convolution ([`conv`], [`direct`]) and training-mode batch norm ([`batchnorm`]).
 
 pub mod act;
 pub mod basisnet;
