@@ -3,18 +3,16 @@
 //! a third of the U-Net's training step. Other devices use that composition.
 
 use candle_core::backend::BackendStorage;
+use super::cpu_op::slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+
+const OP: &str = "leaky_relu op";
 
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     if !matches!(x.device(), Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return candle_nn::ops::leaky_relu(x, slope);
     }
     x.contiguous()?.apply_op1(LeakyRelu { slope })
-}
-
-fn slice<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("leaky_relu op needs a contiguous tensor") };
-    Ok(&s.as_slice::<T>()?[start..end])
 }
 
 struct LeakyRelu {
@@ -30,9 +28,9 @@ impl CustomOp1 for LeakyRelu {
         let out = match s.dtype() {
             DType::F32 => {
                 let k = self.slope as f32;
-                CpuStorage::F32(slice::<f32>(s, l)?.iter().map(|&v| if v > 0.0 { v } else { v * k }).collect())
+                CpuStorage::F32(slice::<f32>(s, l, OP)?.iter().map(|&v| if v > 0.0 { v } else { v * k }).collect())
             }
-            DType::F64 => CpuStorage::F64(slice::<f64>(s, l)?.iter().map(|&v| if v > 0.0 { v } else { v * self.slope }).collect()),
+            DType::F64 => CpuStorage::F64(slice::<f64>(s, l, OP)?.iter().map(|&v| if v > 0.0 { v } else { v * self.slope }).collect()),
             other => candle_core::bail!("leaky_relu op: unsupported dtype {other:?}"),
         };
         Ok((out, l.shape().clone()))
@@ -57,10 +55,10 @@ impl CustomOp2 for LeakyReluGrad {
         let out = match g.dtype() {
             DType::F32 => {
                 let k = self.slope as f32;
-                CpuStorage::F32(slice::<f32>(g, gl)?.iter().zip(slice::<f32>(x, xl)?).map(|(&g, &x)| if x > 0.0 { g } else { g * k }).collect())
+                CpuStorage::F32(slice::<f32>(g, gl, OP)?.iter().zip(slice::<f32>(x, xl, OP)?).map(|(&g, &x)| if x > 0.0 { g } else { g * k }).collect())
             }
             DType::F64 => CpuStorage::F64(
-                slice::<f64>(g, gl)?.iter().zip(slice::<f64>(x, xl)?).map(|(&g, &x)| if x > 0.0 { g } else { g * self.slope }).collect(),
+                slice::<f64>(g, gl, OP)?.iter().zip(slice::<f64>(x, xl, OP)?).map(|(&g, &x)| if x > 0.0 { g } else { g * self.slope }).collect(),
             ),
             other => candle_core::bail!("leaky_relu gradient: unsupported dtype {other:?}"),
         };

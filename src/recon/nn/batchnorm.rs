@@ -12,6 +12,7 @@
 //! candle-nn, so weights move between the three unchanged. Other devices use candle-nn's op.
 
 use super::conv::{parallel_items, threads, SharedMut};
+use super::cpu_op::{run2, slice, FloatKernel2};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{BatchNormConfig, Init, VarBuilder};
@@ -110,10 +111,8 @@ struct Stats {
     var: Vec<f64>,
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("batch norm op needs contiguous tensors") };
-    Ok(&s.as_slice::<T>()?[start..end])
-}
+/// The training op's name in errors.
+const OP: &str = "batch norm op";
 
 /// (x, γ, β) → γ·x̂ + β, keeping the batch statistics for the backward pass.
 struct BatchNormTrain {
@@ -167,9 +166,9 @@ impl CustomOp3 for BatchNormTrain {
             candle_core::bail!("batch norm: γ and β need {} values", dims.1)
         }
         let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.run(slice::<f32>(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
-            DType::F64 => CpuStorage::F64(self.run(slice::<f64>(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
-            other => candle_core::bail!("batch norm op: unsupported dtype {other:?}"),
+            DType::F32 => CpuStorage::F32(self.run(slice::<f32>(s1, l1, OP)?, slice(s2, l2, OP)?, slice(s3, l3, OP)?, dims)),
+            DType::F64 => CpuStorage::F64(self.run(slice::<f64>(s1, l1, OP)?, slice(s2, l2, OP)?, slice(s3, l3, OP)?, dims)),
+            other => candle_core::bail!("{OP}: unsupported dtype {other:?}"),
         };
         Ok((out, l1.shape().clone()))
     }
@@ -202,7 +201,9 @@ struct GradSums {
     inv_std: Vec<f64>,
 }
 
-impl GradSums {
+impl FloatKernel2 for GradSums {
+    const NAME: &'static str = "batch norm gradient";
+
     fn run<T: WithDType>(&self, x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let plane = h * w;
         let mut out = vec![T::from_f64(0.0); 2 * c];
@@ -234,13 +235,7 @@ impl CustomOp2 for GradSums {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims4()?;
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.run(slice::<f32>(s1, l1)?, slice(s2, l2)?, dims)),
-            DType::F64 => CpuStorage::F64(self.run(slice::<f64>(s1, l1)?, slice(s2, l2)?, dims)),
-            other => candle_core::bail!("batch norm gradient: unsupported dtype {other:?}"),
-        };
-        Ok((out, Shape::from((2, dims.1))))
+        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((2, l1.shape().dims4()?.1))))
     }
 }
 
@@ -253,7 +248,9 @@ struct GradInput {
     dbeta: Vec<f64>,
 }
 
-impl GradInput {
+impl FloatKernel2 for GradInput {
+    const NAME: &'static str = "batch norm gradient";
+
     fn run<T: WithDType>(&self, x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let plane = h * w;
         let count = (n * plane) as f64;
@@ -283,12 +280,6 @@ impl CustomOp2 for GradInput {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims4()?;
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(self.run(slice::<f32>(s1, l1)?, slice(s2, l2)?, dims)),
-            DType::F64 => CpuStorage::F64(self.run(slice::<f64>(s1, l1)?, slice(s2, l2)?, dims)),
-            other => candle_core::bail!("batch norm gradient: unsupported dtype {other:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 }

@@ -7,6 +7,7 @@
 
 use candle_core::backend::BackendStorage;
 use super::conv::{parallel_items, threads, SharedMut};
+use super::cpu_op::{run2, slice, FloatKernel2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// `Some(pooled)` on the CPU for f32/f64 (even sides checked by the caller), `None` elsewhere.
@@ -15,11 +16,6 @@ pub fn max_pool2x2_cpu(x: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     Ok(Some(x.contiguous()?.apply_op1(MaxPool)?))
-}
-
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("max-pool op needs contiguous tensors") };
-    Ok(&s.as_slice::<T>()?[start..end])
 }
 
 /// Index (0..4: top-left, top-right, bottom-left, bottom-right) of the first maximum.
@@ -80,8 +76,8 @@ impl CustomOp1 for MaxPool {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         let out = match s.dtype() {
-            DType::F32 => CpuStorage::F32(Self::run(slice::<f32>(s, l)?, n * c, h, w)),
-            DType::F64 => CpuStorage::F64(Self::run(slice::<f64>(s, l)?, n * c, h, w)),
+            DType::F32 => CpuStorage::F32(Self::run(slice::<f32>(s, l, "max-pool op")?, n * c, h, w)),
+            DType::F64 => CpuStorage::F64(Self::run(slice::<f64>(s, l, "max-pool op")?, n * c, h, w)),
             other => candle_core::bail!("max-pool op: unsupported dtype {other:?}"),
         };
         Ok((out, Shape::from((n, c, h / 2, w / 2))))
@@ -95,9 +91,11 @@ impl CustomOp1 for MaxPool {
 /// (x, dy) → dx: each window's gradient at its first maximum, zero elsewhere.
 struct MaxPoolGrad;
 
-impl MaxPoolGrad {
-    fn run<T: WithDType>(x: &[T], dy: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
-        let (oh, ow) = (h / 2, w / 2);
+impl FloatKernel2 for MaxPoolGrad {
+    const NAME: &'static str = "max-pool gradient";
+
+    fn run<T: WithDType>(&self, x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+        let (planes, oh, ow) = (n * c, h / 2, w / 2);
         let mut dx = vec![T::from_f64(0.0); planes * h * w];
         for ((plane, grad), out) in x.chunks_exact(h * w).zip(dy.chunks_exact(oh * ow)).zip(dx.chunks_exact_mut(h * w)).take(planes) {
             for i in 0..oh {
@@ -117,12 +115,6 @@ impl CustomOp2 for MaxPoolGrad {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(Self::run(slice::<f32>(s1, l1)?, slice(s2, l2)?, n * c, h, w)),
-            DType::F64 => CpuStorage::F64(Self::run(slice::<f64>(s1, l1)?, slice(s2, l2)?, n * c, h, w)),
-            other => candle_core::bail!("max-pool gradient: unsupported dtype {other:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 }

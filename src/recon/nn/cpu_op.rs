@@ -1,0 +1,30 @@
+//! Plumbing shared by the CPU custom ops (batch norm, max-pool, LeakyReLU): the contiguous
+//! slice behind a storage, and running a kernel written once for any float type on f32 or f64
+//! storages.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Layout, Result, WithDType};
+
+/// The values of a contiguous tensor; `op` names the op in the error.
+pub fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("{op} needs contiguous tensors") };
+    Ok(&s.as_slice::<T>()?[start..end])
+}
+
+/// A kernel over two same-shaped tensors of one float type, written once for f32 and f64.
+pub trait FloatKernel2 {
+    /// The op's name in errors.
+    const NAME: &'static str;
+    /// `a` and `b` are contiguous; `dims` is `a`'s (n, c, h, w).
+    fn run<T: WithDType>(&self, a: &[T], b: &[T], dims: (usize, usize, usize, usize)) -> Vec<T>;
+}
+
+/// `kernel` on the storages of a 4-D `a` and a `b` of the same dtype.
+pub fn run2<K: FloatKernel2>(kernel: &K, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<CpuStorage> {
+    let dims = l1.shape().dims4()?;
+    Ok(match s1.dtype() {
+        DType::F32 => CpuStorage::F32(kernel.run(slice::<f32>(s1, l1, K::NAME)?, slice(s2, l2, K::NAME)?, dims)),
+        DType::F64 => CpuStorage::F64(kernel.run(slice::<f64>(s1, l1, K::NAME)?, slice(s2, l2, K::NAME)?, dims)),
+        other => candle_core::bail!("{}: unsupported dtype {other:?}", K::NAME),
+    })
+}
