@@ -21,12 +21,6 @@ use spectral_studio::display::Colormap;
 
 const SIZE: [f32; 2] = [1200.0, 800.0];
 
-fn demo_sized() -> Harness<'static, Studio> {
-    let mut h = studio_sized(Vec::new(), None, SIZE);
-    settle(&mut h);
-    h
-}
-
 /// Make the next frame the same on every run: no frame times, no status message, and a fixed
 /// run time for each reconstruction. Nothing else is touched.
 fn pin_timings(h: &mut Harness<'static, Studio>) {
@@ -46,7 +40,7 @@ fn pin_timings(h: &mut Harness<'static, Studio>) {
 
 #[test]
 fn a_band_through_viridis_with_two_pins_matching_their_plot_lines() {
-    let mut h = demo_sized();
+    let mut h = demo_sized(SIZE);
     click_and_settle(&mut h, "demo 7: ground truth · ground truth");
     h.get_by_label("band").click();
     h.run_steps(1);
@@ -65,8 +59,7 @@ fn a_band_through_viridis_with_two_pins_matching_their_plot_lines() {
 
 #[test]
 fn error_maps_of_three_methods_on_one_colour_scale_with_the_metrics_table() {
-    let mut h = studio_sized(Vec::new(), None, SIZE);
-    settle(&mut h);
+    let mut h = demo_sized(SIZE);
     // The closed-form methods only, so retraining a shipped network does not change this
     // picture (pca is ticked by default, basisnet too: untick it).
     for label in ["spline (classical)", "linear (classical)", "basisnet (learned)"] {
@@ -85,7 +78,7 @@ fn error_maps_of_three_methods_on_one_colour_scale_with_the_metrics_table() {
 
 #[test]
 fn camera_curves_fitted_from_the_demo_against_the_canon() {
-    let mut h = demo_sized();
+    let mut h = demo_sized(SIZE);
     h.get_by_label("Camera response").click();
     h.run_steps(2);
     click_and_settle(&mut h, "Fit from input + ground truth");

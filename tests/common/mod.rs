@@ -9,8 +9,11 @@ use spectral_studio::app::{Studio, StudioOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The window size of the flow tests (the README's screenshots are this size too).
+pub const WINDOW: [f32; 2] = [1400.0, 900.0];
+
 pub fn studio(files: Vec<PathBuf>, models_dir: Option<PathBuf>) -> Harness<'static, Studio> {
-    studio_sized(files, models_dir, [1400.0, 900.0])
+    studio_sized(files, models_dir, WINDOW)
 }
 
 pub fn studio_sized(files: Vec<PathBuf>, models_dir: Option<PathBuf>, size: [f32; 2]) -> Harness<'static, Studio> {
@@ -41,7 +44,12 @@ pub fn click_and_settle(h: &mut Harness<'static, Studio>, label: &str) {
 }
 
 pub fn demo() -> Harness<'static, Studio> {
-    let mut h = studio(Vec::new(), None);
+    demo_sized(WINDOW)
+}
+
+/// The studio on its demo, in a window of `size`, once loading has settled.
+pub fn demo_sized(size: [f32; 2]) -> Harness<'static, Studio> {
+    let mut h = studio_sized(Vec::new(), None, size);
     settle(&mut h);
     h
 }
