@@ -324,61 +324,6 @@ mod kernel {
         }
     }
 
-    /// # Safety
-    /// AVX-512F must be present; every read (TO gradient rows and TQ shifted input rows of
-    /// 16·vectors floats, for `rows` rows) in bounds; `sums` writable for TO·TQ floats.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn weight_grad_avx512<const TO: usize, const TQ: usize>(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32) {
-        let mut a = [[_mm512_setzero_ps(); TQ]; TO];
-        let offs: [usize; TQ] = std::array::from_fn(|t| *offsets.add(t));
-        for r in 0..rows {
-            let (dyr, xr) = (dy.add(r * dy_row), x.add(r * x_row));
-            for v in 0..vectors {
-                let xs: [__m512; TQ] = std::array::from_fn(|t| _mm512_loadu_ps(xr.add(offs[t] + 16 * v)));
-                for (j, aj) in a.iter_mut().enumerate() {
-                    let d = _mm512_loadu_ps(dyr.add(j * dy_plane + 16 * v));
-                    for (at, xt) in aj.iter_mut().zip(xs) {
-                        *at = _mm512_fmadd_ps(d, xt, *at);
-                    }
-                }
-            }
-        }
-        for (j, aj) in a.iter().enumerate() {
-            for (t, at) in aj.iter().enumerate() {
-                *sums.add(j * TQ + t) = _mm512_reduce_add_ps(*at);
-            }
-        }
-    }
-
-    /// # Safety
-    /// AVX2 and FMA must be present; as [`weight_grad_avx512`] with 8-float vectors.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn weight_grad_avx2<const TO: usize, const TQ: usize>(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32) {
-        let mut a = [[_mm256_setzero_ps(); TQ]; TO];
-        let offs: [usize; TQ] = std::array::from_fn(|t| *offsets.add(t));
-        for r in 0..rows {
-            let (dyr, xr) = (dy.add(r * dy_row), x.add(r * x_row));
-            for v in 0..vectors {
-                let xs: [__m256; TQ] = std::array::from_fn(|t| _mm256_loadu_ps(xr.add(offs[t] + 8 * v)));
-                for (j, aj) in a.iter_mut().enumerate() {
-                    let d = _mm256_loadu_ps(dyr.add(j * dy_plane + 8 * v));
-                    for (at, xt) in aj.iter_mut().zip(xs) {
-                        *at = _mm256_fmadd_ps(d, xt, *at);
-                    }
-                }
-            }
-        }
-        for (j, aj) in a.iter().enumerate() {
-            for (t, at) in aj.iter().enumerate() {
-                let mut lanes = [0.0f32; 8];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), *at);
-                *sums.add(j * TQ + t) = lanes.iter().sum();
-            }
-        }
-    }
-
     /// The tile kernel for `vectors` per row and kernel side `k`: 3×3 and 1×1 get their tap
     /// loops unrolled at compile time (K = k); other sides run with K = 0, the loops bounded
     /// at run time.
@@ -401,74 +346,85 @@ mod kernel {
         }
     }
 
-    /// # Safety
-    /// AVX-512F must be present; `input` readable for c planes of k rows of 16·V + k − 1
-    /// floats, `w` for c·k·k·T floats, `acc` writable for T·16·V floats.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
-        let k = if K == 0 { k } else { K };
-        let mut a = [[_mm512_setzero_ps(); V]; T];
-        let mut wp = w;
-        for ci in 0..c {
-            let channel = input.add(ci * plane);
-            for ky in 0..k {
-                let line = channel.add(ky * row);
-                for kx in 0..k {
-                    let src = line.add(kx);
-                    let mut xs = [_mm512_setzero_ps(); V];
-                    for (v, x) in xs.iter_mut().enumerate() {
-                        *x = _mm512_loadu_ps(src.add(16 * v));
-                    }
-                    for (j, aj) in a.iter_mut().enumerate() {
-                        // Folds into the multiply-add as an embedded broadcast.
-                        let wv = _mm512_set1_ps(*wp.add(j));
-                        for (av, x) in aj.iter_mut().zip(xs) {
-                            *av = _mm512_fmadd_ps(wv, x, *av);
+    /// The two kernels for one instruction set, from one body each: vectors of `$v` holding
+    /// `$lanes` floats, with that set's zero, load, broadcast, multiply-add, store and
+    /// horizontal sum.
+    ///
+    /// `$tile` (a [`TileFn`](super::TileFn)), safety: the features must be present; `input`
+    /// readable for c planes of k rows of lanes·V + k − 1 floats, `w` for c·k·k·T floats,
+    /// `acc` writable for T·lanes·V floats.
+    ///
+    /// `$weight_grad` (a [`WeightGradFn`](super::WeightGradFn)), safety: the features must be
+    /// present; every read (TO gradient rows and TQ shifted input rows of lanes·vectors
+    /// floats, for `rows` rows) in bounds; `sums` writable for TO·TQ floats.
+    macro_rules! kernels {
+        ($feature:literal, $v:ty, $lanes:literal, $tile:ident, $weight_grad:ident, $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $store:ident, $sum:ident) => {
+            #[target_feature(enable = $feature)]
+            unsafe fn $tile<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
+                let k = if K == 0 { k } else { K };
+                let mut a: [[$v; V]; T] = [[$zero(); V]; T];
+                let mut wp = w;
+                for ci in 0..c {
+                    let channel = input.add(ci * plane);
+                    for ky in 0..k {
+                        let line = channel.add(ky * row);
+                        for kx in 0..k {
+                            let src = line.add(kx);
+                            let xs: [$v; V] = std::array::from_fn(|v| $load(src.add($lanes * v)));
+                            for (j, aj) in a.iter_mut().enumerate() {
+                                // With AVX-512 this folds into the multiply-add as an embedded
+                                // broadcast.
+                                let wv = $splat(*wp.add(j));
+                                for (av, x) in aj.iter_mut().zip(xs) {
+                                    *av = $fmadd(wv, x, *av);
+                                }
+                            }
+                            wp = wp.add(T);
                         }
                     }
-                    wp = wp.add(T);
+                }
+                for (j, aj) in a.iter().enumerate() {
+                    for (v, av) in aj.iter().enumerate() {
+                        $store(acc.add((j * V + v) * $lanes), *av);
+                    }
                 }
             }
-        }
-        for (j, aj) in a.iter().enumerate() {
-            for (v, av) in aj.iter().enumerate() {
-                _mm512_storeu_ps(acc.add((j * V + v) * 16), *av);
+
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            unsafe fn $weight_grad<const TO: usize, const TQ: usize>(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32) {
+                let mut a: [[$v; TQ]; TO] = [[$zero(); TQ]; TO];
+                let offs: [usize; TQ] = std::array::from_fn(|t| *offsets.add(t));
+                for r in 0..rows {
+                    let (dyr, xr) = (dy.add(r * dy_row), x.add(r * x_row));
+                    for v in 0..vectors {
+                        let xs: [$v; TQ] = std::array::from_fn(|t| $load(xr.add(offs[t] + $lanes * v)));
+                        for (j, aj) in a.iter_mut().enumerate() {
+                            let d = $load(dyr.add(j * dy_plane + $lanes * v));
+                            for (at, xt) in aj.iter_mut().zip(xs) {
+                                *at = $fmadd(d, xt, *at);
+                            }
+                        }
+                    }
+                }
+                for (j, aj) in a.iter().enumerate() {
+                    for (t, at) in aj.iter().enumerate() {
+                        *sums.add(j * TQ + t) = $sum(*at);
+                    }
+                }
             }
-        }
+        };
     }
 
-    /// # Safety
-    /// AVX2 and FMA must be present; as [`avx512`] with 8-float vectors.
+    kernels!("avx512f", __m512, 16, avx512, weight_grad_avx512, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, _mm512_reduce_add_ps);
+    kernels!("avx2,fma", __m256, 8, avx2, weight_grad_avx2, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, sum_avx2);
+
+    /// The sum of an AVX vector's 8 floats.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
-        let k = if K == 0 { k } else { K };
-        let mut a = [[_mm256_setzero_ps(); V]; T];
-        let mut wp = w;
-        for ci in 0..c {
-            let channel = input.add(ci * plane);
-            for ky in 0..k {
-                let line = channel.add(ky * row);
-                for kx in 0..k {
-                    let src = line.add(kx);
-                    let mut xs = [_mm256_setzero_ps(); V];
-                    for (v, x) in xs.iter_mut().enumerate() {
-                        *x = _mm256_loadu_ps(src.add(8 * v));
-                    }
-                    for (j, aj) in a.iter_mut().enumerate() {
-                        let wv = _mm256_broadcast_ss(&*wp.add(j));
-                        for (av, x) in aj.iter_mut().zip(xs) {
-                            *av = _mm256_fmadd_ps(wv, x, *av);
-                        }
-                    }
-                    wp = wp.add(T);
-                }
-            }
-        }
-        for (j, aj) in a.iter().enumerate() {
-            for (v, av) in aj.iter().enumerate() {
-                _mm256_storeu_ps(acc.add((j * V + v) * 8), *av);
-            }
-        }
+    unsafe fn sum_avx2(v: __m256) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+        lanes.iter().sum()
     }
 }
 
