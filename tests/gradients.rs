@@ -14,6 +14,7 @@ use spectral_studio::recon::nn::batchnorm::BatchNorm2d;
 use spectral_studio::recon::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
 use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
 use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::recon::nn::shuffle::shuffle_concat;
 use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
 use spectral_studio::train::{loss_fn, Loss};
 
@@ -162,6 +163,52 @@ fn batch_norm_training_gradients_match_finite_differences() {
             assert!((numeric - analytic[i]).abs() < 1e-6 * numeric.abs().max(1.0), "{name}[{i}]: {} vs {numeric}", analytic[i]);
         }
     }
+}
+
+#[test]
+fn batch_norm_with_leaky_relu_equals_its_parts_in_value_and_gradient() {
+    let vm = VarMap::new();
+    let config = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+    let bn = BatchNorm2d::new(3, config, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
+    let vars = vm.data().lock().unwrap().clone();
+    vars["weight"].set(&Tensor::new(&[0.5f64, -1.5, 2.0], &Device::Cpu).unwrap()).unwrap();
+    vars["bias"].set(&Tensor::new(&[0.1f64, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    let x = random(&[2, 3, 4, 5], 40).affine(2.0, 0.5).unwrap();
+    let fused = |x: &Tensor| bn.forward_act_t(x, true, Some(0.2));
+    let parts = |x: &Tensor| leaky_relu(&bn.forward_t(x, true)?);
+    let (a, b) = (fused(&x).unwrap(), parts(&x).unwrap());
+    let diff = |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+    assert!(diff(&a, &b) < 1e-12, "values differ by {:e}", diff(&a, &b));
+    assert!(a.flatten_all().unwrap().min(0).unwrap().to_scalar::<f64>().unwrap() < 0.0, "some outputs are on the activation's negative side");
+    let err = gradient_error(&x, |x| weighted_sum(&fused(x)?, 41));
+    assert!(err < 1e-6, "input: relative gradient error {err:e}");
+    // γ and β get the same gradients as through the two separate ops.
+    let (gf, gp) = (weighted_sum(&a, 41).unwrap().backward().unwrap(), weighted_sum(&b, 41).unwrap().backward().unwrap());
+    for name in ["weight", "bias"] {
+        let t = vars[name].as_tensor();
+        let d = diff(gf.get(t).unwrap(), gp.get(t).unwrap());
+        assert!(d < 1e-10, "{name}: gradients differ by {d:e}");
+    }
+    assert!(bn.forward_act_t(&x, true, Some(1.5)).is_err(), "a slope outside [0, 1) is refused");
+}
+
+#[test]
+fn shuffle_concat_equals_candles_ops_and_has_correct_gradients() {
+    let skip = random(&[2, 3, 4, 6], 50);
+    let deep = random(&[2, 8, 2, 3], 51);
+    let reference = |s: &Tensor, d: &Tensor| Tensor::cat(&[s, &candle_nn::ops::pixel_shuffle(d, 2)?], 1);
+    for dtype in [DType::F64, DType::F32] {
+        let (s, d) = (skip.to_dtype(dtype).unwrap(), deep.to_dtype(dtype).unwrap());
+        let ours = shuffle_concat(&s, &d).unwrap();
+        assert_eq!(ours.dims(), &[2, 5, 4, 6]);
+        let want = reference(&s, &d).unwrap();
+        assert_eq!(ours.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(), want.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap(), "{dtype:?}: values");
+    }
+    let err_skip = gradient_error(&skip, |s| weighted_sum(&shuffle_concat(s, &deep)?, 52));
+    let err_deep = gradient_error(&deep, |d| weighted_sum(&shuffle_concat(&skip, d)?, 53));
+    assert!(err_skip < 1e-7 && err_deep < 1e-7, "relative gradient errors {err_skip:e} (skip), {err_deep:e} (deep)");
+    assert!(shuffle_concat(&skip, &random(&[2, 8, 3, 3], 54)).is_err(), "a deep map of the wrong size is refused");
+    assert!(shuffle_concat(&skip, &random(&[2, 6, 2, 3], 55)).is_err(), "channels not a multiple of 4 are refused");
 }
 
 #[test]

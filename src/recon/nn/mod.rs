@@ -17,6 +17,7 @@ pub mod layers;
 pub mod mscnn;
 pub mod pool;
 pub mod profile;
+pub mod shuffle;
 pub mod unet;
 
 use candle_core::{Result, Tensor};

@@ -5,6 +5,7 @@
 
 use super::layers::{max_pool2x2, DoubleConv};
 use super::profile::timed;
+use super::shuffle::shuffle_concat;
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -60,8 +61,7 @@ impl ModuleT for UNet {
         }
         for (up, skip) in self.ups.iter().zip(skips.iter()).rev() {
             // (b, 2c, h/2, w/2) → (b, c/2, h, w), then [skip, up] along channels.
-            let upsampled = timed("pixel_shuffle", || candle_nn::ops::pixel_shuffle(&x, 2))?;
-            let joined = timed("concat", || Tensor::cat(&[skip, &upsampled], 1))?;
+            let joined = timed("pixel_shuffle+concat", || shuffle_concat(skip, &x))?;
             x = up.forward_t(&joined, train)?;
         }
         Ok(x)
