@@ -8,13 +8,16 @@
 //! computes each channel's mean and variance in one pass and normalises in a second; the
 //! backward uses the closed form
 //!   dβ = Σ dy,  dγ = Σ dy·x̂,  dx = γ/σ · (dy − dβ/N − x̂·dγ/N).
+//! The U-Net's LeakyReLU that follows each batch norm can ride along ([`BatchNorm2d::forward_act_t`]):
+//! applied as the output is stored, and its derivative taken inside the same backward passes,
+//! which saves a pass over the activations each way and one more op in the graph.
 //! Tensor names and running-statistics updates (momentum, unbiased variance) match PyTorch and
 //! candle-nn, so weights move between the three unchanged. Other devices use candle-nn's op.
 
 use super::conv::{parallel_items, threads, SharedMut};
-use super::cpu_op::{run2, slice, FloatKernel2};
+use super::cpu_op::{lane_sum, run3, slice, FloatKernel3};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};
 use candle_nn::{BatchNormConfig, Init, VarBuilder};
 use std::sync::{Arc, Mutex};
 
@@ -74,14 +77,32 @@ impl BatchNorm2d {
     /// `train`: normalise by the batch's statistics and move the running ones; otherwise by
     /// the running statistics.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() == 4;
-        if !fast {
-            return candle_core::ModuleT::forward_t(&self.fallback, x, train);
+        self.forward_act_t(x, train, None)
+    }
+
+    /// Batch norm followed by LeakyReLU with `leaky_slope` (in [0, 1)) when given. In training
+    /// on the CPU the two are one op each way: the activation is applied as the normalised
+    /// value is stored, and its gradient is taken inside batch norm's backward (from the sign
+    /// of the output, which is the sign of the normalised value for a slope ≥ 0).
+    pub fn forward_act_t(&self, x: &Tensor, train: bool, leaky_slope: Option<f64>) -> Result<Tensor> {
+        if let Some(s) = leaky_slope {
+            if !(0.0..1.0).contains(&s) {
+                candle_core::bail!("LeakyReLU slope must be in [0, 1), got {s}")
+            }
         }
-        if !train {
-            let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
-            let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
-            return x.broadcast_mul(&scale.reshape((1, (), 1, 1))?)?.broadcast_add(&shift.reshape((1, (), 1, 1))?);
+        let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() == 4;
+        if !fast || !train {
+            let y = if fast {
+                let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+                let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
+                x.broadcast_mul(&scale.reshape((1, (), 1, 1))?)?.broadcast_add(&shift.reshape((1, (), 1, 1))?)?
+            } else {
+                candle_core::ModuleT::forward_t(&self.fallback, x, train)?
+            };
+            return match leaky_slope {
+                Some(s) => super::act::leaky_relu(&y, s),
+                None => Ok(y),
+            };
         }
         let (n, _, h, w) = x.dims4()?;
         let count = n * h * w;
@@ -89,7 +110,8 @@ impl BatchNorm2d {
             candle_core::bail!("batch norm in training needs more than one value per channel, got {:?}", x.dims())
         }
         let stats = Arc::new(Mutex::new(Stats::default()));
-        let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, BatchNormTrain { eps: self.eps, stats: stats.clone() })?;
+        let op = BatchNormTrain { eps: self.eps, leaky_slope, stats: stats.clone() };
+        let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
         let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // PyTorch's update: the running variance takes the unbiased batch variance.
         let m = self.momentum;
@@ -114,9 +136,12 @@ struct Stats {
 /// The training op's name in errors.
 const OP: &str = "batch norm op";
 
-/// (x, γ, β) → γ·x̂ + β, keeping the batch statistics for the backward pass.
+/// (x, γ, β) → γ·x̂ + β, then LeakyReLU if a slope is given, keeping the batch statistics for
+/// the backward pass. Statistics are summed in f64 (per-lane partial sums in the tensor's
+/// type); the per-value arithmetic runs in the tensor's type, so it vectorises.
 struct BatchNormTrain {
     eps: f64,
+    leaky_slope: Option<f64>,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -125,24 +150,36 @@ impl BatchNormTrain {
         let (n, c, h, w) = dims;
         let plane = h * w;
         let count = (n * plane) as f64;
-        let mut out = vec![T::from_f64(0.0); x.len()];
+        let len = x.len();
+        let mut out: Vec<T> = Vec::with_capacity(len);
         let dst = SharedMut(out.as_mut_ptr());
         let mut mean = vec![0.0f64; c];
         let mut var = vec![0.0f64; c];
         let (mean_at, var_at) = (SharedMut(mean.as_mut_ptr()), SharedMut(var.as_mut_ptr()));
+        let zero = T::from_f64(0.0);
         parallel_items(c, vec![(); threads()], |ch, _| {
             let planes = || (0..n).map(|i| &x[(i * c + ch) * plane..][..plane]);
-            let mu = planes().flat_map(|p| p.iter()).map(|v| v.to_f64()).sum::<f64>() / count;
-            let variance = planes().flat_map(|p| p.iter()).map(|v| (v.to_f64() - mu).powi(2)).sum::<f64>() / count;
+            let mu = planes().map(|p| lane_sum(p, p, p, |v, _, _| v)).sum::<f64>() / count;
+            let mu_t = T::from_f64(mu);
+            let variance = planes().map(|p| lane_sum(p, p, p, |v, _, _| (v - mu_t) * (v - mu_t))).sum::<f64>() / count;
             let inv_std = 1.0 / (variance + self.eps).sqrt();
             let scale = gamma[ch].to_f64() * inv_std;
-            let shift = beta[ch].to_f64() - mu * scale;
+            let (scale_t, shift_t) = (T::from_f64(scale), T::from_f64(beta[ch].to_f64() - mu * scale));
             for i in 0..n {
                 let at = (i * c + ch) * plane;
-                // SAFETY: channel `ch` alone writes its planes and its statistics.
+                // SAFETY: channel `ch` alone writes its planes (within the capacity) and its
+                // statistics.
                 let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), plane) };
-                for (o, v) in out.iter_mut().zip(&x[at..at + plane]) {
-                    *o = T::from_f64(v.to_f64() * scale + shift);
+                let src = &x[at..at + plane];
+                match self.leaky_slope {
+                    Some(s) => {
+                        let s = T::from_f64(s);
+                        for (o, &v) in out.iter_mut().zip(src) {
+                            let z = v * scale_t + shift_t;
+                            *o = if z > zero { z } else { z * s };
+                        }
+                    }
+                    None => out.iter_mut().zip(src).for_each(|(o, &v)| *o = v * scale_t + shift_t),
                 }
             }
             unsafe {
@@ -150,6 +187,8 @@ impl BatchNormTrain {
                 *var_at.get().add(ch) = variance;
             }
         });
+        // SAFETY: every channel's planes of every image were written above.
+        unsafe { out.set_len(len) };
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats { mean, var };
         out
     }
@@ -179,49 +218,62 @@ impl CustomOp3 for BatchNormTrain {
 }
 
 impl BatchNormTrain {
-    fn gradients(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn gradients(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let inv_std: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let grad = grad.contiguous()?;
         let x = x.contiguous()?;
-        // (2, c): Σ dy·x̂ (dγ) and Σ dy (dβ) per channel.
-        let sums = x.apply_op2_no_bwd(&grad, &GradSums { mean: stats.mean.clone(), inv_std: inv_std.clone() })?;
+        let y = y.contiguous()?;
+        let leaky_slope = self.leaky_slope;
+        // (2, c): Σ dz·x̂ (dγ) and Σ dz (dβ) per channel, dz the gradient at batch norm's output.
+        let sums = x.apply_op3_no_bwd(&grad, &y, &GradSums { mean: stats.mean.clone(), inv_std: inv_std.clone(), leaky_slope })?;
         let sums_f64: Vec<Vec<f64>> = sums.to_dtype(DType::F64)?.to_vec2()?;
         let gamma_f64: Vec<f64> = gamma.to_dtype(DType::F64)?.to_vec1()?;
-        let dx = x.apply_op2_no_bwd(&grad, &GradInput { mean: stats.mean, inv_std, gamma: gamma_f64, dgamma: sums_f64[0].clone(), dbeta: sums_f64[1].clone() })?;
+        let dx = x.apply_op3_no_bwd(&grad, &y, &GradInput { mean: stats.mean, inv_std, gamma: gamma_f64, dgamma: sums_f64[0].clone(), dbeta: sums_f64[1].clone(), leaky_slope })?;
         let dgamma = sums.get(0)?;
         let dbeta = sums.get(1)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }
 
-/// (x, dy) → (2, c): per channel Σ dy·(x − μ)/σ and Σ dy.
+/// The gradient at batch norm's output: the incoming one, through LeakyReLU's derivative when
+/// the op applied it (1 where the output is positive, the slope elsewhere).
+#[inline(always)]
+fn through_activation<T: WithDType>(dy: T, y: T, slope: Option<T>) -> T {
+    match slope {
+        Some(s) if y <= T::from_f64(0.0) => dy * s,
+        _ => dy,
+    }
+}
+
+/// (x, dy, y) → (2, c): per channel Σ dz·(x − μ)/σ and Σ dz, dz the gradient at batch norm's
+/// output.
 struct GradSums {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
+    leaky_slope: Option<f64>,
 }
 
-impl FloatKernel2 for GradSums {
+impl FloatKernel3 for GradSums {
     const NAME: &'static str = "batch norm gradient";
 
-    fn run<T: WithDType>(&self, x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+    fn run<T: WithDType>(&self, x: &[T], dy: &[T], y: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let plane = h * w;
         let mut out = vec![T::from_f64(0.0); 2 * c];
         let dst = SharedMut(out.as_mut_ptr());
+        let slope = self.leaky_slope.map(T::from_f64);
         parallel_items(c, vec![(); threads()], |ch, _| {
-            let (mu, inv) = (self.mean[ch], self.inv_std[ch]);
+            let mu = T::from_f64(self.mean[ch]);
             let (mut dot, mut sum) = (0.0f64, 0.0f64);
             for i in 0..n {
-                let at = (i * c + ch) * plane;
-                for (xv, g) in x[at..at + plane].iter().zip(&dy[at..at + plane]) {
-                    let g = g.to_f64();
-                    dot += g * (xv.to_f64() - mu) * inv;
-                    sum += g;
-                }
+                let r = (i * c + ch) * plane..(i * c + ch + 1) * plane;
+                let (x, dy, y) = (&x[r.clone()], &dy[r.clone()], &y[r]);
+                dot += lane_sum(x, dy, y, |x, g, y| through_activation(g, y, slope) * (x - mu));
+                sum += lane_sum(x, dy, y, |_, g, y| through_activation(g, y, slope));
             }
             // SAFETY: channel `ch` alone writes its two sums.
             unsafe {
-                *dst.get().add(ch) = T::from_f64(dot);
+                *dst.get().add(ch) = T::from_f64(dot * self.inv_std[ch]);
                 *dst.get().add(c + ch) = T::from_f64(sum);
             }
         });
@@ -229,57 +281,64 @@ impl FloatKernel2 for GradSums {
     }
 }
 
-impl CustomOp2 for GradSums {
+impl CustomOp3 for GradSums {
     fn name(&self) -> &'static str {
         "batch-norm-grad-sums"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((2, l1.shape().dims4()?.1))))
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, Shape::from((2, l1.shape().dims4()?.1))))
     }
 }
 
-/// (x, dy) → dx = γ/σ · (dy − dβ/N − x̂·dγ/N).
+/// (x, dy, y) → dx = γ/σ · (dz − dβ/N − x̂·dγ/N), dz the gradient at batch norm's output.
 struct GradInput {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
     gamma: Vec<f64>,
     dgamma: Vec<f64>,
     dbeta: Vec<f64>,
+    leaky_slope: Option<f64>,
 }
 
-impl FloatKernel2 for GradInput {
+impl FloatKernel3 for GradInput {
     const NAME: &'static str = "batch norm gradient";
 
-    fn run<T: WithDType>(&self, x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+    fn run<T: WithDType>(&self, x: &[T], dy: &[T], y: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let plane = h * w;
         let count = (n * plane) as f64;
-        let mut out = vec![T::from_f64(0.0); x.len()];
+        let len = x.len();
+        let mut out: Vec<T> = Vec::with_capacity(len);
         let dst = SharedMut(out.as_mut_ptr());
+        let slope = self.leaky_slope.map(T::from_f64);
         parallel_items(c, vec![(); threads()], |ch, _| {
+            // dx = a·dz − b − e·(x − μ), with the per-channel constants folded in f64.
             let (mu, inv) = (self.mean[ch], self.inv_std[ch]);
-            let k = self.gamma[ch] * inv;
-            let (mean_dy, mean_dy_xhat) = (self.dbeta[ch] / count, self.dgamma[ch] / count);
+            let a = self.gamma[ch] * inv;
+            let b = a * self.dbeta[ch] / count;
+            let e = a * inv * self.dgamma[ch] / count;
+            let (a, b, e, mu) = (T::from_f64(a), T::from_f64(b), T::from_f64(e), T::from_f64(mu));
             for i in 0..n {
                 let at = (i * c + ch) * plane;
-                // SAFETY: channel `ch` alone writes its planes.
+                // SAFETY: channel `ch` alone writes its planes, within the capacity.
                 let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), plane) };
-                for ((o, xv), g) in out.iter_mut().zip(&x[at..at + plane]).zip(&dy[at..at + plane]) {
-                    let xhat = (xv.to_f64() - mu) * inv;
-                    *o = T::from_f64(k * (g.to_f64() - mean_dy - xhat * mean_dy_xhat));
+                for (((o, &xv), &g), &yv) in out.iter_mut().zip(&x[at..at + plane]).zip(&dy[at..at + plane]).zip(&y[at..at + plane]) {
+                    *o = a * through_activation(g, yv, slope) - b - e * (xv - mu);
                 }
             }
         });
+        // SAFETY: every channel's planes of every image were written above.
+        unsafe { out.set_len(len) };
         out
     }
 }
 
-impl CustomOp2 for GradInput {
+impl CustomOp3 for GradInput {
     fn name(&self) -> &'static str {
         "batch-norm-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, l1.shape().clone()))
     }
 }

@@ -71,8 +71,7 @@ impl ConvBnAct {
             return timed("conv3x3+bn+act (folded)", || self.folded_forward(x));
         }
         let x = timed("conv3x3", || self.conv.forward(x))?;
-        let x = timed("batch_norm", || self.bn.forward_t(&x, train))?;
-        let x = timed("leaky_relu", || leaky_relu(&x))?;
+        let x = timed("batch_norm+leaky_relu", || self.bn.forward_act_t(&x, train, Some(LEAKY_SLOPE)))?;
         timed("dropout", || channel_dropout(&x, self.dropout, train))
     }
 }
