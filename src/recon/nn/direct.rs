@@ -14,6 +14,8 @@
 //! inference takes no further pass over the output for them.
 
 use super::conv::{parallel_items, threads, SharedMut};
+use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// Widest register tile along a row (3 AVX-512 vectors); the padded copy of the input has this
 /// many spare zeros on the right so the last tile of a row may read past the image.
@@ -158,61 +160,97 @@ fn conv_same_on(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, weights: &Pac
     let vectors = isa.vectors_for(w);
     let tile = vectors * isa.lanes();
     let kernel = kernel::select(isa, vectors, k);
-    let (xp, hp, wp) = pad_planes(x, n * c, h, w, k / 2);
-    // Every output value is written exactly once below (all images, rows, tiles and output
-    // channels), so the buffer is not zeroed first: that would be one more pass over it.
-    let len = n * o * h * w;
-    let mut out: Vec<f32> = Vec::with_capacity(len);
-    let dst = SharedMut(out.as_mut_ptr());
-    let xp = &xp;
-    let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; t * tile]).collect();
-    // One item: one output row of one image, all output channels. Within it, tiles along the
-    // row outermost so a tile's input (c·k rows of tile + k − 1 floats) stays in L1 while every
-    // block of output channels reads it.
-    parallel_items(n * h, scratch, |item, acc| {
-        let (img, y) = (item / h, item % h);
-        let input = &xp[img * c * hp * wp..][..c * hp * wp];
-        for x0 in (0..w).step_by(tile) {
-            let valid = (w - x0).min(tile);
-            for block in 0..o.div_ceil(t) {
-                let wblock = &weights.data[block * c * k * k * t..][..c * k * k * t];
-                // SAFETY: the ISA was detected; reads stay inside `input` (each padded row has
-                // MAX_TILE ≥ tile spare floats and x0 < w), `acc` holds t · tile floats.
-                unsafe { kernel(input.as_ptr().add(y * wp + x0), hp * wp, wp, c, k, wblock.as_ptr(), acc.as_mut_ptr()) };
-                for j in 0..t {
-                    let oi = block * t + j;
-                    if oi >= o {
-                        break;
-                    }
-                    let row = &mut acc[j * tile..][..valid];
-                    apply_epilogue(row, oi, epilogue);
-                    // SAFETY: item (img, y) alone writes row y of image img's output planes,
-                    // inside the buffer's capacity.
-                    unsafe {
-                        let at = dst.get().add(((img * o + oi) * h + y) * w + x0);
-                        std::ptr::copy_nonoverlapping(row.as_ptr(), at, valid);
+    with_padded(x, n * c, h, w, k / 2, |xp, hp, wp| {
+        // Every output value is written exactly once below (all images, rows, tiles and output
+        // channels), so the buffer is not zeroed first: that would be one more pass over it.
+        let len = n * o * h * w;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let dst = SharedMut(out.as_mut_ptr());
+        let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; t * tile]).collect();
+        // One item: one output row of one image, all output channels. Within it, tiles along the
+        // row outermost so a tile's input (c·k rows of tile + k − 1 floats) stays in L1 while every
+        // block of output channels reads it.
+        parallel_items(n * h, scratch, |item, acc| {
+            let (img, y) = (item / h, item % h);
+            let input = &xp[img * c * hp * wp..][..c * hp * wp];
+            for x0 in (0..w).step_by(tile) {
+                let valid = (w - x0).min(tile);
+                for block in 0..o.div_ceil(t) {
+                    let wblock = &weights.data[block * c * k * k * t..][..c * k * k * t];
+                    // SAFETY: the ISA was detected; reads stay inside `input` (each padded row has
+                    // MAX_TILE ≥ tile spare floats and x0 < w), `acc` holds t · tile floats.
+                    unsafe { kernel(input.as_ptr().add(y * wp + x0), hp * wp, wp, c, k, wblock.as_ptr(), acc.as_mut_ptr()) };
+                    for j in 0..t {
+                        let oi = block * t + j;
+                        if oi >= o {
+                            break;
+                        }
+                        let row = &mut acc[j * tile..][..valid];
+                        apply_epilogue(row, oi, epilogue);
+                        // SAFETY: item (img, y) alone writes row y of image img's output planes,
+                        // inside the buffer's capacity.
+                        unsafe {
+                            let at = dst.get().add(((img * o + oi) * h + y) * w + x0);
+                            std::ptr::copy_nonoverlapping(row.as_ptr(), at, valid);
+                        }
                     }
                 }
             }
-        }
-    });
-    // SAFETY: the items above wrote all `len` values (see the comment at the allocation).
-    unsafe { out.set_len(len) };
+        });
+        // SAFETY: the items above wrote all `len` values (see the comment at the allocation).
+        unsafe { out.set_len(len) };
+        out
+    })
+}
+
+thread_local! {
+    /// The padded copy of a convolution's input, kept per thread between calls.
+    static PADDED_INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The weight gradient's row-padded copy of the output gradient, likewise.
+    static PADDED_GRAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` on the first `len` floats of this thread's buffer in `slot`, grown as needed. Values
+/// left by an earlier call remain: `f` must write everything it reads.
+///
+/// Why: a fresh buffer of this size (tens of MB for a full-resolution layer) costs a page
+/// fault per 4 KiB and a pass of zeroing on every call, about a tenth of a training step in a
+/// profile. The price is that each thread that ran a convolution keeps its largest buffer.
+fn with_scratch<R>(slot: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    // Taken out for the call, so a nested use of the same slot gets a buffer of its own.
+    let mut buf = slot.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    slot.with(|b| *b.borrow_mut() = buf);
     out
 }
 
-/// `planes` planes of h × w, each with `pad` zeros around and MAX_TILE more on the right (so a
-/// tile may read past the last column). Returns the copy and its padded height and width.
-fn pad_planes(x: &[f32], planes: usize, h: usize, w: usize, pad: usize) -> (Vec<f32>, usize, usize) {
-    let (hp, wp) = (h + 2 * pad, w + 2 * pad + MAX_TILE);
-    let mut xp = vec![0.0f32; planes * hp * wp];
-    for plane in 0..planes {
-        for y in 0..h {
-            let src = &x[(plane * h + y) * w..][..w];
-            xp[(plane * hp + y + pad) * wp + pad..][..w].copy_from_slice(src);
+/// Rows and columns of a plane padded for the kernels: `pad` zeros around, and MAX_TILE more on
+/// the right (so a tile may read past the last column).
+fn padded_size(h: usize, w: usize, pad: usize) -> (usize, usize) {
+    (h + 2 * pad, w + 2 * pad + MAX_TILE)
+}
+
+/// `f(xp, hp, wp)` on `planes` planes of h × w padded as [`padded_size`] says, in this thread's
+/// scratch buffer. Every value is written (the borders with zeros), so nothing is zeroed twice.
+fn with_padded<R>(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, f: impl FnOnce(&[f32], usize, usize) -> R) -> R {
+    let (hp, wp) = padded_size(h, w, pad);
+    with_scratch(&PADDED_INPUT, planes * hp * wp, |xp| {
+        for (plane, out) in xp.chunks_exact_mut(hp * wp).enumerate() {
+            let (top, rest) = out.split_at_mut(pad * wp);
+            top.fill(0.0);
+            let (middle, bottom) = rest.split_at_mut(h * wp);
+            bottom.fill(0.0);
+            for (y, row) in middle.chunks_exact_mut(wp).enumerate() {
+                row[..pad].fill(0.0);
+                row[pad..pad + w].copy_from_slice(&x[(plane * h + y) * w..][..w]);
+                row[pad + w..].fill(0.0);
+            }
         }
-    }
-    (xp, hp, wp)
+        f(xp, hp, wp)
+    })
 }
 
 /// dL/dW of a "same" convolution: dW[o][c][ky][kx] = Σ_{n,y,x} dy[n][o][y][x] ·
@@ -234,63 +272,67 @@ fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize,
     assert_eq!(x.len(), n * c * h * w, "input size");
     assert_eq!(dy.len(), n * o * h * w, "gradient size");
     assert!(k % 2 == 1, "direct convolution needs an odd kernel");
-    let (xp, hp, wp) = pad_planes(x, n * c, h, w, k / 2);
     let (to, tq) = isa.weight_grad_tile();
     let lanes = isa.lanes();
     // The output gradient with rows padded to whole vectors (zeros past w, so the input read
-    // beyond the image adds nothing) and output channels to whole tiles.
+    // beyond the image adds nothing) and output channels to whole tiles (zero rows).
     let (wv, op) = (w.div_ceil(lanes) * lanes, o.div_ceil(to) * to);
-    let mut dyp = vec![0.0f32; n * op * h * wv];
-    for img in 0..n {
-        for oi in 0..o {
-            for y in 0..h {
-                dyp[((img * op + oi) * h + y) * wv..][..w].copy_from_slice(&dy[((img * o + oi) * h + y) * w..][..w]);
+    with_padded(x, n * c, h, w, k / 2, |xp, hp, wp| {
+        with_scratch(&PADDED_GRAD, n * op * h * wv, |dyp| {
+            for (row, out) in dyp.chunks_exact_mut(wv).enumerate() {
+                let (img, oi, y) = (row / (op * h), row / h % op, row % h);
+                if oi < o {
+                    out[..w].copy_from_slice(&dy[((img * o + oi) * h + y) * w..][..w]);
+                    out[w..].fill(0.0);
+                } else {
+                    out.fill(0.0);
+                }
             }
-        }
-    }
-    let taps = c * k * k;
-    let blocks = taps.div_ceil(tq);
-    // Offset of each tap in a padded image; taps past the last repeat tap 0 (results dropped).
-    let offsets: Vec<usize> = (0..blocks * tq).map(|q| if q < taps { (q / (k * k)) * hp * wp + (q % (k * k) / k) * wp + q % k } else { 0 }).collect();
-    let rows = (4096 / w).clamp(1, h);
-    let chunks = h.div_ceil(rows);
-    let kernel = kernel::select_weight_grad(isa);
-    let (xp, dyp, offsets) = (&xp, &dyp, &offsets);
-    let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; o * taps]).collect();
-    let partials = parallel_items(n * chunks, scratch, |item, dw| {
-        let (img, chunk) = (item / chunks, item % chunks);
-        let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(h));
-        let mut sums = [0.0f32; 32];
-        for ob in 0..op / to {
-            let dy_at = ((img * op + ob * to) * h + y0) * wv;
-            for qb in 0..blocks {
-                // SAFETY: the ISA was detected; dy rows [y0, y1) of the tile's channels and the
-                // input rows they meet lie inside the padded copies; `sums` holds to·tq ≤ 32.
-                unsafe {
-                    kernel(dyp.as_ptr().add(dy_at), h * wv, wv, xp.as_ptr().add(img * c * hp * wp + y0 * wp), wp, offsets.as_ptr().add(qb * tq), y1 - y0, wv / lanes, sums.as_mut_ptr())
-                };
-                for j in 0..to {
-                    let oi = ob * to + j;
-                    if oi >= o {
-                        break;
-                    }
-                    for t in 0..tq {
-                        let q = qb * tq + t;
-                        if q < taps {
-                            dw[oi * taps + q] += sums[j * tq + t];
+            let taps = c * k * k;
+            let blocks = taps.div_ceil(tq);
+            // Offset of each tap in a padded image; taps past the last repeat tap 0 (results dropped).
+            let offsets: Vec<usize> = (0..blocks * tq).map(|q| if q < taps { (q / (k * k)) * hp * wp + (q % (k * k) / k) * wp + q % k } else { 0 }).collect();
+            let rows = (4096 / w).clamp(1, h);
+            let chunks = h.div_ceil(rows);
+            let kernel = kernel::select_weight_grad(isa);
+            let (dyp, offsets) = (&*dyp, &offsets);
+            let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; o * taps]).collect();
+            let partials = parallel_items(n * chunks, scratch, |item, dw| {
+                let (img, chunk) = (item / chunks, item % chunks);
+                let (y0, y1) = (chunk * rows, ((chunk + 1) * rows).min(h));
+                let mut sums = [0.0f32; 32];
+                for ob in 0..op / to {
+                    let dy_at = ((img * op + ob * to) * h + y0) * wv;
+                    for qb in 0..blocks {
+                        // SAFETY: the ISA was detected; dy rows [y0, y1) of the tile's channels and the
+                        // input rows they meet lie inside the padded copies; `sums` holds to·tq ≤ 32.
+                        unsafe {
+                            kernel(dyp.as_ptr().add(dy_at), h * wv, wv, xp.as_ptr().add(img * c * hp * wp + y0 * wp), wp, offsets.as_ptr().add(qb * tq), y1 - y0, wv / lanes, sums.as_mut_ptr())
+                        };
+                        for j in 0..to {
+                            let oi = ob * to + j;
+                            if oi >= o {
+                                break;
+                            }
+                            for t in 0..tq {
+                                let q = qb * tq + t;
+                                if q < taps {
+                                    dw[oi * taps + q] += sums[j * tq + t];
+                                }
+                            }
                         }
                     }
                 }
+            });
+            let mut dw = vec![0.0f32; o * taps];
+            for part in partials {
+                for (a, b) in dw.iter_mut().zip(part) {
+                    *a += b;
+                }
             }
-        }
-    });
-    let mut dw = vec![0.0f32; o * taps];
-    for part in partials {
-        for (a, b) in dw.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    dw
+            dw
+        })
+    })
 }
 
 fn apply_epilogue(values: &mut [f32], channel: usize, e: Epilogue) {
@@ -539,6 +581,23 @@ mod tests {
                 let act = if z > 0.0 { z } else { 0.2 * z };
                 assert!((fused[i] as f64 - act).abs() < tol, "fused at {i}: {} vs {act}", fused[i]);
             }
+        }
+    }
+
+    #[test]
+    fn stale_values_in_the_kept_buffers_never_reach_a_result() {
+        let (n, c, o, h, w, k) = (2, 3, 5, 7, 29, 3);
+        let x = values(n * c * h * w, 61);
+        let wt = values(o * c * k * k, 62);
+        let dy = values(n * o * h * w, 63);
+        let expected = reference(&x, n, c, h, w, &wt, o, k);
+        for isa in isas() {
+            for slot in [&PADDED_INPUT, &PADDED_GRAD] {
+                slot.with(|b| *b.borrow_mut() = vec![f32::NAN; 1 << 16]);
+            }
+            let out = conv(isa, &x, n, h, w, &wt, o, c, k, Epilogue::default());
+            assert!(out.iter().zip(&expected).all(|(&a, &e)| (a as f64 - e).abs() < 1e-4), "{isa:?}: forward after a poisoned buffer");
+            assert!(weight_grad_on(isa, &x, &dy, n, c, h, w, o, k).iter().all(|v| v.is_finite()), "{isa:?}: weight gradient after a poisoned buffer");
         }
     }
 
