@@ -132,16 +132,23 @@ fn direct_and_im2col_convolutions_agree_and_the_fused_op_equals_its_parts() {
     }
 }
 
-/// The training-mode batch norm op (one pass forward, closed-form backward) against finite
-/// differences, for the input and for γ and β.
-#[test]
-fn batch_norm_training_gradients_match_finite_differences() {
+/// An f64 batch norm over 3 channels with γ = (0.5, −1.5, 2) and β = (0.1, 0, −0.3), and its
+/// variables by name (`weight`, `bias`, `running_mean`, `running_var`).
+fn batch_norm_3_channels() -> (BatchNorm2d, std::collections::HashMap<String, Var>) {
     let vm = VarMap::new();
     let config = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
     let bn = BatchNorm2d::new(3, config, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
     let vars = vm.data().lock().unwrap().clone();
     vars["weight"].set(&Tensor::new(&[0.5f64, -1.5, 2.0], &Device::Cpu).unwrap()).unwrap();
     vars["bias"].set(&Tensor::new(&[0.1f64, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    (bn, vars)
+}
+
+/// The training-mode batch norm op (one pass forward, closed-form backward) against finite
+/// differences, for the input and for γ and β.
+#[test]
+fn batch_norm_training_gradients_match_finite_differences() {
+    let (bn, vars) = batch_norm_3_channels();
     let x = random(&[2, 3, 4, 5], 30).affine(2.0, 0.5).unwrap();
     let err_x = gradient_error(&x, |x| weighted_sum(&bn.forward_t(x, true)?, 31));
     assert!(err_x < 1e-6, "input: relative gradient error {err_x:e}");
@@ -167,12 +174,7 @@ fn batch_norm_training_gradients_match_finite_differences() {
 
 #[test]
 fn batch_norm_with_leaky_relu_equals_its_parts_in_value_and_gradient() {
-    let vm = VarMap::new();
-    let config = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
-    let bn = BatchNorm2d::new(3, config, VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu)).unwrap();
-    let vars = vm.data().lock().unwrap().clone();
-    vars["weight"].set(&Tensor::new(&[0.5f64, -1.5, 2.0], &Device::Cpu).unwrap()).unwrap();
-    vars["bias"].set(&Tensor::new(&[0.1f64, 0.0, -0.3], &Device::Cpu).unwrap()).unwrap();
+    let (bn, vars) = batch_norm_3_channels();
     let x = random(&[2, 3, 4, 5], 40).affine(2.0, 0.5).unwrap();
     let fused = |x: &Tensor| bn.forward_act_t(x, true, Some(0.2));
     let parts = |x: &Tensor| leaky_relu(&bn.forward_t(x, true)?);

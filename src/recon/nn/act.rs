@@ -15,6 +15,15 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     x.contiguous()?.apply_op1(LeakyRelu { slope })
 }
 
+/// LeakyReLU with `slope` when one is given, `x` unchanged otherwise: the unfused path of the
+/// ops that can apply an activation as they store (batch norm, the fused convolution).
+pub fn leaky_relu_if(x: Tensor, slope: Option<f64>) -> Result<Tensor> {
+    match slope {
+        Some(s) => leaky_relu(&x, s),
+        None => Ok(x),
+    }
+}
+
 struct LeakyRelu {
     slope: f64,
 }

@@ -99,10 +99,7 @@ impl BatchNorm2d {
             } else {
                 candle_core::ModuleT::forward_t(&self.fallback, x, train)?
             };
-            return match leaky_slope {
-                Some(s) => super::act::leaky_relu(&y, s),
-                None => Ok(y),
-            };
+            return super::act::leaky_relu_if(y, leaky_slope);
         }
         let (n, _, h, w) = x.dims4()?;
         let count = n * h * w;

@@ -64,10 +64,7 @@ pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, le
         }
     }
     let y = conv2d(x, w, padding, 1)?.broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
-    match leaky_slope {
-        Some(s) => super::act::leaky_relu(&y, s),
-        None => Ok(y),
-    }
+    super::act::leaky_relu_if(y, leaky_slope)
 }
 
 struct ConvBiasAct {
