@@ -9,6 +9,7 @@ pub mod display;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod malloc_tuning;
 pub mod metrics;
 pub mod recon;
 pub mod rgb;

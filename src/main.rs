@@ -285,6 +285,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    spectral_studio::malloc_tuning::keep_freed_memory();
     let args = Args::parse();
     let result = match args.command {
         None => spectral_studio::app::run(args.files),
