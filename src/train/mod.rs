@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod loss;
 pub mod optim;
 pub mod seeded;
 
@@ -22,6 +23,7 @@ use crate::{bail_invalid, default_wavelengths, Error, Result, RgbImage};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use crossbeam_channel::Sender;
+pub use loss::loss_fn;
 use data::{DataSource, Dataset, PatchSampler, RgbSimulation};
 use optim::{AdamW, Schedule};
 use serde::{Deserialize, Serialize};
@@ -238,26 +240,6 @@ fn validate(cubes: &[ndarray::Array3<f32>], camera: &ndarray::Array2<f32>, mut f
 fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tensor> {
     let shape = a.dim();
     Ok(Tensor::from_vec(a.as_standard_layout().iter().copied().collect::<Vec<f32>>(), shape, device)?)
-}
-
-/// The training objective between prediction and target (b, bands, p, p).
-pub fn loss_fn(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
-    let diff = (pred - target)?.abs()?;
-    match loss {
-        Loss::L1 => diff.mean_all(),
-        Loss::Mrae => (diff / (target.abs()? + MRAE_EPS)?)?.mean_all(),
-        Loss::MraeL1 => {
-            let relative = (&diff / (target.abs()? + MRAE_EPS)?)?.mean_all()?;
-            let scale = (target.abs()?.mean_all()? + MRAE_EPS)?;
-            relative + diff.mean_all()?.div(&scale)?
-        }
-        Loss::MraeRmse => {
-            let relative = (&diff / (target.abs()? + MRAE_EPS)?)?.mean_all()?;
-            let scale = (target.abs()?.mean_all()? + MRAE_EPS)?;
-            // The tiny floor keeps the square root differentiable at a perfect fit.
-            relative + (diff.sqr()?.mean_all()? + 1e-12)?.sqrt()?.div(&scale)?
-        }
-    }
 }
 
 fn var_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
