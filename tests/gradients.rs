@@ -14,6 +14,7 @@ use spectral_studio::recon::nn::batchnorm::BatchNorm2d;
 use spectral_studio::recon::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
 use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
 use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::recon::nn::pixel_scale::scale_pixels;
 use spectral_studio::recon::nn::shuffle::shuffle_concat;
 use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
 use spectral_studio::train::{loss_fn, Loss};
@@ -351,5 +352,50 @@ fn whole_models_have_correct_gradients() {
         }
         var.set(&original).unwrap();
         assert!(worst / scale < 1e-5, "{key}: relative gradient error {:e}", worst / scale);
+    }
+}
+
+#[test]
+fn scaling_pixels_equals_candles_broadcast_product_in_value_and_gradient() {
+    let s = ((random(&[2, 1, 3, 5], 40) + 1.5).unwrap() * 0.5).unwrap();
+    let y = random(&[2, 4, 3, 5], 41);
+    let fused = scale_pixels(&y, &s).unwrap();
+    let reference = y.broadcast_mul(&s).unwrap();
+    let gap = (fused - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert_eq!(gap, 0.0, "the same products");
+    assert!(gradient_error(&y, |y| weighted_sum(&scale_pixels(y, &s)?, 42)) < 1e-7);
+    // Factors that need a gradient take candle's op, which gives them one.
+    let tracked = Var::from_tensor(&s).unwrap();
+    let g = weighted_sum(&scale_pixels(&y, tracked.as_tensor()).unwrap(), 43).unwrap().backward().unwrap();
+    assert!(g.get(tracked.as_tensor()).is_some());
+    assert!(scale_pixels(&y, &random(&[2, 2, 3, 5], 44)).is_err(), "factors with channels are refused");
+}
+
+/// A training step's parameter gradients do not depend on whether the input image tracks a
+/// gradient. When it does not (always, in training), the first convolution and the linear prior
+/// skip their input gradients and the output is scaled back by the fused op; when it does,
+/// everything runs as candle composes it.
+#[test]
+fn parameter_gradients_are_the_same_whether_or_not_the_input_needs_one() {
+    let vm = VarMap::new();
+    let config = MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true };
+    let net = Mscnn::new(&config, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let x = ((random(&[2, 3, 8, 12], 45) + 1.5).unwrap() * 0.5).unwrap().to_dtype(DType::F32).unwrap();
+    let target = random(&[2, 5, 8, 12], 46).abs().unwrap().to_dtype(DType::F32).unwrap();
+    let tracked_x = Var::from_tensor(&x).unwrap();
+    let untracked = loss_fn(Loss::MraeRmse, &net.forward_t(&x, true).unwrap(), &target).unwrap().backward().unwrap();
+    let tracked = loss_fn(Loss::MraeRmse, &net.forward_t(tracked_x.as_tensor(), true).unwrap(), &target).unwrap().backward().unwrap();
+    assert!(untracked.get(&x).is_none() && tracked.get(tracked_x.as_tensor()).is_some());
+    let vars = vm.data().lock().unwrap().clone();
+    assert!(vars.len() > 20);
+    for (name, var) in vars {
+        let (a, b) = (untracked.get(var.as_tensor()), tracked.get(var.as_tensor()));
+        let (Some(a), Some(b)) = (a, b) else {
+            assert!(name.contains("running"), "{name}: a gradient in one run only");
+            continue;
+        };
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+        let gap = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(gap <= 1e-5 * scale, "{name}: gradients differ by {gap:e} (largest {scale:e})");
     }
 }

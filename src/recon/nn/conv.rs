@@ -60,34 +60,104 @@ pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, le
     if fused {
         let geometry = Geometry::new(x.dims(), w.dims(), padding, 1)?;
         if geometry.use_direct() {
-            return x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvBiasAct { geometry, leaky_slope });
+            return x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &bias.contiguous()?, &ConvBias { geometry, leaky_slope });
         }
     }
     let y = conv2d(x, w, padding, 1)?.broadcast_add(&bias.reshape((1, (), 1, 1))?)?;
     super::act::leaky_relu_if(y, leaky_slope)
 }
 
-struct ConvBiasAct {
+/// `conv2d(x, w, padding, stride)` + `bias` (o) per output channel, with gradients for all
+/// three. On the CPU one op: the bias is added as the output is stored, and its gradient is the
+/// output gradient summed per channel. candle's `broadcast_add` backward sums over batch and
+/// pixels with a strided reduction that took longer than the 1×1 convolution it followed.
+pub fn conv2d_bias(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    let cpu = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype() && x.dtype() == bias.dtype();
+    if !cpu {
+        return conv2d(x, w, padding, stride)?.broadcast_add(&bias.reshape((1, (), 1, 1))?);
+    }
+    let geometry = Geometry::new(x.dims(), w.dims(), padding, stride)?;
+    x.contiguous()?.apply_op3(&w.contiguous()?, &bias.contiguous()?, ConvBias { geometry, leaky_slope: None })
+}
+
+/// A convolution with a bias per output channel and, at inference only, LeakyReLU.
+struct ConvBias {
     geometry: Geometry,
     leaky_slope: Option<f64>,
 }
 
-impl candle_core::CustomOp3 for ConvBiasAct {
+impl candle_core::CustomOp3 for ConvBias {
     fn name(&self) -> &'static str {
-        "conv2d-bias-act"
+        "conv2d-bias"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
-        let weights = direct::PackedWeights::new(contiguous::<f32>(s2, l2)?, g.o, g.c, g.kh);
-        let bias = contiguous::<f32>(s3, l3)?;
-        if bias.len() != g.o {
-            candle_core::bail!("conv2d bias has {} values for {} output channels", bias.len(), g.o)
-        }
-        let epilogue = direct::Epilogue { bias: Some(bias), leaky_slope: self.leaky_slope.map(|s| s as f32) };
-        let out = direct::conv_same(contiguous::<f32>(s1, l1)?, g.n, g.h, g.w, &weights, epilogue);
-        Ok((CpuStorage::F32(out), Shape::from((g.n, g.o, g.oh, g.ow))))
+        let out = conv_storage(g, (s1, l1), (s2, l2), Some((s3, l3)), self.leaky_slope)?;
+        Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _bias: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        if self.leaky_slope.is_some() {
+            candle_core::bail!("conv2d-bias: no gradient through the inference-only activation")
+        }
+        let grad = grad.contiguous()?;
+        let (dx, dw) = conv_gradients(self.geometry, x, w, &grad)?;
+        let g = &self.geometry;
+        // Per channel: sum the contiguous planes first (a fast last-axis reduction), then the batch.
+        let db = super::profile::timed("backward: conv bias grad", || grad.reshape((g.n, g.o, g.oh * g.ow))?.sum(2)?.sum(0))?;
+        Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+/// dL/dx (None when x needs no gradient, e.g. the network's input) and dL/dw of a convolution.
+fn conv_gradients(geometry: Geometry, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+    let dx = if x.track_op() {
+        Some(super::profile::timed("backward: conv input grad", || grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input }))?)
+    } else {
+        None
+    };
+    let dw = super::profile::timed("backward: conv weight grad", || x.apply_op2_no_bwd(grad, &ConvGrad { geometry, wrt: Wrt::Weight }))?;
+    Ok((dx, dw))
+}
+
+/// The forward pass of a convolution on CPU storages, with an optional bias per output channel
+/// and LeakyReLU (the direct kernel applies both as it stores; the other paths afterwards).
+fn conv_storage(g: &Geometry, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>, leaky_slope: Option<f64>) -> Result<CpuStorage> {
+    if let Some((_, l)) = bias {
+        if l.shape().elem_count() != g.o {
+            candle_core::bail!("conv2d bias has {} values for {} output channels", l.shape().elem_count(), g.o)
+        }
+    }
+    let direct = x.0.dtype() == DType::F32 && g.use_direct();
+    if leaky_slope.is_some() && !direct {
+        candle_core::bail!("conv2d op: LeakyReLU is fused only on the direct path")
+    }
+    macro_rules! other_paths {
+        ($t:ty) => {{
+            let mut out = forward(g, contiguous::<$t>(x.0, x.1)?, contiguous::<$t>(w.0, w.1)?);
+            if let Some((s, l)) = bias {
+                let bias = contiguous::<$t>(s, l)?;
+                for (i, plane) in out.chunks_exact_mut(g.out_pixels()).enumerate() {
+                    let b = bias[i % g.o];
+                    plane.iter_mut().for_each(|v| *v += b);
+                }
+            }
+            out
+        }};
+    }
+    let out = match x.0.dtype() {
+        DType::F32 if direct => {
+            let weights = direct::PackedWeights::new(contiguous::<f32>(w.0, w.1)?, g.o, g.c, g.kh);
+            let bias = bias.map(|(s, l)| contiguous::<f32>(s, l)).transpose()?;
+            let epilogue = direct::Epilogue { bias, leaky_slope: leaky_slope.map(|s| s as f32) };
+            CpuStorage::F32(direct::conv_same(contiguous::<f32>(x.0, x.1)?, g.n, g.h, g.w, &weights, epilogue))
+        }
+        DType::F32 => f32::storage(other_paths!(f32)),
+        DType::F64 => f64::storage(other_paths!(f64)),
+        other => candle_core::bail!("conv2d op: unsupported dtype {other:?}"),
+    };
+    Ok(out)
 }
 
 /// Shapes of one convolution.
@@ -367,24 +437,12 @@ impl CustomOp2 for ConvForward {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
-        let out = match s1.dtype() {
-            DType::F32 if g.use_direct() => {
-                let weights = direct::PackedWeights::new(contiguous::<f32>(s2, l2)?, g.o, g.c, g.kh);
-                CpuStorage::F32(direct::conv_same(contiguous::<f32>(s1, l1)?, g.n, g.h, g.w, &weights, direct::Epilogue::default()))
-            }
-            DType::F32 => f32::storage(forward(g, contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?)),
-            DType::F64 => f64::storage(forward(g, contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?)),
-            other => candle_core::bail!("conv2d op: unsupported dtype {other:?}"),
-        };
-        Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
+        Ok((conv_storage(g, (s1, l1), (s2, l2), None, None)?, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let geometry = self.geometry;
-        let dx = super::profile::timed("backward: conv input grad", || grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input }))?;
-        let dw = super::profile::timed("backward: conv weight grad", || x.apply_op2_no_bwd(&grad, &ConvGrad { geometry, wrt: Wrt::Weight }))?;
-        Ok((Some(dx), Some(dw)))
+        let (dx, dw) = conv_gradients(self.geometry, x, w, &grad.contiguous()?)?;
+        Ok((dx, Some(dw)))
     }
 }
 
@@ -492,11 +550,9 @@ impl Conv {
 
 impl candle_core::Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d(x, &self.weight, self.padding, 1)?;
         match &self.bias {
-            // (o) → (1, o, 1, 1) broadcast over batch and pixels.
-            Some(b) => y.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(y),
+            Some(b) => conv2d_bias(x, &self.weight, b, self.padding, 1),
+            None => conv2d(x, &self.weight, self.padding, 1),
         }
     }
 }

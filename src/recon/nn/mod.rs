@@ -15,6 +15,7 @@ pub mod cpu_op;
 pub mod direct;
 pub mod layers;
 pub mod mscnn;
+pub mod pixel_scale;
 pub mod pool;
 pub mod profile;
 pub mod shuffle;
@@ -65,7 +66,7 @@ pub fn to_chromaticity(rgb: &Tensor, normalise: bool) -> Result<(Tensor, Option<
 /// The inverse of [`to_chromaticity`] on the network's output (b, bands, h, w).
 pub fn scale_back(y: Tensor, s: Option<Tensor>) -> Result<Tensor> {
     match s {
-        Some(s) => y.broadcast_mul(&s),
+        Some(s) => pixel_scale::scale_pixels(&y, &s),
         None => Ok(y),
     }
 }
