@@ -6,27 +6,34 @@
 //! Why not im2col + GEMM: with 16–128 output channels each im2col element is used only that
 //! many times, so writing the im2col matrix and packing it for the GEMM cost more than the
 //! multiply-adds. Here the input is padded once and read in place. A register tile of 8
-//! output channels × 16–48 pixels of one row (AVX-512; 4 × 8–16 with AVX2) keeps up to 24
-//! accumulators in registers; for each input channel and kernel tap it loads the shifted
-//! input row's vectors once and multiply-adds each against one broadcast weight per output
-//! channel. Weights are packed per block of output channels so the broadcasts read adjacent
-//! floats. An optional epilogue adds a bias and applies LeakyReLU before the store, so
+//! output channels × 48 consecutive positions (AVX-512; 4 × 16 with AVX2) keeps 24 (8)
+//! accumulators in registers; for each input channel and kernel tap it loads the shifted input
+//! vectors once and multiply-adds each against one broadcast weight per output channel.
+//! Weights are packed per block of output channels so the broadcasts read adjacent floats.
+//!
+//! Tiles run along the padded plane read as one long row: output position q = y·wp + x (wp
+//! the padded width) reads input q + ky·wp + kx for every tap, so a tile may span the end of
+//! one row and the start of the next, and the k − 1 positions per row that fall on the padding
+//! are computed and dropped. Rows of 8–64 pixels (the deep levels of a U-Net on training
+//! patches) fill whole tiles that way, where tiles confined to a row would leave lanes empty
+//! or keep too few accumulators to hide the multiply-add latency. An optional epilogue adds a
+//! bias and applies LeakyReLU before the store, so
 //! inference takes no further pass over the output for them.
 
 use super::conv::{parallel_items, threads, SharedMut};
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
-/// Widest register tile along a row (3 AVX-512 vectors); the padded copy of the input has this
-/// many spare zeros on the right so the last tile of a row may read past the image.
+/// Widest register tile (3 AVX-512 vectors): the padded copies keep this many spare zeros
+/// where a tile or vector may read past the image.
 const MAX_TILE: usize = 48;
 
 /// The vector instructions the kernel runs on.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Isa {
-    /// 16-float vectors, 32 registers: tiles of 8 output channels × up to 3 vectors.
+    /// 16-float vectors, 32 registers: tiles of 8 output channels × 3 vectors.
     Avx512,
-    /// 8-float vectors, 16 registers: tiles of 4 output channels × up to 2 vectors.
+    /// 8-float vectors, 16 registers: tiles of 4 output channels × 2 vectors.
     Avx2,
 }
 
@@ -67,18 +74,18 @@ impl Isa {
         }
     }
 
-    fn max_vectors(self) -> usize {
+    /// Vectors per forward tile: as many as leave registers for the loads (3 × 8 = 24
+    /// accumulators of 32 registers with AVX-512, 2 × 4 = 8 of 16 with AVX2).
+    fn vectors(self) -> usize {
         match self {
             Isa::Avx512 => 3,
             Isa::Avx2 => 2,
         }
     }
 
-    /// Vectors per tile for rows `w` wide: the fewest padded pixels, ties to the wider tile
-    /// (more multiply-adds per weight broadcast). Rows of 8–32 pixels (the deep levels of a
-    /// U-Net on training patches) get narrow tiles instead of mostly-empty wide ones.
-    fn vectors_for(self, w: usize) -> usize {
-        (1..=self.max_vectors()).rev().min_by_key(|&v| w.div_ceil(v * self.lanes()) * v * self.lanes()).unwrap_or(1)
+    /// Positions per forward tile.
+    fn tile(self) -> usize {
+        self.vectors() * self.lanes()
     }
 }
 
@@ -157,41 +164,57 @@ fn conv_same_on(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, weights: &Pac
     if let Some(b) = epilogue.bias {
         assert_eq!(b.len(), o, "bias size");
     }
-    let vectors = isa.vectors_for(w);
-    let tile = vectors * isa.lanes();
-    let kernel = kernel::select(isa, vectors, k);
-    with_padded(x, n * c, h, w, k / 2, |xp, hp, wp| {
-        // Every output value is written exactly once below (all images, rows, tiles and output
+    let tile = isa.tile();
+    let kernel = kernel::select(isa, k);
+    with_padded(x, n * c, h, w, k / 2, Margin::Flat, |xp, hp, wp| {
+        // Output positions per image, the padding columns included (see the module comment).
+        let span = h * wp;
+        let tiles = span.div_ceil(tile);
+        // One item: a run of tiles (about two rows' worth) of one image, all output channels.
+        // Within it, tiles outermost so a tile's input (c·k rows of tile + k − 1 floats) stays
+        // in L1 while every block of output channels reads it.
+        let per_item = (2 * wp).div_ceil(tile);
+        let runs = tiles.div_ceil(per_item);
+        // Every output value is written exactly once below (all images, rows, columns and output
         // channels), so the buffer is not zeroed first: that would be one more pass over it.
         let len = n * o * h * w;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         let dst = SharedMut(out.as_mut_ptr());
         let scratch: Vec<Vec<f32>> = (0..threads()).map(|_| vec![0.0; t * tile]).collect();
-        // One item: one output row of one image, all output channels. Within it, tiles along the
-        // row outermost so a tile's input (c·k rows of tile + k − 1 floats) stays in L1 while every
-        // block of output channels reads it.
-        parallel_items(n * h, scratch, |item, acc| {
-            let (img, y) = (item / h, item % h);
-            let input = &xp[img * c * hp * wp..][..c * hp * wp];
-            for x0 in (0..w).step_by(tile) {
-                let valid = (w - x0).min(tile);
+        parallel_items(n * runs, scratch, |item, acc| {
+            let (img, run) = (item / runs, item % runs);
+            let input = &xp[img * c * hp * wp..];
+            for q0 in (run * per_item * tile..((run + 1) * per_item).min(tiles) * tile).step_by(tile) {
+                let end = (q0 + tile).min(span);
                 for block in 0..o.div_ceil(t) {
                     let wblock = &weights.data[block * c * k * k * t..][..c * k * k * t];
-                    // SAFETY: the ISA was detected; reads stay inside `input` (each padded row has
-                    // MAX_TILE ≥ tile spare floats and x0 < w), `acc` holds t · tile floats.
-                    unsafe { kernel(input.as_ptr().add(y * wp + x0), hp * wp, wp, c, k, wblock.as_ptr(), acc.as_mut_ptr()) };
+                    // SAFETY: the ISA was detected; a tile reads at most tile + (k − 1)·(wp + 1)
+                    // floats past position q0 < span of this image's last plane, which stays
+                    // inside the buffer (the next image's planes, or the slack `Margin::Flat`
+                    // keeps after the last plane); `acc` holds t · tile floats.
+                    unsafe { kernel(input.as_ptr().add(q0), hp * wp, wp, c, k, wblock.as_ptr(), acc.as_mut_ptr()) };
                     for j in 0..t {
                         let oi = block * t + j;
                         if oi >= o {
                             break;
                         }
-                        let row = &mut acc[j * tile..][..valid];
-                        apply_epilogue(row, oi, epilogue);
-                        // SAFETY: item (img, y) alone writes row y of image img's output planes,
-                        // inside the buffer's capacity.
-                        unsafe {
-                            let at = dst.get().add(((img * o + oi) * h + y) * w + x0);
-                            std::ptr::copy_nonoverlapping(row.as_ptr(), at, valid);
+                        let values = &mut acc[j * tile..][..tile];
+                        apply_epilogue(values, oi, epilogue);
+                        // The tile's positions row by row; columns x < w are outputs.
+                        let mut q = q0;
+                        while q < end {
+                            let (y, x) = (q / wp, q % wp);
+                            let row_end = end.min(q - x + wp);
+                            if x < w {
+                                let count = (w - x).min(row_end - q);
+                                // SAFETY: this item alone writes these positions of image img's
+                                // output planes, inside the buffer's capacity.
+                                unsafe {
+                                    let at = dst.get().add(((img * o + oi) * h + y) * w + x);
+                                    std::ptr::copy_nonoverlapping(values[q - q0..].as_ptr(), at, count);
+                                }
+                            }
+                            q = row_end;
                         }
                     }
                 }
@@ -227,18 +250,33 @@ fn with_scratch<R>(slot: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: im
     out
 }
 
-/// Rows and columns of a plane padded for the kernels: `pad` zeros around, and MAX_TILE more on
-/// the right (so a tile may read past the last column).
-fn padded_size(h: usize, w: usize, pad: usize) -> (usize, usize) {
-    (h + 2 * pad, w + 2 * pad + MAX_TILE)
+/// What a padded copy keeps beyond the `pad` zeros around each plane.
+#[derive(Clone, Copy)]
+enum Margin {
+    /// MAX_TILE more zeros at the end of each row, so a vector may read past the last column
+    /// and multiply zeros (the weight gradient).
+    Rows,
+    /// Nothing per row; MAX_TILE + 2·pad zeros after the last plane, so a forward tile may
+    /// read past the last position (its results there are dropped).
+    Flat,
+}
+
+/// Rows and columns of a plane padded for the kernels, and the floats after the last plane.
+fn padded_size(h: usize, w: usize, pad: usize, margin: Margin) -> (usize, usize, usize) {
+    match margin {
+        Margin::Rows => (h + 2 * pad, w + 2 * pad + MAX_TILE, 0),
+        Margin::Flat => (h + 2 * pad, w + 2 * pad, MAX_TILE + 2 * pad),
+    }
 }
 
 /// `f(xp, hp, wp)` on `planes` planes of h × w padded as [`padded_size`] says, in this thread's
 /// scratch buffer. Every value is written (the borders with zeros), so nothing is zeroed twice.
-fn with_padded<R>(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, f: impl FnOnce(&[f32], usize, usize) -> R) -> R {
-    let (hp, wp) = padded_size(h, w, pad);
-    with_scratch(&PADDED_INPUT, planes * hp * wp, |xp| {
-        for (plane, out) in xp.chunks_exact_mut(hp * wp).enumerate() {
+fn with_padded<R>(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, margin: Margin, f: impl FnOnce(&[f32], usize, usize) -> R) -> R {
+    let (hp, wp, tail) = padded_size(h, w, pad, margin);
+    with_scratch(&PADDED_INPUT, planes * hp * wp + tail, |xp| {
+        let (body, slack) = xp.split_at_mut(planes * hp * wp);
+        slack.fill(0.0);
+        for (plane, out) in body.chunks_exact_mut(hp * wp).enumerate() {
             let (top, rest) = out.split_at_mut(pad * wp);
             top.fill(0.0);
             let (middle, bottom) = rest.split_at_mut(h * wp);
@@ -277,7 +315,7 @@ fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize,
     // The output gradient with rows padded to whole vectors (zeros past w, so the input read
     // beyond the image adds nothing) and output channels to whole tiles (zero rows).
     let (wv, op) = (w.div_ceil(lanes) * lanes, o.div_ceil(to) * to);
-    with_padded(x, n * c, h, w, k / 2, |xp, hp, wp| {
+    with_padded(x, n * c, h, w, k / 2, Margin::Rows, |xp, hp, wp| {
         with_scratch(&PADDED_GRAD, n * op * h * wv, |dyp| {
             for (row, out) in dyp.chunks_exact_mut(wv).enumerate() {
                 let (img, oi, y) = (row / (op * h), row / h % op, row % h);
@@ -366,10 +404,9 @@ mod kernel {
         }
     }
 
-    /// The tile kernel for `vectors` per row and kernel side `k`: 3×3 and 1×1 get their tap
-    /// loops unrolled at compile time (K = k); other sides run with K = 0, the loops bounded
-    /// at run time.
-    pub fn select(isa: Isa, vectors: usize, k: usize) -> TileFn {
+    /// The tile kernel for kernel side `k`: 3×3 and 1×1 get their tap loops unrolled at compile
+    /// time (K = k); other sides run with K = 0, the loops bounded at run time.
+    pub fn select(isa: Isa, k: usize) -> TileFn {
         macro_rules! by_k {
             ($f:ident, $t:literal, $v:literal) => {
                 match k {
@@ -379,12 +416,9 @@ mod kernel {
                 }
             };
         }
-        match (isa, vectors) {
-            (Isa::Avx512, 3) => by_k!(avx512, 8, 3),
-            (Isa::Avx512, 2) => by_k!(avx512, 8, 2),
-            (Isa::Avx512, _) => by_k!(avx512, 8, 1),
-            (Isa::Avx2, 2) => by_k!(avx2, 4, 2),
-            (Isa::Avx2, _) => by_k!(avx2, 4, 1),
+        match isa {
+            Isa::Avx512 => by_k!(avx512, 8, 3),
+            Isa::Avx2 => by_k!(avx2, 4, 2),
         }
     }
 
@@ -410,6 +444,12 @@ mod kernel {
                     let channel = input.add(ci * plane);
                     for ky in 0..k {
                         let line = channel.add(ky * row);
+                        // The next tile along the row reads the cache lines just past this one.
+                        // With c·k rows read in turn, more streams than the hardware prefetcher
+                        // follows, each line would otherwise miss to memory when its turn comes.
+                        for l in 0..=V {
+                            _mm_prefetch::<_MM_HINT_T0>(line.add($lanes * V + 16 * l) as *const i8);
+                        }
                         for kx in 0..k {
                             let src = line.add(kx);
                             let xs: [$v; V] = std::array::from_fn(|v| $load(src.add($lanes * v)));
@@ -478,7 +518,7 @@ mod kernel {
         unreachable!("direct convolution is x86-64 only")
     }
     /// Never called: [`super::available`] is false off x86-64.
-    pub fn select(_: Isa, _: usize, _: usize) -> TileFn {
+    pub fn select(_: Isa, _: usize) -> TileFn {
         unreachable!("direct convolution is x86-64 only")
     }
 }
@@ -548,18 +588,6 @@ mod tests {
     #[allow(clippy::too_many_arguments)]
     fn conv(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, wt: &[f32], o: usize, c: usize, k: usize, e: Epilogue) -> Vec<f32> {
         conv_same_on(isa, x, n, h, w, &PackedWeights::for_tiles(wt, o, c, k, isa.channels()), e)
-    }
-
-    #[test]
-    fn tile_width_follows_the_row_width() {
-        assert_eq!(Isa::Avx512.vectors_for(8), 1);
-        assert_eq!(Isa::Avx512.vectors_for(16), 1);
-        assert_eq!(Isa::Avx512.vectors_for(32), 2);
-        assert_eq!(Isa::Avx512.vectors_for(64), 2);
-        assert_eq!(Isa::Avx512.vectors_for(96), 3);
-        assert_eq!(Isa::Avx512.vectors_for(512), 2);
-        assert_eq!(Isa::Avx2.vectors_for(8), 1);
-        assert_eq!(Isa::Avx2.vectors_for(64), 2);
     }
 
     #[test]
