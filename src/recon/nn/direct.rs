@@ -74,6 +74,15 @@ impl Isa {
         }
     }
 
+    /// Input channels per 3×3 weight-gradient tile (9 accumulators each, output channels in
+    /// the lanes): 27 of 32 registers with AVX-512, 9 of 16 with AVX2.
+    fn weight_grad_3x3_channels(self) -> usize {
+        match self {
+            Isa::Avx512 => 3,
+            Isa::Avx2 => 1,
+        }
+    }
+
     /// Vectors per forward tile: as many as leave registers for the loads (3 × 8 = 24
     /// accumulators of 32 registers with AVX-512, 2 × 4 = 8 of 16 with AVX2).
     fn vectors(self) -> usize {
@@ -310,6 +319,9 @@ fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize,
     assert_eq!(x.len(), n * c * h * w, "input size");
     assert_eq!(dy.len(), n * o * h * w, "gradient size");
     assert!(k % 2 == 1, "direct convolution needs an odd kernel");
+    if k == 3 {
+        return weight_grad_3x3(isa, x, dy, n, c, h, w, o);
+    }
     let (to, tq) = isa.weight_grad_tile();
     let lanes = isa.lanes();
     // The output gradient with rows padded to whole vectors (zeros past w, so the input read
@@ -373,6 +385,85 @@ fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize,
     })
 }
 
+/// The 3×3 weight gradient with output channels in the vector lanes.
+///
+/// The output gradient is first transposed to pixel-major order, one vector of output
+/// channels per pixel. A tile then holds, per output-channel vector, the 9 taps of 3 input
+/// channels (1 with AVX2) as 27 vector accumulators; each pixel costs one vector load and 27
+/// multiply-adds against broadcast input values, and no sum across lanes is ever needed (the
+/// row-vector kernel of other kernel sides reduces its 24 vectors to scalars every tile). The
+/// transposition is one pass over the gradient, which is read c·9/lanes times afterwards.
+#[allow(clippy::too_many_arguments)]
+fn weight_grad_3x3(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize, w: usize, o: usize) -> Vec<f32> {
+    let (lanes, per_tile) = (isa.lanes(), isa.weight_grad_3x3_channels());
+    let (blocks, pixels) = (o.div_ceil(lanes), h * w);
+    let op = blocks * lanes;
+    with_padded(x, n * c, h, w, 1, Margin::Flat, |xp, hp, wp| {
+        with_scratch(&PADDED_GRAD, n * pixels * op, |dyt| {
+            // dyt[img][p][oi] = dy[img][oi][p], zeros for the output channels past o; 16 pixels
+            // at a time so the strided writes stay within a few cache lines.
+            let dst = SharedMut(dyt.as_mut_ptr());
+            parallel_items(n, vec![(); threads()], |img, _| {
+                // SAFETY: item img alone writes image img's pixels·op floats.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(img * pixels * op), pixels * op) };
+                for p0 in (0..pixels).step_by(16) {
+                    let p1 = (p0 + 16).min(pixels);
+                    for oi in 0..op {
+                        if oi < o {
+                            let src = &dy[(img * o + oi) * pixels..][p0..p1];
+                            for (p, &v) in (p0..p1).zip(src) {
+                                out[p * op + oi] = v;
+                            }
+                        } else {
+                            (p0..p1).for_each(|p| out[p * op + oi] = 0.0);
+                        }
+                    }
+                }
+            });
+            let dyt = &*dyt;
+            // Items: bands of about 512 pixels of one image, so a band's gradient (512 vectors)
+            // and input rows stay in L1/L2 while every tile reads them.
+            let rows = (512 / w).clamp(1, h);
+            let bands = h.div_ceil(rows);
+            let kernel = kernel::select_weight_grad_3x3(isa);
+            let tile_floats = per_tile * 9 * lanes;
+            let scratch: Vec<(Vec<f32>, Vec<f32>)> = (0..threads()).map(|_| (vec![0.0; blocks * c * 9 * lanes], vec![0.0; tile_floats])).collect();
+            let partials = parallel_items(n * bands, scratch, |item, (part, sums)| {
+                let (img, band) = (item / bands, item % bands);
+                let (y0, y1) = (band * rows, ((band + 1) * rows).min(h));
+                for b in 0..blocks {
+                    let dy_at = (img * pixels + y0 * w) * op + b * lanes;
+                    for c0 in (0..c).step_by(per_tile) {
+                        let channels = per_tile.min(c - c0);
+                        // SAFETY: the ISA was detected; the band's gradient vectors and the padded
+                        // input rows y0..y1 + 2 of channels c0..c0 + channels lie inside the copies;
+                        // `sums` holds per_tile·9 vectors.
+                        unsafe { kernel(dyt.as_ptr().add(dy_at), op, xp.as_ptr().add(((img * c + c0) * hp + y0) * wp), hp * wp, wp, y1 - y0, w, channels, sums.as_mut_ptr()) };
+                        // part is [block][channel][tap][lane].
+                        let at = (b * c + c0) * 9 * lanes;
+                        for (acc, v) in part[at..at + channels * 9 * lanes].iter_mut().zip(sums.iter()) {
+                            *acc += v;
+                        }
+                    }
+                }
+            });
+            let mut total = vec![0.0f32; blocks * c * 9 * lanes];
+            for (part, _) in partials {
+                for (a, b) in total.iter_mut().zip(part) {
+                    *a += b;
+                }
+            }
+            let mut dw = vec![0.0f32; o * c * 9];
+            for (oi, row) in dw.chunks_exact_mut(c * 9).enumerate() {
+                for (q, v) in row.iter_mut().enumerate() {
+                    *v = total[((oi / lanes) * c * 9 + q) * lanes + oi % lanes];
+                }
+            }
+            dw
+        })
+    })
+}
+
 fn apply_epilogue(values: &mut [f32], channel: usize, e: Epilogue) {
     if let Some(bias) = e.bias {
         let b = bias[channel];
@@ -392,15 +483,27 @@ type TileFn = unsafe fn(input: *const f32, plane: usize, row: usize, c: usize, k
 /// dy[j][row][p] · x[offsets[t] + row·x_row + p].
 type WeightGradFn = unsafe fn(dy: *const f32, dy_plane: usize, dy_row: usize, x: *const f32, x_row: usize, offsets: *const usize, rows: usize, vectors: usize, sums: *mut f32);
 
+/// One 3×3 weight-gradient tile: sums[((ci·3 + ky)·3 + kx)·lanes + l] = Σ over `rows` rows
+/// and `w` pixels p of dy[p·dy_pixel + l] · x[ci·plane + (row_of(p) + ky)·row + col_of(p) + kx],
+/// for the tile's `channels` input channels (the rest of the tile is left as it was).
+type WeightGrad3x3Fn = unsafe fn(dy: *const f32, dy_pixel: usize, x: *const f32, plane: usize, row: usize, rows: usize, w: usize, channels: usize, sums: *mut f32);
+
 #[cfg(target_arch = "x86_64")]
 mod kernel {
-    use super::{Isa, TileFn, WeightGradFn};
+    use super::{Isa, TileFn, WeightGrad3x3Fn, WeightGradFn};
     use std::arch::x86_64::*;
 
     pub fn select_weight_grad(isa: Isa) -> WeightGradFn {
         match isa {
             Isa::Avx512 => weight_grad_avx512::<4, 6>,
             Isa::Avx2 => weight_grad_avx2::<2, 4>,
+        }
+    }
+
+    pub fn select_weight_grad_3x3(isa: Isa) -> WeightGrad3x3Fn {
+        match isa {
+            Isa::Avx512 => weight_grad_3x3_avx512::<3>,
+            Isa::Avx2 => weight_grad_3x3_avx2::<1>,
         }
     }
 
@@ -434,7 +537,7 @@ mod kernel {
     /// present; every read (TO gradient rows and TQ shifted input rows of lanes·vectors
     /// floats, for `rows` rows) in bounds; `sums` writable for TO·TQ floats.
     macro_rules! kernels {
-        ($feature:literal, $v:ty, $lanes:literal, $tile:ident, $weight_grad:ident, $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $store:ident, $sum:ident) => {
+        ($feature:literal, $v:ty, $lanes:literal, $tile:ident, $weight_grad:ident, $weight_grad_3x3:ident, $zero:ident, $load:ident, $splat:ident, $fmadd:ident, $store:ident, $sum:ident) => {
             #[target_feature(enable = $feature)]
             unsafe fn $tile<const T: usize, const V: usize, const K: usize>(input: *const f32, plane: usize, row: usize, c: usize, k: usize, w: *const f32, acc: *mut f32) {
                 let k = if K == 0 { k } else { K };
@@ -495,11 +598,37 @@ mod kernel {
                     }
                 }
             }
+
+            #[allow(clippy::too_many_arguments)]
+            #[target_feature(enable = $feature)]
+            unsafe fn $weight_grad_3x3<const CH: usize>(dy: *const f32, dy_pixel: usize, x: *const f32, plane: usize, row: usize, rows: usize, w: usize, channels: usize, sums: *mut f32) {
+                let mut a: [[[$v; 3]; 3]; CH] = [[[$zero(); 3]; 3]; CH];
+                for r in 0..rows {
+                    // Channels past `channels` read channel 0 again; their sums are not stored.
+                    let lines: [[*const f32; 3]; CH] = std::array::from_fn(|ci| std::array::from_fn(|ky| x.add(if ci < channels { ci } else { 0 } * plane + (r + ky) * row)));
+                    let d_row = dy.add(r * w * dy_pixel);
+                    for p in 0..w {
+                        let d = $load(d_row.add(p * dy_pixel));
+                        for (ac, lc) in a.iter_mut().zip(&lines) {
+                            for (ar, &line) in ac.iter_mut().zip(lc) {
+                                for (kx, at) in ar.iter_mut().enumerate() {
+                                    *at = $fmadd(d, $splat(*line.add(p + kx)), *at);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (ci, ac) in a.iter().enumerate().take(channels) {
+                    for (tap, at) in ac.iter().flatten().enumerate() {
+                        $store(sums.add((ci * 9 + tap) * $lanes), *at);
+                    }
+                }
+            }
         };
     }
 
-    kernels!("avx512f", __m512, 16, avx512, weight_grad_avx512, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, _mm512_reduce_add_ps);
-    kernels!("avx2,fma", __m256, 8, avx2, weight_grad_avx2, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, sum_avx2);
+    kernels!("avx512f", __m512, 16, avx512, weight_grad_avx512, weight_grad_3x3_avx512, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps, _mm512_reduce_add_ps);
+    kernels!("avx2,fma", __m256, 8, avx2, weight_grad_avx2, weight_grad_3x3_avx2, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps, sum_avx2);
 
     /// The sum of an AVX vector's 8 floats.
     #[target_feature(enable = "avx2,fma")]
@@ -512,7 +641,11 @@ mod kernel {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod kernel {
-    use super::{Isa, TileFn, WeightGradFn};
+    use super::{Isa, TileFn, WeightGrad3x3Fn, WeightGradFn};
+    /// Never called: [`super::available`] is false off x86-64.
+    pub fn select_weight_grad_3x3(_: Isa) -> WeightGrad3x3Fn {
+        unreachable!("direct convolution is x86-64 only")
+    }
     /// Never called: [`super::available`] is false off x86-64.
     pub fn select_weight_grad(_: Isa) -> WeightGradFn {
         unreachable!("direct convolution is x86-64 only")
