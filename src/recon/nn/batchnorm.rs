@@ -1,5 +1,5 @@
 //! Batch normalisation over (batch, rows, cols) per channel, as PyTorch's `BatchNorm2d`, with
-//! a training-mode pass that is one CPU op forward and two backward.
+//! a training-mode pass that is one CPU op each way.
 //!
 //! Why: candle-nn's `BatchNorm` builds training mode from a dozen tensor ops (transpose, mean,
 //! subtract, square, mean, sqrt, divide, scale, shift, transpose back), and their backward
@@ -218,87 +218,45 @@ impl BatchNormTrain {
     fn gradients(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let inv_std: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        let grad = grad.contiguous()?;
-        let x = x.contiguous()?;
-        let y = y.contiguous()?;
-        let leaky_slope = self.leaky_slope;
-        // (2, c): Σ dz·x̂ (dγ) and Σ dz (dβ) per channel, dz the gradient at batch norm's output.
-        let sums = x.apply_op3_no_bwd(&grad, &y, &GradSums { mean: stats.mean.clone(), inv_std: inv_std.clone(), leaky_slope })?;
-        let sums_f64: Vec<Vec<f64>> = sums.to_dtype(DType::F64)?.to_vec2()?;
         let gamma_f64: Vec<f64> = gamma.to_dtype(DType::F64)?.to_vec1()?;
-        let dx = x.apply_op3_no_bwd(&grad, &y, &GradInput { mean: stats.mean, inv_std, gamma: gamma_f64, dgamma: sums_f64[0].clone(), dbeta: sums_f64[1].clone(), leaky_slope })?;
-        let dgamma = sums.get(0)?;
-        let dbeta = sums.get(1)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let op = Gradients { mean: stats.mean, inv_std, gamma: gamma_f64, leaky_slope: self.leaky_slope, parameter_grads: Mutex::new(Vec::new()) };
+        let dx = x.contiguous()?.apply_op3_no_bwd(&grad.contiguous()?, &y.contiguous()?, &op)?;
+        let (dgamma, dbeta): (Vec<f64>, Vec<f64>) = op.parameter_grads.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().unzip();
+        let as_tensor = |v: Vec<f64>| Tensor::from_vec(v, gamma.dims(), gamma.device())?.to_dtype(gamma.dtype());
+        Ok((Some(dx), Some(as_tensor(dgamma)?), Some(as_tensor(dbeta)?)))
     }
 }
 
-/// The gradient at batch norm's output: the incoming one, through LeakyReLU's derivative when
-/// the op applied it (1 where the output is positive, the slope elsewhere).
+/// The gradient at batch norm's output: the incoming one through LeakyReLU's derivative (1
+/// where the output is positive, the slope elsewhere). Without an activation the slope is 1,
+/// which leaves dy exactly as it is: one branch-free select per value either way, which
+/// vectorises where a match on an optional slope did not.
 #[inline(always)]
-fn through_activation<T: WithDType>(dy: T, y: T, slope: Option<T>) -> T {
-    match slope {
-        Some(s) if y <= T::from_f64(0.0) => dy * s,
-        _ => dy,
+fn through_activation<T: WithDType>(dy: T, y: T, slope: T) -> T {
+    if y <= T::from_f64(0.0) {
+        dy * slope
+    } else {
+        dy
     }
 }
 
-/// (x, dy, y) → (2, c): per channel Σ dz·(x − μ)/σ and Σ dz, dz the gradient at batch norm's
-/// output.
-struct GradSums {
-    mean: Vec<f64>,
-    inv_std: Vec<f64>,
-    leaky_slope: Option<f64>,
-}
-
-impl FloatKernel3 for GradSums {
-    const NAME: &'static str = "batch norm gradient";
-
-    fn run<T: WithDType>(&self, x: &[T], dy: &[T], y: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
-        let plane = h * w;
-        let mut out = vec![T::from_f64(0.0); 2 * c];
-        let dst = SharedMut(out.as_mut_ptr());
-        let slope = self.leaky_slope.map(T::from_f64);
-        parallel_items(c, vec![(); threads()], |ch, _| {
-            let mu = T::from_f64(self.mean[ch]);
-            let (mut dot, mut sum) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                let r = (i * c + ch) * plane..(i * c + ch + 1) * plane;
-                let (x, dy, y) = (&x[r.clone()], &dy[r.clone()], &y[r]);
-                dot += lane_sum(x, dy, y, |x, g, y| through_activation(g, y, slope) * (x - mu));
-                sum += lane_sum(x, dy, y, |_, g, y| through_activation(g, y, slope));
-            }
-            // SAFETY: channel `ch` alone writes its two sums.
-            unsafe {
-                *dst.get().add(ch) = T::from_f64(dot * self.inv_std[ch]);
-                *dst.get().add(c + ch) = T::from_f64(sum);
-            }
-        });
-        out
-    }
-}
-
-impl CustomOp3 for GradSums {
-    fn name(&self) -> &'static str {
-        "batch-norm-grad-sums"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run3(self, s1, l1, s2, l2, s3, l3)?, Shape::from((2, l1.shape().dims4()?.1))))
-    }
-}
-
-/// (x, dy, y) → dx = γ/σ · (dz − dβ/N − x̂·dγ/N), dz the gradient at batch norm's output.
-struct GradInput {
+/// (x, dy, y) → dx = γ/σ · (dz − dβ/N − x̂·dγ/N), dz the gradient at batch norm's output,
+/// with dγ = Σ dz·x̂ and dβ = Σ dz per channel left in `parameter_grads`.
+///
+/// One item per channel: its two sums over its planes, then dx while those planes are still in
+/// cache (a channel of a training batch is a few hundred KB
+/// of x, dy and y). Sums and dx as two ops over the whole tensors read everything from memory
+/// three times.
+struct Gradients {
     mean: Vec<f64>,
     inv_std: Vec<f64>,
     gamma: Vec<f64>,
-    dgamma: Vec<f64>,
-    dbeta: Vec<f64>,
     leaky_slope: Option<f64>,
+    /// (dγ, dβ) per channel, written by `run`.
+    parameter_grads: Mutex<Vec<(f64, f64)>>,
 }
 
-impl FloatKernel3 for GradInput {
+impl FloatKernel3 for Gradients {
     const NAME: &'static str = "batch norm gradient";
 
     fn run<T: WithDType>(&self, x: &[T], dy: &[T], y: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
@@ -307,32 +265,44 @@ impl FloatKernel3 for GradInput {
         let len = x.len();
         let mut out: Vec<T> = Vec::with_capacity(len);
         let dst = SharedMut(out.as_mut_ptr());
-        let slope = self.leaky_slope.map(T::from_f64);
+        let mut parameter_grads = vec![(0.0, 0.0); c];
+        let sums_at = SharedMut(parameter_grads.as_mut_ptr());
+        let slope = T::from_f64(self.leaky_slope.unwrap_or(1.0));
         parallel_items(c, vec![(); threads()], |ch, _| {
-            // dx = a·dz − b − e·(x − μ), with the per-channel constants folded in f64.
             let (mu, inv) = (self.mean[ch], self.inv_std[ch]);
+            let mu_t = T::from_f64(mu);
+            let planes = || (0..n).map(|i| (i * c + ch) * plane..(i * c + ch + 1) * plane);
+            let (mut dot, mut sum) = (0.0f64, 0.0f64);
+            for r in planes() {
+                // Two passes over the plane, the second from cache: one pass summing both did
+                // not vectorise and took longer.
+                let (x, dy, y) = (&x[r.clone()], &dy[r.clone()], &y[r]);
+                dot += lane_sum(x, dy, y, |x, g, y| through_activation(g, y, slope) * (x - mu_t));
+                sum += lane_sum(x, dy, y, |_, g, y| through_activation(g, y, slope));
+            }
+            let (dgamma, dbeta) = (dot * inv, sum);
             let a = self.gamma[ch] * inv;
-            let b = a * self.dbeta[ch] / count;
-            let e = a * inv * self.dgamma[ch] / count;
-            let (a, b, e, mu) = (T::from_f64(a), T::from_f64(b), T::from_f64(e), T::from_f64(mu));
-            for i in 0..n {
-                let at = (i * c + ch) * plane;
-                // SAFETY: channel `ch` alone writes its planes, within the capacity.
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at), plane) };
-                for (((o, &xv), &g), &yv) in out.iter_mut().zip(&x[at..at + plane]).zip(&dy[at..at + plane]).zip(&y[at..at + plane]) {
-                    *o = a * through_activation(g, yv, slope) - b - e * (xv - mu);
+            let (a, b, e) = (T::from_f64(a), T::from_f64(a * dbeta / count), T::from_f64(a * inv * dgamma / count));
+            for r in planes() {
+                // SAFETY: this item alone writes channel ch's planes, inside the capacity.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(r.start), plane) };
+                for (((o, &xv), &g), &yv) in out.iter_mut().zip(&x[r.clone()]).zip(&dy[r.clone()]).zip(&y[r]) {
+                    *o = a * through_activation(g, yv, slope) - b - e * (xv - mu_t);
                 }
             }
+            // SAFETY: entry ch is written by this item only.
+            unsafe { *sums_at.get().add(ch) = (dgamma, dbeta) };
         });
-        // SAFETY: every channel's planes of every image were written above.
+        // SAFETY: every channel's planes were written above.
         unsafe { out.set_len(len) };
+        *self.parameter_grads.lock().unwrap_or_else(|e| e.into_inner()) = parameter_grads;
         out
     }
 }
 
-impl CustomOp3 for GradInput {
+impl CustomOp3 for Gradients {
     fn name(&self) -> &'static str {
-        "batch-norm-grad-input"
+        "batch-norm-gradients"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
