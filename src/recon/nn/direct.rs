@@ -285,7 +285,12 @@ fn with_padded<R>(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, marg
     with_scratch(&PADDED_INPUT, planes * hp * wp + tail, |xp| {
         let (body, slack) = xp.split_at_mut(planes * hp * wp);
         slack.fill(0.0);
-        for (plane, out) in body.chunks_exact_mut(hp * wp).enumerate() {
+        // On all threads: a full-resolution layer's copy is tens of MB, as long as the
+        // convolution's own first tiles.
+        let dst = SharedMut(body.as_mut_ptr());
+        parallel_items(planes, vec![(); threads()], |plane, _| {
+            // SAFETY: item `plane` alone writes padded plane `plane`, inside `body`.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(plane * hp * wp), hp * wp) };
             let (top, rest) = out.split_at_mut(pad * wp);
             top.fill(0.0);
             let (middle, bottom) = rest.split_at_mut(h * wp);
@@ -295,7 +300,7 @@ fn with_padded<R>(x: &[f32], planes: usize, h: usize, w: usize, pad: usize, marg
                 row[pad..pad + w].copy_from_slice(&x[(plane * h + y) * w..][..w]);
                 row[pad + w..].fill(0.0);
             }
-        }
+        });
         f(xp, hp, wp)
     })
 }
