@@ -12,6 +12,7 @@ use candle_nn::{VarBuilder, VarMap};
 use spectral_studio::recon::nn::basisnet::{BasisNet, BasisNetConfig};
 use spectral_studio::recon::nn::batchnorm::BatchNorm2d;
 use spectral_studio::recon::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
+use spectral_studio::recon::nn::conv_bn::conv_bn_act_train;
 use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
 use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
 use spectral_studio::recon::nn::pixel_scale::scale_pixels;
@@ -397,5 +398,39 @@ fn parameter_gradients_are_the_same_whether_or_not_the_input_needs_one() {
         let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
         let gap = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(gap <= 1e-5 * scale, "{name}: gradients differ by {gap:e} (largest {scale:e})");
+    }
+}
+
+/// The fused training op against the convolution and batch norm it replaces: the same output,
+/// the same gradients for the input, the kernel, γ and β, and the same running statistics,
+/// in f64 (im2col path) and in f32 (direct kernel where the CPU has it).
+#[test]
+fn fused_conv_batch_norm_equals_its_parts_in_value_gradient_and_statistics() {
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, dtype, &Device::Cpu);
+        let conv = Conv::new(3, 5, 3, 1, false, vb.pp("conv")).unwrap();
+        let config = candle_nn::BatchNormConfig { eps: 1e-5, remove_mean: true, affine: true, momentum: 0.1 };
+        let (fused_bn, parts_bn) = (BatchNorm2d::new(5, config, vb.pp("a")).unwrap(), BatchNorm2d::new(5, config, vb.pp("b")).unwrap());
+        let vars = vm.data().lock().unwrap().clone();
+        for p in ["a", "b"] {
+            vars[&format!("{p}.weight")].set(&Tensor::new(&[0.5f64, -1.5, 2.0, 1.0, 0.7], &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+            vars[&format!("{p}.bias")].set(&Tensor::new(&[0.1f64, 0.0, -0.3, 0.2, 0.05], &Device::Cpu).unwrap().to_dtype(dtype).unwrap()).unwrap();
+        }
+        let x = Var::from_tensor(&random(&[2, 3, 6, 7], 47).to_dtype(dtype).unwrap()).unwrap();
+        let r = random(&[2, 5, 6, 7], 48).to_dtype(dtype).unwrap();
+        let fused = conv_bn_act_train(x.as_tensor(), &conv, &fused_bn, Some(0.2)).unwrap();
+        let parts = parts_bn.forward_act_t(&conv.forward(x.as_tensor()).unwrap(), true, Some(0.2)).unwrap();
+        let gap = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        assert!(gap(&fused, &parts) < tol, "{dtype:?} output");
+        let gf = (&fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gp = (&parts * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let pairs = [(x.as_tensor(), x.as_tensor()), (conv.weight(), conv.weight()), (vars["a.weight"].as_tensor(), vars["b.weight"].as_tensor()), (vars["a.bias"].as_tensor(), vars["b.bias"].as_tensor())];
+        for (i, (a, b)) in pairs.into_iter().enumerate() {
+            let (ga, gb) = (gf.get(a).expect("fused gradient"), gp.get(b).expect("parts gradient"));
+            assert!(gap(ga, gb) < tol, "{dtype:?} gradient {i}: {}", gap(ga, gb));
+        }
+        assert!(gap(fused_bn.running_mean(), parts_bn.running_mean()) < tol && gap(fused_bn.running_var(), parts_bn.running_var()) < tol, "{dtype:?} running statistics");
+        assert!(gap(fused_bn.running_mean(), &fused_bn.running_mean().zeros_like().unwrap()) > 1e-4, "the statistics moved");
     }
 }

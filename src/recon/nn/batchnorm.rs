@@ -106,26 +106,35 @@ impl BatchNorm2d {
         if count < 2 {
             candle_core::bail!("batch norm in training needs more than one value per channel, got {:?}", x.dims())
         }
-        let stats = Arc::new(Mutex::new(Stats::default()));
-        let op = BatchNormTrain { eps: self.eps, leaky_slope, stats: stats.clone() };
+        let (op, stats) = self.train_op(leaky_slope);
         let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
-        let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        // PyTorch's update: the running variance takes the unbiased batch variance.
+        self.update_running_statistics(&stats.lock().unwrap_or_else(|e| e.into_inner()), count, x.device())?;
+        Ok(y)
+    }
+
+    /// The training-mode op (LeakyReLU with `leaky_slope` when given) and where it leaves the
+    /// batch statistics once it has run.
+    pub(super) fn train_op(&self, leaky_slope: Option<f64>) -> (BatchNormTrain, Arc<Mutex<Stats>>) {
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        (BatchNormTrain { eps: self.eps, leaky_slope, stats: stats.clone() }, stats)
+    }
+
+    /// Move the running statistics toward one batch's, as PyTorch does: momentum, and the
+    /// unbiased variance of `count` values per channel.
+    pub(super) fn update_running_statistics(&self, stats: &Stats, count: usize, device: &Device) -> Result<()> {
         let m = self.momentum;
         let dtype = self.running_mean.dtype();
-        let device = x.device();
         let mean = Tensor::from_vec(stats.mean.clone(), stats.mean.len(), device)?.to_dtype(dtype)?;
         let unbiased = stats.var.iter().map(|v| v * count as f64 / (count as f64 - 1.0)).collect::<Vec<_>>();
         let var = Tensor::from_vec(unbiased, stats.var.len(), device)?.to_dtype(dtype)?;
         self.running_mean.set(&((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean * m)?)?)?;
-        self.running_var.set(&((self.running_var.as_tensor().detach() * (1.0 - m))? + (var * m)?)?)?;
-        Ok(y)
+        self.running_var.set(&((self.running_var.as_tensor().detach() * (1.0 - m))? + (var * m)?)?)
     }
 }
 
 /// One batch's per-channel mean and (biased) variance, in f64.
 #[derive(Debug, Clone, Default)]
-struct Stats {
+pub(super) struct Stats {
     mean: Vec<f64>,
     var: Vec<f64>,
 }
@@ -136,14 +145,14 @@ const OP: &str = "batch norm op";
 /// (x, γ, β) → γ·x̂ + β, then LeakyReLU if a slope is given, keeping the batch statistics for
 /// the backward pass. Statistics are summed in f64 (per-lane partial sums in the tensor's
 /// type); the per-value arithmetic runs in the tensor's type, so it vectorises.
-struct BatchNormTrain {
+pub(super) struct BatchNormTrain {
     eps: f64,
     leaky_slope: Option<f64>,
     stats: Arc<Mutex<Stats>>,
 }
 
 impl BatchNormTrain {
-    fn run<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
+    pub(super) fn run<T: WithDType>(&self, x: &[T], gamma: &[T], beta: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
         let (n, c, h, w) = dims;
         let plane = h * w;
         let count = (n * plane) as f64;
@@ -215,7 +224,7 @@ impl CustomOp3 for BatchNormTrain {
 }
 
 impl BatchNormTrain {
-    fn gradients(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    pub(super) fn gradients(&self, x: &Tensor, gamma: &Tensor, _beta: &Tensor, y: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let inv_std: Vec<f64> = stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let gamma_f64: Vec<f64> = gamma.to_dtype(DType::F64)?.to_vec1()?;

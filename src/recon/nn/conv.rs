@@ -111,7 +111,7 @@ impl candle_core::CustomOp3 for ConvBias {
 }
 
 /// dL/dx (None when x needs no gradient, e.g. the network's input) and dL/dw of a convolution.
-fn conv_gradients(geometry: Geometry, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
+pub(super) fn conv_gradients(geometry: Geometry, x: &Tensor, w: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Tensor)> {
     let dx = if x.track_op() {
         Some(super::profile::timed("backward: conv input grad", || grad.apply_op2_no_bwd(w, &ConvGrad { geometry, wrt: Wrt::Input }))?)
     } else {
@@ -123,7 +123,7 @@ fn conv_gradients(geometry: Geometry, x: &Tensor, w: &Tensor, grad: &Tensor) -> 
 
 /// The forward pass of a convolution on CPU storages, with an optional bias per output channel
 /// and LeakyReLU (the direct kernel applies both as it stores; the other paths afterwards).
-fn conv_storage(g: &Geometry, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>, leaky_slope: Option<f64>) -> Result<CpuStorage> {
+pub(super) fn conv_storage(g: &Geometry, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>, leaky_slope: Option<f64>) -> Result<CpuStorage> {
     if let Some((_, l)) = bias {
         if l.shape().elem_count() != g.o {
             candle_core::bail!("conv2d bias has {} values for {} output channels", l.shape().elem_count(), g.o)
@@ -162,7 +162,7 @@ fn conv_storage(g: &Geometry, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layou
 
 /// Shapes of one convolution.
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
+pub(super) struct Geometry {
     n: usize,
     c: usize,
     h: usize,
@@ -177,7 +177,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
+    pub(super) fn new(x: &[usize], w: &[usize], pad: usize, stride: usize) -> Result<Self> {
         let (&[n, c, h, wd], &[o, wc, kh, kw]) = (x, w) else {
             candle_core::bail!("conv2d needs 4-D input and weight, got {x:?} and {w:?}")
         };
@@ -194,6 +194,11 @@ impl Geometry {
     /// Rows of the im2col matrix: one per (channel, ky, kx).
     fn k(&self) -> usize {
         self.c * self.kh * self.kw
+    }
+
+    /// (n, o, oh, ow) of the output.
+    pub(super) fn output_dims(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.o, self.oh, self.ow)
     }
 
     fn out_pixels(&self) -> usize {
@@ -545,6 +550,10 @@ impl Conv {
 
     pub fn padding(&self) -> usize {
         self.padding
+    }
+
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
     }
 }
 

@@ -3,7 +3,7 @@
 //! gradient, and channel dropout.
 
 use super::profile::timed;
-use candle_core::{Module, ModuleT, Result, Tensor, D};
+use candle_core::{ModuleT, Result, Tensor, D};
 use super::conv::Conv;
 use super::batchnorm::BatchNorm2d;
 use candle_nn::{BatchNormConfig, VarBuilder};
@@ -70,8 +70,7 @@ impl ConvBnAct {
         if !train {
             return timed("conv3x3+bn+act (folded)", || self.folded_forward(x));
         }
-        let x = timed("conv3x3", || self.conv.forward(x))?;
-        let x = timed("batch_norm+leaky_relu", || self.bn.forward_act_t(&x, train, Some(LEAKY_SLOPE)))?;
+        let x = timed("conv3x3+bn+act", || super::conv_bn::conv_bn_act_train(x, &self.conv, &self.bn, Some(LEAKY_SLOPE)))?;
         timed("dropout", || channel_dropout(&x, self.dropout, train))
     }
 }

@@ -11,6 +11,7 @@ pub mod act;
 pub mod basisnet;
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_bn;
 pub mod cpu_op;
 pub mod direct;
 pub mod layers;
