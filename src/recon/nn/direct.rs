@@ -16,9 +16,10 @@
 //! one row and the start of the next, and the k − 1 positions per row that fall on the padding
 //! are computed and dropped. Rows of 8–64 pixels (the deep levels of a U-Net on training
 //! patches) fill whole tiles that way, where tiles confined to a row would leave lanes empty
-//! or keep too few accumulators to hide the multiply-add latency. An optional epilogue adds a
-//! bias and applies LeakyReLU before the store, so
-//! inference takes no further pass over the output for them.
+//! or keep too few accumulators to hide the multiply-add latency.
+//!
+//! An optional epilogue adds a bias and applies LeakyReLU before the store, so inference takes
+//! no further pass over the output for them.
 
 use super::conv::{parallel_items, threads, SharedMut};
 use std::cell::RefCell;
