@@ -432,5 +432,6 @@ fn fused_conv_batch_norm_equals_its_parts_in_value_gradient_and_statistics() {
         }
         assert!(gap(fused_bn.running_mean(), parts_bn.running_mean()) < tol && gap(fused_bn.running_var(), parts_bn.running_var()) < tol, "{dtype:?} running statistics");
         assert!(gap(fused_bn.running_mean(), &fused_bn.running_mean().zeros_like().unwrap()) > 1e-4, "the statistics moved");
+        assert!(conv_bn_act_train(x.as_tensor(), &conv, &fused_bn, Some(1.5)).is_err(), "a slope outside [0, 1) is refused here too");
     }
 }

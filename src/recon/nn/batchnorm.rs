@@ -85,13 +85,9 @@ impl BatchNorm2d {
     /// value is stored, and its gradient is taken inside batch norm's backward (from the sign
     /// of the output, which is the sign of the normalised value for a slope ≥ 0).
     pub fn forward_act_t(&self, x: &Tensor, train: bool, leaky_slope: Option<f64>) -> Result<Tensor> {
-        if let Some(s) = leaky_slope {
-            if !(0.0..1.0).contains(&s) {
-                candle_core::bail!("LeakyReLU slope must be in [0, 1), got {s}")
-            }
-        }
         let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() == 4;
         if !fast || !train {
+            check_slope(leaky_slope)?;
             let y = if fast {
                 let scale = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
                 let shift = (&self.bias - (self.running_mean.as_tensor() * &scale)?)?;
@@ -101,22 +97,25 @@ impl BatchNorm2d {
             };
             return super::act::leaky_relu_if(y, leaky_slope);
         }
-        let (n, _, h, w) = x.dims4()?;
-        let count = n * h * w;
-        if count < 2 {
-            candle_core::bail!("batch norm in training needs more than one value per channel, got {:?}", x.dims())
-        }
-        let (op, stats) = self.train_op(leaky_slope);
+        let (op, stats, count) = self.train_op(x.dims4()?, leaky_slope)?;
         let y = x.contiguous()?.apply_op3(&self.weight.contiguous()?, &self.bias.contiguous()?, op)?;
         self.update_running_statistics(&stats.lock().unwrap_or_else(|e| e.into_inner()), count, x.device())?;
         Ok(y)
     }
 
-    /// The training-mode op (LeakyReLU with `leaky_slope` when given) and where it leaves the
-    /// batch statistics once it has run.
-    pub(super) fn train_op(&self, leaky_slope: Option<f64>) -> (BatchNormTrain, Arc<Mutex<Stats>>) {
+    /// The training-mode op for an input of `dims` (LeakyReLU with `leaky_slope` when given),
+    /// where it leaves the batch statistics once it has run, and the values per channel. Checks
+    /// what the op needs: a slope in [0, 1) (its backward takes the derivative from the
+    /// output's sign) and more than one value per channel.
+    pub(super) fn train_op(&self, dims: (usize, usize, usize, usize), leaky_slope: Option<f64>) -> Result<(BatchNormTrain, Arc<Mutex<Stats>>, usize)> {
+        check_slope(leaky_slope)?;
+        let (n, _, h, w) = dims;
+        let count = n * h * w;
+        if count < 2 {
+            candle_core::bail!("batch norm in training needs more than one value per channel, got {dims:?}")
+        }
         let stats = Arc::new(Mutex::new(Stats::default()));
-        (BatchNormTrain { eps: self.eps, leaky_slope, stats: stats.clone() }, stats)
+        Ok((BatchNormTrain { eps: self.eps, leaky_slope, stats: stats.clone() }, stats, count))
     }
 
     /// Move the running statistics toward one batch's, as PyTorch does: momentum, and the
@@ -129,6 +128,14 @@ impl BatchNorm2d {
         let var = Tensor::from_vec(unbiased, stats.var.len(), device)?.to_dtype(dtype)?;
         self.running_mean.set(&((self.running_mean.as_tensor().detach() * (1.0 - m))? + (mean * m)?)?)?;
         self.running_var.set(&((self.running_var.as_tensor().detach() * (1.0 - m))? + (var * m)?)?)
+    }
+}
+
+/// LeakyReLU slopes batch norm can carry: in [0, 1).
+fn check_slope(leaky_slope: Option<f64>) -> Result<()> {
+    match leaky_slope {
+        Some(s) if !(0.0..1.0).contains(&s) => candle_core::bail!("LeakyReLU slope must be in [0, 1), got {s}"),
+        _ => Ok(()),
     }
 }
 
@@ -253,9 +260,8 @@ fn through_activation<T: WithDType>(dy: T, y: T, slope: T) -> T {
 /// with dγ = Σ dz·x̂ and dβ = Σ dz per channel left in `parameter_grads`.
 ///
 /// One item per channel: its two sums over its planes, then dx while those planes are still in
-/// cache (a channel of a training batch is a few hundred KB
-/// of x, dy and y). Sums and dx as two ops over the whole tensors read everything from memory
-/// three times.
+/// cache (a channel of a training batch is a few hundred KB of x, dy and y). Sums and dx as two
+/// ops over the whole tensors read everything from memory three times.
 struct Gradients {
     mean: Vec<f64>,
     inv_std: Vec<f64>,

@@ -25,12 +25,7 @@ pub fn conv_bn_act_train(x: &Tensor, conv: &Conv, bn: &BatchNorm2d, leaky_slope:
         return bn.forward_act_t(&conv.forward(x)?, true, leaky_slope);
     }
     let geometry = Geometry::new(x.dims(), w.dims(), conv.padding(), 1)?;
-    let (n, o, oh, ow) = geometry.output_dims();
-    let count = n * oh * ow;
-    if count < 2 {
-        candle_core::bail!("batch norm in training needs more than one value per channel, got {n}x{o}x{oh}x{ow}")
-    }
-    let (bn_op, stats) = bn.train_op(leaky_slope);
+    let (bn_op, stats, count) = bn.train_op(geometry.output_dims(), leaky_slope)?;
     // γ and β travel as one tensor (candle's ops take at most three inputs); its gradient is
     // split back by the concatenation's own backward pass.
     let gamma_beta = Tensor::cat(&[bn.weight(), bn.bias()], 0)?;
