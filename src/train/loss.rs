@@ -74,7 +74,7 @@ impl Means {
         for (p, t) in pred.chunks(4096).zip(target.chunks(4096)) {
             let mut acc = [[T::zero(); LANES]; 4];
             let (pc, tc) = (p.chunks_exact(LANES), t.chunks_exact(LANES));
-            let tail: Vec<(T, T)> = pc.remainder().iter().copied().zip(tc.remainder().iter().copied()).collect();
+            let tail = pc.remainder().iter().zip(tc.remainder());
             for (pv, tv) in pc.zip(tc) {
                 for l in 0..LANES {
                     let (d, at) = (pv[l] - tv[l], abs(tv[l]));
@@ -87,7 +87,7 @@ impl Means {
             for (sum, lanes) in total.iter_mut().zip(&acc) {
                 *sum += lanes.iter().map(|v| v.to_f64()).sum::<f64>();
             }
-            for (p, t) in tail {
+            for (&p, &t) in tail {
                 let (d, at) = ((p - t).to_f64(), t.to_f64().abs());
                 total[0] += d.abs();
                 total[1] += d.abs() / (at + MRAE_EPS);

@@ -347,6 +347,17 @@ pub(super) fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: i
     scratch
 }
 
+/// The element-wise sum of per-thread partial results, each `len` long.
+pub(super) fn sum_partials<T: Copy + Default + std::ops::AddAssign>(parts: impl IntoIterator<Item = Vec<T>>, len: usize) -> Vec<T> {
+    let mut total = vec![T::default(); len];
+    for part in parts {
+        for (a, b) in total.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    total
+}
+
 pub(super) fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
@@ -422,13 +433,7 @@ fn grad_weight<T: Element>(g: &Geometry, x: &[T], grad: &[T]) -> Vec<T> {
         // dW (o × k) += grad strip (o × len) · colsᵀ (len × k).
         unsafe { gemm_into(g.o, k, len, dw.as_mut_ptr(), k, true, gy, p, 1, cols.as_ptr(), 1, len) };
     });
-    let mut dw = vec![T::default(); g.o * k];
-    for (_, part) in partials {
-        for (a, b) in dw.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    dw
+    sum_partials(partials.into_iter().map(|(_, dw)| dw), g.o * k)
 }
 
 struct ConvForward {

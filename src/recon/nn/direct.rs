@@ -21,7 +21,7 @@
 //! An optional epilogue adds a bias and applies LeakyReLU before the store, so inference takes
 //! no further pass over the output for them.
 
-use super::conv::{parallel_items, threads, SharedMut};
+use super::conv::{parallel_items, sum_partials, threads, SharedMut};
 use std::cell::RefCell;
 use std::thread::LocalKey;
 
@@ -239,7 +239,8 @@ fn conv_same_on(isa: Isa, x: &[f32], n: usize, h: usize, w: usize, weights: &Pac
 thread_local! {
     /// The padded copy of a convolution's input, kept per thread between calls.
     static PADDED_INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// The weight gradient's row-padded copy of the output gradient, likewise.
+    /// The weight gradient's copy of the output gradient (rows padded, or transposed for 3×3
+    /// kernels), likewise.
     static PADDED_GRAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -380,13 +381,7 @@ fn weight_grad_on(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize,
                     }
                 }
             });
-            let mut dw = vec![0.0f32; o * taps];
-            for part in partials {
-                for (a, b) in dw.iter_mut().zip(part) {
-                    *a += b;
-                }
-            }
-            dw
+            sum_partials(partials, o * taps)
         })
     })
 }
@@ -453,12 +448,7 @@ fn weight_grad_3x3(isa: Isa, x: &[f32], dy: &[f32], n: usize, c: usize, h: usize
                     }
                 }
             });
-            let mut total = vec![0.0f32; blocks * c * 9 * lanes];
-            for (part, _) in partials {
-                for (a, b) in total.iter_mut().zip(part) {
-                    *a += b;
-                }
-            }
+            let total = sum_partials(partials.into_iter().map(|(part, _)| part), blocks * c * 9 * lanes);
             let mut dw = vec![0.0f32; o * c * 9];
             for (oi, row) in dw.chunks_exact_mut(c * 9).enumerate() {
                 for (q, v) in row.iter_mut().enumerate() {

@@ -6,8 +6,7 @@
 //! nothing reads, and multiplies through a strided broadcast.
 
 use super::conv::{parallel_items, threads, SharedMut};
-use super::cpu_op::slice;
-use candle_core::backend::BackendStorage;
+use super::cpu_op::{run2, FloatKernel2};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 const OP: &str = "pixel-scale op";
@@ -25,24 +24,29 @@ pub fn scale_pixels(y: &Tensor, s: &Tensor) -> Result<Tensor> {
     y.contiguous()?.apply_op2(&s.contiguous()?, ScalePixels)
 }
 
+/// (y, s) → y·s per pixel.
 struct ScalePixels;
 
-fn scale<T: WithDType>(y: &[T], s: &[T], (b, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
-    let plane = h * w;
-    let mut out: Vec<T> = Vec::with_capacity(y.len());
-    let dst = SharedMut(out.as_mut_ptr());
-    parallel_items(b * c, vec![(); threads()], |item, _| {
-        let factors = &s[item / c * plane..][..plane];
-        let src = &y[item * plane..][..plane];
-        // SAFETY: item writes plane `item` of the output alone, inside its capacity.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(item * plane), plane) };
-        for ((o, &v), &f) in out.iter_mut().zip(src).zip(factors) {
-            *o = v * f;
-        }
-    });
-    // SAFETY: the items above wrote all b·c planes.
-    unsafe { out.set_len(y.len()) };
-    out
+impl FloatKernel2 for ScalePixels {
+    const NAME: &'static str = OP;
+
+    fn run<T: WithDType>(&self, y: &[T], s: &[T], (b, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+        let plane = h * w;
+        let mut out: Vec<T> = Vec::with_capacity(y.len());
+        let dst = SharedMut(out.as_mut_ptr());
+        parallel_items(b * c, vec![(); threads()], |item, _| {
+            let factors = &s[item / c * plane..][..plane];
+            let src = &y[item * plane..][..plane];
+            // SAFETY: item writes plane `item` of the output alone, inside its capacity.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(item * plane), plane) };
+            for ((o, &v), &f) in out.iter_mut().zip(src).zip(factors) {
+                *o = v * f;
+            }
+        });
+        // SAFETY: the items above wrote all b·c planes.
+        unsafe { out.set_len(y.len()) };
+        out
+    }
 }
 
 impl CustomOp2 for ScalePixels {
@@ -51,13 +55,7 @@ impl CustomOp2 for ScalePixels {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.shape().dims4()?;
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(scale(slice::<f32>(s1, l1, OP)?, slice(s2, l2, OP)?, dims)),
-            DType::F64 => CpuStorage::F64(scale(slice::<f64>(s1, l1, OP)?, slice(s2, l2, OP)?, dims)),
-            other => candle_core::bail!("{OP}: unsupported dtype {other:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 
     fn bwd(&self, _y: &Tensor, s: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
