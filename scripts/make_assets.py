@@ -144,6 +144,22 @@ def colour_assets() -> None:
             "cut to 380–780 nm (5 nm step) and divided by its maximum over that range (peak = 1)",
         )
 
+    # CIE daylight basis S0, S1, S2: any correlated colour temperature 4000-25000 K is
+    # S0 + M1 S1 + M2 S2 (CIE 015); the studio computes M1, M2 from the CCT.
+    from colour.colorimetry.datasets.illuminants import SDS_BASIS_FUNCTIONS_CIE_ILLUMINANT_D_SERIES as DB
+
+    wl = DB["S0"].wavelengths
+    sel = (wl >= 380) & (wl <= 780)
+    cols = np.stack([DB[k].values[sel] for k in ("S0", "S1", "S2")], axis=1)
+    write_csv("illuminants/cie_daylight_basis.csv", ["wavelength", "s0", "s1", "s2"], curve_rows(wl[sel], cols))
+    note(
+        "illuminants/cie_daylight_basis.csv",
+        f"{cv}, colour.colorimetry.datasets.illuminants.SDS_BASIS_FUNCTIONS_CIE_ILLUMINANT_D_SERIES (CIE 015:2018, "
+        "the S0, S1, S2 components of daylight)",
+        bsd,
+        "cut to 380–780 nm (5 nm step); values unchanged (not normalised: the studio mixes them, then scales)",
+    )
+
     # ColorChecker: BabelColor average (2005), 24 patches, 380–730 nm step 10 → 400–700.
     cc = colour.SDS_COLOURCHECKERS["BabelColor Average"]
     names = list(cc.keys())

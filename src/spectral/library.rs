@@ -192,6 +192,13 @@ static ASSETS: &[Embedded] = &[
         "CIE 1931 2-degree colour-matching functions, 380-780 nm / 1 nm",
         COLOUR
     ),
+    asset!(
+        "illuminant-basis",
+        "cie-daylight",
+        "illuminants/cie_daylight_basis.csv",
+        "CIE daylight basis S0, S1, S2 (any CCT 4000-25000 K), 380-780 nm / 5 nm",
+        COLOUR
+    ),
     asset!("illuminant", "d65", "illuminants/d65.csv", "CIE D65 daylight, peak 1", COLOUR),
     asset!("illuminant", "a", "illuminants/a.csv", "CIE A incandescent (2856 K), peak 1", COLOUR),
     asset!("illuminant", "f2", "illuminants/f2.csv", "CIE F2 cool-white fluorescent, peak 1", COLOUR),
@@ -316,6 +323,23 @@ pub fn dyer2017_basis() -> Result<(Vec<f32>, ndarray::Array3<f32>)> {
         }
     }
     Ok((c.wavelengths, out))
+}
+
+/// The CIE daylight basis S0, S1, S2 on its native grid (see [`daylight_basis_wavelengths`]).
+pub fn daylight_basis() -> Result<[Vec<f32>; 3]> {
+    let asset = embedded("illuminant-basis", "cie-daylight").expect("the daylight basis asset is in the table");
+    let c = parse_curves(asset.text, &asset_path(asset))?;
+    let [s0, s1, s2]: [Vec<f32>; 3] = c
+        .columns
+        .try_into()
+        .map_err(|cols: Vec<Vec<f32>>| Error::format(asset_path(asset), format!("expected 3 columns s0,s1,s2, found {}", cols.len())))?;
+    Ok([s0, s1, s2])
+}
+
+/// Wavelengths (nm) of [`daylight_basis`].
+pub fn daylight_basis_wavelengths() -> Result<Vec<f32>> {
+    let asset = embedded("illuminant-basis", "cie-daylight").expect("the daylight basis asset is in the table");
+    Ok(parse_curves(asset.text, &asset_path(asset))?.wavelengths)
 }
 
 /// A shipped reflectance library by name (case-insensitive): `colorchecker`, `rawtoaces-190`,

@@ -4,6 +4,7 @@
 
 pub mod camera;
 pub mod library;
+pub mod light;
 pub mod realworld;
 pub mod render;
 pub mod rng;
