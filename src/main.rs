@@ -134,6 +134,22 @@ enum Command {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
+    /// A grid of true-colour previews of the data engine's scenes (the world a protocol tests
+    /// on; in-distribution is the training world), one line per scene.
+    World {
+        #[arg(long, default_value = "in-distribution")]
+        protocol: String,
+        /// First scene seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        count: usize,
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        /// The grid, PNG.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
     /// List the spectral data shipped with the studio.
     Assets {
         #[arg(long)]
@@ -185,7 +201,11 @@ enum Command {
         /// Train on N synthetic scenes instead.
         #[arg(long)]
         synthetic: Option<usize>,
-        /// Side of the synthetic scenes in pixels.
+        /// Train on N scenes of the world's training side (random spectra, lights and cameras;
+        /// a camera-aware network sees each patch's own camera).
+        #[arg(long, conflicts_with_all = ["synthetic", "data"])]
+        world: Option<usize>,
+        /// Side of the synthetic or world scenes in pixels.
         #[arg(long, default_value_t = 128)]
         size: usize,
         #[arg(long, default_value = "canon-eos-5d-mark-ii")]
@@ -245,10 +265,16 @@ enum Command {
         /// A folder of ground-truth cubes.
         #[arg(long, conflicts_with = "synthetic")]
         data: Option<PathBuf>,
-        /// Use N held-out synthetic scenes (seeds 1..=N, never trained on) instead.
+        /// Use N held-out synthetic scenes (seeds 1..=N, never trained on) instead; with
+        /// --protocol, the number of test scenes per protocol (default 8).
         #[arg(long)]
         synthetic: Option<usize>,
-        /// Side of the synthetic scenes.
+        /// A generalisation protocol (in-distribution, cross-library, cross-camera,
+        /// cross-illuminant) or `all`: score on that protocol's held-out test scenes, each seen
+        /// through its own camera, which every method is told.
+        #[arg(long, conflicts_with = "data")]
+        protocol: Option<String>,
+        /// Side of the synthetic or protocol scenes.
         #[arg(long, default_value_t = 256)]
         size: usize,
         #[arg(long, default_value = "canon-eos-5d-mark-ii")]
@@ -325,6 +351,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             cli::fit_camera(&cube, &rgb, srgb, smoothness, camera.as_deref(), output.as_deref(), json)
         }
         Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
+        Command::World { protocol, seed, count, size, output } => cli::world_grid(&protocol, seed, count, size, &output),
         Command::Assets { json } => cli::assets(json),
         Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, srgb, device, output, json } => {
             cli::reconstruct(cli::ReconstructArgs {
@@ -341,18 +368,23 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, data, synthetic, size, camera, consistent, exposure_invariant, device, record, json } => {
-            let data = match (data, synthetic) {
-                (Some(dir), None) => cli::CompareData::Folder(dir),
-                (None, Some(count)) => cli::CompareData::Synthetic { count, size },
-                _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR or --synthetic N")),
+        Command::Compare { methods, data, synthetic, protocol, size, camera, consistent, exposure_invariant, device, record, json } => {
+            let data = match (data, synthetic, protocol) {
+                (Some(dir), None, None) => cli::CompareData::Folder(dir),
+                (None, Some(count), None) => cli::CompareData::Synthetic { count, size },
+                (None, count, Some(p)) => {
+                    use spectral_studio::train::world::Protocol;
+                    let protocols = if p == "all" { Protocol::ALL.to_vec() } else { p.split(',').map(Protocol::parse).collect::<Result<Vec<_>, _>>()? };
+                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size }
+                }
+                _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };
             let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant };
             cli::compare(&methods, data, &camera, options, &device, record, json)

@@ -18,6 +18,7 @@ use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
 use spectral_studio::recon::nn::pixel_scale::scale_pixels;
 use spectral_studio::recon::nn::shuffle::shuffle_concat;
 use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
+use spectral_studio::spectral::camera::CameraResponse;
 use spectral_studio::train::{loss_fn, Loss};
 
 const EPS: f64 = 1e-6;
@@ -309,32 +310,68 @@ fn batch_norm_in_training_mode_has_correct_gradients() {
 fn whole_models_have_correct_gradients() {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
-    let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false }, vb.pp("m")).unwrap();
-    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: false }, vb.pp("b")).unwrap();
-    let residual = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: false }, vb.pp("r")).unwrap();
+    let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("m")).unwrap();
+    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("b")).unwrap();
+    let residual = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("r")).unwrap();
     // Intensity normalisation divides by each pixel's R+G+B: it is tested on positive RGB.
-    let normalised = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: true }, vb.pp("n")).unwrap();
+    let normalised = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: true, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("n")).unwrap();
+    // Camera-aware networks (31 bands, the cameras' grid): told a Canon and a Nikon image.
+    let aware_mscnn = Mscnn::new(&MscnnConfig { bands: 31, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }, vb.pp("ca")).unwrap();
+    let aware_basis = BasisNet::new(&BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }, vb.pp("cb")).unwrap();
+    let moment = Tensor::from_vec((0..31 * 31).map(|k| (-(((k / 31) as f64 - (k % 31) as f64) / 6.0).powi(2)).exp() * 0.1 + 0.02).collect::<Vec<f64>>(), (31, 31), &Device::Cpu).unwrap();
+    for prefix in ["ca", "cb"] {
+        vm.data().lock().unwrap().get(&format!("{prefix}.wiener.moment")).unwrap().set(&moment).unwrap();
+    }
+    let grid = spectral_studio::default_wavelengths();
+    let cams: Vec<_> = ["canon", "nikon"].iter().map(|n| CameraResponse::builtin(n).unwrap().on_grid(&grid).unwrap()).collect();
+    let cam = aware_mscnn.camera_prior().unwrap().batch(&cams, &Device::Cpu).unwrap().with_cues(&[[0.3, 0.35, 0.35, 0.4, 0.35, 0.25], [0.25, 0.4, 0.35, 0.3, 0.3, 0.4]]).unwrap();
+    assert_eq!(cam.wiener.dtype(), DType::F64, "camera matrices take the network's dtype");
     let signed = random(&[2, 3, 8, 8], 27);
     let positive = ((random(&[2, 3, 8, 8], 30) + 1.5).unwrap() * 0.5).unwrap();
-    let nets: [(&str, &dyn SpectralNet, &Tensor); 4] =
-        [("mscnn", &mscnn, &signed), ("basisnet", &basis, &signed), ("residual mscnn", &residual, &signed), ("normalised basisnet", &normalised, &positive)];
+    let nets: [(&str, &dyn SpectralNet, &Tensor); 6] = [
+        ("mscnn", &mscnn, &signed),
+        ("basisnet", &basis, &signed),
+        ("residual mscnn", &residual, &signed),
+        ("normalised basisnet", &normalised, &positive),
+        ("camera-aware mscnn", &aware_mscnn, &positive),
+        ("camera-aware basisnet", &aware_basis, &positive),
+    ];
     for (name, net, x) in nets {
-        let err = gradient_error(x, |x| weighted_sum(&net.forward_t(x, true)?, 28));
+        let c = net.camera_prior().map(|_| &cam);
+        let err = gradient_error(x, |x| weighted_sum(&net.forward_t(x, c, true)?, 28));
         assert!(err < 1e-5, "{name} input gradient: {err:e}");
     }
     let vars = vm.data().lock().unwrap().clone();
-    for key in ["m.unet.down.1.conv2.weight", "m.unet.up.0.bn1.weight", "m.out.bias", "b.basis", "b.direct.weight", "b.head.weight", "r.prior.weight", "r.out.weight", "n.head.weight", "n.unet.down.0.conv1.weight"] {
+    for key in [
+        "m.unet.down.1.conv2.weight",
+        "m.unet.up.0.bn1.weight",
+        "m.out.bias",
+        "b.basis",
+        "b.direct.weight",
+        "b.head.weight",
+        "r.prior.weight",
+        "r.out.weight",
+        "n.head.weight",
+        "n.unet.down.0.conv1.weight",
+        "ca.unet.down.0.conv1.weight",
+        "ca.out.weight",
+        "cb.direct.weight",
+        "cb.head.bias",
+    ] {
         let var = vars.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
         let original = var.as_tensor().copy().unwrap();
-        let (net, x): (&dyn SpectralNet, &Tensor) = match key.as_bytes()[0] {
-            b'm' => (&mscnn, &signed),
-            b'b' => (&basis, &signed),
-            b'n' => (&normalised, &positive),
+        let (net, x): (&dyn SpectralNet, &Tensor) = match key.split('.').next().unwrap() {
+            "m" => (&mscnn, &signed),
+            "b" => (&basis, &signed),
+            "n" => (&normalised, &positive),
+            "ca" => (&aware_mscnn, &positive),
+            "cb" => (&aware_basis, &positive),
             _ => (&residual, &signed),
         };
+        let c = net.camera_prior().map(|_| &cam);
         // Differentiate through the variable by setting it to each perturbed value.
         let analytic = {
-            let loss = weighted_sum(&net.forward_t(&x, true).unwrap(), 29).unwrap();
+            let loss = weighted_sum(&net.forward_t(&x, c, true).unwrap(), 29).unwrap();
             loss.backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
         };
         let base: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
@@ -345,7 +382,7 @@ fn whole_models_have_correct_gradients() {
                 let mut v = base.clone();
                 v[i] += delta;
                 var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap()).unwrap();
-                weighted_sum(&net.forward_t(&x, true).unwrap(), 29).unwrap().to_scalar::<f64>().unwrap()
+                weighted_sum(&net.forward_t(&x, c, true).unwrap(), 29).unwrap().to_scalar::<f64>().unwrap()
             };
             let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
             scale = scale.max(numeric.abs());
@@ -379,13 +416,13 @@ fn scaling_pixels_equals_candles_broadcast_product_in_value_and_gradient() {
 #[test]
 fn parameter_gradients_are_the_same_whether_or_not_the_input_needs_one() {
     let vm = VarMap::new();
-    let config = MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true };
+    let config = MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: false, camera_coords: 6, illumination_cues: false };
     let net = Mscnn::new(&config, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let x = ((random(&[2, 3, 8, 12], 45) + 1.5).unwrap() * 0.5).unwrap().to_dtype(DType::F32).unwrap();
     let target = random(&[2, 5, 8, 12], 46).abs().unwrap().to_dtype(DType::F32).unwrap();
     let tracked_x = Var::from_tensor(&x).unwrap();
-    let untracked = loss_fn(Loss::MraeRmse, &net.forward_t(&x, true).unwrap(), &target).unwrap().backward().unwrap();
-    let tracked = loss_fn(Loss::MraeRmse, &net.forward_t(tracked_x.as_tensor(), true).unwrap(), &target).unwrap().backward().unwrap();
+    let untracked = loss_fn(Loss::MraeRmse, &net.forward_t(&x, None, true).unwrap(), &target).unwrap().backward().unwrap();
+    let tracked = loss_fn(Loss::MraeRmse, &net.forward_t(tracked_x.as_tensor(), None, true).unwrap(), &target).unwrap().backward().unwrap();
     assert!(untracked.get(&x).is_none() && tracked.get(tracked_x.as_tensor()).is_some());
     let vars = vm.data().lock().unwrap().clone();
     assert!(vars.len() > 20);

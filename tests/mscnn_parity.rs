@@ -25,7 +25,7 @@ const FORWARD_ABS_TOL: f32 = 1e-5;
 const GRAD_REL_TOL: f32 = 1e-4;
 
 fn config() -> MscnnConfig {
-    MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false }
+    MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -103,7 +103,7 @@ fn weights_file_holds_exactly_the_model_tensors() {
 fn eval_forward_matches_pytorch() {
     let io = io();
     let (_, model) = model();
-    let y = model.forward_t(&io["x"], false).unwrap();
+    let y = model.forward_t(&io["x"], None, false).unwrap();
     assert_forward_close("y_eval", &y, &io["y_eval"]);
 }
 
@@ -111,7 +111,7 @@ fn eval_forward_matches_pytorch() {
 fn odd_size_eval_forward_pads_and_crops_like_pytorch() {
     let io = io();
     let (_, model) = model();
-    let y = model.forward_t(&io["x_odd"], false).unwrap();
+    let y = model.forward_t(&io["x_odd"], None, false).unwrap();
     assert_eq!(y.dims(), &[1, 5, 13, 10]);
     assert_forward_close("y_odd_eval", &y, &io["y_odd_eval"]);
 }
@@ -120,7 +120,7 @@ fn odd_size_eval_forward_pads_and_crops_like_pytorch() {
 fn train_forward_matches_pytorch_and_moves_running_statistics_alike() {
     let io = io();
     let (varmap, model) = model();
-    let y = model.forward_t(&io["x"], true).unwrap();
+    let y = model.forward_t(&io["x"], None, true).unwrap();
     assert_forward_close("y_train", &y, &io["y_train"]);
     // Batch statistics differ from the running ones, so the two modes must give different output.
     let (eval_gap, _) = errors("y_train vs y_eval", &io["y_train"], &io["y_eval"]);
@@ -142,7 +142,7 @@ fn gradients_match_pytorch() {
     let io = io();
     let (varmap, model) = model();
     let x = Var::from_tensor(&io["x"]).unwrap();
-    let y = model.forward_t(x.as_tensor(), true).unwrap();
+    let y = model.forward_t(x.as_tensor(), None, true).unwrap();
     let loss = (y * &io["r"]).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
 

@@ -28,7 +28,7 @@ fn scene(seed: u64, size: usize) -> spectral_studio::spectral::scene::Scene {
 
 fn random_mscnn(width: usize, depth: usize) -> NetReconstructor {
     let vm = VarMap::new();
-    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0, linear_prior: false, intensity_normalised: false };
+    let cfg = MscnnConfig { bands: 31, width, depth, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false };
     let net = Mscnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
     let card = ModelCard {
         name: "random-mscnn".into(),
@@ -43,7 +43,7 @@ fn random_mscnn(width: usize, depth: usize) -> NetReconstructor {
         metrics: None,
         notes: None,
     };
-    NetReconstructor::from_parts(card, Box::new(net), Device::Cpu)
+    NetReconstructor::from_parts(card, Box::new(net), &canon(), Device::Cpu).unwrap()
 }
 
 #[test]
@@ -211,10 +211,10 @@ fn an_intensity_normalised_network_scales_its_output_with_brightness() {
     let x = candle_core::Tensor::from_vec(s.rgb.data.iter().copied().collect::<Vec<f32>>(), (1, 3, 32, 32), &Device::Cpu).unwrap();
     let worst_ratio_error = |normalised: bool| {
         let vm = VarMap::new();
-        let cfg = MscnnConfig { bands: 31, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: normalised };
+        let cfg = MscnnConfig { bands: 31, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: normalised, camera_aware: false, camera_coords: 6, illumination_cues: false };
         let net = Mscnn::new(&cfg, VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
-        let y1 = net.forward_t(&x, false).unwrap();
-        let y2 = net.forward_t(&(&x * 2.0).unwrap(), false).unwrap();
+        let y1 = net.forward_t(&x, None, false).unwrap();
+        let y2 = net.forward_t(&(&x * 2.0).unwrap(), None, false).unwrap();
         let diff = (y2 - (y1.clone() * 2.0).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         diff / y1.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
     };

@@ -6,7 +6,7 @@ use crate::engine::JobContext;
 use crate::recon::{self, registry, ReconOptions};
 use crate::spectral::camera::CameraResponse;
 use crate::{Result, RgbImage};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub struct ReconPanel {
@@ -16,11 +16,22 @@ pub struct ReconPanel {
     /// or the curves fitted in the Camera tab.
     pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
+    /// Methods that cannot use `camera` and why, worked out when the camera or the method
+    /// list changes (`refused_for` names the camera it was worked out for).
+    pub refused: BTreeMap<String, String>,
+    refused_for: Option<Arc<CameraResponse>>,
 }
 
 impl Default for ReconPanel {
     fn default() -> Self {
-        let mut panel = ReconPanel { methods: Vec::new(), chosen: BTreeSet::new(), camera: Arc::new(default_camera()), options: ReconOptions::default() };
+        let mut panel = ReconPanel {
+            methods: Vec::new(),
+            chosen: BTreeSet::new(),
+            camera: Arc::new(default_camera()),
+            options: ReconOptions::default(),
+            refused: BTreeMap::new(),
+            refused_for: None,
+        };
         panel.refresh();
         panel.chosen.extend(["pca".to_string(), "basisnet".to_string()].into_iter().filter(|m| panel.methods.iter().any(|e| &e.name == m)));
         panel
@@ -46,17 +57,34 @@ impl ReconPanel {
         self.methods = registry::list_methods();
         let known: BTreeSet<String> = self.methods.iter().map(|m| m.name.clone()).collect();
         self.chosen.retain(|m| known.contains(m));
+        self.refused_for = None;
+    }
+
+    /// Work out again which methods refuse the assumed camera, if it changed.
+    fn check_camera(&mut self) {
+        if self.refused_for.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.camera)) {
+            return;
+        }
+        self.refused = self.methods.iter().filter_map(|m| registry::camera_refusal(m, &self.camera).map(|why| (m.name.clone(), why))).collect();
+        let refused = &self.refused;
+        self.chosen.retain(|m| !refused.contains_key(m));
+        self.refused_for = Some(self.camera.clone());
     }
 
     /// `cameras`: every camera the input may be assumed to come from.
     pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, cameras: &[Arc<CameraResponse>], commands: &mut Vec<Command>) {
-        let Self { methods, chosen, camera, options } = self;
+        self.check_camera();
+        let Self { methods, chosen, camera, options, refused, refused_for: _ } = self;
         ui.label("Methods");
         for m in methods.iter() {
             let mut on = chosen.contains(&m.name);
             let missing = m.kind == "learned" && m.model.is_none();
             let text = format!("{} ({})", m.name, m.kind);
-            let response = ui.add_enabled(!missing, egui::Checkbox::new(&mut on, text)).on_hover_text(&m.description);
+            let refusal = refused.get(&m.name);
+            let response = ui.add_enabled(!missing && refusal.is_none(), egui::Checkbox::new(&mut on, text)).on_hover_text(&m.description);
+            if let Some(why) = refusal {
+                ui.small(format!("(unavailable: {why})"));
+            }
             if response.changed() {
                 if on {
                     chosen.insert(m.name.clone());

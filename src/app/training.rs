@@ -10,11 +10,21 @@ use crate::Result;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
 use std::path::{Path, PathBuf};
 
+/// What a run trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataChoice {
+    /// The demo's scene generator, through the chosen camera.
+    Synthetic,
+    /// The world's training side: random spectra, lights and cameras (camera-aware networks).
+    World,
+    Folder,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSettings {
     pub method: Architecture,
     pub name: String,
-    pub synthetic: bool,
+    pub data: DataChoice,
     pub scenes: usize,
     pub size: usize,
     pub folder: String,
@@ -27,13 +37,17 @@ pub struct RunSettings {
 impl Default for RunSettings {
     fn default() -> Self {
         // Small enough to finish in about a minute on two cores: a demonstration, not a model.
-        RunSettings { method: Architecture::Basisnet, name: "my-basisnet".into(), synthetic: true, scenes: 8, size: 64, folder: String::new(), camera: "canon-eos-5d-mark-ii".into(), steps: 100, batch: 4, lr: 2e-3 }
+        RunSettings { method: Architecture::Basisnet, name: "my-basisnet".into(), data: DataChoice::World, scenes: 8, size: 64, folder: String::new(), camera: "canon-eos-5d-mark-ii".into(), steps: 100, batch: 4, lr: 2e-3 }
     }
 }
 
 impl RunSettings {
     pub fn config(&self) -> Result<TrainConfig> {
-        let data = if self.synthetic { DataSource::Synthetic { count: self.scenes, size: self.size } } else { DataSource::Folder { path: PathBuf::from(self.folder.trim()) } };
+        let data = match self.data {
+            DataChoice::Synthetic => DataSource::Synthetic { count: self.scenes, size: self.size },
+            DataChoice::World => DataSource::World { count: self.scenes, size: self.size },
+            DataChoice::Folder => DataSource::Folder { path: PathBuf::from(self.folder.trim()) },
+        };
         let mut cfg = TrainConfig::new(self.method, data);
         cfg.name = self.name.trim().to_string();
         cfg.camera = self.camera.clone();
@@ -133,11 +147,12 @@ impl TrainingPanel {
             ui.end_row();
             ui.label("data");
             ui.horizontal(|ui| {
-                ui.radio_value(&mut s.synthetic, true, "synthetic scenes");
-                ui.radio_value(&mut s.synthetic, false, "folder of cubes");
+                ui.radio_value(&mut s.data, DataChoice::World, "world scenes").on_hover_text("random spectra, lights and cameras: the model learns to use the camera it is told");
+                ui.radio_value(&mut s.data, DataChoice::Synthetic, "demo-style scenes");
+                ui.radio_value(&mut s.data, DataChoice::Folder, "folder of cubes");
             });
             ui.end_row();
-            if s.synthetic {
+            if s.data != DataChoice::Folder {
                 ui.label("scenes");
                 ui.add(egui::DragValue::new(&mut s.scenes).range(2..=2000));
                 ui.end_row();

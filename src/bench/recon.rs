@@ -45,20 +45,30 @@ fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::re
     Ok((card, varmap, net))
 }
 
+/// The camera matrices of `n` Canon images for a camera-aware `net` (None for another net).
+fn canon_cameras(net: &dyn crate::recon::nn::SpectralNet, n: usize) -> Result<Option<crate::recon::nn::camera::CameraBatch>> {
+    let Some(prior) = net.camera_prior() else { return Ok(None) };
+    let c = crate::spectral::camera::CameraResponse::builtin("canon")?.on_grid(&crate::default_wavelengths())?;
+    let batch = prior.batch(&vec![c; n], &Device::Cpu)?;
+    // A neutral picture's cues.
+    Ok(Some(if prior.wants_cues() { batch.with_cues(&vec![[1.0 / 3.0; 6]; n])? } else { batch }))
+}
+
 /// The U-Net timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
 /// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each.
 pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
     let (card, varmap, net) = trainable(files)?;
     let device = Device::Cpu;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
-    let forward_ms = runs_ms(repeats, || Ok(net.forward_t(&image, false)?))?;
+    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
+    let forward_ms = runs_ms(repeats, || Ok(net.forward_t(&image, cam1.as_ref(), false)?))?;
     let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
     let bands = card.wavelengths.len();
     let y = Tensor::rand(0f32, 1f32, (8, bands, 64, 64), &device)?;
     let vars: HashMap<String, candle_core::Var> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut opt = AdamW::new(vars, 1e-4)?;
     let train_step_ms = runs_ms(repeats, || {
-        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, cam8.as_ref(), true)?, &y)?;
         opt.step(&loss.backward()?, 1e-3)?;
         Ok(())
     })?;
@@ -122,10 +132,11 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     let (card, varmap, net) = trainable(files)?;
     let device = Device::Cpu;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
-    net.forward_t(&image, false)?;
+    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
+    net.forward_t(&image, cam1.as_ref(), false)?;
     profile::start();
     let t = Instant::now();
-    net.forward_t(&image, false)?;
+    net.forward_t(&image, cam1.as_ref(), false)?;
     let forward_total = t.elapsed().as_secs_f64() * 1e3;
     let ops = profile::stop();
     let forward_ops: serde_json::Map<String, Value> =
@@ -135,16 +146,16 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     let y = Tensor::rand(0f32, 1f32, (8, card.wavelengths.len(), 64, 64), &device)?;
     let mut opt = AdamW::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), 1e-4)?;
     // The training-mode forward op by op (batch statistics, no folding).
-    net.forward_t(&x, true)?;
+    net.forward_t(&x, cam8.as_ref(), true)?;
     profile::start();
     let t = Instant::now();
-    net.forward_t(&x, true)?;
+    net.forward_t(&x, cam8.as_ref(), true)?;
     let train_forward_total = t.elapsed().as_secs_f64() * 1e3;
     let train_forward_ops: serde_json::Map<String, Value> =
         profile::stop().iter().map(|(op, (ms, calls))| (op.to_string(), json!({"ms": ms, "calls": calls, "share": ms / train_forward_total}))).collect();
     // The backward pass: the convolution gradients are timed inside the op; the rest is
     // candle's own backward of batch norm, pooling, shuffles and the loss.
-    let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+    let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, cam8.as_ref(), true)?, &y)?;
     profile::start();
     let t = Instant::now();
     loss.backward()?;
@@ -154,7 +165,7 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     let mut phases = [0.0f64; 3];
     for _ in 0..3 {
         let t0 = Instant::now();
-        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, true)?, &y)?;
+        let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, cam8.as_ref(), true)?, &y)?;
         let t1 = Instant::now();
         let grads = loss.backward()?;
         let t2 = Instant::now();
@@ -212,8 +223,10 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
         let runs_consistent = runs_ms(repeats.min(3), || reconstruct(loaded.as_ref(), &rgb, &camera, consistent, &JobContext::silent()))?;
         methods.insert(name.into(), json!({"median_ms": median(&runs), "runs_ms": runs, "consistent_median_ms": median(&runs_consistent)}));
     }
+    let camera_aware = camera_aware_overhead(&rgb, &camera, repeats)?;
     Ok(json!({
         "image": format!("{ROWS}x{COLS} synthetic scene (seed 7), linear RGB through the Canon"),
+        "camera_aware_vs_one_camera": camera_aware,
         "threads": candle_core::utils::get_num_threads(),
         "repeats": repeats,
         "reconstruct_482x512": methods,
@@ -222,4 +235,33 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
         "profile": profile_unet(&mscnn)?,
         "pytorch": "run bench/pytorch_parity.py for the PyTorch peer and the ratios (same machine, same threads)",
     }))
+}
+
+/// What camera-awareness costs at inference: each shipped network against a one-camera network
+/// of the same architecture and size (the shipped models before camera-awareness), timed
+/// alternately on the same image in the same run. The one-camera twin has random weights: the
+/// time does not depend on them.
+fn camera_aware_overhead(rgb: &RgbImage, camera: &CameraResponse, repeats: usize) -> Result<Value> {
+    let mut out = serde_json::Map::new();
+    for name in ["mscnn", "basisnet"] {
+        let Some(files) = find_model(name) else { continue };
+        let card = ModelCard::load(&files.card)?;
+        let aware = crate::recon::learned::NetReconstructor::load(&files, camera, &Device::Cpu)?;
+        let mut one_camera = card.clone();
+        for (key, value) in [("camera_aware", false), ("illumination_cues", false), ("linear_prior", true)] {
+            one_camera.config[key] = json!(value);
+        }
+        one_camera.camera = camera.name.clone();
+        let varmap = VarMap::new();
+        let net = build_net(&one_camera, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        let twin = crate::recon::learned::NetReconstructor::from_parts(one_camera, net, camera, Device::Cpu)?;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..repeats.max(1) {
+            a.extend(runs_ms(1, || reconstruct(&aware, rgb, camera, ReconOptions::default(), &JobContext::silent()))?);
+            b.extend(runs_ms(1, || reconstruct(&twin, rgb, camera, ReconOptions::default(), &JobContext::silent()))?);
+        }
+        let (ma, mb) = (median(&a), median(&b));
+        out.insert(name.into(), json!({"camera_aware_median_ms": ma, "one_camera_median_ms": mb, "ratio": ma / mb, "camera_aware_runs_ms": a, "one_camera_runs_ms": b}));
+    }
+    Ok(Value::Object(out))
 }

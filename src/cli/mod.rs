@@ -296,6 +296,31 @@ pub fn scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `world`: a grid of true-colour previews of `count` scenes of a protocol's test world
+/// (`in-distribution` shows the training world's kind of scene), one line per scene on stdout.
+pub fn world_grid(protocol: &str, seed: u64, count: usize, size: usize, output: &Path) -> Result<()> {
+    use crate::train::world::{scene, Protocol};
+    let protocol = Protocol::parse(protocol)?;
+    if !(1..=256).contains(&count) {
+        bail_invalid!("--count must be 1..=256, got {count}");
+    }
+    let per_row = (count as f64).sqrt().ceil() as usize;
+    let rows_of_tiles = count.div_ceil(per_row);
+    let gap = 4;
+    let (h, w) = (rows_of_tiles * (size + gap) - gap, per_row * (size + gap) - gap);
+    let mut grid = ndarray::Array3::<f32>::ones((3, h, w));
+    for i in 0..count {
+        let s = scene(protocol.test_world(), seed + i as u64, size)?;
+        let preview = render::true_colour_srgb(&crate::Cube::new(s.cube, crate::default_wavelengths())?, None)?;
+        let (r0, c0) = ((i / per_row) * (size + gap), (i % per_row) * (size + gap));
+        grid.slice_mut(ndarray::s![.., r0..r0 + size, c0..c0 + size]).assign(&preview.data);
+        println!("scene {}: light {}; camera {}", seed + i as u64, s.light, s.camera.name);
+    }
+    io::image_file::write_png(&crate::RgbImage::new(grid)?, output, false, true)?;
+    println!("wrote {} ({count} scenes of {size}x{size}, protocol {})", output.display(), protocol.name());
+    Ok(())
+}
+
 /// "512x482" → (512, 482).
 pub fn parse_size(size: &str) -> Result<(usize, usize)> {
     let parts: Vec<&str> = size.split(['x', 'X', '×']).collect();

@@ -14,6 +14,7 @@ use crate::recon::registry::{list_methods, load_method};
 use crate::recon::{self, ReconOptions};
 use crate::spectral::camera::CameraResponse;
 use crate::train::data::{readable_files, synthetic_cube, DataSource, RgbSimulation};
+use crate::train::world::{self, Protocol};
 use crate::train::optim::Schedule;
 use crate::train::{Loss, TrainConfig, TrainEvent};
 use crate::{bail_invalid, default_wavelengths, io, Error, Result};
@@ -40,7 +41,9 @@ fn assumed_camera(given: Option<&str>, method: &str, model: Option<&Path>) -> Re
         None => crate::recon::registry::find_model(method),
     }
     .and_then(|f| crate::recon::card::ModelCard::load(&f.card).ok());
-    CameraResponse::parse(card.map(|c| c.camera).as_deref().unwrap_or("canon-eos-5d-mark-ii"))
+    // A camera-aware model ("any") is told the Canon unless the user names the camera.
+    let own = card.map(|c| c.camera).filter(|c| c != crate::recon::card::ANY_CAMERA);
+    CameraResponse::parse(own.as_deref().unwrap_or("canon-eos-5d-mark-ii"))
 }
 
 /// `reconstruct RGB --method NAME … -o OUT`: write the cube in `render`'s scale convention.
@@ -116,6 +119,7 @@ pub struct TrainArgs {
     pub method: String,
     pub data: Option<PathBuf>,
     pub synthetic: Option<usize>,
+    pub world: Option<usize>,
     pub size: usize,
     pub camera: String,
     pub real_world: bool,
@@ -142,10 +146,11 @@ pub struct TrainArgs {
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     let method = Architecture::parse(&a.method)?;
-    let data = match (&a.data, a.synthetic) {
-        (Some(path), None) => DataSource::Folder { path: path.clone() },
-        (None, Some(count)) => DataSource::Synthetic { count, size: a.size },
-        _ => bail_invalid!("give exactly one of --data DIR or --synthetic N"),
+    let data = match (&a.data, a.synthetic, a.world) {
+        (Some(path), None, None) => DataSource::Folder { path: path.clone() },
+        (None, Some(count), None) => DataSource::Synthetic { count, size: a.size },
+        (None, None, Some(count)) => DataSource::World { count, size: a.size },
+        _ => bail_invalid!("give exactly one of --data DIR, --synthetic N or --world N"),
     };
     let mut cfg = TrainConfig::new(method, data);
     cfg.name = a.name.clone().unwrap_or_else(|| method.name().to_string());
@@ -255,57 +260,143 @@ pub enum CompareData {
     Folder(PathBuf),
     /// Held-out synthetic scenes: seeds 1..=count at size².
     Synthetic { count: usize, size: usize },
+    /// The test scenes of generalisation protocols (each with its own camera).
+    Protocols { protocols: Vec<Protocol>, count: usize, size: usize },
 }
 
-/// `compare --methods A,B --data DIR --camera NAME`.
-/// With `record`, each method's score is written into its model card's `metrics` (the shipped
-/// cards' figures come from exactly this command).
-#[allow(clippy::too_many_arguments)]
+/// One table of a comparison: what was scored and each method's result (or why it could not run).
+struct CompareTable {
+    description: String,
+    camera: String,
+    protocol: Option<Protocol>,
+    scores: Vec<(String, std::result::Result<MethodScore, String>)>,
+}
+
+/// `compare`: score `methods` on ground truth, the NTIRE 2020 way; with protocols, one table per
+/// protocol, every scene rendered through (and every method told) that scene's own camera.
 pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, record: bool, as_json: bool) -> Result<()> {
     if methods.is_empty() {
         bail_invalid!("--methods needs at least one method name");
     }
-    let camera = CameraResponse::parse(camera_name)?;
     let device = parse_device(device)?;
     let grid = default_wavelengths();
-    let (cubes, description) = match &data {
-        CompareData::Folder(dir) => {
-            let files: Vec<PathBuf> = readable_files(dir)?.into_iter().filter(|p| !is_rgb_file(p)).collect();
-            if files.is_empty() {
-                return Err(Error::format(dir, "no readable cube in this folder"));
+    let silent = JobContext::silent();
+    let mut tables = Vec::new();
+    match &data {
+        CompareData::Folder(_) | CompareData::Synthetic { .. } => {
+            let camera = CameraResponse::parse(camera_name)?;
+            let (cubes, description) = match &data {
+                CompareData::Folder(dir) => {
+                    let files: Vec<PathBuf> = readable_files(dir)?.into_iter().filter(|p| !is_rgb_file(p)).collect();
+                    if files.is_empty() {
+                        return Err(Error::format(dir, "no readable cube in this folder"));
+                    }
+                    let cubes = files.iter().map(|f| io::open(f, &io::OpenOptions::default()).and_then(|c| c.resample(&grid)).map(|c| c.data)).collect::<Result<Vec<_>>>()?;
+                    (cubes, format!("{} cubes in {}", files.len(), dir.display()))
+                }
+                CompareData::Synthetic { count, size } => {
+                    let cubes = (1..=*count as u64).map(|seed| synthetic_cube(seed, *size, &camera)).collect::<Result<Vec<_>>>()?;
+                    (cubes, format!("{count} held-out synthetic scenes (seeds 1..={count}, {size}x{size})"))
+                }
+                CompareData::Protocols { .. } => unreachable!(),
+            };
+            let mut scores = Vec::new();
+            for name in methods {
+                let method = load_method(name, None, &camera, &device)?;
+                scores.push((name.clone(), Ok(score(method.as_ref(), &cubes, &camera, options, &silent)?)));
             }
-            let cubes = files.iter().map(|f| io::open(f, &io::OpenOptions::default()).and_then(|c| c.resample(&grid)).map(|c| c.data)).collect::<Result<Vec<_>>>()?;
-            (cubes, format!("{} cubes in {}", files.len(), dir.display()))
+            tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores });
         }
-        CompareData::Synthetic { count, size } => {
-            let cubes = (1..=*count as u64).map(|seed| synthetic_cube(seed, *size, &camera)).collect::<Result<Vec<_>>>()?;
-            (cubes, format!("{count} held-out synthetic scenes (seeds 1..={count}, {size}x{size})"))
+        CompareData::Protocols { protocols, count, size } => {
+            for &protocol in protocols {
+                let world = protocol.test_world();
+                let scenes = (0..*count as u64).map(|i| world::scene(world, world::TEST_SEED0 + i, *size)).collect::<Result<Vec<_>>>()?;
+                let mut scores = Vec::new();
+                for name in methods {
+                    let mut per_scene = Vec::new();
+                    let mut refused = None;
+                    for s in &scenes {
+                        match load_method(name, None, &s.camera, &device) {
+                            Ok(method) => per_scene.push(score(method.as_ref(), std::slice::from_ref(&s.cube), &s.camera, options, &silent)?),
+                            Err(e) => {
+                                refused = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    scores.push((name.clone(), refused.map_or_else(|| Ok(MethodScore::mean(name, &per_scene)), Err)));
+                }
+                let cameras: std::collections::BTreeSet<&str> = scenes.iter().map(|s| s.camera.name.as_str()).collect();
+                tables.push(CompareTable {
+                    description: format!("protocol {}: {count} test scenes of {size}x{size} (seeds {}..), {}", protocol.name(), world::TEST_SEED0, protocol.describe()),
+                    camera: cameras.into_iter().collect::<Vec<_>>().join(" / "),
+                    protocol: Some(protocol),
+                    scores,
+                });
+            }
         }
-    };
-    let mut scores: Vec<MethodScore> = Vec::new();
-    for name in methods {
-        let method = load_method(name, None, &camera, &device)?;
-        scores.push(score(method.as_ref(), &cubes, &camera, options, &JobContext::silent())?);
     }
     if record {
-        for s in &scores {
-            let Some(files) = crate::recon::registry::find_model(&s.method) else { continue };
-            let mut card = crate::recon::card::ModelCard::load(&files.card)?;
-            card.metrics = Some(json!({ "data": description, "camera": camera.name, "options": options, "score": s, "command": std::env::args().skip(1).collect::<Vec<_>>().join(" ") }));
-            card.save(&files.card)?;
+        for table in &tables {
+            for (name, s) in &table.scores {
+                let (Ok(s), Some(files)) = (s, crate::recon::registry::find_model(name)) else { continue };
+                let mut card = crate::recon::card::ModelCard::load(&files.card)?;
+                let entry = json!({ "data": table.description, "camera": table.camera, "options": options, "score": s, "command": std::env::args().skip(1).collect::<Vec<_>>().join(" ") });
+                // One score per data set: the plain comparison at the top level, each protocol's
+                // under `protocols`; recording one keeps the others.
+                let mut metrics = card.metrics.take().filter(|m| m.is_object()).unwrap_or_else(|| json!({}));
+                match table.protocol {
+                    None => {
+                        let protocols = metrics.get("protocols").cloned();
+                        metrics = entry;
+                        if let Some(p) = protocols {
+                            metrics["protocols"] = p;
+                        }
+                    }
+                    Some(p) => {
+                        if !metrics.get("protocols").is_some_and(|v| v.is_object()) {
+                            metrics["protocols"] = json!({});
+                        }
+                        metrics["protocols"][p.name()] = entry;
+                    }
+                }
+                card.metrics = Some(metrics);
+                card.save(&files.card)?;
+            }
         }
     }
     if as_json {
-        print_json(&json!({ "data": description, "camera": camera.name, "options": options, "methods": scores }));
+        let json_tables: Vec<_> = tables
+            .iter()
+            .map(|t| {
+                let methods: Vec<_> = t.scores.iter().map(|(n, s)| match s {
+                    Ok(s) => json!(s),
+                    Err(e) => json!({ "method": n, "refused": e }),
+                }).collect();
+                json!({ "data": t.description, "protocol": t.protocol.map(|p| p.name()), "camera": t.camera, "options": options, "methods": methods })
+            })
+            .collect();
+        match json_tables.len() {
+            1 => print_json(&json_tables[0]),
+            _ => print_json(&json!({ "tables": json_tables })),
+        }
         return Ok(());
     }
-    println!("{description}, camera {}", camera.name);
-    println!("{:<10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}", "method", "MRAE", "RMSE", "PSNR", "SSIM", "SAM°", "consist.", "MRAE×0.5", "MRAE×2", "shuffle", "s/image");
-    for s in &scores {
-        println!(
-            "{:<10} {:>7.4} {:>7.4} {:>6.2} {:>6.4} {:>6.2} {:>9.2e} {:>8.4} {:>8.4} {:>8.4} {:>8.3}",
-            s.method, s.mrae, s.rmse, s.psnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
-        );
+    for (i, t) in tables.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}, camera {}", t.description, t.camera);
+        println!("{:<10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}", "method", "MRAE", "RMSE", "PSNR", "SSIM", "SAM°", "consist.", "MRAE×0.5", "MRAE×2", "shuffle", "s/image");
+        for (name, s) in &t.scores {
+            match s {
+                Ok(s) => println!(
+                    "{:<10} {:>7.4} {:>7.4} {:>6.2} {:>6.4} {:>6.2} {:>9.2e} {:>8.4} {:>8.4} {:>8.4} {:>8.3}",
+                    s.method, s.mrae, s.rmse, s.psnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
+                ),
+                Err(e) => println!("{name:<10} cannot run: {e}"),
+            }
+        }
     }
     Ok(())
 }

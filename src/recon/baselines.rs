@@ -117,6 +117,24 @@ pub fn fit_linear(m: &PixelMoments) -> Result<Array2<f32>> {
 }
 
 /// The PCA prior: leading eigenvectors (bands × k) and eigenvalues of the second-moment matrix.
+/// The ridge map RGB → spectrum for camera `c` from the spectra's second moment `m`
+/// (bands × bands): with x = C·y, Σyxᵀ = M·Cᵀ and Σxxᵀ = C·M·Cᵀ, so this is [`fit_linear`] on
+/// the same spectra rendered through C, with the same ridge.
+pub fn ridge_map_from_moment(m: &Array2<f64>, c: &Array2<f32>) -> Result<Array2<f32>> {
+    if m.nrows() != c.ncols() || m.ncols() != c.ncols() {
+        bail_invalid!("spectral moment {:?} does not fit camera {:?}", m.dim(), c.dim());
+    }
+    let c = c.mapv(f64::from);
+    let cm = c.dot(m); // 3 × bands = Σxyᵀ
+    let xx = cm.dot(&c.t());
+    let ridge = 1e-6 * xx.diag().sum() / 3.0;
+    let a = &xx + &(Array2::<f64>::eye(3) * ridge);
+    let Some(wt) = solve_spd(&a, &cm) else {
+        bail_invalid!("linear refit: the camera sees nothing of the training spectra in some channel");
+    };
+    Ok(wt.t().mapv(|v| v as f32))
+}
+
 #[derive(Debug, Clone)]
 pub struct SpectralPrior {
     pub components: Array2<f32>,

@@ -99,6 +99,20 @@ impl ModelCard {
     }
 
     /// The config decoded as the architecture's own struct.
+    /// Whether the model was made for `camera`: the card's camera has the same curves on the
+    /// card's grid (to 1e-4), whatever either is called. A card naming a camera that no longer
+    /// resolves (a CSV moved away) fits only a camera of that name.
+    pub fn fits_camera(&self, camera: &crate::spectral::camera::CameraResponse) -> Result<bool> {
+        if self.camera == ANY_CAMERA {
+            return Ok(true);
+        }
+        let Ok(own) = crate::spectral::camera::CameraResponse::parse(&self.camera) else {
+            return Ok(self.camera == camera.name);
+        };
+        let (a, b) = (own.on_grid(&self.wavelengths)?, camera.on_grid(&self.wavelengths)?);
+        Ok(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() <= 1e-4))
+    }
+
     pub fn config_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_value(self.config.clone())
             .map_err(|e| Error::invalid(format!("model '{}': config does not fit {}: {e}", self.name, self.architecture.name())))
@@ -106,6 +120,9 @@ impl ModelCard {
 }
 
 /// A model on disk: its card and weights, given either file (or the stem).
+/// The `camera` of a card whose model takes the camera as an input.
+pub const ANY_CAMERA: &str = "any";
+
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub card: PathBuf,

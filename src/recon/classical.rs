@@ -32,20 +32,30 @@ impl LinearMapReconstructor {
     }
 
     /// The fitted ridge map of a `linear` model. It belongs to the camera it was fitted for.
+    /// The ridge map of a `linear` model for `camera`: as fitted when the camera has the
+    /// curves it was fitted for (whatever it is called); otherwise refitted in closed form from
+    /// the training spectra's second moment M the model keeps (`moment`):
+    /// W = M·Cᵀ(C·M·Cᵀ + ridge·I)⁻¹, exactly what fitting on the training pixels rendered
+    /// through C gives. A model without the moment (from before it was kept) refuses.
     pub fn linear(files: &ModelFiles, camera: &CameraResponse) -> Result<Self> {
         let (card, tensors) = load_tensors(files, Architecture::Linear)?;
-        if card.camera != camera.name {
+        if card.fits_camera(camera)? {
+            let map = matrix(&tensors, "map", files)?;
+            check_rows(&map, &card, files)?;
+            return Ok(Self::new(card.name.clone(), card.wavelengths.clone(), map));
+        }
+        if !tensors.contains_key("moment") {
             return Err(Error::invalid(format!(
-                "model '{}' was fitted for camera '{}', not '{}': fit one with `spectral-studio train --method linear --camera {} --synthetic 24 --out DIR`",
+                "model '{}' was fitted for camera '{}', not '{}', and keeps no spectral moment to refit from: fit one with `spectral-studio train --method linear --camera {} --world 64 --out DIR`",
                 card.name, card.camera, camera.name, camera.name
             )));
         }
-        let map = matrix(&tensors, "map", files)?;
-        check_rows(&map, &card, files)?;
-        Ok(Self::new(card.name.clone(), card.wavelengths.clone(), map))
+        let moment = matrix(&tensors, "moment", files)?;
+        check_rows(&moment, &card, files)?;
+        let c = camera.on_grid(&card.wavelengths)?;
+        Ok(Self::new(card.name.clone(), card.wavelengths.clone(), super::baselines::ridge_map_from_moment(&moment.mapv(f64::from), &c)?))
     }
 
-    /// Wiener estimation from a `pca` prior and whatever camera is assumed now.
     pub fn pca(files: &ModelFiles, camera: &CameraResponse) -> Result<Self> {
         let (card, tensors) = load_tensors(files, Architecture::Pca)?;
         let components = matrix(&tensors, "components", files)?;

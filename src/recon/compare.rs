@@ -33,6 +33,29 @@ pub struct MethodScore {
     pub images: usize,
 }
 
+impl MethodScore {
+    /// The mean of per-image scores of `method` (each over one image or more), weighted by
+    /// their image counts.
+    pub fn mean(method: &str, scores: &[MethodScore]) -> MethodScore {
+        let n: usize = scores.iter().map(|s| s.images).sum();
+        let mut out = MethodScore { method: method.to_string(), images: n, ..Default::default() };
+        let w = |s: &MethodScore| s.images as f64 / n.max(1) as f64;
+        for s in scores {
+            out.mrae += w(s) * s.mrae;
+            out.rmse += w(s) * s.rmse;
+            out.psnr += w(s) * s.psnr;
+            out.ssim += w(s) * s.ssim;
+            out.sam_deg += w(s) * s.sam_deg;
+            out.consistency_mrae += w(s) * s.consistency_mrae;
+            out.mrae_half += w(s) * s.mrae_half;
+            out.mrae_double += w(s) * s.mrae_double;
+            out.mrae_shuffle += w(s) * s.mrae_shuffle;
+            out.seconds_per_image += w(s) * s.seconds_per_image;
+        }
+        out
+    }
+}
+
 /// Score `method` on ground-truth cubes (31 bands on the method's grid), each rendered clean
 /// through `camera`. Averages over images.
 pub fn score(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &CameraResponse, options: ReconOptions, job: &JobContext) -> Result<MethodScore> {

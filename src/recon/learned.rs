@@ -3,9 +3,11 @@
 //! evaluation mode on plain tensors, so no autograd graph is kept.
 
 use super::card::{Architecture, ModelCard, ModelFiles};
+use super::nn::camera::CameraBatch;
 use super::nn::{basisnet::BasisNet, mscnn::Mscnn, SpectralNet};
 use super::Reconstructor;
 use crate::engine::JobContext;
+use crate::spectral::camera::CameraResponse;
 use crate::{Error, Result, RgbImage};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -17,13 +19,17 @@ pub const DEFAULT_TILE: usize = 512;
 pub struct NetReconstructor {
     card: ModelCard,
     net: Box<dyn SpectralNet>,
+    /// The camera matrices of the camera assumed, for a camera-aware network.
+    camera: Option<CameraBatch>,
     device: Device,
     tile: usize,
 }
 
 impl NetReconstructor {
-    /// Load `files` onto `device`: card first (architecture, config), then the weights.
-    pub fn load(files: &ModelFiles, device: &Device) -> Result<Self> {
+    /// Load `files` onto `device` for pictures taken by `camera`: card first (architecture,
+    /// config), then the weights. A network trained for one camera refuses another one here,
+    /// before anything runs.
+    pub fn load(files: &ModelFiles, camera: &CameraResponse, device: &Device) -> Result<Self> {
         let card = ModelCard::load(&files.card)?;
         // SAFETY: the file is mapped read-only; candle copies each tensor out of the map as it is
         // built. Writing the file while it is being loaded is the only hazard, as for any reader.
@@ -33,11 +39,16 @@ impl NetReconstructor {
             Error::Tensor(msg) => Error::format(&files.weights, format!("weights do not fit the card's {}: {msg}", card.architecture.name())),
             other => other,
         })?;
-        Ok(Self { card, net, device: device.clone(), tile: DEFAULT_TILE })
+        let camera = camera_batch(&card, net.as_ref(), camera, device).map_err(|e| match e {
+            Error::Tensor(msg) => Error::format(&files.weights, msg),
+            other => other,
+        })?;
+        Ok(Self { card, net, camera, device: device.clone(), tile: DEFAULT_TILE })
     }
 
-    pub fn from_parts(card: ModelCard, net: Box<dyn SpectralNet>, device: Device) -> Self {
-        Self { card, net, device, tile: DEFAULT_TILE }
+    pub fn from_parts(card: ModelCard, net: Box<dyn SpectralNet>, camera: &CameraResponse, device: Device) -> Result<Self> {
+        let camera = camera_batch(&card, net.as_ref(), camera, &device)?;
+        Ok(Self { card, net, camera, device, tile: DEFAULT_TILE })
     }
 
     pub fn with_tile(mut self, tile: usize) -> Self {
@@ -48,6 +59,30 @@ impl NetReconstructor {
     pub fn card(&self) -> &ModelCard {
         &self.card
     }
+}
+
+/// What `net` needs to know of `camera`: its camera matrices when it is camera-aware; nothing
+/// when it was trained for this very camera (the same curves, whatever the file is called);
+/// otherwise an error that says so.
+pub fn camera_batch(card: &ModelCard, net: &dyn SpectralNet, camera: &CameraResponse, device: &Device) -> Result<Option<CameraBatch>> {
+    let grid = &card.wavelengths;
+    match net.camera_prior() {
+        Some(prior) => Ok(Some(prior.batch(&[camera.on_grid(grid)?], device)?)),
+        None if card.fits_camera(camera)? => Ok(None),
+        None => Err(Error::invalid(format!(
+            "model '{}' was trained for the camera '{}' only and cannot use '{}' (its curves differ): choose a camera-aware model, or retrain it with `train --camera`",
+            card.name, card.camera, camera.name
+        ))),
+    }
+}
+
+/// The camera batch a camera-aware `net` needs for one picture `rgb` taken by `camera` (3 × bands
+/// on the net's grid): the camera's matrices, and the picture's illumination cues when the net
+/// reads them. None for a net trained for one camera.
+pub fn camera_batch_for(net: &dyn SpectralNet, camera: &ndarray::Array2<f32>, rgb: &RgbImage, device: &Device) -> Result<Option<CameraBatch>> {
+    let Some(prior) = net.camera_prior() else { return Ok(None) };
+    let batch = prior.batch(std::slice::from_ref(camera), device)?;
+    Ok(Some(if prior.wants_cues() { batch.with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])? } else { batch }))
 }
 
 /// The network a card describes, built from `vb` (a VarMap for training, a file for inference).
@@ -73,7 +108,15 @@ impl Reconstructor for NetReconstructor {
     }
 
     fn reconstruct_raw(&self, rgb: &RgbImage, job: &JobContext) -> Result<Array3<f32>> {
-        run_tiled(self.net.as_ref(), rgb, self.wavelengths().len(), self.tile, &self.device, job)
+        // The illumination cues come from the whole picture, once, so every tile agrees.
+        let camera = match (&self.camera, self.net.camera_prior()) {
+            (Some(batch), Some(prior)) if prior.wants_cues() => Some(batch.clone().with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])?),
+            (batch, _) => batch.clone(),
+        };
+        let mut cube = run_tiled(self.net.as_ref(), rgb, camera.as_ref(), self.wavelengths().len(), self.tile, &self.device, job)?;
+        // Radiance is not negative (the closed-form methods clip the same way).
+        cube.mapv_inplace(|v| v.max(0.0));
+        Ok(cube)
     }
 }
 
@@ -97,7 +140,7 @@ fn spans(len: usize, tile: usize, margin: usize, align: usize) -> Vec<(usize, us
 }
 
 /// Run `net` over `rgb` in tiles of at most `tile` pixels a side, on `device`.
-pub fn run_tiled(net: &dyn SpectralNet, rgb: &RgbImage, bands: usize, tile: usize, device: &Device, job: &JobContext) -> Result<Array3<f32>> {
+pub fn run_tiled(net: &dyn SpectralNet, rgb: &RgbImage, camera: Option<&CameraBatch>, bands: usize, tile: usize, device: &Device, job: &JobContext) -> Result<Array3<f32>> {
     let (rows, cols) = (rgb.rows(), rgb.cols());
     let align = net.size_multiple();
     let margin = net.receptive_margin().div_ceil(align) * align;
@@ -112,7 +155,7 @@ pub fn run_tiled(net: &dyn SpectralNet, rgb: &RgbImage, bands: usize, tile: usiz
             let input = rgb.data.slice(s![.., r0..r1, c0..c1]).as_standard_layout().to_owned();
             let (h, w) = (r1 - r0, c1 - c0);
             let x = Tensor::from_vec(input.into_raw_vec_and_offset().0, (1, 3, h, w), device)?;
-            let y = net.forward_t(&x, false)?;
+            let y = net.forward_t(&x, camera, false)?;
             let (_, yb, _, _) = y.dims4()?;
             if yb != bands {
                 return Err(Error::invalid(format!("network produced {yb} bands, its card promises {bands}")));

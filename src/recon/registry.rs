@@ -99,6 +99,19 @@ pub fn list_methods() -> Vec<MethodEntry> {
     out
 }
 
+/// Why method `entry` cannot reconstruct pictures from `camera`, or None when it can: a network
+/// made for one camera cannot use another (a camera-aware one, `linear` with its spectral moment,
+/// `pca` and `spline` can). Reads the model's card, not its weights.
+pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<String> {
+    let weights = entry.model.as_ref()?;
+    let files = ModelFiles::resolve(weights).ok()?;
+    let card = ModelCard::load(&files.card).ok()?;
+    if !card.architecture.is_network() || card.fits_camera(camera).unwrap_or(false) {
+        return None;
+    }
+    Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name))
+}
+
 /// Load method `name`, with `model` overriding its default weights. `camera` is the assumed
 /// camera (used by spline and pca, checked by linear).
 pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, device: &Device) -> Result<Box<dyn Reconstructor>> {
@@ -125,6 +138,6 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
     Ok(match card.architecture {
         Architecture::Linear => Box::new(LinearMapReconstructor::linear(&files, camera)?),
         Architecture::Pca => Box::new(LinearMapReconstructor::pca(&files, camera)?),
-        Architecture::Mscnn | Architecture::Basisnet => Box::new(NetReconstructor::load(&files, device)?),
+        Architecture::Mscnn | Architecture::Basisnet => Box::new(NetReconstructor::load(&files, camera, device)?),
     })
 }

@@ -312,13 +312,13 @@ fn smoothstep(e0: f32, e1: f32, x: f32) -> f32 {
 // ---------------------------------------------------------------------------------------------
 // Value noise (smooth, seeded) and its fractal sum.
 
-struct Noise {
+pub(crate) struct Noise {
     table: Vec<f32>,
     offsets: [(f32, f32); 8],
 }
 
 impl Noise {
-    fn new(rng: &mut Rng) -> Noise {
+    pub(crate) fn new(rng: &mut Rng) -> Noise {
         let table = (0..256 * 256).map(|_| rng.uniform_f32()).collect();
         let offsets = [(); 8].map(|_| (rng.range(0.0, 256.0) as f32, rng.range(0.0, 256.0) as f32));
         Noise { table, offsets }
@@ -340,7 +340,7 @@ impl Noise {
 
     /// Fractal sum of `octaves` (≤ 8) octaves at feature size `scale` px, centred on 0,
     /// roughly in [-0.5, 0.5].
-    fn fbm(&self, y: f32, x: f32, scale: f32, octaves: usize) -> f32 {
+    pub(crate) fn fbm(&self, y: f32, x: f32, scale: f32, octaves: usize) -> f32 {
         let (mut sum, mut amp, mut norm, mut freq) = (0.0, 1.0, 0.0, 1.0 / scale);
         for &(ox, oy) in self.offsets.iter().take(octaves.clamp(1, 8)) {
             sum += amp * (self.at(x * freq + ox, y * freq + oy) - 0.5);

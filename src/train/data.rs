@@ -25,6 +25,9 @@ pub enum DataSource {
     Folder { path: PathBuf },
     /// `count` training scenes of `size`², plus `max(2, count/8)` validation scenes.
     Synthetic { count: usize, size: usize },
+    /// `count` scenes of `size`² from the training side of the world ([`super::world`]), plus
+    /// `max(2, count/8)` validation scenes, each photographed by its own camera.
+    World { count: usize, size: usize },
 }
 
 impl DataSource {
@@ -34,6 +37,11 @@ impl DataSource {
             DataSource::Synthetic { count, size } => format!(
                 "{count} synthetic scenes of {size}x{size} px (seeds {TRAIN_SEED0}..), validation seeds {VALIDATION_SEED0}..; built from real spectra in assets/"
             ),
+            DataSource::World { count, size } => format!(
+                "{count} world scenes of {size}x{size} px (training side of every axis: earthlib, munsell and a fitted spectral prior; daylight, black body, d65, a, f2, astm-g173 and mixtures; random Dyer-basis and perturbed Canon cameras; seeds {}..), validation seeds {}..",
+                super::world::TRAIN_SEED0,
+                super::world::VALIDATION_SEED0
+            ),
         }
     }
 }
@@ -42,13 +50,37 @@ impl DataSource {
 pub struct Dataset {
     pub train: Vec<Array3<f32>>,
     pub validation: Vec<Array3<f32>>,
+    /// The camera of each validation cube (3 × 31, rows summing to 1); None: the run's camera.
+    pub validation_cameras: Option<Vec<Array2<f32>>>,
 }
 
 pub fn load(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> Result<Dataset> {
     match source {
         DataSource::Synthetic { count, size } => synthetic(*count, *size, camera, job),
         DataSource::Folder { path } => folder(path, job),
+        DataSource::World { count, size } => world(*count, *size, job),
     }
+}
+
+fn world(count: usize, size: usize, job: &JobContext) -> Result<Dataset> {
+    use super::world::{scene, World, TRAIN_SEED0, VALIDATION_SEED0};
+    if count == 0 {
+        bail_invalid!("--world needs at least one scene");
+    }
+    let val_count = (count / 8).max(2);
+    let mut train = Vec::with_capacity(count);
+    for i in 0..count {
+        job.check()?;
+        job.report(i as f32 / (count + val_count) as f32, "painting world scenes");
+        train.push(scene(World::TRAINING, TRAIN_SEED0 + i as u64, size)?.cube);
+    }
+    let (mut validation, mut cameras) = (Vec::new(), Vec::new());
+    for i in 0..val_count {
+        let s = scene(World::TRAINING, VALIDATION_SEED0 + i as u64, size)?;
+        cameras.push(s.camera.matrix);
+        validation.push(s.cube);
+    }
+    Ok(Dataset { train, validation, validation_cameras: Some(cameras) })
 }
 
 fn synthetic(count: usize, size: usize, camera: &CameraResponse, job: &JobContext) -> Result<Dataset> {
@@ -64,7 +96,7 @@ fn synthetic(count: usize, size: usize, camera: &CameraResponse, job: &JobContex
         train.push(scene_cube(TRAIN_SEED0 + i as u64)?);
     }
     let validation = (0..val_count).map(|i| scene_cube(VALIDATION_SEED0 + i as u64)).collect::<Result<_>>()?;
-    Ok(Dataset { train, validation })
+    Ok(Dataset { train, validation, validation_cameras: None })
 }
 
 /// The radiance cube of synthetic scene `seed`, `size`² px, built for `camera`.
@@ -112,7 +144,7 @@ fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
             train.push(data);
         }
     }
-    Ok(Dataset { train, validation })
+    Ok(Dataset { train, validation, validation_cameras: None })
 }
 
 fn percentile(data: &Array3<f32>, q: f64) -> f32 {
@@ -135,15 +167,26 @@ pub enum RgbSimulation {
     Realworld,
 }
 
-/// A batch: input RGB (b, 3, p, p) and target spectra (b, bands, p, p), row-major.
+/// A batch: input RGB (b, 3, p, p), target spectra (b, bands, p, p), row-major, and the
+/// camera (3 × bands) each input was rendered through.
 pub struct Batch {
     pub rgb: Array4<f32>,
     pub cube: Array4<f32>,
+    pub cameras: Vec<Array2<f32>>,
+    /// Each patch's illumination cues, from its whole scene seen through its camera
+    /// ([`crate::recon::nn::camera::illumination_cues`]).
+    pub cues: Vec<[f32; 6]>,
 }
 
 pub struct PatchSampler<'a> {
     pub cubes: &'a [Array3<f32>],
+    /// The camera of every patch, unless `random_cameras`.
     pub camera: Array2<f32>,
+    /// Draw each patch's camera from the training side of the world's cameras instead.
+    pub random_cameras: bool,
+    /// Each cube's light spectra ([`crate::recon::nn::camera::light_spectra`]), for cues
+    /// from the whole scene as a network sees them at inference; None: no cues.
+    pub light: Option<&'a [[ndarray::Array1<f32>; 2]]>,
     pub patch: usize,
     pub simulation: RgbSimulation,
     /// Brightness factor range (log-uniform), e.g. (0.5, 2.0); (1, 1) for none.
@@ -156,8 +199,19 @@ impl PatchSampler<'_> {
         let p = self.patch;
         let mut rgb = Array4::<f32>::zeros((batch, 3, p, p));
         let mut cube = Array4::<f32>::zeros((batch, bands, p, p));
+        let mut cameras = Vec::with_capacity(batch);
+        let mut cues = Vec::with_capacity(batch);
         for b in 0..batch {
-            let source = &self.cubes[rng.below(self.cubes.len())];
+            let camera = if self.random_cameras {
+                super::world::draw_camera(super::world::Side::Train, rng)?.on_grid(&default_wavelengths())?
+            } else {
+                self.camera.clone()
+            };
+            let which = rng.below(self.cubes.len());
+            let source = &self.cubes[which];
+            if let Some(light) = self.light {
+                cues.push(crate::recon::nn::camera::illumination_cues_of(&light[which], &camera));
+            }
             let (_, rows, cols) = source.dim();
             if rows < p || cols < p {
                 bail_invalid!("training cube of {rows}x{cols} px is smaller than the {p}x{p} patch");
@@ -177,7 +231,7 @@ impl PatchSampler<'_> {
             let (lo, hi) = self.brightness;
             let factor = if hi > lo { (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform_f32()).exp() } else { lo };
             y.mapv_inplace(|v| v * factor);
-            let clean = RgbImage::new(crate::spectral::render::project(self.camera.view(), y.view())?)?;
+            let clean = RgbImage::new(crate::spectral::render::project(camera.view(), y.view())?)?;
             let x = match self.simulation {
                 RgbSimulation::Clean => clean,
                 RgbSimulation::Realworld => {
@@ -187,8 +241,9 @@ impl PatchSampler<'_> {
             };
             rgb.slice_mut(s![b, .., .., ..]).assign(&x.data);
             cube.slice_mut(s![b, .., .., ..]).assign(&y);
+            cameras.push(camera);
         }
-        Ok(Batch { rgb, cube })
+        Ok(Batch { rgb, cube, cameras, cues })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod data;
 pub mod loss;
 pub mod optim;
 pub mod seeded;
+pub mod world;
 
 use crate::engine::JobContext;
 use crate::recon::baselines::{fit_linear, fit_prior, PixelMoments};
@@ -157,16 +158,29 @@ pub fn train(cfg: &TrainConfig, out_dir: &Path, resume: Option<&Path>, device: &
     }
 }
 
+/// Whether the run's model takes the camera as an input (its config says `camera_aware`).
+fn camera_aware(config: &serde_json::Value) -> bool {
+    config.get("camera_aware").and_then(|v| v.as_bool()) == Some(true)
+}
+
 fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
     let c = camera.on_grid(&default_wavelengths())?;
+    let config = cfg.model_config()?;
+    let aware = cfg.method.is_network() && camera_aware(&config);
+    let random_cameras = aware && matches!(cfg.data, DataSource::World { .. });
+    let data = if random_cameras {
+        format!("{} rendered through each patch's own camera ({:?} RGB)", cfg.data.describe(), cfg.simulation)
+    } else {
+        format!("{} rendered through {} ({:?} RGB)", cfg.data.describe(), camera.name, cfg.simulation)
+    };
     Ok(ModelCard {
         name: cfg.name.clone(),
         architecture: cfg.method,
-        config: cfg.model_config()?,
+        config,
         wavelengths: default_wavelengths(),
-        camera: camera.name.clone(),
+        camera: if aware { crate::recon::card::ANY_CAMERA.to_string() } else { camera.name.clone() },
         input_mean: Some(data::mean_rgb(&dataset.train, &c)?),
-        data: format!("{} rendered through {} ({:?} RGB)", cfg.data.describe(), camera.name, cfg.simulation).to_lowercase(),
+        data: data.to_lowercase(),
         command: cfg.command.clone(),
         training: None,
         metrics: None,
@@ -189,7 +203,8 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
     let moments = pixel_moments(&dataset.train, &c, job)?;
     let mut card = base_card(cfg, camera, dataset)?;
     let tensors = match cfg.method {
-        Architecture::Linear => vec![("map", fit_linear(&moments)?)],
+        // The spectral moment lets the map be refitted for any other camera in closed form.
+        Architecture::Linear => vec![("map", fit_linear(&moments)?), ("moment", (&moments.yy / moments.count.max(1) as f64).mapv(|v| v as f32))],
         _ => {
             let prior = fit_prior(&moments, PCA_COMPONENTS)?;
             vec![("components", prior.components), ("variances", prior.variances.insert_axis(ndarray::Axis(1)))]
@@ -201,7 +216,8 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
     save_tensors(&tensors, &card, &files)?;
     // Validation of the fitted map, reported like a network's.
     let method = crate::recon::registry::load_method(cfg.method.name(), Some(&files.weights), camera, &Device::Cpu)?;
-    let metrics = validate(&dataset.validation, &c, |rgb| method.reconstruct_raw(rgb, job))?;
+    let cameras = vec![c.clone(); dataset.validation.len()];
+    let metrics = validate(&dataset.validation, &cameras, |rgb, _| method.reconstruct_raw(rgb, job))?;
     send(events, TrainEvent::Validation { step: 0, mrae: metrics[0], rmse: metrics[1], psnr: metrics[2], sam_deg: metrics[3] });
     if let Some(t) = card.training.as_mut() {
         t.val_mrae = Some(metrics[0]);
@@ -223,12 +239,17 @@ fn pixel_moments(cubes: &[ndarray::Array3<f32>], c: &ndarray::Array2<f32>, job: 
     Ok(moments)
 }
 
-/// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, reconstructing with `f`.
-fn validate(cubes: &[ndarray::Array3<f32>], camera: &ndarray::Array2<f32>, mut f: impl FnMut(&RgbImage) -> Result<ndarray::Array3<f32>>) -> Result<[f64; 4]> {
+/// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, each rendered through its
+/// camera and reconstructed with `f(rgb, camera)`.
+fn validate(
+    cubes: &[ndarray::Array3<f32>],
+    cameras: &[ndarray::Array2<f32>],
+    mut f: impl FnMut(&RgbImage, &ndarray::Array2<f32>) -> Result<ndarray::Array3<f32>>,
+) -> Result<[f64; 4]> {
     let mut sums = [0.0f64; 4];
-    for cube in cubes {
+    for (cube, camera) in cubes.iter().zip(cameras) {
         let rgb = RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
-        let pred = f(&rgb)?;
+        let pred = f(&rgb, camera)?;
         sums[0] += crate::metrics::mrae(&pred, cube)?;
         sums[1] += crate::metrics::rmse(&pred, cube)?;
         sums[2] += crate::metrics::psnr(&pred, cube)?;
@@ -264,16 +285,27 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     if cfg.patch % net.size_multiple() != 0 {
         bail_invalid!("patch {} must be a multiple of {} for this architecture", cfg.patch, net.size_multiple());
     }
+    // A camera-aware network derives its camera matrices from the second moment of its
+    // training spectra: fixed from the data, not trained.
+    let aware = net.camera_prior().is_some();
+    if aware && resume.is_none() {
+        let m = crate::recon::nn::camera::spectral_moment(&dataset.train, 7);
+        let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+        let moment = vars.get("wiener.moment").ok_or_else(|| Error::invalid("camera-aware model has no wiener.moment"))?;
+        moment.set(&Tensor::from_vec(m.iter().map(|&v| v as f32).collect::<Vec<f32>>(), m.dim(), device)?)?;
+    }
     // A residual network starts from the ridge fit of its own training data.
-    if card.config.get("linear_prior").and_then(|v| v.as_bool()) == Some(true) && resume.is_none() {
+    if !aware && card.config.get("linear_prior").and_then(|v| v.as_bool()) == Some(true) && resume.is_none() {
         let map = fit_linear(&pixel_moments(&dataset.train, &c, job)?)?;
         let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
         let prior = vars.get("prior.weight").ok_or_else(|| Error::invalid("residual model has no prior.weight"))?;
         prior.set(&Tensor::from_vec(map.iter().copied().collect::<Vec<f32>>(), map.dim(), device)?)?;
     }
-    let trainable = varmap.all_vars();
-    let parameters: usize = trainable.iter().map(|v| v.elem_count()).sum();
-    let mut optimiser = AdamW::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), cfg.weight_decay)?;
+    // Everything but the fixed spectral prior trains.
+    let trainable: HashMap<String, candle_core::Var> =
+        varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| !k.starts_with("wiener.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let parameters: usize = trainable.values().map(|v| v.elem_count()).sum();
+    let mut optimiser = AdamW::new(trainable, cfg.weight_decay)?;
     let checkpoints_dir = out_dir.join("checkpoints");
     std::fs::create_dir_all(&checkpoints_dir).map_err(|e| Error::io(&checkpoints_dir, e))?;
     let mut start_step = 0;
@@ -298,7 +330,22 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         validation_scenes: dataset.validation.len(),
         device: device_name(device).into(),
     });
-    let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), patch: cfg.patch, simulation: cfg.simulation, brightness: cfg.brightness };
+    let random_cameras = aware && matches!(cfg.data, DataSource::World { .. });
+    let wants_cues = net.camera_prior().is_some_and(|p| p.wants_cues());
+    let light: Vec<[ndarray::Array1<f32>; 2]> = if wants_cues { dataset.train.iter().map(crate::recon::nn::camera::light_spectra).collect() } else { Vec::new() };
+    let sampler = PatchSampler {
+        cubes: &dataset.train,
+        camera: c.clone(),
+        random_cameras,
+        light: wants_cues.then_some(light.as_slice()),
+        patch: cfg.patch,
+        simulation: cfg.simulation,
+        brightness: cfg.brightness,
+    };
+    let validation_cameras = match (&dataset.validation_cameras, aware) {
+        (Some(cameras), true) => cameras.clone(),
+        _ => vec![c.clone(); dataset.validation.len()],
+    };
     let mut last_loss = f64::NAN;
     let mut last_val = None;
     let mut timer = (Instant::now(), start_step);
@@ -315,7 +362,12 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
         let batch = sampler.sample(cfg.batch, &mut rng)?;
         let (x, y) = (tensor4(&batch.rgb, device)?, tensor4(&batch.cube, device)?);
-        let pred = net.forward_t(&x, true)?;
+        let cameras = match net.camera_prior() {
+            Some(prior) if prior.wants_cues() => Some(prior.batch(&batch.cameras, device)?.with_cues(&batch.cues)?),
+            Some(prior) => Some(prior.batch(&batch.cameras, device)?),
+            None => None,
+        };
+        let pred = net.forward_t(&x, cameras.as_ref(), true)?;
         let loss = loss_fn(cfg.loss, &pred, &y)?;
         let grads = loss.backward()?;
         let lr = cfg.schedule.rate(cfg.lr, step, cfg.steps);
@@ -334,7 +386,10 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             timer = (Instant::now(), done);
         }
         if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
-            let m = validate(&dataset.validation, &c, |rgb| run_tiled(net.as_ref(), rgb, bands, 512, device, job))?;
+            let m = validate(&dataset.validation, &validation_cameras, |rgb, camera| {
+                let cameras = crate::recon::learned::camera_batch_for(net.as_ref(), camera, rgb, device)?;
+                run_tiled(net.as_ref(), rgb, cameras.as_ref(), bands, 512, device, job)
+            })?;
             last_val = Some(m[0]);
             send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
         }

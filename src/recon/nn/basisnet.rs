@@ -4,7 +4,8 @@
 //! out) for speed; a per-pixel linear path from the RGB keeps full-resolution detail.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, scale_back, to_chromaticity, LinearPrior, SpectralNet};
+use super::camera::{CameraBatch, CameraPrior};
+use super::{pad_to_multiple, scale_back, to_chromaticity, InputMap, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -27,11 +28,30 @@ pub struct BasisNetConfig {
     /// As [`super::mscnn::MscnnConfig::intensity_normalised`].
     #[serde(default)]
     pub intensity_normalised: bool,
+    /// As [`super::mscnn::MscnnConfig::camera_aware`].
+    #[serde(default)]
+    pub camera_aware: bool,
+    #[serde(default = "super::mscnn::default_coords")]
+    pub camera_coords: usize,
+    /// As [`super::mscnn::MscnnConfig::illumination_cues`].
+    #[serde(default)]
+    pub illumination_cues: bool,
 }
 
 impl Default for BasisNetConfig {
     fn default() -> Self {
-        BasisNetConfig { bands: 31, basis: 12, width: 16, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true }
+        BasisNetConfig {
+            bands: 31,
+            basis: 12,
+            width: 16,
+            depth: 2,
+            dropout: 0.0,
+            linear_prior: true,
+            intensity_normalised: true,
+            camera_aware: true,
+            camera_coords: super::mscnn::default_coords(),
+            illumination_cues: true,
+        }
     }
 }
 
@@ -45,7 +65,7 @@ pub struct BasisNet {
     /// (bands, k): column j is basis spectrum j (`basis`).
     basis: Tensor,
     k: usize,
-    prior: Option<LinearPrior>,
+    map: InputMap,
     intensity_normalised: bool,
 }
 
@@ -54,29 +74,27 @@ impl BasisNet {
         if cfg.basis == 0 || cfg.bands == 0 {
             candle_core::bail!("basisnet needs at least one basis spectrum and one band")
         }
-        let unet = UNet::new(12, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
-        let (head, direct, prior) = if cfg.linear_prior {
-            (
-                Conv::zeroed(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?,
-                Conv::zeroed(3, cfg.basis, 1, 0, false, vb.pp("direct"))?,
-                Some(LinearPrior::new(cfg.bands, vb.pp("prior"))?),
-            )
+        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cfg.illumination_cues, &vb)?;
+        let c = map.channels();
+        let unet = UNet::new(4 * c, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
+        let (head, direct) = if map.residual() {
+            (Conv::zeroed(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?, Conv::zeroed(c, cfg.basis, 1, 0, false, vb.pp("direct"))?)
         } else {
-            (Conv::new(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?, Conv::new(3, cfg.basis, 1, 0, false, vb.pp("direct"))?, None)
+            (Conv::new(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?, Conv::new(c, cfg.basis, 1, 0, false, vb.pp("direct"))?)
         };
         let init = candle_nn::Init::Randn { mean: 0.0, stdev: (1.0 / cfg.basis as f64).sqrt() };
         let basis = vb.get_with_hints((cfg.bands, cfg.basis), "basis", init)?;
-        Ok(Self { unet, head, direct, basis, k: cfg.basis, prior, intensity_normalised: cfg.intensity_normalised })
+        Ok(Self { unet, head, direct, basis, k: cfg.basis, map, intensity_normalised: cfg.intensity_normalised })
     }
 }
 
 impl SpectralNet for BasisNet {
-    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, rgb: &Tensor, camera: Option<&CameraBatch>, train: bool) -> Result<Tensor> {
         let (b, _, rows, cols) = rgb.dims4()?;
         let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
-        let x = pad_to_multiple(&rgb, self.size_multiple())?;
+        let x = pad_to_multiple(&self.map.input(&rgb, camera)?, self.size_multiple())?;
         let (_, _, h, w) = x.dims4()?;
-        // (b, 3, h, w) → (b, 12, h/2, w/2) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
+        // (b, c, h, w) → (b, 4c, h/2, w/2) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
         let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
         let features = self.unet.forward_t(&half, train)?;
         let context = candle_nn::ops::pixel_shuffle(&self.head.forward(&features)?, 2)?;
@@ -86,7 +104,11 @@ impl SpectralNet for BasisNet {
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;
         let y = spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        scale_back(LinearPrior::add_to(y, self.prior.as_ref(), &rgb)?, intensity)
+        scale_back(self.map.output(y, &rgb, camera)?, intensity)
+    }
+
+    fn camera_prior(&self) -> Option<&CameraPrior> {
+        self.map.camera_prior()
     }
 
     fn size_multiple(&self) -> usize {

@@ -10,6 +10,7 @@
 pub mod act;
 pub mod basisnet;
 pub mod batchnorm;
+pub mod camera;
 pub mod conv;
 pub mod conv_bn;
 pub mod cpu_op;
@@ -26,8 +27,12 @@ use candle_core::{Result, Tensor};
 
 /// A network that maps (batch, 3, rows, cols) linear RGB to (batch, bands, rows, cols).
 pub trait SpectralNet: Send + Sync {
-    /// `train` switches batch norm to batch statistics and turns dropout on.
-    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor>;
+    /// `camera`: each image's camera matrices, which a camera-aware network needs (and any
+    /// other ignores). `train` switches batch norm to batch statistics and turns dropout on.
+    fn forward_t(&self, rgb: &Tensor, camera: Option<&camera::CameraBatch>, train: bool) -> Result<Tensor>;
+    /// The spectral prior a camera-aware network derives its camera matrices from; None for a
+    /// network trained for one camera.
+    fn camera_prior(&self) -> Option<&camera::CameraPrior>;
     /// Side length the input must be a multiple of; `forward_t` pads and crops to it.
     fn size_multiple(&self) -> usize;
     /// Pixels of context each side of an output pixel that matter (for tile overlap).
@@ -69,6 +74,82 @@ pub fn scale_back(y: Tensor, s: Option<Tensor>) -> Result<Tensor> {
     match s {
         Some(s) => pixel_scale::scale_pixels(&y, &s),
         None => Ok(y),
+    }
+}
+
+/// How a network turns its input RGB into the body's input and its output into spectra: with
+/// a fixed linear prior (one camera) or camera-aware ([`camera`]).
+#[derive(Debug, Clone)]
+pub enum InputMap {
+    /// The body sees chromaticity; y = body (+ P·x when a linear prior is kept).
+    Rgb(Option<LinearPrior>),
+    /// The body sees A(C)·x; y = P(C)·x + N(C)·body.
+    CameraAware(camera::CameraPrior),
+}
+
+impl InputMap {
+    pub fn new(bands: usize, linear_prior: bool, camera_aware: bool, coords: usize, cues: bool, vb: &candle_nn::VarBuilder) -> Result<Self> {
+        Ok(if camera_aware {
+            InputMap::CameraAware(camera::CameraPrior::new(bands, coords, cues, vb.pp("wiener"))?)
+        } else {
+            InputMap::Rgb(if linear_prior { Some(LinearPrior::new(bands, vb.pp("prior"))?) } else { None })
+        })
+    }
+
+    /// Channels of the body's input.
+    pub fn channels(&self) -> usize {
+        match self {
+            InputMap::Rgb(_) => 3,
+            InputMap::CameraAware(p) => p.channels(),
+        }
+    }
+
+    /// Whether the output head starts at zero (the network starts from its prior).
+    pub fn residual(&self) -> bool {
+        !matches!(self, InputMap::Rgb(None))
+    }
+
+    pub fn camera_prior(&self) -> Option<&camera::CameraPrior> {
+        match self {
+            InputMap::CameraAware(p) => Some(p),
+            InputMap::Rgb(_) => None,
+        }
+    }
+
+    /// The body's input from the chromaticity `x` (b, 3, h, w).
+    pub fn input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        match self {
+            InputMap::Rgb(_) => Ok(x.clone()),
+            InputMap::CameraAware(prior) => {
+                let cam = Self::need(cam)?;
+                let z = camera::per_pixel(&cam.coords, x)?;
+                if !prior.wants_cues() {
+                    return Ok(z);
+                }
+                let Some(cues) = &cam.cues else {
+                    candle_core::bail!("this network reads the picture's illumination cues, and none were given")
+                };
+                // (b, k, 3) · (b, 3, 2, 1) → (b, k, 2, 1) → (b, 2k, 1, 1) → (b, 2k, h, w)
+                let (b, k, h, w) = z.dims4()?;
+                let context = camera::per_pixel(&cam.coords, cues)?.reshape((b, 2 * k, 1, 1))?.broadcast_as((b, 2 * k, h, w))?;
+                Tensor::cat(&[&z, &context.contiguous()?], 1)
+            }
+        }
+    }
+
+    /// The spectra from the body's output `y` (b, bands, h, w) and the chromaticity `x`.
+    pub fn output(&self, y: Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        match self {
+            InputMap::Rgb(prior) => LinearPrior::add_to(y, prior.as_ref(), x),
+            InputMap::CameraAware(_) => {
+                let cam = Self::need(cam)?;
+                camera::per_pixel(&cam.wiener, x)? + camera::per_pixel(&cam.null, &y)?
+            }
+        }
+    }
+
+    fn need(cam: Option<&camera::CameraBatch>) -> Result<&camera::CameraBatch> {
+        cam.ok_or_else(|| candle_core::Error::Msg("a camera-aware network needs the camera of its input".into()))
     }
 }
 

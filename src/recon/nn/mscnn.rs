@@ -3,7 +3,8 @@
 //! [`UNet`] followed by a 1×1 convolution to the bands.
 
 use super::unet::UNet;
-use super::{pad_to_multiple, scale_back, to_chromaticity, LinearPrior, SpectralNet};
+use super::camera::{CameraBatch, CameraPrior};
+use super::{pad_to_multiple, scale_back, to_chromaticity, InputMap, SpectralNet};
 use candle_core::{Module, ModuleT, Result, Tensor};
 use super::conv::Conv;
 use candle_nn::VarBuilder;
@@ -28,11 +29,28 @@ pub struct MscnnConfig {
     /// ([`super::to_chromaticity`]). Cards from before this option read as false.
     #[serde(default)]
     pub intensity_normalised: bool,
+    /// Camera-aware ([`super::camera`]): told the camera of every image, the network refines
+    /// that camera's Wiener estimate within the spectra the camera cannot see; `linear_prior`
+    /// is then unused. Cards from before this option read as false (one camera).
+    #[serde(default)]
+    pub camera_aware: bool,
+    /// Camera-normalised input coordinates of a camera-aware network.
+    #[serde(default = "default_coords")]
+    pub camera_coords: usize,
+    /// A camera-aware network also reads what the whole picture says about its light
+    /// ([`super::camera::illumination_cues`]): the grey world and the brightest pixels, in
+    /// camera-normalised coordinates, as constant input channels.
+    #[serde(default)]
+    pub illumination_cues: bool,
+}
+
+pub(crate) fn default_coords() -> usize {
+    6
 }
 
 impl Default for MscnnConfig {
     fn default() -> Self {
-        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2, linear_prior: true, intensity_normalised: true }
+        MscnnConfig { bands: 31, width: 16, depth: 3, dropout: 0.2, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: default_coords(), illumination_cues: true }
     }
 }
 
@@ -41,7 +59,7 @@ pub struct Mscnn {
     unet: UNet,
     /// Tensor names `out.weight`, `out.bias`.
     out: Conv,
-    prior: Option<LinearPrior>,
+    map: InputMap,
     intensity_normalised: bool,
 }
 
@@ -50,26 +68,32 @@ impl Mscnn {
         if cfg.bands == 0 {
             candle_core::bail!("mscnn needs at least one output band")
         }
-        let unet = UNet::new(3, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
-        let (out, prior) = if cfg.linear_prior {
-            (Conv::zeroed(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?, Some(LinearPrior::new(cfg.bands, vb.pp("prior"))?))
+        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cfg.illumination_cues, &vb)?;
+        let unet = UNet::new(map.channels(), cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
+        let out = if map.residual() {
+            Conv::zeroed(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?
         } else {
-            (Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?, None)
+            Conv::new(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?
         };
-        Ok(Self { unet, out, prior, intensity_normalised: cfg.intensity_normalised })
+        Ok(Self { unet, out, map, intensity_normalised: cfg.intensity_normalised })
     }
 }
 
 impl SpectralNet for Mscnn {
-    fn forward_t(&self, rgb: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward_t(&self, rgb: &Tensor, camera: Option<&CameraBatch>, train: bool) -> Result<Tensor> {
         let (_, _, rows, cols) = rgb.dims4()?;
         let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
-        let x = super::profile::timed("pad", || pad_to_multiple(&rgb, self.size_multiple()))?;
+        let input = self.map.input(&rgb, camera)?;
+        let x = super::profile::timed("pad", || pad_to_multiple(&input, self.size_multiple()))?;
         let features = self.unet.forward_t(&x, train)?;
         // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
         let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
         let y = y.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        scale_back(LinearPrior::add_to(y, self.prior.as_ref(), &rgb)?, intensity)
+        scale_back(self.map.output(y, &rgb, camera)?, intensity)
+    }
+
+    fn camera_prior(&self) -> Option<&CameraPrior> {
+        self.map.camera_prior()
     }
 
     fn size_multiple(&self) -> usize {
