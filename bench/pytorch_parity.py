@@ -105,36 +105,115 @@ class UNet(nn.Module):
 
 class Mscnn(nn.Module):
     """U-Net (tensor prefix `unet.`) then a 1x1 conv with bias to the bands (`out.`). Any image
-    size: replicate-pad bottom/right to a multiple of 2^depth, crop the output back."""
+    size: replicate-pad bottom/right to a multiple of 2^depth, crop the output back.
 
-    def __init__(self, bands, width, depth, dropout, linear_prior=False, intensity_normalised=False):
+    Camera-aware (candle's `camera_aware` config, src/recon/nn/camera.rs): the buffer
+    `wiener.moment` (bands x bands) is the spectral prior; `forward(x, cam)` takes each image's
+    camera matrices from `camera_matrices` (and `illumination_cues` when the model reads them):
+    the body sees A(C).x (plus the cues' coordinates as constant channels) and
+    y = P(C).x + N(C).body."""
+
+    def __init__(self, bands, width, depth, dropout, linear_prior=False, intensity_normalised=False,
+                 camera_aware=False, camera_coords=6, illumination_cues=False):
         super().__init__()
         self.depth = depth
         # As candle's `intensity_normalised` config: the net sees x / s, s = max(R+G+B, 1e-3),
         # and its output is multiplied by s.
         self.intensity_normalised = intensity_normalised
-        self.unet = UNet(3, width, depth, dropout)
+        self.camera_aware = camera_aware
+        self.camera_coords = camera_coords
+        self.illumination_cues = camera_aware and illumination_cues
+        c_in = 3 if not camera_aware else camera_coords * (3 if illumination_cues else 1)
+        self.unet = UNet(c_in, width, depth, dropout)
         self.out = nn.Conv2d(width, bands, 1)
         # Residual over a per-pixel linear map (tensor `prior.weight`, bands x 3), as candle's
-        # `linear_prior` config: y = P.x + net(x).
-        self.prior = nn.Linear(3, bands, bias=False) if linear_prior else None
+        # `linear_prior` config: y = P.x + net(x). A camera-aware model has none.
+        self.prior = nn.Linear(3, bands, bias=False) if linear_prior and not camera_aware else None
+        if camera_aware:
+            self.wiener = nn.Module()
+            self.wiener.register_buffer("moment", torch.zeros(bands, bands))
 
-    def forward(self, x):
+    def forward(self, x, cam=None):
         rows, cols = x.shape[-2:]
         s = None
         if self.intensity_normalised:
             s = x.sum(dim=1, keepdim=True).clamp(min=1e-3)
             x = x / s
+        chroma = x
+        if self.camera_aware:
+            if cam is None:
+                raise ValueError("a camera-aware model needs the camera matrices of its input")
+            x = torch.einsum("bkc,bchw->bkhw", cam["coords"], chroma)
+            if self.illumination_cues:
+                # (b, k, 3) . (b, 3, 2) -> (b, k, 2) -> (b, 2k): coordinate-major, cue-minor
+                context = torch.einsum("bkc,bcj->bkj", cam["coords"], cam["cues"]).reshape(x.shape[0], -1)
+                x = torch.cat([x, context[:, :, None, None].expand(-1, -1, rows, cols)], dim=1)
         m = 1 << self.depth
         pad_rows, pad_cols = (-rows) % m, (-cols) % m
         if pad_rows or pad_cols:
             x = F.pad(x, (0, pad_cols, 0, pad_rows), mode="replicate")
         y = self.out(self.unet(x))[..., :rows, :cols]
-        if self.prior is not None:
-            y = y + torch.einsum("bc,nchw->nbhw", self.prior.weight, x[..., :rows, :cols])
+        if self.camera_aware:
+            y = (torch.einsum("bnc,bchw->bnhw", cam["wiener"], chroma)
+                 + torch.einsum("bnm,bmhw->bnhw", cam["null"], y))
+        elif self.prior is not None:
+            y = y + torch.einsum("bc,nchw->nbhw", self.prior.weight, chroma)
         if s is not None:
             y = y * s
         return y
+
+
+WIENER_NOISE = 1e-3
+BRIGHT_SHARE = 0.02
+
+
+def camera_matrices(moment, camera, coords):
+    """As camera_matrices in src/recon/nn/camera.rs, in float64: the Wiener map
+    P = M.C^T (C.M.C^T + s2.I)^-1 (s2 = 1e-3 x the mean channel power), the coordinates
+    A = U_k^T.P (U_k: the k leading eigenvectors of M, each signed to a positive sum) and the
+    metamer projector N = I - C^T (C.C^T)^-1 C. `camera` is 3 x bands, rows summing to 1."""
+    m, c = np.asarray(moment, np.float64), np.asarray(camera, np.float64)
+    cm = c @ m
+    a = cm @ c.T
+    a = a + np.eye(3) * max(WIENER_NOISE * np.trace(a) / 3.0, 1e-12)
+    wiener = np.linalg.solve(a, cm).T
+    values, vectors = np.linalg.eigh(m)
+    basis = vectors[:, np.argsort(values)[::-1][:coords]]
+    basis = basis * np.where(basis.sum(axis=0) < 0, -1.0, 1.0)
+    null = np.eye(m.shape[0]) - c.T @ np.linalg.solve(c @ c.T, c)
+    return {"wiener": wiener, "coords": basis.T @ wiener, "null": null}
+
+
+def illumination_cues(image_chw):
+    """As illumination_cues in src/recon/nn/camera.rs: chromaticity of the mean RGB, then of
+    the mean of the brightest 2 % of pixels by R+G+B; (3, 2), channel-major."""
+    rgb = np.asarray(image_chw, np.float64).reshape(3, -1)
+    n = rgb.shape[1]
+    top = min(max(int(np.ceil(n * BRIGHT_SHARE)), 1), n)
+    bright = rgb[:, np.argsort(rgb.sum(axis=0), kind="stable")[n - top:]].sum(axis=1)
+    grey = rgb.sum(axis=1)
+    return np.stack([grey / grey.sum(), bright / bright.sum()], axis=1)
+
+
+def camera_batch(model, cameras, images=None):
+    """Torch tensors of the camera matrices (and cues, from `images` (b, 3, h, w), when the model
+    reads them) of a batch, float32 as candle computes them."""
+    moment = model.wiener.moment.double().numpy()
+    mats = [camera_matrices(moment, c, model.camera_coords) for c in cameras]
+    cam = {k: torch.from_numpy(np.stack([m[k] for m in mats]).astype(np.float32)) for k in mats[0]}
+    if model.illumination_cues:
+        cues = [illumination_cues(img) for img in np.asarray(images)]
+        cam["cues"] = torch.from_numpy(np.stack(cues).astype(np.float32))
+    return cam
+
+
+def camera_on_grid(csv_path, wavelengths):
+    """A camera CSV (wavelength,r,g,b) linearly interpolated onto `wavelengths`, zero outside
+    its table, each row scaled to sum to 1 (candle's CameraResponse::on_grid)."""
+    table = np.loadtxt(csv_path, delimiter=",", skiprows=1)
+    c = np.stack([np.interp(wavelengths, table[:, 0], table[:, k], left=0.0, right=0.0)
+                  for k in (1, 2, 3)])
+    return c / c.sum(axis=1, keepdims=True)
 
 
 def candle_state_dict(model):
@@ -176,13 +255,33 @@ def read_card_config(model_path):
     picked = {k: config[k] for k in keys}
     picked["linear_prior"] = bool(config.get("linear_prior", False))
     picked["intensity_normalised"] = bool(config.get("intensity_normalised", False))
+    picked["camera_aware"] = bool(config.get("camera_aware", False))
+    picked["camera_coords"] = int(config.get("camera_coords", 6))
+    picked["illumination_cues"] = bool(config.get("illumination_cues", False))
     return picked
 
 
 def build_model(config):
     return Mscnn(int(config["bands"]), int(config["width"]), int(config["depth"]),
                  float(config["dropout"]), bool(config.get("linear_prior", False)),
-                 bool(config.get("intensity_normalised", False)))
+                 bool(config.get("intensity_normalised", False)),
+                 bool(config.get("camera_aware", False)), int(config.get("camera_coords", 6)),
+                 bool(config.get("illumination_cues", False)))
+
+
+# The camera `reconstruct` assumes for a camera-aware model when none is named.
+CANON_CSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "assets", "cameras",
+                         "canon_eos_5d_mark_ii.csv")
+GRID = np.arange(400, 701, 10, dtype=np.float64)
+
+
+def canon_batch(model, images):
+    """Camera matrices of the Canon for every image of (b, 3, h, w) `images` (None for a
+    one-camera model)."""
+    if not model.camera_aware:
+        return None
+    canon = camera_on_grid(CANON_CSV, GRID)
+    return camera_batch(model, [canon] * len(images), images)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +304,9 @@ def torch_forward(model, image_hwc):
     model.eval()
     with torch.no_grad():
         x = torch.from_numpy(image_hwc).permute(2, 0, 1).unsqueeze(0).contiguous()
-        return model(x)[0].permute(1, 2, 0).numpy()
+        y = model(x, canon_batch(model, x.numpy()))[0].permute(1, 2, 0).numpy()
+        # candle's reconstruct clips radiance at zero
+        return np.maximum(y, 0.0)
 
 
 def candle_reconstruct(binary, model_path, image_hwc, env):
@@ -244,10 +345,14 @@ def torch_forward_timings(model, repeats, generator):
     image = torch.rand(1, 3, IMAGE_ROWS, IMAGE_COLS, generator=generator)
     model.eval()
     forward_ms = []
+    # candle's bench gives a camera-aware model the Canon and a neutral picture's cues
+    cam = canon_batch(model, image.numpy())
+    if cam is not None and "cues" in cam:
+        cam["cues"] = torch.full_like(cam["cues"], 1.0 / 3.0)
     with torch.no_grad():
         for i in range(repeats + 1):
             start = time.perf_counter()
-            model(image)
+            model(image, cam)
             if i > 0:  # the first is the warm-up
                 forward_ms.append(1e3 * (time.perf_counter() - start))
     return forward_ms
@@ -262,12 +367,13 @@ def torch_train_timings(model, repeats, generator):
                                   weight_decay=WEIGHT_DECAY)
     bands = model.out.out_channels
     train_step_ms = []
+    cam = canon_batch(model, np.full((TRAIN_BATCH, 3, 1, 1), 1.0 / 3.0))
     for i in range(repeats + 1):
         rgb = torch.rand((TRAIN_BATCH, 3, TRAIN_SIDE, TRAIN_SIDE), generator=generator)
         target = torch.rand((TRAIN_BATCH, bands, TRAIN_SIDE, TRAIN_SIDE), generator=generator)
         start = time.perf_counter()
         optimiser.zero_grad(set_to_none=True)
-        loss = F.l1_loss(trainee(rgb), target)
+        loss = F.l1_loss(trainee(rgb, cam), target)
         loss.backward()
         optimiser.step()
         if i > 0:
@@ -319,7 +425,8 @@ def candle_op_medians(report):
 
 def build_model_like(model):
     twin = Mscnn(model.out.out_channels, model.out.in_channels, model.depth,
-                 model.unet.inc.drop.p, model.prior is not None)
+                 model.unet.inc.drop.p, model.prior is not None, model.intensity_normalised,
+                 model.camera_aware, model.camera_coords, model.illumination_cues)
     twin.load_state_dict(model.state_dict())
     return twin
 

@@ -163,3 +163,71 @@ fn gradients_match_pytorch() {
     assert_eq!(checked, in_fixture, "every PyTorch parameter gradient is compared");
     println!("gradients: {} tensors, worst {} at {:.3e} of its max |grad|", checked + 1, worst.0, worst.1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The camera-aware model (src/recon/nn/camera.rs) against the same twin: the camera matrices
+// numpy computes from the spectral prior and two cameras, then forward and gradients.
+
+fn aware_config() -> MscnnConfig {
+    MscnnConfig { bands: 5, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: true, camera_aware: true, camera_coords: 3, illumination_cues: true }
+}
+
+fn aware_io() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("aware_io.safetensors"), &Device::Cpu).expect("read aware_io.safetensors")
+}
+
+fn aware_model() -> (VarMap, Mscnn) {
+    let mut varmap = VarMap::new();
+    let model = Mscnn::new(&aware_config(), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).expect("build mscnn");
+    varmap.load(fixture("aware_weights.safetensors")).expect("load weights");
+    (varmap, model)
+}
+
+/// The camera batch candle computes for the fixture's cameras and pictures.
+fn aware_cameras(model: &Mscnn, io: &HashMap<String, Tensor>) -> spectral_studio::recon::nn::camera::CameraBatch {
+    let cams = io["cameras"].to_dtype(DType::F32).unwrap();
+    let cameras: Vec<ndarray::Array2<f32>> = (0..2)
+        .map(|i| ndarray::Array2::from_shape_vec((3, 5), values(&cams.get(i).unwrap())).unwrap())
+        .collect();
+    let x = &io["x"];
+    let cues: Vec<[f32; 6]> = (0..2)
+        .map(|i| {
+            let img = ndarray::Array3::from_shape_vec((3, 16, 16), values(&x.get(i).unwrap())).unwrap();
+            spectral_studio::recon::nn::camera::illumination_cues(img.view())
+        })
+        .collect();
+    model.camera_prior().expect("camera-aware").batch(&cameras, &Device::Cpu).unwrap().with_cues(&cues).unwrap()
+}
+
+#[test]
+fn camera_aware_matrices_forward_and_gradients_match_pytorch() {
+    let io = aware_io();
+    let (varmap, model) = aware_model();
+    let cam = aware_cameras(&model, &io);
+    // The matrices: Wiener map, camera-normalised coordinates (eigenvector signs fixed alike),
+    // metamer projector and cues, as numpy computes them.
+    for (what, got) in [("cam.wiener", &cam.wiener), ("cam.coords", &cam.coords), ("cam.null", &cam.null)] {
+        let (diff, scale) = errors(what, got, &io[what]);
+        println!("{what}: max abs diff {diff:.3e} (max |value| {scale:.3})");
+        assert!(diff <= 1e-4 * scale.max(1.0), "{what}: {diff:e}");
+    }
+    let cues = cam.cues.as_ref().unwrap().reshape((2, 3, 2)).unwrap();
+    let (diff, _) = errors("cam.cues", &cues, &io["cam.cues"]);
+    assert!(diff <= 1e-6, "cues: {diff:e}");
+
+    let y = model.forward_t(&io["x"], Some(&cam), false).unwrap();
+    assert_forward_close("aware y_eval", &y, &io["y_eval"]);
+    let x = Var::from_tensor(&io["x"]).unwrap();
+    let y = model.forward_t(x.as_tensor(), Some(&cam), true).unwrap();
+    assert_forward_close("aware y_train", &y, &io["y_train"]);
+    let grads = (y * &io["r"]).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_grad_close("aware grad.x", grads.get(x.as_tensor()).expect("input gradient"), &io["grad.x"]);
+    let mut checked = 0;
+    for (name, var) in vars(&varmap).into_iter().filter(|(k, _)| !is_running_statistic(k) && !k.starts_with("wiener.")) {
+        let what = format!("grad.{name}");
+        let got = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_grad_close(&what, got, io.get(&what).unwrap_or_else(|| panic!("fixture lacks {what}")));
+        checked += 1;
+    }
+    assert_eq!(checked, io.keys().filter(|k| k.starts_with("grad.") && *k != "grad.x").count());
+}
