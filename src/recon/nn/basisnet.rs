@@ -100,6 +100,11 @@ impl SpectralNet for BasisNet {
         let context = candle_nn::ops::pixel_shuffle(&self.head.forward(&features)?, 2)?;
         let weights = (context + self.direct.forward(&x)?)?;
         // (bands, k) · (b, k, h·w) → (b, bands, h·w) → (b, bands, h, w).
+        if matches!(self.map, InputMap::CameraAware(_)) {
+            // The basis folded with the metamer projector: N·(B·w) = (N·B)·w, on the cropped weights.
+            let weights = weights.narrow(2, 0, rows)?.narrow(3, 0, cols)?.contiguous()?;
+            return scale_back(self.map.camera_head(&self.basis, None, &weights, &rgb, camera)?, intensity);
+        }
         let weights = weights.reshape((b, self.k, h * w))?;
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;

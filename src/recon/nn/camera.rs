@@ -57,19 +57,20 @@ const BRIGHT_SHARE: f64 = 0.02;
 pub fn illumination_cues(rgb: ndarray::ArrayView3<f32>) -> [f32; 6] {
     let (_, rows, cols) = rgb.dim();
     let n = rows * cols;
-    let mut sums: Vec<(f32, usize)> = (0..n).map(|i| ((0..3).map(|k| rgb[[k, i / cols, i % cols]]).sum::<f32>(), i)).collect();
-    let mut grey = [0.0f64; 3];
-    for k in 0..3 {
-        grey[k] = rgb.index_axis(Axis(0), k).iter().map(|&v| f64::from(v)).sum();
-    }
+    let rgb = rgb.as_standard_layout();
+    let plane = |k: usize| &rgb.as_slice().expect("standard layout")[k * n..(k + 1) * n];
+    let (r, g, b) = (plane(0), plane(1), plane(2));
+    let grey = [r, g, b].map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>());
+    let mut sums: Vec<(f32, u32)> = (0..n).map(|i| (r[i] + g[i] + b[i], i as u32)).collect();
     let top = ((n as f64 * BRIGHT_SHARE).ceil() as usize).clamp(1, n.max(1));
+    let mut bright = [0.0f64; 3];
     if n > 0 {
         sums.select_nth_unstable_by(n - top, |a, b| a.0.total_cmp(&b.0));
-    }
-    let mut bright = [0.0f64; 3];
-    for &(_, i) in &sums[n - top..] {
-        for k in 0..3 {
-            bright[k] += f64::from(rgb[[k, i / cols, i % cols]]);
+        for &(_, i) in &sums[n - top..] {
+            let i = i as usize;
+            bright[0] += f64::from(r[i]);
+            bright[1] += f64::from(g[i]);
+            bright[2] += f64::from(b[i]);
         }
     }
     chromaticities(grey, bright)

@@ -560,6 +560,10 @@ impl Conv {
     pub fn has_bias(&self) -> bool {
         self.bias.is_some()
     }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
 }
 
 impl candle_core::Module for Conv {

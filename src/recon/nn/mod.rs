@@ -118,6 +118,10 @@ impl InputMap {
 
     /// The body's input from the chromaticity `x` (b, 3, h, w).
     pub fn input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        profile::timed("camera input", || self.input_untimed(x, cam))
+    }
+
+    fn input_untimed(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
         match self {
             InputMap::Rgb(_) => Ok(x.clone()),
             InputMap::CameraAware(prior) => {
@@ -139,6 +143,10 @@ impl InputMap {
 
     /// The spectra from the body's output `y` (b, bands, h, w) and the chromaticity `x`.
     pub fn output(&self, y: Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        profile::timed("camera output", || self.output_untimed(y, x, cam))
+    }
+
+    fn output_untimed(&self, y: Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
         match self {
             InputMap::Rgb(prior) => LinearPrior::add_to(y, prior.as_ref(), x),
             InputMap::CameraAware(_) => {
@@ -146,6 +154,28 @@ impl InputMap {
                 camera::per_pixel(&cam.wiener, x)? + camera::per_pixel(&cam.null, &y)?
             }
         }
+    }
+
+    /// A camera-aware network's last linear layer and output in one: with the layer
+    /// y = W·f + b (W bands × c, per pixel), ŷ = P(C)·x + N(C)·(W·f + b), computed as
+    /// (N·W)·f + N·b + P·x so the bands × bands projector never touches a pixel (per image, N·W
+    /// is bands × c). `f` (b, c, h, w) and `x` (b, 3, h, w) are cropped to the output size.
+    pub fn camera_head(&self, w: &Tensor, bias: Option<&Tensor>, f: &Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        profile::timed("camera head", || {
+            let cam = Self::need(cam)?;
+            let (b, c, h, wd) = f.dims4()?;
+            let bands = w.dim(0)?;
+            // (b, bands, bands) · (bands, c) → (b, bands, c)
+            let folded = cam.null.broadcast_matmul(&w.reshape((bands, c))?)?;
+            let mut y = camera::per_pixel(&folded, f)?;
+            if let Some(bias) = bias {
+                // (b, bands, bands) · (bands, 1) → (b, bands, 1, 1)
+                let nb = cam.null.broadcast_matmul(&bias.reshape((bands, 1))?)?.reshape((b, bands, 1, 1))?;
+                y = y.broadcast_add(&nb)?;
+            }
+            debug_assert_eq!((h, wd), (x.dim(2)?, x.dim(3)?));
+            y + camera::per_pixel(&cam.wiener, x)?
+        })
     }
 
     fn need(cam: Option<&camera::CameraBatch>) -> Result<&camera::CameraBatch> {

@@ -86,10 +86,16 @@ impl SpectralNet for Mscnn {
         let input = self.map.input(&rgb, camera)?;
         let x = super::profile::timed("pad", || pad_to_multiple(&input, self.size_multiple()))?;
         let features = self.unet.forward_t(&x, train)?;
-        // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
-        let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
-        let y = y.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        scale_back(self.map.output(y, &rgb, camera)?, intensity)
+        let y = if matches!(self.map, InputMap::CameraAware(_)) {
+            // (b, width, h', w') → crop → the 1×1 conv folded with the metamer projector.
+            let f = features.narrow(2, 0, rows)?.narrow(3, 0, cols)?.contiguous()?;
+            self.map.camera_head(self.out.weight(), self.out.bias(), &f, &rgb, camera)?
+        } else {
+            // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
+            let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
+            self.map.output(y.narrow(2, 0, rows)?.narrow(3, 0, cols)?, &rgb, camera)?
+        };
+        scale_back(y, intensity)
     }
 
     fn camera_prior(&self) -> Option<&CameraPrior> {
