@@ -101,15 +101,21 @@ pub fn list_methods() -> Vec<MethodEntry> {
 
 /// Why method `entry` cannot reconstruct pictures from `camera`, or None when it can: a network
 /// made for one camera cannot use another (a camera-aware one, `linear` with its spectral moment,
-/// `pca` and `spline` can). Reads the model's card, not its weights.
+/// `pca` and `spline` can). Reads the model's card (and a `linear` model's small weights).
 pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<String> {
     let weights = entry.model.as_ref()?;
     let files = ModelFiles::resolve(weights).ok()?;
     let card = ModelCard::load(&files.card).ok()?;
-    if !card.architecture.is_network() || card.fits_camera(camera).unwrap_or(false) {
+    if card.fits_camera(camera).unwrap_or(false) {
         return None;
     }
-    Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name))
+    match card.architecture {
+        Architecture::Mscnn | Architecture::Basisnet => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
+        // `linear` refits itself from its spectral moment, which models from before it was
+        // kept lack.
+        Architecture::Linear => LinearMapReconstructor::linear(&files, camera).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
+        Architecture::Pca => None,
+    }
 }
 
 /// Load method `name`, with `model` overriding its default weights. `camera` is the assumed
