@@ -81,8 +81,16 @@ pub fn camera_batch(card: &ModelCard, net: &dyn SpectralNet, camera: &CameraResp
 /// reads them. None for a net trained for one camera.
 pub fn camera_batch_for(net: &dyn SpectralNet, camera: &ndarray::Array2<f32>, rgb: &RgbImage, device: &Device) -> Result<Option<CameraBatch>> {
     let Some(prior) = net.camera_prior() else { return Ok(None) };
-    let batch = prior.batch(std::slice::from_ref(camera), device)?;
-    Ok(Some(if prior.wants_cues() { batch.with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])? } else { batch }))
+    Ok(Some(with_picture_cues(net, prior.batch(std::slice::from_ref(camera), device)?, rgb)?))
+}
+
+/// `batch` (one picture's camera) with the cues of `rgb` when `net` reads them. They come from
+/// the whole picture, once, so every tile agrees.
+fn with_picture_cues(net: &dyn SpectralNet, batch: CameraBatch, rgb: &RgbImage) -> Result<CameraBatch> {
+    match net.camera_prior() {
+        Some(prior) if prior.wants_cues() => Ok(batch.with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])?),
+        _ => Ok(batch),
+    }
 }
 
 /// The network a card describes, built from `vb` (a VarMap for training, a file for inference).
@@ -108,10 +116,9 @@ impl Reconstructor for NetReconstructor {
     }
 
     fn reconstruct_raw(&self, rgb: &RgbImage, job: &JobContext) -> Result<Array3<f32>> {
-        // The illumination cues come from the whole picture, once, so every tile agrees.
-        let camera = match (&self.camera, self.net.camera_prior()) {
-            (Some(batch), Some(prior)) if prior.wants_cues() => Some(batch.clone().with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])?),
-            (batch, _) => batch.clone(),
+        let camera = match &self.camera {
+            Some(batch) => Some(with_picture_cues(self.net.as_ref(), batch.clone(), rgb)?),
+            None => None,
         };
         let mut cube = run_tiled(self.net.as_ref(), rgb, camera.as_ref(), self.wavelengths().len(), self.tile, &self.device, job)?;
         // Radiance is not negative (the closed-form methods clip the same way).

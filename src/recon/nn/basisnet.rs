@@ -109,7 +109,7 @@ impl SpectralNet for BasisNet {
         let spectra = self.basis.broadcast_left(b)?.matmul(&weights)?;
         let bands = self.basis.dim(0)?;
         let y = spectra.reshape((b, bands, h, w))?.narrow(2, 0, rows)?.narrow(3, 0, cols)?;
-        scale_back(self.map.output(y, &rgb, camera)?, intensity)
+        scale_back(self.map.output(y, &rgb)?, intensity)
     }
 
     fn camera_prior(&self) -> Option<&CameraPrior> {

@@ -141,18 +141,13 @@ impl InputMap {
         }
     }
 
-    /// The spectra from the body's output `y` (b, bands, h, w) and the chromaticity `x`.
-    pub fn output(&self, y: Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
-        profile::timed("camera output", || self.output_untimed(y, x, cam))
-    }
-
-    fn output_untimed(&self, y: Tensor, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+    /// A one-camera network's spectra from the body's output `y` (b, bands, h, w) and the
+    /// chromaticity `x`: y, plus P·x when it keeps a linear prior. (A camera-aware network ends
+    /// in [`Self::camera_head`].)
+    pub fn output(&self, y: Tensor, x: &Tensor) -> Result<Tensor> {
         match self {
             InputMap::Rgb(prior) => LinearPrior::add_to(y, prior.as_ref(), x),
-            InputMap::CameraAware(_) => {
-                let cam = Self::need(cam)?;
-                camera::per_pixel(&cam.wiener, x)? + camera::per_pixel(&cam.null, &y)?
-            }
+            InputMap::CameraAware(_) => candle_core::bail!("a camera-aware network ends in its camera head"),
         }
     }
 

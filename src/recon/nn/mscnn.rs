@@ -93,7 +93,7 @@ impl SpectralNet for Mscnn {
         } else {
             // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
             let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
-            self.map.output(y.narrow(2, 0, rows)?.narrow(3, 0, cols)?, &rgb, camera)?
+            self.map.output(y.narrow(2, 0, rows)?.narrow(3, 0, cols)?, &rgb)?
         };
         scale_back(y, intensity)
     }
