@@ -75,8 +75,10 @@ impl BasisNet {
             candle_core::bail!("basisnet needs at least one basis spectrum and one band")
         }
         let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cfg.illumination_cues, &vb)?;
-        let c = map.channels();
-        let unet = UNet::new(4 * c, cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
+        // The per-pixel input goes to half resolution as 4 channels each; the per-picture
+        // context joins it there as constant channels.
+        let c = map.pixel_channels();
+        let unet = UNet::new(4 * c + map.context_channels(), cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
         let (head, direct) = if map.residual() {
             (Conv::zeroed(cfg.width, 4 * cfg.basis, 1, 0, true, vb.pp("head"))?, Conv::zeroed(c, cfg.basis, 1, 0, false, vb.pp("direct"))?)
         } else {
@@ -92,10 +94,14 @@ impl SpectralNet for BasisNet {
     fn forward_t(&self, rgb: &Tensor, camera: Option<&CameraBatch>, train: bool) -> Result<Tensor> {
         let (b, _, rows, cols) = rgb.dims4()?;
         let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
-        let x = pad_to_multiple(&self.map.input(&rgb, camera)?, self.size_multiple())?;
+        let x = pad_to_multiple(&self.map.pixel_input(&rgb, camera)?, self.size_multiple())?;
         let (_, _, h, w) = x.dims4()?;
-        // (b, c, h, w) → (b, 4c, h/2, w/2) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
+        // (b, c, h, w) → (b, 4c, h/2, w/2) (+ the context's channels) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
         let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
+        let half = match self.map.context(camera)? {
+            Some(context) => super::with_context(&half, &context)?,
+            None => half,
+        };
         let features = self.unet.forward_t(&half, train)?;
         let context = candle_nn::ops::pixel_shuffle(&self.head.forward(&features)?, 2)?;
         let weights = (context + self.direct.forward(&x)?)?;

@@ -139,13 +139,9 @@ impl CameraPrior {
         Ok(Self { moment: vb.get_with_hints((bands, bands), "moment", candle_nn::Init::Const(0.0))?, coords, cues })
     }
 
-    /// Input channels the network body gets: the pixel's coordinates, and the two cues'.
-    pub fn channels(&self) -> usize {
-        if self.cues {
-            3 * self.coords
-        } else {
-            self.coords
-        }
+    /// Camera-normalised coordinates per pixel (and per cue).
+    pub fn coords(&self) -> usize {
+        self.coords
     }
 
     /// Whether the network reads [`illumination_cues`] (a [`CameraBatch`] must carry them).

@@ -96,12 +96,25 @@ impl InputMap {
         })
     }
 
-    /// Channels of the body's input.
-    pub fn channels(&self) -> usize {
+    /// Channels of the per-pixel input: RGB chromaticity, or the camera-normalised coordinates.
+    pub fn pixel_channels(&self) -> usize {
         match self {
             InputMap::Rgb(_) => 3,
-            InputMap::CameraAware(p) => p.channels(),
+            InputMap::CameraAware(p) => p.coords(),
         }
+    }
+
+    /// Channels of the per-picture context (the illumination cues' coordinates), if any.
+    pub fn context_channels(&self) -> usize {
+        match self {
+            InputMap::CameraAware(p) if p.wants_cues() => 2 * p.coords(),
+            _ => 0,
+        }
+    }
+
+    /// Channels of the body's input as [`Self::input`] makes it.
+    pub fn channels(&self) -> usize {
+        self.pixel_channels() + self.context_channels()
     }
 
     /// Whether the output head starts at zero (the network starts from its prior).
@@ -116,28 +129,35 @@ impl InputMap {
         }
     }
 
-    /// The body's input from the chromaticity `x` (b, 3, h, w).
-    pub fn input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
-        profile::timed("camera input", || self.input_untimed(x, cam))
-    }
-
-    fn input_untimed(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+    /// The per-pixel input from the chromaticity `x` (b, 3, h, w): x itself, or A(C)·x.
+    pub fn pixel_input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
         match self {
             InputMap::Rgb(_) => Ok(x.clone()),
-            InputMap::CameraAware(prior) => {
-                let cam = Self::need(cam)?;
-                let z = camera::per_pixel(&cam.coords, x)?;
-                if !prior.wants_cues() {
-                    return Ok(z);
-                }
-                let Some(cues) = &cam.cues else {
-                    candle_core::bail!("this network reads the picture's illumination cues, and none were given")
-                };
-                // (b, k, 3) · (b, 3, 2, 1) → (b, k, 2, 1) → (b, 2k, 1, 1) → (b, 2k, h, w)
-                let (b, k, h, w) = z.dims4()?;
-                let context = camera::per_pixel(&cam.coords, cues)?.reshape((b, 2 * k, 1, 1))?.broadcast_as((b, 2 * k, h, w))?;
-                Tensor::cat(&[&z, &context.contiguous()?], 1)
-            }
+            InputMap::CameraAware(_) => profile::timed("camera input", || camera::per_pixel(&Self::need(cam)?.coords, x)),
+        }
+    }
+
+    /// The per-picture context, (b, 2k, 1, 1): each cue's coordinates A(C)·cue; None for a
+    /// network that reads no cues.
+    pub fn context(&self, cam: Option<&camera::CameraBatch>) -> Result<Option<Tensor>> {
+        if self.context_channels() == 0 {
+            return Ok(None);
+        }
+        let cam = Self::need(cam)?;
+        let Some(cues) = &cam.cues else {
+            candle_core::bail!("this network reads the picture's illumination cues, and none were given")
+        };
+        // (b, k, 3) · (b, 3, 2, 1) → (b, k, 2, 1) → (b, 2k, 1, 1)
+        let b = cues.dim(0)?;
+        Ok(Some(camera::per_pixel(&cam.coords, cues)?.reshape((b, self.context_channels(), 1, 1))?))
+    }
+
+    /// The body's input: the per-pixel input with the context as constant channels.
+    pub fn input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
+        let z = self.pixel_input(x, cam)?;
+        match self.context(cam)? {
+            Some(context) => with_context(&z, &context),
+            None => Ok(z),
         }
     }
 
@@ -176,6 +196,13 @@ impl InputMap {
     fn need(cam: Option<&camera::CameraBatch>) -> Result<&camera::CameraBatch> {
         cam.ok_or_else(|| candle_core::Error::Msg("a camera-aware network needs the camera of its input".into()))
     }
+}
+
+/// `z` (b, c, h, w) with the per-image `context` (b, m, 1, 1) appended as m constant channels.
+pub fn with_context(z: &Tensor, context: &Tensor) -> Result<Tensor> {
+    let (b, _, h, w) = z.dims4()?;
+    let m = context.dim(1)?;
+    Tensor::cat(&[z, &context.broadcast_as((b, m, h, w))?.contiguous()?], 1)
 }
 
 /// The per-pixel linear map P (bands × 3, tensor `weight`) a residual network adds its output
