@@ -130,10 +130,19 @@ fn registry_lists_the_builtins_and_refuses_unknown_names_and_bad_models() {
     assert!(matches!(&err, Error::Format { path, .. } if path == &weights), "{err}");
     let err = load_method("spline", Some(&weights), &canon(), &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("no model"), "{err}");
-    // The linear map belongs to its camera.
+    // The shipped linear map refits itself for another camera; one without the spectral moment
+    // to refit from (as fitted before the moment was kept) refuses it.
     let nikon = CameraResponse::builtin("nikon-5100").unwrap();
-    let err = load_method("linear", None, &nikon, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("fitted for camera"), "{err}");
+    assert!(load_method("linear", None, &nikon, &Device::Cpu).is_ok());
+    let shipped = spectral_studio::recon::registry::find_model("linear").unwrap();
+    let mut tensors = candle_core::safetensors::load(&shipped.weights, &Device::Cpu).unwrap();
+    assert!(tensors.remove("moment").is_some(), "the shipped linear model keeps its moment");
+    let old = dir.path().join("old-linear.safetensors");
+    candle_core::safetensors::save(&tensors, &old).unwrap();
+    std::fs::copy(&shipped.card, old.with_extension("json")).unwrap();
+    let err = load_method("linear", Some(&old), &nikon, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("fitted for camera") && err.contains("no spectral moment"), "{err}");
+    assert!(load_method("linear", Some(&old), &canon(), &Device::Cpu).is_ok());
 }
 
 #[test]
