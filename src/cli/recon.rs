@@ -274,6 +274,9 @@ struct CompareTable {
 
 /// `compare`: score `methods` on ground truth, the NTIRE 2020 way; with protocols, one table per
 /// protocol, every scene rendered through (and every method told) that scene's own camera.
+/// With `record`, each method's score is written into its model card's `metrics` (the shipped
+/// cards' figures come from exactly this command).
+#[allow(clippy::too_many_arguments)]
 pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, record: bool, as_json: bool) -> Result<()> {
     if methods.is_empty() {
         bail_invalid!("--methods needs at least one method name");

@@ -116,7 +116,6 @@ pub fn fit_linear(m: &PixelMoments) -> Result<Array2<f32>> {
     Ok(wt.t().mapv(|v| v as f32))
 }
 
-/// The PCA prior: leading eigenvectors (bands × k) and eigenvalues of the second-moment matrix.
 /// The ridge map RGB → spectrum for camera `c` from the spectra's second moment `m`
 /// (bands × bands): with x = C·y, Σyxᵀ = M·Cᵀ and Σxxᵀ = C·M·Cᵀ, so this is [`fit_linear`] on
 /// the same spectra rendered through C, with the same ridge.
@@ -135,6 +134,7 @@ pub fn ridge_map_from_moment(m: &Array2<f64>, c: &Array2<f32>) -> Result<Array2<
     Ok(wt.t().mapv(|v| v as f32))
 }
 
+/// The PCA prior: leading eigenvectors (bands × k) and eigenvalues of the second-moment matrix.
 #[derive(Debug, Clone)]
 pub struct SpectralPrior {
     pub components: Array2<f32>,

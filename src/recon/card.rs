@@ -98,7 +98,6 @@ impl ModelCard {
         crate::io::atomic::write_bytes_atomically(path, (text + "\n").as_bytes())
     }
 
-    /// The config decoded as the architecture's own struct.
     /// Whether the model was made for `camera`: the card's camera has the same curves on the
     /// card's grid (to 1e-4), whatever either is called. A card naming a camera that no longer
     /// resolves (a CSV moved away) fits only a camera of that name.
@@ -113,16 +112,17 @@ impl ModelCard {
         Ok(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() <= 1e-4))
     }
 
+    /// The config decoded as the architecture's own struct.
     pub fn config_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_value(self.config.clone())
             .map_err(|e| Error::invalid(format!("model '{}': config does not fit {}: {e}", self.name, self.architecture.name())))
     }
 }
 
-/// A model on disk: its card and weights, given either file (or the stem).
 /// The `camera` of a card whose model takes the camera as an input.
 pub const ANY_CAMERA: &str = "any";
 
+/// A model on disk: its card and weights, given either file (or the stem).
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
     pub card: PathBuf,

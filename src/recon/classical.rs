@@ -31,7 +31,6 @@ impl LinearMapReconstructor {
         Ok(Self::new("spline", wl.clone(), spline_map(&c, &wl)?))
     }
 
-    /// The fitted ridge map of a `linear` model. It belongs to the camera it was fitted for.
     /// The ridge map of a `linear` model for `camera`: as fitted when the camera has the
     /// curves it was fitted for (whatever it is called); otherwise refitted in closed form from
     /// the training spectra's second moment M the model keeps (`moment`):
@@ -56,6 +55,7 @@ impl LinearMapReconstructor {
         Ok(Self::new(card.name.clone(), card.wavelengths.clone(), super::baselines::ridge_map_from_moment(&moment.mapv(f64::from), &c)?))
     }
 
+    /// Wiener estimation from a `pca` prior and whatever camera is assumed now.
     pub fn pca(files: &ModelFiles, camera: &CameraResponse) -> Result<Self> {
         let (card, tensors) = load_tensors(files, Architecture::Pca)?;
         let components = matrix(&tensors, "components", files)?;

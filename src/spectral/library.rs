@@ -325,21 +325,28 @@ pub fn dyer2017_basis() -> Result<(Vec<f32>, ndarray::Array3<f32>)> {
     Ok((c.wavelengths, out))
 }
 
-/// The CIE daylight basis S0, S1, S2 on its native grid (see [`daylight_basis_wavelengths`]).
-pub fn daylight_basis() -> Result<[Vec<f32>; 3]> {
-    let asset = embedded("illuminant-basis", "cie-daylight").expect("the daylight basis asset is in the table");
-    let c = parse_curves(asset.text, &asset_path(asset))?;
-    let [s0, s1, s2]: [Vec<f32>; 3] = c
-        .columns
-        .try_into()
-        .map_err(|cols: Vec<Vec<f32>>| Error::format(asset_path(asset), format!("expected 3 columns s0,s1,s2, found {}", cols.len())))?;
-    Ok([s0, s1, s2])
+/// The CIE daylight basis on its native grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaylightBasis {
+    /// nm
+    pub wavelengths: Vec<f32>,
+    /// S0, S1, S2, one value per wavelength each.
+    pub s: [Vec<f32>; 3],
 }
 
-/// Wavelengths (nm) of [`daylight_basis`].
-pub fn daylight_basis_wavelengths() -> Result<Vec<f32>> {
-    let asset = embedded("illuminant-basis", "cie-daylight").expect("the daylight basis asset is in the table");
-    Ok(parse_curves(asset.text, &asset_path(asset))?.wavelengths)
+/// The CIE daylight basis S0, S1, S2 (parsed once per process).
+pub fn daylight_basis() -> Result<&'static DaylightBasis> {
+    static BASIS: OnceLock<std::result::Result<DaylightBasis, String>> = OnceLock::new();
+    BASIS
+        .get_or_init(|| {
+            let asset = embedded("illuminant-basis", "cie-daylight").expect("the daylight basis asset is in the table");
+            let c = parse_curves(asset.text, &asset_path(asset)).map_err(|e| e.to_string())?;
+            let found = c.columns.len();
+            let s: [Vec<f32>; 3] = c.columns.try_into().map_err(|_| format!("{}: expected 3 columns s0,s1,s2, found {found}", asset_path(asset).display()))?;
+            Ok(DaylightBasis { wavelengths: c.wavelengths, s })
+        })
+        .as_ref()
+        .map_err(|e| Error::invalid(e.clone()))
 }
 
 /// A shipped reflectance library by name (case-insensitive): `colorchecker`, `rawtoaces-190`,

@@ -24,11 +24,11 @@ pub fn cie_daylight(cct: f64, wavelengths: &[f32]) -> Result<Vec<f32>> {
     let m = 0.0241 + 0.2562 * x - 0.7341 * y;
     let m1 = (-1.3515 - 1.7703 * x + 5.9114 * y) / m;
     let m2 = (0.0300 - 31.4424 * x + 30.0717 * y) / m;
+    // Combined sample by sample on the basis's own grid, then interpolated onto `wavelengths`.
     let basis = daylight_basis()?;
-    let values: Vec<f32> =
-        (0..basis[0].len()).map(|i| (f64::from(basis[0][i]) + m1 * f64::from(basis[1][i]) + m2 * f64::from(basis[2][i])) as f32).collect();
-    let values = resample_basis(&values, wavelengths)?;
-    peak_one(values, &format!("daylight {cct:.0} K"))
+    let [s0, s1, s2] = &basis.s;
+    let values: Vec<f32> = (0..s0.len()).map(|i| (f64::from(s0[i]) + m1 * f64::from(s1[i]) + m2 * f64::from(s2[i])) as f32).collect();
+    peak_one(crate::cube::interpolate(&basis.wavelengths, &values, wavelengths)?, &format!("daylight {cct:.0} K"))
 }
 
 /// Planck's black body at `kelvin` (1000–25000 K) on `wavelengths` nm, peak 1.
@@ -45,14 +45,6 @@ pub fn planckian(kelvin: f64, wavelengths: &[f32]) -> Result<Vec<f32>> {
         })
         .collect();
     peak_one(values, &format!("black body {kelvin:.0} K"))
-}
-
-/// The basis is tabulated on its own grid; the formula above combined it sample by sample on
-/// that grid, so interpolate the combination onto `wavelengths`.
-fn resample_basis(values_on_basis_grid: &[f32], wavelengths: &[f32]) -> Result<Vec<f32>> {
-    let grid = crate::spectral::library::daylight_basis_wavelengths()?;
-    let n = grid.len().min(values_on_basis_grid.len());
-    crate::cube::interpolate(&grid[..n], &values_on_basis_grid[..n], wavelengths)
 }
 
 fn peak_one(values: Vec<f32>, what: &str) -> Result<Vec<f32>> {

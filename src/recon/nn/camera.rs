@@ -155,11 +155,6 @@ impl CameraPrior {
         Array2::from_shape_vec((n, m), v).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 
-    /// The matrices of one camera (3 × bands, rows summing to 1).
-    pub fn matrices(&self, camera: &Array2<f32>) -> Result<CameraMatrices> {
-        camera_matrices(&self.moment()?, self.coords, camera)
-    }
-
     /// The stacked matrices of a batch of cameras, on `device`.
     pub fn batch(&self, cameras: &[Array2<f32>], device: &Device) -> Result<CameraBatch> {
         let moment = self.moment()?;
