@@ -1,6 +1,6 @@
 """PyTorch parity benchmark for the multi-scale U-Net (`mscnn`), issue #3.
 
-Builds the same network as `src/recon/nn/{layers,unet,mscnn}.rs` in PyTorch, loads the same
+Builds the same network as `src/nn/layers.rs and src/models/{unet,mscnn}.rs` in PyTorch, loads the same
 safetensors, checks that `spectral-studio reconstruct --method mscnn` agrees with PyTorch on a
 482x512 image, then times both engines on the same CPU with the same thread count, alternating
 candle and PyTorch round by round so that machine noise hits both alike:
@@ -55,7 +55,7 @@ RELATIVE_TOLERANCE = 1e-3
 
 
 # ---------------------------------------------------------------------------------------------
-# The model, mirroring src/recon/nn: module attribute names are the safetensors tensor names.
+# The model, mirroring src/nn and src/models: module attribute names are the safetensors tensor names.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -107,7 +107,7 @@ class Mscnn(nn.Module):
     """U-Net (tensor prefix `unet.`) then a 1x1 conv with bias to the bands (`out.`). Any image
     size: replicate-pad bottom/right to a multiple of 2^depth, crop the output back.
 
-    Camera-aware (candle's `camera_aware` config, src/recon/nn/camera.rs): the buffer
+    Camera-aware (candle's `camera_aware` config, src/models/camera.rs): the buffer
     `wiener.moment` (bands x bands) is the spectral prior; `forward(x, cam)` takes each image's
     camera matrices from `camera_matrices` (and `illumination_cues` when the model reads them):
     the body sees A(C).x (plus the cues' coordinates as constant channels) and
@@ -168,7 +168,7 @@ BRIGHT_SHARE = 0.02
 
 
 def camera_matrices(moment, camera, coords):
-    """As camera_matrices in src/recon/nn/camera.rs, in float64: the Wiener map
+    """As camera_matrices in src/models/camera.rs, in float64: the Wiener map
     P = M.C^T (C.M.C^T + s2.I)^-1 (s2 = 1e-3 x the mean channel power), the coordinates
     A = U_k^T.P (U_k: the k leading eigenvectors of M, each signed to a positive sum) and the
     metamer projector N = I - C^T (C.C^T)^-1 C. `camera` is 3 x bands, rows summing to 1."""
@@ -185,7 +185,7 @@ def camera_matrices(moment, camera, coords):
 
 
 def illumination_cues(image_chw):
-    """As illumination_cues in src/recon/nn/camera.rs: chromaticity of the mean RGB, then of
+    """As illumination_cues in src/models/camera.rs: chromaticity of the mean RGB, then of
     the mean of the brightest 2 % of pixels by R+G+B; (3, 2), channel-major."""
     rgb = np.asarray(image_chw, np.float64).reshape(3, -1)
     n = rgb.shape[1]

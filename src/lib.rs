@@ -11,6 +11,8 @@ pub mod error;
 pub mod io;
 pub mod malloc_tuning;
 pub mod metrics;
+pub mod models;
+pub mod nn;
 pub mod recon;
 pub mod rgb;
 pub mod spectral;

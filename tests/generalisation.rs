@@ -5,7 +5,7 @@
 
 use candle_core::Device;
 use spectral_studio::engine::JobContext;
-use spectral_studio::recon::card::Architecture;
+use spectral_studio::models::Architecture;
 use spectral_studio::recon::registry::load_method;
 use spectral_studio::recon::{reconstruct, ReconOptions};
 use spectral_studio::spectral::camera::CameraResponse;

@@ -9,15 +9,16 @@
 
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
-use spectral_studio::recon::nn::basisnet::{BasisNet, BasisNetConfig};
-use spectral_studio::recon::nn::batchnorm::BatchNorm2d;
-use spectral_studio::recon::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
-use spectral_studio::recon::nn::conv_bn::conv_bn_act_train;
-use spectral_studio::recon::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
-use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
-use spectral_studio::recon::nn::pixel_scale::scale_pixels;
-use spectral_studio::recon::nn::shuffle::shuffle_concat;
-use spectral_studio::recon::nn::{pad_to_multiple, SpectralNet};
+use spectral_studio::models::basisnet::{BasisNet, BasisNetConfig};
+use spectral_studio::nn::batchnorm::BatchNorm2d;
+use spectral_studio::nn::conv::{conv2d, conv2d_bias_act, set_direct_enabled, Conv};
+use spectral_studio::nn::conv_bn::conv_bn_act_train;
+use spectral_studio::nn::layers::{channel_dropout, leaky_relu, max_pool2x2};
+use spectral_studio::models::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::nn::pixel_scale::scale_pixels;
+use spectral_studio::nn::shuffle::shuffle_concat;
+use spectral_studio::models::SpectralNet;
+use spectral_studio::nn::pad_to_multiple;
 use spectral_studio::spectral::camera::CameraResponse;
 use spectral_studio::train::{loss_fn, Loss};
 

@@ -14,8 +14,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
-use spectral_studio::recon::nn::SpectralNet;
+use spectral_studio::models::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::models::SpectralNet;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -184,7 +184,7 @@ fn aware_model() -> (VarMap, Mscnn) {
 }
 
 /// The camera batch candle computes for the fixture's cameras and pictures.
-fn aware_cameras(model: &Mscnn, io: &HashMap<String, Tensor>) -> spectral_studio::recon::nn::camera::CameraBatch {
+fn aware_cameras(model: &Mscnn, io: &HashMap<String, Tensor>) -> spectral_studio::models::camera::CameraBatch {
     let cams = io["cameras"].to_dtype(DType::F32).unwrap();
     let cameras: Vec<ndarray::Array2<f32>> = (0..2)
         .map(|i| ndarray::Array2::from_shape_vec((3, 5), values(&cams.get(i).unwrap())).unwrap())
@@ -193,7 +193,7 @@ fn aware_cameras(model: &Mscnn, io: &HashMap<String, Tensor>) -> spectral_studio
     let cues: Vec<[f32; 6]> = (0..2)
         .map(|i| {
             let img = ndarray::Array3::from_shape_vec((3, 16, 16), values(&x.get(i).unwrap())).unwrap();
-            spectral_studio::recon::nn::camera::illumination_cues(img.view())
+            spectral_studio::models::camera::illumination_cues(img.view())
         })
         .collect();
     model.camera_prior().expect("camera-aware").batch(&cameras, &Device::Cpu).unwrap().with_cues(&cues).unwrap()

@@ -5,10 +5,11 @@
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use spectral_studio::engine::{CancelToken, JobContext};
-use spectral_studio::recon::card::{Architecture, ModelCard};
+use spectral_studio::models::Architecture;
+use spectral_studio::recon::card::ModelCard;
 use spectral_studio::recon::learned::NetReconstructor;
-use spectral_studio::recon::nn::mscnn::{Mscnn, MscnnConfig};
-use spectral_studio::recon::registry::{list_methods, load_method, BUILTIN_METHODS};
+use spectral_studio::models::mscnn::{Mscnn, MscnnConfig};
+use spectral_studio::recon::registry::{list_methods, load_method, builtin_methods};
 use spectral_studio::recon::{reconstruct, ReconOptions, Reconstructor};
 use spectral_studio::spectral::camera::CameraResponse;
 use spectral_studio::spectral::scene::{generate, SceneConfig};
@@ -51,7 +52,7 @@ fn every_shipped_method_reconstructs_a_rendered_scene_and_beats_a_flat_guess() {
     let s = scene(3, 48);
     let flat = s.cube.data.mean().unwrap();
     let flat_mrae = metrics::mrae(&s.cube.data.mapv(|_| flat), &s.cube.data).unwrap();
-    for name in BUILTIN_METHODS {
+    for name in builtin_methods() {
         let method = load_method(name, None, &canon(), &Device::Cpu).unwrap_or_else(|e| panic!("{name}: {e}"));
         let out = reconstruct(method.as_ref(), &s.rgb, &canon(), ReconOptions::default(), &JobContext::silent()).unwrap();
         assert_eq!(out.cube.data.dim(), (31, 48, 48), "{name}");
@@ -116,7 +117,7 @@ fn tiled_inference_equals_whole_image_inference() {
 #[test]
 fn registry_lists_the_builtins_and_refuses_unknown_names_and_bad_models() {
     let names: Vec<String> = list_methods().into_iter().map(|m| m.name).collect();
-    for b in BUILTIN_METHODS {
+    for b in builtin_methods() {
         assert!(names.iter().any(|n| n == b), "{b} missing from {names:?}");
     }
     let err = load_method("nosuch", None, &canon(), &Device::Cpu).err().unwrap().to_string();
@@ -215,7 +216,7 @@ fn training_can_be_cancelled_between_steps() {
 /// (the NTIRE 2020 brightness test), where the same network without it does not.
 #[test]
 fn an_intensity_normalised_network_scales_its_output_with_brightness() {
-    use spectral_studio::recon::nn::SpectralNet;
+    use spectral_studio::models::SpectralNet;
     let s = scene(5, 32);
     let x = candle_core::Tensor::from_vec(s.rgb.data.iter().copied().collect::<Vec<f32>>(), (1, 3, 32, 32), &Device::Cpu).unwrap();
     let worst_ratio_error = |normalised: bool| {

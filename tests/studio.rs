@@ -254,7 +254,7 @@ fn a_short_training_run_installs_a_model_that_joins_the_reconstruct_panel() {
     h.run_steps(2);
     {
         let s = &mut h.state_mut().training.settings;
-        s.method = spectral_studio::recon::card::Architecture::Linear;
+        s.method = spectral_studio::models::Architecture::Linear;
         s.scenes = 2;
         s.size = 32;
         s.name = "kittest-linear".into();

@@ -4,7 +4,7 @@
 //! folder, so it joins the Reconstruct panel at once.
 
 use crate::engine::Job;
-use crate::recon::card::Architecture;
+use crate::models::Architecture;
 use crate::train::{self, data::DataSource, TrainConfig, TrainEvent, TrainSummary};
 use crate::Result;
 use egui_plot::{Legend, Line, Plot, PlotPoints};
@@ -137,7 +137,7 @@ impl TrainingPanel {
         egui::Grid::new("train-settings").num_columns(2).show(ui, |ui| {
             ui.label("method");
             egui::ComboBox::from_id_salt("train-method").selected_text(s.method.name()).show_ui(ui, |ui| {
-                for a in [Architecture::Basisnet, Architecture::Mscnn, Architecture::Linear, Architecture::Pca] {
+                for a in Architecture::ALL {
                     ui.selectable_value(&mut s.method, a, a.name());
                 }
             });

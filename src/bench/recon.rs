@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use crate::engine::JobContext;
 use crate::recon::card::{ModelCard, ModelFiles};
 use crate::recon::learned::build_net;
-use crate::recon::nn::profile;
-use crate::recon::registry::{find_model, load_method, BUILTIN_METHODS};
+use crate::nn::profile;
+use crate::recon::registry::{find_model, load_method, builtin_methods};
 use crate::recon::{reconstruct, ReconOptions};
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::scene::{generate, SceneConfig};
@@ -37,7 +37,7 @@ fn status_mib(field: &str) -> Option<f64> {
 }
 
 /// The model of `files` on the CPU with its weights in a VarMap, ready to train.
-fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::recon::nn::SpectralNet>)> {
+fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
     let card = ModelCard::load(&files.card)?;
     let mut varmap = VarMap::new();
     let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
@@ -46,7 +46,7 @@ fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::re
 }
 
 /// The camera matrices of `n` Canon images for a camera-aware `net` (None for another net).
-fn canon_cameras(net: &dyn crate::recon::nn::SpectralNet, n: usize) -> Result<Option<crate::recon::nn::camera::CameraBatch>> {
+fn canon_cameras(net: &dyn crate::models::SpectralNet, n: usize) -> Result<Option<crate::models::camera::CameraBatch>> {
     let Some(prior) = net.camera_prior() else { return Ok(None) };
     let c = crate::spectral::camera::CameraResponse::builtin("canon")?.on_grid(&crate::default_wavelengths())?;
     let batch = prior.batch(&vec![c; n], &Device::Cpu)?;
@@ -89,7 +89,7 @@ pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
 /// (`conv2d`, `conv_transpose2d`, candle-nn's `leaky_relu`). The PyTorch script times the same
 /// ops on the same shapes. GFLOP/s counts 2·n·o·c·9·h·w per convolution.
 pub fn op_timings(repeats: usize) -> Result<Value> {
-    use crate::recon::nn::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, direct_enabled, set_direct_enabled};
+    use crate::nn::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, direct_enabled, set_direct_enabled};
     let device = Device::Cpu;
     let (n, c, h, w) = (8, 32, 64, 64);
     let x = Tensor::rand(-1f32, 1f32, (n, c, h, w), &device)?;
@@ -116,7 +116,7 @@ pub fn op_timings(repeats: usize) -> Result<Value> {
     let stock_forward = runs_ms(repeats, || Ok(x.conv2d(&weight, 1, 1, 1, 1)?))?;
     let stock_input_grad = runs_ms(repeats, || Ok(grad.conv_transpose2d(&weight, 1, 0, 1, 1)?))?;
     paths.insert("candle_stock".into(), json!({"conv2d_forward": conv_entry(stock_forward), "conv2d_input_grad": conv_entry(stock_input_grad)}));
-    let leaky_ours = runs_ms(repeats, || Ok(crate::recon::nn::act::leaky_relu(&x, 0.2)?))?;
+    let leaky_ours = runs_ms(repeats, || Ok(crate::nn::act::leaky_relu(&x, 0.2)?))?;
     let leaky_stock = runs_ms(repeats, || Ok(candle_nn::ops::leaky_relu(&x, 0.2)?))?;
     Ok(json!({
         "shape": [n, c, h, w],
@@ -209,7 +209,7 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
         _ => Value::Null,
     };
     let mut methods = serde_json::Map::new();
-    for name in BUILTIN_METHODS {
+    for name in builtin_methods() {
         let model = if name == "mscnn" { Some(mscnn.weights.as_path()) } else { None };
         let loaded = match load_method(name, model, &camera, &device) {
             Ok(m) => m,

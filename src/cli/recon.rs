@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{print_json, refuse_writing_inputs};
 use crate::engine::{CancelToken, JobContext};
-use crate::recon::card::Architecture;
+use crate::models::Architecture;
 use crate::recon::compare::{score, MethodScore};
 use crate::recon::device::parse_device;
 use crate::recon::registry::{list_methods, load_method};
@@ -173,11 +173,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         other => bail_invalid!("unknown loss '{other}' (expected mrae+l1, mrae+rmse, mrae or l1)"),
     };
     if method.is_network() {
-        let mut model = match method {
-            Architecture::Mscnn => serde_json::to_value(crate::recon::nn::mscnn::MscnnConfig::default()),
-            _ => serde_json::to_value(crate::recon::nn::basisnet::BasisNetConfig::default()),
-        }
-        .map_err(|e| Error::invalid(e.to_string()))?;
+        let mut model = method.default_config();
         if let Some(p) = a.dropout {
             if !(0.0..1.0).contains(&p) {
                 bail_invalid!("--dropout must be in [0, 1), got {p}");

@@ -4,47 +4,10 @@
 //! training record) and how good they are (metrics on held-out scenes).
 
 use crate::error::Error;
+use crate::models::Architecture;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Architecture {
-    /// Multi-scale U-Net ([`super::nn::mscnn`]).
-    Mscnn,
-    /// Basis-weight U-Net ([`super::nn::basisnet`]).
-    Basisnet,
-    /// Ridge-regression map (tensor `map`, bands × 3).
-    Linear,
-    /// Wiener estimation with a PCA prior (tensors `components`, bands × k, and `variances`).
-    Pca,
-}
-
-impl Architecture {
-    pub fn name(self) -> &'static str {
-        match self {
-            Architecture::Mscnn => "mscnn",
-            Architecture::Basisnet => "basisnet",
-            Architecture::Linear => "linear",
-            Architecture::Pca => "pca",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "mscnn" => Ok(Architecture::Mscnn),
-            "basisnet" => Ok(Architecture::Basisnet),
-            "linear" => Ok(Architecture::Linear),
-            "pca" => Ok(Architecture::Pca),
-            other => Err(Error::invalid(format!("unknown architecture '{other}' (expected mscnn, basisnet, linear or pca)"))),
-        }
-    }
-
-    pub fn is_network(self) -> bool {
-        matches!(self, Architecture::Mscnn | Architecture::Basisnet)
-    }
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrainingRecord {
@@ -66,7 +29,7 @@ pub struct TrainingRecord {
 pub struct ModelCard {
     pub name: String,
     pub architecture: Architecture,
-    /// The architecture's config struct as JSON (e.g. [`super::nn::mscnn::MscnnConfig`]).
+    /// The architecture's config struct as JSON (e.g. [`crate::models::mscnn::MscnnConfig`]).
     pub config: serde_json::Value,
     pub wavelengths: Vec<f32>,
     /// Camera the model was trained or fitted for (a built-in name or a CSV path).

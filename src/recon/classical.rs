@@ -2,7 +2,8 @@
 //! (spline, pca) or loaded from its fitted model (linear, pca prior).
 
 use super::baselines::{apply_linear_map, spline_map, wiener_map, SpectralPrior};
-use super::card::{Architecture, ModelCard, ModelFiles};
+use super::card::{ModelCard, ModelFiles};
+use crate::models::Architecture;
 use super::Reconstructor;
 use crate::engine::JobContext;
 use crate::spectral::camera::CameraResponse;

@@ -2,9 +2,9 @@
 //! whatever the image size. Weights are memory-mapped read-only and the forward pass runs in
 //! evaluation mode on plain tensors, so no autograd graph is kept.
 
-use super::card::{Architecture, ModelCard, ModelFiles};
-use super::nn::camera::CameraBatch;
-use super::nn::{basisnet::BasisNet, mscnn::Mscnn, SpectralNet};
+use super::card::{ModelCard, ModelFiles};
+use crate::models::camera::CameraBatch;
+use crate::models::SpectralNet;
 use super::Reconstructor;
 use crate::engine::JobContext;
 use crate::spectral::camera::CameraResponse;
@@ -88,17 +88,16 @@ pub fn camera_batch_for(net: &dyn SpectralNet, camera: &ndarray::Array2<f32>, rg
 /// the whole picture, once, so every tile agrees.
 fn with_picture_cues(net: &dyn SpectralNet, batch: CameraBatch, rgb: &RgbImage) -> Result<CameraBatch> {
     match net.camera_prior() {
-        Some(prior) if prior.wants_cues() => Ok(batch.with_cues(&[super::nn::camera::illumination_cues(rgb.data.view())])?),
+        Some(prior) if prior.wants_cues() => Ok(batch.with_cues(&[crate::models::camera::illumination_cues(rgb.data.view())])?),
         _ => Ok(batch),
     }
 }
 
 /// The network a card describes, built from `vb` (a VarMap for training, a file for inference).
 pub fn build_net(card: &ModelCard, vb: VarBuilder) -> Result<Box<dyn SpectralNet>> {
-    Ok(match card.architecture {
-        Architecture::Mscnn => Box::new(Mscnn::new(&card.config_as()?, vb)?),
-        Architecture::Basisnet => Box::new(BasisNet::new(&card.config_as()?, vb)?),
-        other => return Err(Error::invalid(format!("'{}' is not a network architecture", other.name()))),
+    card.architecture.build(&card.config, vb).map_err(|e| match e {
+        Error::Invalid(msg) => Error::invalid(format!("model '{}': {msg}", card.name)),
+        other => other,
     })
 }
 

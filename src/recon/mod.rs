@@ -13,7 +13,6 @@ pub mod consistency;
 pub mod device;
 pub mod learned;
 pub mod linalg;
-pub mod nn;
 pub mod registry;
 
 use crate::engine::JobContext;

@@ -1,11 +1,13 @@
-//! Which methods exist: the built-in names (spline, linear, pca, mscnn, basisnet) and every
-//! model card found in the model folders, and how to load one by name.
+//! Which methods exist: the built-in names (`spline`, and every architecture of
+//! [`crate::models::Architecture`] by its own name) and every model card found in the model
+//! folders, and how to load one by name.
 //!
 //! Model folders, searched in order: `$SPECTRAL_STUDIO_MODELS` (`:`-separated), the user's
 //! folder (`$XDG_DATA_HOME/spectral-studio/models`, default `~/.local/share/…`), and the shipped
 //! `models/` (beside the executable's checkout, or next to the executable).
 
-use super::card::{Architecture, ModelCard, ModelFiles};
+use super::card::{ModelCard, ModelFiles};
+use crate::models::{Architecture, Kind};
 use super::classical::LinearMapReconstructor;
 use super::learned::NetReconstructor;
 use super::Reconstructor;
@@ -15,7 +17,14 @@ use candle_core::Device;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-pub const BUILTIN_METHODS: [&str; 5] = ["spline", "linear", "pca", "mscnn", "basisnet"];
+/// The method built from the camera alone, with no model.
+pub const SPLINE: &str = "spline";
+const SPLINE_DESCRIPTION: &str = "cubic spline through the camera channels' centre wavelengths (closed form)";
+
+/// The built-in method names: `spline`, then each architecture's (its shipped model).
+pub fn builtin_methods() -> Vec<&'static str> {
+    std::iter::once(SPLINE).chain(Architecture::ALL.iter().map(|a| a.name())).collect()
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MethodEntry {
@@ -56,25 +65,15 @@ pub fn find_model(name: &str) -> Option<ModelFiles> {
     model_dirs().iter().find_map(|d| ModelFiles::resolve(&d.join(name)).ok())
 }
 
-fn describe(name: &str) -> &'static str {
-    match name {
-        "spline" => "cubic spline through the camera channels' centre wavelengths (closed form)",
-        "linear" => "ridge regression RGB → spectrum fitted on training pairs (closed form)",
-        "pca" => "Wiener estimation with a PCA spectral prior and the camera curves (closed form)",
-        "mscnn" => "multi-scale U-Net (Double Conv, max-pool, pixel-shuffle up-sampling)",
-        "basisnet" => "fast U-Net predicting per-pixel weights over a learned spectral basis",
-        _ => "",
-    }
-}
-
 /// Every method: the built-ins first, then any other model card in the model folders.
 pub fn list_methods() -> Vec<MethodEntry> {
     let mut out = Vec::new();
-    for name in BUILTIN_METHODS {
-        let files = if name == "spline" { None } else { find_model(name) };
+    out.push(MethodEntry { name: SPLINE.into(), kind: Kind::Classical.name(), description: SPLINE_DESCRIPTION.into(), model: None, camera: None });
+    for arch in Architecture::ALL {
+        let info = arch.info();
+        let files = find_model(info.name);
         let camera = files.as_ref().and_then(|f| ModelCard::load(&f.card).ok()).map(|c| c.camera);
-        let kind = if matches!(name, "mscnn" | "basisnet") { "learned" } else { "classical" };
-        out.push(MethodEntry { name: name.into(), kind, description: describe(name).into(), model: files.map(|f| f.weights), camera });
+        out.push(MethodEntry { name: info.name.into(), kind: info.kind.name(), description: info.description.into(), model: files.map(|f| f.weights), camera });
     }
     for dir in model_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -86,7 +85,7 @@ pub fn list_methods() -> Vec<MethodEntry> {
                 continue;
             }
             let (Ok(files), Ok(card)) = (ModelFiles::resolve(&card_path), ModelCard::load(&card_path)) else { continue };
-            let kind = if card.architecture.is_network() { "learned" } else { "classical" };
+            let kind = card.architecture.info().kind.name();
             out.push(MethodEntry {
                 name: stem.into(),
                 kind,
@@ -121,7 +120,7 @@ pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<St
 /// Load method `name`, with `model` overriding its default weights. `camera` is the assumed
 /// camera (used by spline and pca, checked by linear).
 pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, device: &Device) -> Result<Box<dyn Reconstructor>> {
-    if name == "spline" {
+    if name == SPLINE {
         if model.is_some() {
             return Err(Error::invalid("method 'spline' has no model: it is built from the camera alone"));
         }
@@ -133,12 +132,12 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
             Error::invalid(format!(
                 "no model for method '{name}' in {} (known methods: {}; `spectral-studio methods` lists them)",
                 model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
-                BUILTIN_METHODS.join(", ")
+                builtin_methods().join(", ")
             ))
         })?,
     };
     let card = ModelCard::load(&files.card)?;
-    if BUILTIN_METHODS.contains(&name) && name != card.architecture.name() {
+    if builtin_methods().contains(&name) && name != card.architecture.name() {
         return Err(Error::format(&files.card, format!("method '{name}' given a '{}' model", card.architecture.name())));
     }
     Ok(match card.architecture {

@@ -174,7 +174,7 @@ pub struct Batch {
     pub cube: Array4<f32>,
     pub cameras: Vec<Array2<f32>>,
     /// Each patch's illumination cues, from its whole scene seen through its camera
-    /// ([`crate::recon::nn::camera::illumination_cues`]).
+    /// ([`crate::models::camera::illumination_cues`]).
     pub cues: Vec<[f32; 6]>,
 }
 
@@ -184,7 +184,7 @@ pub struct PatchSampler<'a> {
     pub camera: Array2<f32>,
     /// Draw each patch's camera from the training side of the world's cameras instead.
     pub random_cameras: bool,
-    /// Each cube's light spectra ([`crate::recon::nn::camera::light_spectra`]), for cues
+    /// Each cube's light spectra ([`crate::models::camera::light_spectra`]), for cues
     /// from the whole scene as a network sees them at inference; None: no cues.
     pub light: Option<&'a [[ndarray::Array1<f32>; 2]]>,
     pub patch: usize,
@@ -210,7 +210,7 @@ impl PatchSampler<'_> {
             let which = rng.below(self.cubes.len());
             let source = &self.cubes[which];
             if let Some(light) = self.light {
-                cues.push(crate::recon::nn::camera::illumination_cues_of(&light[which], &camera));
+                cues.push(crate::models::camera::illumination_cues_of(&light[which], &camera));
             }
             let (_, rows, cols) = source.dim();
             if rows < p || cols < p {

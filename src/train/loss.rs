@@ -9,7 +9,7 @@
 //! read of both tensors and the backward pass one read and one write.
 
 use super::{Loss, MRAE_EPS};
-use crate::recon::nn::cpu_op::slice;
+use crate::nn::cpu_op::slice;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 use std::sync::OnceLock;

@@ -11,13 +11,12 @@ pub mod world;
 
 use crate::engine::JobContext;
 use crate::recon::baselines::{fit_linear, fit_prior, PixelMoments};
-use crate::recon::card::{Architecture, ModelCard, ModelFiles, TrainingRecord};
+use crate::models::{Architecture, InitData, PCA_COMPONENTS};
+use crate::recon::card::{ModelCard, ModelFiles, TrainingRecord};
 use crate::recon::classical::save_tensors;
 use crate::recon::device::device_name;
 use crate::recon::learned::{build_net, run_tiled};
-use crate::recon::nn::basisnet::BasisNetConfig;
-use crate::recon::nn::mscnn::MscnnConfig;
-use crate::recon::nn::SpectralNet;
+use crate::models::SpectralNet;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::rng::Rng;
 use crate::{bail_invalid, default_wavelengths, Error, Result, RgbImage};
@@ -34,8 +33,6 @@ use std::time::Instant;
 
 /// Denominator floor of the MRAE loss, as in the MRAE metric.
 const MRAE_EPS: f64 = 1e-3;
-/// Number of PCA components kept by the `pca` prior.
-pub const PCA_COMPONENTS: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -107,13 +104,7 @@ impl TrainConfig {
         if !self.model.is_null() {
             return Ok(self.model.clone());
         }
-        let value = match self.method {
-            Architecture::Mscnn => serde_json::to_value(MscnnConfig::default()),
-            Architecture::Basisnet => serde_json::to_value(BasisNetConfig::default()),
-            Architecture::Linear => Ok(serde_json::json!({})),
-            Architecture::Pca => Ok(serde_json::json!({ "components": PCA_COMPONENTS, "wiener_noise": crate::recon::classical::WIENER_NOISE })),
-        };
-        value.map_err(|e| Error::invalid(e.to_string()))
+        Ok(self.method.default_config())
     }
 }
 
@@ -205,10 +196,11 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
     let tensors = match cfg.method {
         // The spectral moment lets the map be refitted for any other camera in closed form.
         Architecture::Linear => vec![("map", fit_linear(&moments)?), ("moment", (&moments.yy / moments.count.max(1) as f64).mapv(|v| v as f32))],
-        _ => {
+        Architecture::Pca => {
             let prior = fit_prior(&moments, PCA_COMPONENTS)?;
             vec![("components", prior.components), ("variances", prior.variances.insert_axis(ndarray::Axis(1)))]
         }
+        Architecture::Mscnn | Architecture::Basisnet => bail_invalid!("'{}' is a network: it is trained, not fitted", cfg.method.name()),
     };
     card.input_mean = None; // linear maps are scale-equivariant
     card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None, config: serde_json::to_value(cfg).unwrap_or_default() });
@@ -285,25 +277,19 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     if cfg.patch % net.size_multiple() != 0 {
         bail_invalid!("patch {} must be a multiple of {} for this architecture", cfg.patch, net.size_multiple());
     }
-    // A camera-aware network derives its camera matrices from the second moment of its
-    // training spectra: fixed from the data, not trained.
+    // The tensors the model starts from the data (a camera-aware network's spectral moment, a
+    // residual network's ridge fit): the model says which and computes them.
     let aware = net.camera_prior().is_some();
-    if aware && resume.is_none() {
-        let m = crate::recon::nn::camera::spectral_moment(&dataset.train, 7);
+    if resume.is_none() {
         let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let moment = vars.get("wiener.moment").ok_or_else(|| Error::invalid("camera-aware model has no wiener.moment"))?;
-        moment.set(&Tensor::from_vec(m.iter().map(|&v| v as f32).collect::<Vec<f32>>(), m.dim(), device)?)?;
+        for (name, value) in net.data_init(&InitData { cubes: &dataset.train, camera: &c })? {
+            let var = vars.get(name).ok_or_else(|| Error::invalid(format!("{} has no tensor '{name}' to initialise", cfg.method.name())))?;
+            var.set(&Tensor::from_vec(value.iter().copied().collect::<Vec<f32>>(), value.dim(), device)?)?;
+        }
     }
-    // A residual network starts from the ridge fit of its own training data.
-    if !aware && card.config.get("linear_prior").and_then(|v| v.as_bool()) == Some(true) && resume.is_none() {
-        let map = fit_linear(&pixel_moments(&dataset.train, &c, job)?)?;
-        let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
-        let prior = vars.get("prior.weight").ok_or_else(|| Error::invalid("residual model has no prior.weight"))?;
-        prior.set(&Tensor::from_vec(map.iter().copied().collect::<Vec<f32>>(), map.dim(), device)?)?;
-    }
-    // Everything but the fixed spectral prior trains.
+    // Everything the model does not keep fixed trains.
     let trainable: HashMap<String, candle_core::Var> =
-        varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| !k.starts_with("wiener.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| net.is_trainable(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let parameters: usize = trainable.values().map(|v| v.elem_count()).sum();
     let mut optimiser = AdamW::new(trainable, cfg.weight_decay)?;
     let checkpoints_dir = out_dir.join("checkpoints");
@@ -332,7 +318,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     });
     let random_cameras = aware && matches!(cfg.data, DataSource::World { .. });
     let wants_cues = net.camera_prior().is_some_and(|p| p.wants_cues());
-    let light: Vec<[ndarray::Array1<f32>; 2]> = if wants_cues { dataset.train.iter().map(crate::recon::nn::camera::light_spectra).collect() } else { Vec::new() };
+    let light: Vec<[ndarray::Array1<f32>; 2]> = if wants_cues { dataset.train.iter().map(crate::models::camera::light_spectra).collect() } else { Vec::new() };
     let sampler = PatchSampler {
         cubes: &dataset.train,
         camera: c.clone(),

@@ -9,7 +9,7 @@
 //! Pixel shuffle as PyTorch defines it: (b, 4c, h, w) → (b, c, 2h, 2w) with
 //! out[b][k][2y + i][2x + j] = in[b][4k + 2i + j][y][x].
 
-use super::conv::{parallel_items, threads, SharedMut};
+use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::slice;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};

@@ -3,9 +3,9 @@
 //! Double Conv blocks, 2×2 max-pool down, pixel-shuffle up (channels ÷ 4, size × 2), skip
 //! concatenation. Widths double at each level: w, 2w, 4w, … .
 
-use super::layers::{max_pool2x2, DoubleConv};
-use super::profile::timed;
-use super::shuffle::shuffle_concat;
+use crate::nn::layers::{max_pool2x2, DoubleConv};
+use crate::nn::profile::timed;
+use crate::nn::shuffle::shuffle_concat;
 use candle_core::{ModuleT, Result, Tensor};
 use candle_nn::VarBuilder;
 

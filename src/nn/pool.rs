@@ -6,7 +6,7 @@
 //! routes it.
 
 use candle_core::backend::BackendStorage;
-use super::conv::{parallel_items, threads, SharedMut};
+use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::{run2, slice, FloatKernel2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 

@@ -1,57 +1,12 @@
-//! The learned models, written as candle modules built from a `VarBuilder` (ARCHITECTURE rule
-//! 6). Tensor names follow PyTorch's conventions so `bench/pytorch_parity.py` can load the same
-//! safetensors into an identical PyTorch model.
-//!
-//! Every op a model trains through is one whose gradient is tested against finite differences
-//! in `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
-//! gradient), so [`layers::max_pool2x2`] is an op of its own ([`pool`]), as are the
-//! convolution ([`conv`], [`direct`]) and training-mode batch norm ([`batchnorm`]).
+//! How a network turns its input RGB into what its body sees, and its body's output into
+//! spectra: intensity normalisation (chromaticity in, brightness back out), and either a fixed
+//! linear prior for one camera or the camera-aware map of [`super::camera`]. Shared by every
+//! reconstruction network, and the one place that knows which tensors start from the training
+//! data ([`InputMap::data_init`]).
 
-pub mod act;
-pub mod basisnet;
-pub mod batchnorm;
-pub mod camera;
-pub mod conv;
-pub mod conv_bn;
-pub mod cpu_op;
-pub mod direct;
-pub mod layers;
-pub mod mscnn;
-pub mod pixel_scale;
-pub mod pool;
-pub mod profile;
-pub mod shuffle;
-pub mod unet;
-
+use super::camera;
+use crate::nn::{conv, pixel_scale, profile};
 use candle_core::{Result, Tensor};
-
-/// A network that maps (batch, 3, rows, cols) linear RGB to (batch, bands, rows, cols).
-pub trait SpectralNet: Send + Sync {
-    /// `camera`: each image's camera matrices, which a camera-aware network needs (and any
-    /// other ignores). `train` switches batch norm to batch statistics and turns dropout on.
-    fn forward_t(&self, rgb: &Tensor, camera: Option<&camera::CameraBatch>, train: bool) -> Result<Tensor>;
-    /// The spectral prior a camera-aware network derives its camera matrices from; None for a
-    /// network trained for one camera.
-    fn camera_prior(&self) -> Option<&camera::CameraPrior>;
-    /// Side length the input must be a multiple of; `forward_t` pads and crops to it.
-    fn size_multiple(&self) -> usize;
-    /// Pixels of context each side of an output pixel that matter (for tile overlap).
-    fn receptive_margin(&self) -> usize;
-}
-
-/// Replicate-pad (batch, c, rows, cols) on the bottom and right to multiples of `m`.
-/// Returns the padded tensor; crop the output back with `narrow`.
-pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
-    let (_, _, rows, cols) = x.dims4()?;
-    let pad_r = (m - rows % m) % m;
-    let pad_c = (m - cols % m) % m;
-    let x = if pad_r > 0 { x.pad_with_same(2, 0, pad_r)? } else { x.clone() };
-    if pad_c > 0 {
-        x.pad_with_same(3, 0, pad_c)
-    } else {
-        Ok(x)
-    }
-}
 
 /// Below this R+G+B a pixel is treated as this dark: its chromaticity is not divided by ~0.
 const INTENSITY_FLOOR: f64 = 1e-3;
@@ -191,6 +146,29 @@ impl InputMap {
             debug_assert_eq!((h, wd), (x.dim(2)?, x.dim(3)?));
             y + camera::per_pixel(&cam.wiener, x)?
         })
+    }
+
+    /// The tensors that start from the training data (`data` seen through its camera): the
+    /// camera-aware prior's spectral moment (`wiener.moment`, 31 × 31, every 7th pixel), or the
+    /// linear prior's ridge fit (`prior.weight`, bands × 3, every pixel).
+    pub fn data_init(&self, data: &super::InitData) -> crate::Result<Vec<(&'static str, ndarray::Array2<f32>)>> {
+        Ok(match self {
+            InputMap::CameraAware(_) => vec![("wiener.moment", camera::spectral_moment(data.cubes, 7).mapv(|v| v as f32))],
+            InputMap::Rgb(Some(_)) => {
+                let mut moments = crate::recon::baselines::PixelMoments::new(data.camera.ncols());
+                for cube in data.cubes {
+                    let rgb = crate::RgbImage::new(crate::spectral::render::project(data.camera.view(), cube.view())?)?;
+                    moments.add(cube, &rgb)?;
+                }
+                vec![("prior.weight", crate::recon::baselines::fit_linear(&moments)?)]
+            }
+            InputMap::Rgb(None) => Vec::new(),
+        })
+    }
+
+    /// Whether the tensor `name` trains: the camera-aware prior's moment stays as the data set it.
+    pub fn is_trainable(&self, name: &str) -> bool {
+        !(matches!(self, InputMap::CameraAware(_)) && name.starts_with("wiener."))
     }
 
     fn need(cam: Option<&camera::CameraBatch>) -> Result<&camera::CameraBatch> {

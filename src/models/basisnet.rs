@@ -5,9 +5,11 @@
 
 use super::unet::UNet;
 use super::camera::{CameraBatch, CameraPrior};
-use super::{pad_to_multiple, scale_back, to_chromaticity, InputMap, SpectralNet};
+use super::input::{scale_back, to_chromaticity, InputMap};
+use super::{InitData, SpectralNet};
+use crate::nn::pad_to_multiple;
 use candle_core::{Module, ModuleT, Result, Tensor};
-use super::conv::Conv;
+use crate::nn::conv::Conv;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +101,7 @@ impl SpectralNet for BasisNet {
         // (b, c, h, w) → (b, 4c, h/2, w/2) (+ the context's channels) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
         let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
         let half = match self.map.context(camera)? {
-            Some(context) => super::with_context(&half, &context)?,
+            Some(context) => super::input::with_context(&half, &context)?,
             None => half,
         };
         let features = self.unet.forward_t(&half, train)?;
@@ -128,5 +130,13 @@ impl SpectralNet for BasisNet {
 
     fn receptive_margin(&self) -> usize {
         8 * (1 << (self.unet.depth() + 1))
+    }
+
+    fn data_init(&self, data: &InitData) -> crate::Result<Vec<(&'static str, ndarray::Array2<f32>)>> {
+        self.map.data_init(data)
+    }
+
+    fn is_trainable(&self, name: &str) -> bool {
+        self.map.is_trainable(name)
     }
 }

@@ -5,7 +5,7 @@
 //! `broadcast_mul` backward also computes the gradient of s, a full-size product and sum that
 //! nothing reads, and multiplies through a strided broadcast.
 
-use super::conv::{parallel_items, threads, SharedMut};
+use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::{run2, FloatKernel2};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 

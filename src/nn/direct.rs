@@ -21,7 +21,7 @@
 //! An optional epilogue adds a bias and applies LeakyReLU before the store, so inference takes
 //! no further pass over the output for them.
 
-use super::conv::{parallel_items, sum_partials, threads, SharedMut};
+use super::threads::{parallel_items, sum_partials, threads, SharedMut};
 use std::cell::RefCell;
 use std::thread::LocalKey;
 

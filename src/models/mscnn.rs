@@ -4,9 +4,11 @@
 
 use super::unet::UNet;
 use super::camera::{CameraBatch, CameraPrior};
-use super::{pad_to_multiple, scale_back, to_chromaticity, InputMap, SpectralNet};
+use super::input::{scale_back, to_chromaticity, InputMap};
+use super::{InitData, SpectralNet};
+use crate::nn::pad_to_multiple;
 use candle_core::{Module, ModuleT, Result, Tensor};
-use super::conv::Conv;
+use crate::nn::conv::Conv;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +28,7 @@ pub struct MscnnConfig {
     #[serde(default)]
     pub linear_prior: bool,
     /// The network works on chromaticity and its output is scaled by each pixel's intensity
-    /// ([`super::to_chromaticity`]). Cards from before this option read as false.
+    /// ([`super::input::to_chromaticity`]). Cards from before this option read as false.
     #[serde(default)]
     pub intensity_normalised: bool,
     /// Camera-aware ([`super::camera`]): told the camera of every image, the network refines
@@ -84,7 +86,7 @@ impl SpectralNet for Mscnn {
         let (_, _, rows, cols) = rgb.dims4()?;
         let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
         let input = self.map.input(&rgb, camera)?;
-        let x = super::profile::timed("pad", || pad_to_multiple(&input, self.size_multiple()))?;
+        let x = crate::nn::profile::timed("pad", || pad_to_multiple(&input, self.size_multiple()))?;
         let features = self.unet.forward_t(&x, train)?;
         let y = if matches!(self.map, InputMap::CameraAware(_)) {
             // (b, width, h', w') → crop → the 1×1 conv folded with the metamer projector.
@@ -92,7 +94,7 @@ impl SpectralNet for Mscnn {
             self.map.camera_head(self.out.weight(), self.out.bias(), &f, &rgb, camera)?
         } else {
             // (b, width, h', w') → (b, bands, h', w') → crop the padding off.
-            let y = super::profile::timed("conv1x1", || self.out.forward(&features))?;
+            let y = crate::nn::profile::timed("conv1x1", || self.out.forward(&features))?;
             self.map.output(y.narrow(2, 0, rows)?.narrow(3, 0, cols)?, &rgb)?
         };
         scale_back(y, intensity)
@@ -110,5 +112,13 @@ impl SpectralNet for Mscnn {
         // Two 3×3 convs per level, each level doubling the step: 2·(2^(d+1) − 1) on the
         // way down and as much on the way up, rounded up.
         4 * (1 << (self.unet.depth() + 1))
+    }
+
+    fn data_init(&self, data: &InitData) -> crate::Result<Vec<(&'static str, ndarray::Array2<f32>)>> {
+        self.map.data_init(data)
+    }
+
+    fn is_trainable(&self, name: &str) -> bool {
+        self.map.is_trainable(name)
     }
 }

@@ -14,7 +14,7 @@
 //! Tensor names and running-statistics updates (momentum, unbiased variance) match PyTorch and
 //! candle-nn, so weights move between the three unchanged. Other devices use candle-nn's op.
 
-use super::conv::{parallel_items, threads, SharedMut};
+use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::{lane_sum, run3, slice, FloatKernel3};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, Var, WithDType};

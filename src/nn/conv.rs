@@ -10,7 +10,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
 use super::direct;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use super::threads::{parallel_items, sum_partials, threads, SharedMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether "same" stride-1 f32 convolutions take the direct kernel ([`direct`]) where the CPU
 /// has it. On by default; `bench recon` and the tests turn it off to measure and check the
@@ -312,54 +313,6 @@ fn col2im<T: Element>(g: &Geometry, cols: &[T], oy0: usize, oy1: usize, image: &
             }
         }
     }
-}
-
-/// A raw pointer that may cross threads: each work item writes a disjoint region.
-#[derive(Clone, Copy)]
-pub(super) struct SharedMut<T>(pub(super) *mut T);
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// A method, not field access, so closures capture the whole (Send + Sync) wrapper.
-    pub(super) fn get(self) -> *mut T {
-        self.0
-    }
-}
-
-/// Run `work(item, thread_scratch)` for items 0..count on up to `threads` scoped threads, each
-/// taking the next item from a shared counter.
-pub(super) fn parallel_items<S: Send>(count: usize, mut scratch: Vec<S>, work: impl Fn(usize, &mut S) + Sync) -> Vec<S> {
-    let next = AtomicUsize::new(0);
-    let threads = scratch.len().min(count).max(1);
-    std::thread::scope(|scope| {
-        for s in scratch.iter_mut().take(threads) {
-            let (next, work) = (&next, &work);
-            scope.spawn(move || loop {
-                let item = next.fetch_add(1, Ordering::Relaxed);
-                if item >= count {
-                    break;
-                }
-                work(item, s);
-            });
-        }
-    });
-    scratch
-}
-
-/// The element-wise sum of per-thread partial results, each `len` long.
-pub(super) fn sum_partials<T: Copy + Default + std::ops::AddAssign>(parts: impl IntoIterator<Item = Vec<T>>, len: usize) -> Vec<T> {
-    let mut total = vec![T::default(); len];
-    for part in parts {
-        for (a, b) in total.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    total
-}
-
-pub(super) fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
 }
 
 /// C (m×n, row stride `ldc`) (+)= A (m×k) · B (k×n), with A and B given by their strides.

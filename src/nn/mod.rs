@@ -1,0 +1,38 @@
+//! Ops for candle with their own CPU kernels and tested gradients: convolution (im2col and
+//! direct), batch norm (and convolution fused with it), pooling, pixel shuffle, activations,
+//! per-pixel scaling, and the layers built from them. They know nothing of any model
+//! ([`crate::models`] builds the architectures from them).
+//!
+//! Every op a model trains through has its gradient tested against finite differences in
+//! `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
+//! gradient), so [`layers::max_pool2x2`] is an op of its own ([`pool`]), as are the
+//! convolution ([`conv`], [`direct`]) and training-mode batch norm ([`batchnorm`]).
+
+pub mod act;
+pub mod batchnorm;
+pub mod conv;
+pub mod conv_bn;
+pub mod cpu_op;
+pub mod direct;
+pub mod layers;
+pub mod pixel_scale;
+pub mod pool;
+pub mod profile;
+pub mod shuffle;
+pub mod threads;
+
+use candle_core::{Result, Tensor};
+
+/// Replicate-pad (batch, c, rows, cols) on the bottom and right to multiples of `m`.
+/// Returns the padded tensor; crop the output back with `narrow`.
+pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
+    let (_, _, rows, cols) = x.dims4()?;
+    let pad_r = (m - rows % m) % m;
+    let pad_c = (m - cols % m) % m;
+    let x = if pad_r > 0 { x.pad_with_same(2, 0, pad_r)? } else { x.clone() };
+    if pad_c > 0 {
+        x.pad_with_same(3, 0, pad_c)
+    } else {
+        Ok(x)
+    }
+}
