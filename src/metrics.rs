@@ -186,6 +186,36 @@ pub fn all_metrics<'a>(
     })
 }
 
+/// Everything measured of one reconstruction against its ground truth.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Score {
+    #[serde(flatten)]
+    pub metrics: MetricSet,
+    pub bands: BandErrors,
+}
+
+/// The scoring function: the one the CLI's `eval` and `compare`, training's validation and the
+/// studio all call. `pred` against `gt`, which must have the same shape and wavelength grid;
+/// given the input RGB and the camera assumed (C on the cubes' grid), also the consistency
+/// test, for which the RGB must be the cubes' size.
+pub fn score(pred: &crate::Cube, gt: &crate::Cube, input: Option<(&crate::RgbImage, &crate::spectral::camera::CameraResponse)>) -> Result<Score> {
+    let same_grid = pred.wavelengths.len() == gt.wavelengths.len() && pred.wavelengths.iter().zip(&gt.wavelengths).all(|(a, b)| (a - b).abs() < 0.01);
+    if pred.data.dim() == gt.data.dim() && !same_grid {
+        bail_invalid!("the prediction and the ground truth are on different wavelength grids");
+    }
+    let camera = match input {
+        Some((rgb, camera)) => {
+            if (rgb.rows(), rgb.cols()) != (pred.rows(), pred.cols()) {
+                bail_invalid!("the input RGB is {}×{} but the prediction is {}×{}", rgb.rows(), rgb.cols(), pred.rows(), pred.cols());
+            }
+            Some((rgb, camera.on_grid(&pred.wavelengths)?))
+        }
+        None => None,
+    };
+    let metrics = all_metrics(&pred.data, &gt.data, camera.as_ref().map(|(rgb, c)| (rgb.data.view(), c.view())))?;
+    Ok(Score { metrics, bands: band_errors(&pred.data, &gt.data)? })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Maps and curves
 
@@ -539,6 +569,27 @@ mod tests {
 
     fn ramp(bands: usize, rows: usize, cols: usize) -> Array3<f32> {
         Array3::from_shape_fn((bands, rows, cols), |(b, r, c)| 0.01 + 0.001 * (b * 7 + r * 3 + c) as f32)
+    }
+
+    #[test]
+    fn score_checks_grid_and_input_size_and_scores_consistency() {
+        let wl: Vec<f32> = crate::default_wavelengths();
+        let gt = crate::Cube::new(ramp(wl.len(), 12, 13), wl.clone()).unwrap();
+        let pred = crate::Cube::new(gt.data.mapv(|v| v * 1.1), wl.clone()).unwrap();
+        let camera = crate::spectral::camera::CameraResponse::parse("canon").unwrap();
+        let c = camera.on_grid(&wl).unwrap();
+        let rgb = crate::RgbImage::new(crate::spectral::render::project(c.view(), gt.data.view()).unwrap()).unwrap();
+        let s = score(&pred, &gt, Some((&rgb, &camera))).unwrap();
+        assert_eq!(s.metrics, all_metrics(&pred.data, &gt.data, Some((rgb.data.view(), c.view()))).unwrap());
+        assert!((s.metrics.consistency_mrae.unwrap() - 0.1).abs() < 1e-3, "{:?}", s.metrics);
+        assert_eq!(s.bands, band_errors(&pred.data, &gt.data).unwrap());
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["mrae"].is_f64() && json["bands"]["rmse"].as_array().unwrap().len() == wl.len(), "{json}");
+        assert_eq!(score(&pred, &gt, None).unwrap().metrics.consistency_mrae, None);
+        let shifted = crate::Cube::new(gt.data.clone(), wl.iter().map(|w| w + 5.0).collect()).unwrap();
+        assert!(score(&shifted, &gt, None).unwrap_err().to_string().contains("wavelength grids"));
+        let small = crate::RgbImage::new(rgb.data.slice(ndarray::s![.., ..6, ..]).to_owned()).unwrap();
+        assert!(score(&pred, &gt, Some((&small, &camera))).unwrap_err().to_string().contains("input RGB is 6×13"));
     }
 
     #[test]

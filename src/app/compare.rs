@@ -16,18 +16,12 @@ pub struct Scores {
     pub bands: BandErrors,
 }
 
-/// Score `pred` against `gt`; the consistency test uses the input RGB and the assumed camera.
+/// Score `pred` against `gt` ([`metrics::score`]); the consistency test uses the input RGB and
+/// the assumed camera when the RGB is the prediction's size.
 pub fn score(pred: &Cube, gt: &Cube, input: Option<(&RgbImage, &CameraResponse)>) -> Result<(MetricSet, BandErrors)> {
-    let camera_matrix = match input {
-        Some((_, camera)) => Some(camera.on_grid(&pred.wavelengths)?),
-        None => None,
-    };
-    let consistency = match (input, &camera_matrix) {
-        (Some((rgb, _)), Some(c)) if (rgb.rows(), rgb.cols()) == (pred.rows(), pred.cols()) => Some((rgb.data.view(), c.view())),
-        _ => None,
-    };
-    let m = metrics::all_metrics(&pred.data, &gt.data, consistency)?;
-    Ok((m, metrics::band_errors(&pred.data, &gt.data)?))
+    let input = input.filter(|(rgb, _)| (rgb.rows(), rgb.cols()) == (pred.rows(), pred.cols()));
+    let scored = metrics::score(pred, gt, input)?;
+    Ok((scored.metrics, scored.bands))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -123,29 +123,15 @@ fn write_rgb(rgb: &RgbImage, output: &Path, bits16: bool) -> Result<()> {
 pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, srgb: bool, as_json: bool) -> Result<()> {
     let pred_cube = io::open(pred, &OpenOptions::default())?;
     let gt_cube = io::open(gt, &OpenOptions::default())?;
-    if pred_cube.data.dim() != gt_cube.data.dim() {
-        bail_invalid!(
-            "{} is {:?} (bands, rows, cols) but {} is {:?}",
-            pred.display(),
-            pred_cube.data.dim(),
-            gt.display(),
-            gt_cube.data.dim()
-        );
-    }
-    if !same_grid(&pred_cube.wavelengths, &gt_cube.wavelengths) {
-        bail_invalid!("{} and {} are on different wavelength grids", pred.display(), gt.display());
-    }
-    let consistency = match (rgb, camera) {
-        (Some(rgb), Some(camera)) => {
-            let rgb = io::open_rgb(rgb, srgb)?;
-            let c = CameraResponse::parse(camera)?.on_grid(&gt_cube.wavelengths)?;
-            Some((rgb, c))
-        }
+    let input = match (rgb, camera) {
+        (Some(rgb), Some(camera)) => Some((io::open_rgb(rgb, srgb)?, CameraResponse::parse(camera)?)),
         _ => None,
     };
-    let set = metrics::all_metrics(&pred_cube.data, &gt_cube.data, consistency.as_ref().map(|(r, c)| (r.data.view(), c.view())))?;
+    let scored = metrics::score(&pred_cube, &gt_cube, input.as_ref().map(|(r, c)| (r, c)))
+        .map_err(|e| Error::invalid(format!("{} against {}: {e}", pred.display(), gt.display())))?;
+    let set = scored.metrics;
     if as_json {
-        print_json(&serde_json::to_value(&set).expect("metrics serialise"));
+        print_json(&serde_json::to_value(&scored).expect("metrics serialise"));
     } else {
         println!("MRAE        {:.6}", set.mrae);
         println!("RMSE        {:.6}", set.rmse);
@@ -158,10 +144,6 @@ pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, sr
         }
     }
     Ok(())
-}
-
-fn same_grid(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 0.01)
 }
 
 /// `unmix CUBE`.

@@ -68,7 +68,8 @@ pub fn score(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &CameraR
         let rgb = RgbImage::new(project(c.view(), gt.view())?)?;
         let run = |input: &RgbImage| -> Result<super::Reconstruction> { reconstruct(method, input, camera, options, &JobContext::silent()) };
         let main = run(&rgb)?;
-        let m = metrics::all_metrics(&main.cube.data, gt, Some((rgb.data.view(), c.view())))?;
+        let truth = crate::Cube::new(gt.clone(), method.wavelengths().to_vec())?;
+        let m = metrics::score(&main.cube, &truth, Some((&rgb, camera)))?.metrics;
         s.mrae += m.mrae / n;
         s.rmse += m.rmse / n;
         s.psnr += m.psnr / n;

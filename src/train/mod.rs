@@ -241,11 +241,12 @@ fn validate(
     let mut sums = [0.0f64; 4];
     for (cube, camera) in cubes.iter().zip(cameras) {
         let rgb = RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
-        let pred = f(&rgb, camera)?;
-        sums[0] += crate::metrics::mrae(&pred, cube)?;
-        sums[1] += crate::metrics::rmse(&pred, cube)?;
-        sums[2] += crate::metrics::psnr(&pred, cube)?;
-        sums[3] += crate::metrics::sam_deg(&pred, cube)?;
+        let wavelengths = default_wavelengths();
+        let pred = crate::Cube::new(f(&rgb, camera)?, wavelengths.clone())?;
+        let m = crate::metrics::score(&pred, &crate::Cube::new(cube.clone(), wavelengths)?, None)?.metrics;
+        for (sum, value) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {
+            *sum += value;
+        }
     }
     Ok(sums.map(|s| s / cubes.len().max(1) as f64))
 }
