@@ -84,6 +84,8 @@ impl ReconPanel {
             let response = ui.add_enabled(!missing && refusal.is_none(), egui::Checkbox::new(&mut on, text)).on_hover_text(&m.description);
             if let Some(why) = refusal {
                 ui.small(format!("(unavailable: {why})"));
+            } else if missing {
+                ui.small(format!("(no model yet: `spectral-studio train --method {}`)", m.name));
             }
             if response.changed() {
                 if on {

@@ -11,6 +11,7 @@ pub mod basisnet;
 pub mod camera;
 pub mod input;
 pub mod mscnn;
+pub mod mstpp;
 pub mod unet;
 
 use crate::{Error, Result};
@@ -54,6 +55,8 @@ pub enum Architecture {
     Mscnn,
     /// Basis-weight U-Net ([`basisnet`]).
     Basisnet,
+    /// MST++, the multi-stage spectral-wise transformer ([`mstpp`]).
+    Mstpp,
     /// Ridge-regression map (tensor `map`, bands × 3, and `moment`, bands × bands).
     Linear,
     /// Wiener estimation with a PCA prior (tensors `components`, bands × k, and `variances`).
@@ -92,13 +95,14 @@ pub const PCA_COMPONENTS: usize = 8;
 
 impl Architecture {
     /// Every architecture, closed forms first, in the order `methods` and the studio list them.
-    pub const ALL: [Architecture; 4] = [Architecture::Linear, Architecture::Pca, Architecture::Mscnn, Architecture::Basisnet];
+    pub const ALL: [Architecture; 5] = [Architecture::Linear, Architecture::Pca, Architecture::Mscnn, Architecture::Basisnet, Architecture::Mstpp];
 
     /// The table.
     pub fn info(self) -> ArchitectureInfo {
         let (name, kind, description) = match self {
             Architecture::Mscnn => ("mscnn", Kind::Learned, "multi-scale U-Net (Double Conv, max-pool, pixel-shuffle up-sampling)"),
             Architecture::Basisnet => ("basisnet", Kind::Learned, "fast U-Net predicting per-pixel weights over a learned spectral basis"),
+            Architecture::Mstpp => ("mstpp", Kind::Learned, "MST++ (Cai et al. 2022, NTIRE 2022 winner): three U-shaped spectral-wise transformers in sequence"),
             Architecture::Linear => ("linear", Kind::Classical, "ridge regression RGB → spectrum fitted on training pairs (closed form)"),
             Architecture::Pca => ("pca", Kind::Classical, "Wiener estimation with a PCA spectral prior and the camera curves (closed form)"),
         };
@@ -126,6 +130,7 @@ impl Architecture {
         let value = match self {
             Architecture::Mscnn => serde_json::to_value(mscnn::MscnnConfig::default()),
             Architecture::Basisnet => serde_json::to_value(basisnet::BasisNetConfig::default()),
+            Architecture::Mstpp => serde_json::to_value(mstpp::MstppConfig::default()),
             Architecture::Linear => Ok(serde_json::json!({})),
             Architecture::Pca => Ok(serde_json::json!({ "components": PCA_COMPONENTS, "wiener_noise": crate::recon::classical::WIENER_NOISE })),
         };
@@ -139,6 +144,7 @@ impl Architecture {
         Ok(match self {
             Architecture::Mscnn => Box::new(mscnn::Mscnn::new(&serde_json::from_value(config.clone()).map_err(decode)?, vb)?),
             Architecture::Basisnet => Box::new(basisnet::BasisNet::new(&serde_json::from_value(config.clone()).map_err(decode)?, vb)?),
+            Architecture::Mstpp => Box::new(mstpp::Mstpp::new(&serde_json::from_value(config.clone()).map_err(decode)?, vb)?),
             Architecture::Linear | Architecture::Pca => return Err(Error::invalid(format!("'{}' is fitted in closed form, not a network", self.name()))),
         })
     }

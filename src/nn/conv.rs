@@ -472,6 +472,7 @@ pub struct Conv {
     weight: Tensor,
     bias: Option<Tensor>,
     padding: usize,
+    stride: usize,
 }
 
 impl Conv {
@@ -497,7 +498,13 @@ impl Conv {
         } else {
             None
         };
-        Ok(Self { weight, bias, padding })
+        Ok(Self { weight, bias, padding, stride: 1 })
+    }
+
+    /// The same layer applied with `stride` (1 unless set).
+    pub fn with_stride(mut self, stride: usize) -> Self {
+        self.stride = stride.max(1);
+        self
     }
 }
 
@@ -522,8 +529,8 @@ impl Conv {
 impl candle_core::Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.bias {
-            Some(b) => conv2d_bias(x, &self.weight, b, self.padding, 1),
-            None => conv2d(x, &self.weight, self.padding, 1),
+            Some(b) => conv2d_bias(x, &self.weight, b, self.padding, self.stride),
+            None => conv2d(x, &self.weight, self.padding, self.stride),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Ops for candle with their own CPU kernels and tested gradients: convolution (im2col and
-//! direct), batch norm (and convolution fused with it), pooling, pixel shuffle, activations,
-//! per-pixel scaling, and the layers built from them. They know nothing of any model
-//! ([`crate::models`] builds the architectures from them).
+//! direct), depthwise convolution, batch norm (and convolution fused with it), layer norm, L2
+//! normalisation and softmax with gradients, pooling, pixel shuffle, activations, per-pixel
+//! scaling, and the layers built from them. They know nothing of any model ([`crate::models`]
+//! builds the architectures from them).
 //!
 //! Every op a model trains through has its gradient tested against finite differences in
 //! `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
@@ -13,8 +14,10 @@ pub mod batchnorm;
 pub mod conv;
 pub mod conv_bn;
 pub mod cpu_op;
+pub mod depthwise;
 pub mod direct;
 pub mod layers;
+pub mod norm;
 pub mod pixel_scale;
 pub mod pool;
 pub mod profile;

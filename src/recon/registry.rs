@@ -109,7 +109,7 @@ pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<St
         return None;
     }
     match card.architecture {
-        Architecture::Mscnn | Architecture::Basisnet => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
         // `linear` refits itself from its spectral moment, which models from before it was
         // kept lack.
         Architecture::Linear => LinearMapReconstructor::linear(&files, camera).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
@@ -143,6 +143,6 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
     Ok(match card.architecture {
         Architecture::Linear => Box::new(LinearMapReconstructor::linear(&files, camera)?),
         Architecture::Pca => Box::new(LinearMapReconstructor::pca(&files, camera)?),
-        Architecture::Mscnn | Architecture::Basisnet => Box::new(NetReconstructor::load(&files, camera, device)?),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Box::new(NetReconstructor::load(&files, camera, device)?),
     })
 }

@@ -1,0 +1,180 @@
+//! Depthwise convolution: one k×k filter per channel, stride 1, zero "same" padding (k / 2), no
+//! bias: what MST++'s positional embedding and feed-forward use (PyTorch's
+//! `Conv2d(c, c, k, 1, k // 2, groups=c, bias=False)`). A CPU op with both gradients: candle 0.11
+//! runs a grouped convolution as one convolution per group, concatenated — c convolutions of a
+//! single channel — and back-propagates through them the same way.
+//!
+//! Layout NCHW, weights (c, 1, k, k), k odd. f32 and f64 on the CPU; other devices use candle's
+//! grouped `conv2d` (the same math, slower).
+
+use super::cpu_op::slice;
+use super::threads::{parallel_items, threads, SharedMut};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+
+/// Depthwise "same" convolution of `x` (n, c, h, w) with `w` (c, 1, k, k).
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (_, c, _, _) = x.dims4()?;
+    let (wc, one, k, k2) = w.dims4()?;
+    if wc != c || one != 1 || k != k2 || k % 2 == 0 {
+        candle_core::bail!("depthwise convolution: weights {:?} do not fit {c} channels (expected ({c}, 1, k, k), k odd)", w.dims())
+    }
+    if matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise)
+    } else {
+        x.conv2d(w, k / 2, 1, 1, c)
+    }
+}
+
+/// For each of the k×k taps (ti, tj), `dst[y][x] += weight[ti][tj] · src[y + ti − p][x + tj − p]`
+/// over every (y, x) whose source lies inside the h × w plane (p = k / 2). With `flip`, the
+/// adjoint: `dst[y + ti − p][x + tj − p] += weight[ti][tj] · src[y][x]`, which is the input
+/// gradient when `src` is the output gradient.
+fn accumulate_taps<T: WithDType>(src: &[T], dst: &mut [T], weight: &[T], h: usize, w: usize, k: usize, flip: bool) {
+    let p = k / 2;
+    for ti in 0..k {
+        for tj in 0..k {
+            let wt = weight[ti * k + tj];
+            // Output columns x whose source column x + tj − p is in 0..w.
+            let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
+            if x0 >= x1 {
+                continue;
+            }
+            for y in 0..h {
+                let sy = y + ti;
+                if sy < p || sy - p >= h {
+                    continue;
+                }
+                let sy = sy - p;
+                let (sx0, sx1) = (x0 + tj - p, x1 + tj - p);
+                if flip {
+                    let (s, d) = (&src[y * w + x0..y * w + x1], &mut dst[sy * w + sx0..sy * w + sx1]);
+                    for (d, &s) in d.iter_mut().zip(s) {
+                        *d += wt * s;
+                    }
+                } else {
+                    let (s, d) = (&src[sy * w + sx0..sy * w + sx1], &mut dst[y * w + x0..y * w + x1]);
+                    for (d, &s) in d.iter_mut().zip(s) {
+                        *d += wt * s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each (image, channel) plane of `src` through its channel's filter, planes split between threads.
+fn per_plane<T: WithDType>(src: &[T], weight: &[T], (n, c, h, w): (usize, usize, usize, usize), k: usize, flip: bool) -> Vec<T> {
+    let plane = h * w;
+    let mut out = vec![T::from_f64(0.0); n * c * plane];
+    let dst = SharedMut(out.as_mut_ptr());
+    parallel_items(n * c, vec![(); threads()], |item, _| {
+        // SAFETY: item alone writes output plane `item`.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(item * plane), plane) };
+        let ch = item % c;
+        accumulate_taps(&src[item * plane..][..plane], out, &weight[ch * k * k..][..k * k], h, w, k, flip);
+    });
+    out
+}
+
+/// dw[c][ti][tj] = Σ over images and pixels of dy[n, c][y][x] · x[n, c][y + ti − p][x + tj − p].
+fn weight_grad<T: WithDType>(x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize), k: usize) -> Vec<T> {
+    let (plane, p) = (h * w, k / 2);
+    let mut out = vec![T::from_f64(0.0); c * k * k];
+    let dst = SharedMut(out.as_mut_ptr());
+    parallel_items(c, vec![(); threads()], |ch, _| {
+        // SAFETY: item ch alone writes channel ch's k × k taps.
+        let taps = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ch * k * k), k * k) };
+        for img in 0..n {
+            let base = (img * c + ch) * plane;
+            let (xs, gs) = (&x[base..][..plane], &dy[base..][..plane]);
+            for ti in 0..k {
+                for tj in 0..k {
+                    let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
+                    let mut acc = 0.0f64;
+                    for y in 0..h {
+                        let sy = y + ti;
+                        if x0 >= x1 || sy < p || sy - p >= h {
+                            continue;
+                        }
+                        let sy = sy - p;
+                        let (g, s) = (&gs[y * w + x0..y * w + x1], &xs[sy * w + x0 + tj - p..sy * w + x1 + tj - p]);
+                        acc += g.iter().zip(s).map(|(&a, &b)| a * b).fold(T::from_f64(0.0), |u, v| u + v).to_f64();
+                    }
+                    taps[ti * k + tj] += T::from_f64(acc);
+                }
+            }
+        }
+    });
+    out
+}
+
+fn dims(l: &Layout) -> Result<(usize, usize, usize, usize)> {
+    l.shape().dims4()
+}
+
+/// (x, w) → y.
+struct Depthwise;
+
+impl CustomOp2 for Depthwise {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (d, k) = (dims(l1)?, l2.shape().dims4()?.2);
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(per_plane(slice::<f32>(s1, l1, "depthwise op")?, slice(s2, l2, "depthwise op")?, d, k, false)),
+            DType::F64 => CpuStorage::F64(per_plane(slice::<f64>(s1, l1, "depthwise op")?, slice(s2, l2, "depthwise op")?, d, k, false)),
+            other => candle_core::bail!("depthwise op: unsupported dtype {other:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &DepthwiseInputGrad)?;
+        let dw = x.apply_op2_no_bwd(&grad, &DepthwiseWeightGrad { k: w.dim(2)? })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// (dy, w) → dx.
+struct DepthwiseInputGrad;
+
+impl CustomOp2 for DepthwiseInputGrad {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (d, k) = (dims(l1)?, l2.shape().dims4()?.2);
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(per_plane(slice::<f32>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, k, true)),
+            DType::F64 => CpuStorage::F64(per_plane(slice::<f64>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, k, true)),
+            other => candle_core::bail!("depthwise gradient: unsupported dtype {other:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// (x, dy) → dw (c, 1, k, k).
+struct DepthwiseWeightGrad {
+    k: usize,
+}
+
+impl CustomOp2 for DepthwiseWeightGrad {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let d = dims(l1)?;
+        let out = match s1.dtype() {
+            DType::F32 => CpuStorage::F32(weight_grad(slice::<f32>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, self.k)),
+            DType::F64 => CpuStorage::F64(weight_grad(slice::<f64>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, self.k)),
+            other => candle_core::bail!("depthwise gradient: unsupported dtype {other:?}"),
+        };
+        Ok((out, Shape::from((d.1, 1, self.k, self.k))))
+    }
+}
