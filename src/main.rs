@@ -161,7 +161,8 @@ enum Command {
         /// spline, linear, pca, mscnn, basisnet, or any model name `methods` lists.
         #[arg(long)]
         method: String,
-        /// Model weights (NAME.safetensors beside NAME.json) instead of the method's shipped one.
+        /// Model weights instead of the method's shipped one: NAME.safetensors beside NAME.json, or
+        /// a PyTorch checkpoint (.pth/.pt; its card is NAME.json beside it, else inferred).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Camera assumed to have taken the picture (default: the model's, else the Canon).

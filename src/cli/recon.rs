@@ -56,6 +56,12 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     let camera = assumed_camera(a.camera, a.method, a.model)?;
     let device = parse_device(a.device)?;
     let method = load_method(a.method, a.model, &camera, &device)?;
+    if let Some(p) = a.model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
+        eprintln!(
+            "note: {}: no model card beside it, so its architecture and config were inferred from its tensors; the camera and data it was trained on are unknown",
+            p.display()
+        );
+    }
     let result = recon::reconstruct(method.as_ref(), &rgb, &camera, a.options, &JobContext::silent())?;
     io::save(&result.cube, a.output)?;
     let report = json!({

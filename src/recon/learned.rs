@@ -46,6 +46,25 @@ impl NetReconstructor {
         Ok(Self { card, net, camera, device: device.clone(), tile: DEFAULT_TILE })
     }
 
+    /// Load a PyTorch checkpoint (`.pth`/`.pt`, see [`super::pytorch`]) onto `device`: its card
+    /// is `NAME.json` beside it or inferred from its tensors, and every tensor the architecture
+    /// needs must be there by name and shape.
+    pub fn load_pytorch(path: &std::path::Path, camera: &CameraResponse, device: &Device) -> Result<Self> {
+        let tensors = super::pytorch::read_state_dict(path)?;
+        let (card, _) = super::pytorch::card_for(path, &tensors)?;
+        if !card.architecture.is_network() {
+            return Err(Error::format(path, format!("a '{}' model is fitted in closed form; only networks load from PyTorch checkpoints", card.architecture.name())));
+        }
+        super::pytorch::check_against(path, &card, &tensors)?;
+        let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect::<Result<std::collections::HashMap<_, _>>>()?;
+        let net = build_net(&card, VarBuilder::from_tensors(tensors, DType::F32, device))?;
+        let camera = camera_batch(&card, net.as_ref(), camera, device).map_err(|e| match e {
+            Error::Tensor(msg) => Error::format(path, msg),
+            other => other,
+        })?;
+        Ok(Self { card, net, camera, device: device.clone(), tile: DEFAULT_TILE })
+    }
+
     pub fn from_parts(card: ModelCard, net: Box<dyn SpectralNet>, camera: &CameraResponse, device: Device) -> Result<Self> {
         let camera = camera_batch(&card, net.as_ref(), camera, &device)?;
         Ok(Self { card, net, camera, device, tile: DEFAULT_TILE })

@@ -13,6 +13,7 @@ pub mod consistency;
 pub mod device;
 pub mod learned;
 pub mod linalg;
+pub mod pytorch;
 pub mod registry;
 
 use crate::engine::JobContext;

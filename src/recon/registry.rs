@@ -126,6 +126,13 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
         }
         return Ok(Box::new(LinearMapReconstructor::spline(camera)?));
     }
+    if let Some(path) = model.filter(|p| super::pytorch::is_checkpoint(p)) {
+        let net = NetReconstructor::load_pytorch(path, camera, device)?;
+        if builtin_methods().contains(&name) && name != net.card().architecture.name() {
+            return Err(Error::format(path, format!("method '{name}' given a '{}' checkpoint", net.card().architecture.name())));
+        }
+        return Ok(Box::new(net));
+    }
     let files = match model {
         Some(path) => ModelFiles::resolve(path)?,
         None => find_model(name).ok_or_else(|| {
