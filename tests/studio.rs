@@ -303,3 +303,55 @@ fn a_scene_folder_opens_with_its_cube_paired_as_ground_truth() {
     assert_eq!((cube.rows(), cube.cols()), (48, 40));
     assert_eq!(s.tab, Tab::Explore);
 }
+
+#[test]
+fn a_dropped_pytorch_checkpoint_joins_the_reconstruct_panel_and_runs() {
+    // The tiny MST++ checkpoint of tests/fixtures/mstpp (4 bands), with a card naming them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-mstpp.pth");
+    std::fs::copy(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mstpp/tiny.pth"), &path).unwrap();
+    let tensors = spectral_studio::recon::pytorch::read_state_dict(&path).unwrap();
+    let (architecture, config) = spectral_studio::recon::pytorch::infer_architecture(&path, &tensors).unwrap();
+    let card = spectral_studio::recon::card::ModelCard {
+        name: "tiny-mstpp".into(),
+        architecture,
+        config,
+        wavelengths: vec![400.0, 500.0, 600.0, 700.0],
+        camera: spectral_studio::recon::card::ANY_CAMERA.into(),
+        input_mean: None,
+        data: "random weights".into(),
+        command: String::new(),
+        training: None,
+        metrics: None,
+        notes: None,
+    };
+    card.save(&path.with_extension("json")).unwrap();
+
+    let mut h = demo();
+    let layers = h.state().doc.layers.len();
+    h.input_mut().dropped_files.push(std::sync::Arc::new(DroppedPath(path.clone())));
+    h.run_steps(2);
+    let s = h.state();
+    assert!(s.recon.chosen.contains("tiny-mstpp"), "{:?}", s.recon.chosen);
+    assert!(s.messages.iter().any(|m| !m.is_error && m.text.contains("tiny-mstpp.pth")), "{:?}", s.messages);
+    assert_eq!(s.doc.layers.len(), layers, "a checkpoint is no image: no layer added");
+    h.get_by_label("tiny-mstpp (learned)");
+    click_and_settle(&mut h, "Reconstruct");
+    let s = h.state();
+    let (layer, cube) = s.doc.reconstructions().find(|(l, _)| l.name == "tiny-mstpp").unwrap_or_else(|| panic!("no tiny-mstpp layer; messages {:?}", s.messages));
+    assert_eq!(cube.bands(), 4, "{}", layer.name);
+}
+
+/// A file dropped on the window, as the windowing integration hands it to egui.
+#[derive(Debug)]
+struct DroppedPath(std::path::PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}

@@ -456,6 +456,16 @@ impl Studio {
     fn apply(&mut self, command: Command) {
         match command {
             Command::OpenFiles(paths) => {
+                // PyTorch checkpoints are methods, not images: they join the Reconstruct panel.
+                let (checkpoints, paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| crate::recon::pytorch::is_checkpoint(p));
+                for path in &checkpoints {
+                    self.recon.add_checkpoint(path);
+                    let name = crate::recon::registry::checkpoint_entry(path).name;
+                    self.info(format!("{}: listed under Reconstruct as the method '{name}' (checked when it runs)", path.display()));
+                }
+                if paths.is_empty() {
+                    return;
+                }
                 let name = match paths.as_slice() {
                     [one] => format!("open {}", one.display()),
                     many => format!("open {} files", many.len()),

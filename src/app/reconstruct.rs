@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 pub struct ReconPanel {
     pub methods: Vec<registry::MethodEntry>,
+    /// PyTorch checkpoints opened (dropped or given) in this session, listed after the rest.
+    pub opened: Vec<registry::MethodEntry>,
     pub chosen: BTreeSet<String>,
     /// The camera the input is assumed to come from: a built-in one, curves loaded from CSV,
     /// or the curves fitted in the Camera tab.
@@ -26,6 +28,7 @@ impl Default for ReconPanel {
     fn default() -> Self {
         let mut panel = ReconPanel {
             methods: Vec::new(),
+            opened: Vec::new(),
             chosen: BTreeSet::new(),
             camera: Arc::new(default_camera()),
             options: ReconOptions::default(),
@@ -42,6 +45,8 @@ impl Default for ReconPanel {
 #[derive(Clone, Debug)]
 pub struct ReconRequest {
     pub method: String,
+    /// The model file the method was listed with (None for `spline`).
+    pub model: Option<std::path::PathBuf>,
     pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
 }
@@ -55,9 +60,24 @@ impl ReconPanel {
     /// Re-read the model folders (after a training run, or when the user asks).
     pub fn refresh(&mut self) {
         self.methods = registry::list_methods();
+        for entry in &self.opened {
+            if !self.methods.iter().any(|m| m.name == entry.name) {
+                self.methods.push(entry.clone());
+            }
+        }
         let known: BTreeSet<String> = self.methods.iter().map(|m| m.name.clone()).collect();
         self.chosen.retain(|m| known.contains(m));
         self.refused_for = None;
+    }
+
+    /// List a PyTorch checkpoint as a method, chosen. Nothing is read here: the reconstruction
+    /// job loads it and reports what does not fit.
+    pub fn add_checkpoint(&mut self, path: &std::path::Path) {
+        let entry = registry::checkpoint_entry(path);
+        self.opened.retain(|e| e.name != entry.name);
+        self.chosen.insert(entry.name.clone());
+        self.opened.push(entry);
+        self.refresh();
     }
 
     /// Work out again which methods refuse the assumed camera, if it changed.
@@ -74,7 +94,7 @@ impl ReconPanel {
     /// `cameras`: every camera the input may be assumed to come from.
     pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, cameras: &[Arc<CameraResponse>], commands: &mut Vec<Command>) {
         self.check_camera();
-        let Self { methods, chosen, camera, options, refused, refused_for: _ } = self;
+        let Self { methods, opened: _, chosen, camera, options, refused, refused_for: _ } = self;
         ui.label("Methods");
         for m in methods.iter() {
             let mut on = chosen.contains(&m.name);
@@ -113,7 +133,8 @@ impl ReconPanel {
         }
         if button.clicked() {
             for method in chosen.iter() {
-                commands.push(Command::Reconstruct(ReconRequest { method: method.clone(), camera: camera.clone(), options: *options }));
+                let model = methods.iter().find(|m| &m.name == method).and_then(|m| m.model.clone());
+                commands.push(Command::Reconstruct(ReconRequest { method: method.clone(), model, camera: camera.clone(), options: *options }));
             }
         }
     }
@@ -133,6 +154,6 @@ pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut Stri
 pub fn run(request: &ReconRequest, rgb: &Arc<RgbImage>, job: &JobContext) -> Result<recon::Reconstruction> {
     job.report(0.0, &format!("loading {}", request.method));
     let device = recon::device::parse_device("cpu")?;
-    let method = registry::load_method(&request.method, None, &request.camera, &device)?;
+    let method = registry::load_method(&request.method, request.model.as_deref(), &request.camera, &device)?;
     recon::reconstruct(method.as_ref(), rgb, &request.camera, request.options, job)
 }

@@ -1,6 +1,6 @@
 //! Which methods exist: the built-in names (`spline`, and every architecture of
-//! [`crate::models::Architecture`] by its own name) and every model card found in the model
-//! folders, and how to load one by name.
+//! [`crate::models::Architecture`] by its own name), every model card and every PyTorch
+//! checkpoint (`.pth`, `.pt`) found in the model folders, and how to load one by name.
 //!
 //! Model folders, searched in order: `$SPECTRAL_STUDIO_MODELS` (`:`-separated), the user's
 //! folder (`$XDG_DATA_HOME/spectral-studio/models`, default `~/.local/share/…`), and the shipped
@@ -94,8 +94,29 @@ pub fn list_methods() -> Vec<MethodEntry> {
                 camera: Some(card.camera),
             });
         }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut checkpoints: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| super::pytorch::is_checkpoint(p)).collect();
+        checkpoints.sort();
+        for path in checkpoints {
+            let entry = checkpoint_entry(&path);
+            if !out.iter().any(|m| m.name == entry.name) {
+                out.push(entry);
+            }
+        }
     }
     out
+}
+
+/// The first PyTorch checkpoint `NAME.pth` or `NAME.pt` in the model folders.
+pub fn find_checkpoint(name: &str) -> Option<PathBuf> {
+    model_dirs().iter().flat_map(|d| ["pth", "pt"].map(|ext| d.join(format!("{name}.{ext}")))).find(|p| p.is_file())
+}
+
+/// A PyTorch checkpoint as a method entry, named after its file. Nothing is read: loading it
+/// checks it ([`load_method`]).
+pub fn checkpoint_entry(path: &Path) -> MethodEntry {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("checkpoint").to_string();
+    MethodEntry { name, kind: Kind::Learned.name(), description: format!("PyTorch checkpoint {}", path.display()), model: Some(path.to_path_buf()), camera: None }
 }
 
 /// Why method `entry` cannot reconstruct pictures from `camera`, or None when it can: a network
@@ -126,7 +147,11 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
         }
         return Ok(Box::new(LinearMapReconstructor::spline(camera)?));
     }
-    if let Some(path) = model.filter(|p| super::pytorch::is_checkpoint(p)) {
+    let checkpoint = match model {
+        Some(path) => Some(path.to_path_buf()).filter(|p| super::pytorch::is_checkpoint(p)),
+        None => find_model(name).is_none().then(|| find_checkpoint(name)).flatten(),
+    };
+    if let Some(path) = checkpoint.as_deref() {
         let net = NetReconstructor::load_pytorch(path, camera, device)?;
         if builtin_methods().contains(&name) && name != net.card().architecture.name() {
             return Err(Error::format(path, format!("method '{name}' given a '{}' checkpoint", net.card().architecture.name())));
