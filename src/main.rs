@@ -174,6 +174,16 @@ enum Command {
         /// Normalise input brightness to the model's and rescale the output.
         #[arg(long)]
         exposure_invariant: bool,
+        /// as-stored (linear camera RGB, C·result ≈ input) or min-max (normalised over the image,
+        /// as the MST++ authors' predict code does; the result stays in that scale).
+        #[arg(long, default_value = "as-stored")]
+        input_scale: String,
+        /// none, mean or median of the 8 flips and transposes of the input (self-ensemble).
+        #[arg(long, default_value = "none")]
+        ensemble: String,
+        /// Clip the result to [0, 1].
+        #[arg(long)]
+        clip: bool,
         /// The RGB file is sRGB-encoded (linearise it).
         #[arg(long)]
         srgb: bool,
@@ -354,13 +364,14 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
         Command::World { protocol, seed, count, size, output } => cli::world_grid(&protocol, seed, count, size, &output),
         Command::Assets { json } => cli::assets(json),
-        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, srgb, device, output, json } => {
+        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, json } => {
+            use spectral_studio::recon::{Ensemble, InputScale, ReconOptions};
             cli::reconstruct(cli::ReconstructArgs {
                 rgb: &rgb,
                 method: &method,
                 model: model.as_deref(),
                 camera: camera.as_deref(),
-                options: spectral_studio::recon::ReconOptions { consistent, exposure_invariant },
+                options: ReconOptions { consistent, exposure_invariant, input_scale: InputScale::parse(&input_scale)?, ensemble: Ensemble::parse(&ensemble)?, clip },
                 srgb,
                 device: &device,
                 output: &output,
@@ -387,7 +398,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 }
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };
-            let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant };
+            let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant, ..Default::default() };
             cli::compare(&methods, data, &camera, options, &device, record, json)
         }
         Command::Bench { suite, repeats, json: _, part, model } => cli::bench(suite, repeats, &part, model.as_deref()),

@@ -20,7 +20,7 @@ use spectral_studio::models::{Architecture, SpectralNet};
 use spectral_studio::recon::card::{ModelCard, ANY_CAMERA};
 use spectral_studio::recon::pytorch::{check_against, infer_architecture, read_state_dict};
 use spectral_studio::recon::registry::load_method;
-use spectral_studio::recon::{reconstruct, ReconOptions};
+use spectral_studio::recon::{reconstruct, Ensemble, InputScale, ReconOptions};
 use spectral_studio::spectral::camera::CameraResponse;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -141,6 +141,28 @@ fn the_checkpoint_reconstructs_through_the_registry_like_any_model() {
     let got = Tensor::from_vec(out.cube.data.iter().copied().collect::<Vec<f32>>(), (4, 16, 16), &Device::Cpu).unwrap();
     assert_eq!(out.cube.wavelengths, [400.0, 500.0, 600.0, 700.0]);
     assert!(max_rel(&got, &expected) < FORWARD_REL_TOL, "{}", max_rel(&got, &expected));
+}
+
+#[test]
+fn the_authors_predict_pipeline_min_max_and_self_ensemble_gives_pytorchs_results() {
+    let io = io();
+    let camera = CameraResponse::builtin("canon").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.pth");
+    std::fs::copy(fixture("tiny.pth"), &path).unwrap();
+    card().save(&path.with_extension("json")).unwrap();
+    let method = load_method("mstpp", Some(&path), &camera, &Device::Cpu).unwrap();
+    let raw = io["x_raw"].get(0).unwrap();
+    let rgb = spectral_studio::RgbImage::new(ndarray::Array3::from_shape_vec((3, 16, 12), raw.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap()).unwrap();
+    for (ensemble, key) in [(Ensemble::Mean, "y_pipe_mean"), (Ensemble::Median, "y_pipe_median")] {
+        let options = ReconOptions { input_scale: InputScale::MinMax, ensemble, ..Default::default() };
+        let out = reconstruct(method.as_ref(), &rgb, &camera, options, &JobContext::silent()).unwrap();
+        let got = Tensor::from_vec(out.cube.data.iter().copied().collect::<Vec<f32>>(), (4, 16, 12), &Device::Cpu).unwrap();
+        // Every reconstruction clips negative radiance, after combining the members.
+        let err = max_rel(&got, &io[key].get(0).unwrap().relu().unwrap());
+        println!("{key}: {err:e}");
+        assert!(err < FORWARD_REL_TOL, "{key}: {err:e}");
+    }
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn consistency_option_makes_every_method_reproduce_its_input() {
     for name in ["spline", "linear", "pca"] {
         let method = load_method(name, None, &canon(), &Device::Cpu).unwrap();
         let plain = reconstruct(method.as_ref(), &s.rgb, &canon(), ReconOptions::default(), &JobContext::silent()).unwrap();
-        let options = ReconOptions { consistent: true, exposure_invariant: false };
+        let options = ReconOptions { consistent: true, ..Default::default() };
         let fixed = reconstruct(method.as_ref(), &s.rgb, &canon(), options, &JobContext::silent()).unwrap();
         let before = metrics::consistency_mrae(&s.rgb.data, &c, &plain.cube.data).unwrap();
         let after = metrics::consistency_mrae(&s.rgb.data, &c, &fixed.cube.data).unwrap();
@@ -88,7 +88,7 @@ fn consistency_option_makes_every_method_reproduce_its_input() {
 fn exposure_invariance_scales_the_output_with_the_input() {
     let net = random_mscnn(4, 2);
     let s = scene(5, 40);
-    let options = ReconOptions { consistent: false, exposure_invariant: true };
+    let options = ReconOptions { exposure_invariant: true, ..Default::default() };
     let base = reconstruct(&net, &s.rgb, &canon(), options, &JobContext::silent()).unwrap();
     let brighter = RgbImage::new(s.rgb.data.mapv(|v| v * 2.0)).unwrap();
     let twice = reconstruct(&net, &brighter, &canon(), options, &JobContext::silent()).unwrap();

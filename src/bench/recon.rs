@@ -219,7 +219,7 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
             }
         };
         let runs = runs_ms(repeats, || reconstruct(loaded.as_ref(), &rgb, &camera, ReconOptions::default(), &JobContext::silent()))?;
-        let consistent = ReconOptions { consistent: true, exposure_invariant: false };
+        let consistent = ReconOptions { consistent: true, ..Default::default() };
         let runs_consistent = runs_ms(repeats.min(3), || reconstruct(loaded.as_ref(), &rgb, &camera, consistent, &JobContext::silent()))?;
         methods.insert(name.into(), json!({"median_ms": median(&runs), "runs_ms": runs, "consistent_median_ms": median(&runs_consistent)}));
     }

@@ -138,10 +138,9 @@ impl Reconstructor for NetReconstructor {
             Some(batch) => Some(with_picture_cues(self.net.as_ref(), batch.clone(), rgb)?),
             None => None,
         };
-        let mut cube = run_tiled(self.net.as_ref(), rgb, camera.as_ref(), self.wavelengths().len(), self.tile, &self.device, job)?;
-        // Radiance is not negative (the closed-form methods clip the same way).
-        cube.mapv_inplace(|v| v.max(0.0));
-        Ok(cube)
+        // Raw network output: [`super::reconstruct`] clips negative radiance after combining
+        // an ensemble, as the MST++ authors' pipeline clips after its mean.
+        run_tiled(self.net.as_ref(), rgb, camera.as_ref(), self.wavelengths().len(), self.tile, &self.device, job)
     }
 }
 

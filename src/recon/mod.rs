@@ -40,6 +40,110 @@ pub struct ReconOptions {
     pub consistent: bool,
     /// Scale the input to the brightness the method expects and the output back.
     pub exposure_invariant: bool,
+    /// How the input's values reach the method.
+    #[serde(default)]
+    pub input_scale: InputScale,
+    /// Run on the 8 flips and transposes of the input and combine the results.
+    #[serde(default)]
+    pub ensemble: Ensemble,
+    /// Clip the result to [0, 1].
+    #[serde(default)]
+    pub clip: bool,
+}
+
+/// How the input's values reach the method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputScale {
+    /// The values as stored (linear camera RGB): C·Ŷ ≈ the input.
+    #[default]
+    AsStored,
+    /// Min–max normalised over the whole image, as the MST++ authors' predict code does; the
+    /// result is in the scale the model saw, not the input's.
+    MinMax,
+}
+
+/// The self-ensemble of the NTIRE entries: the method runs on the 8 combinations of a
+/// horizontal flip, a vertical flip and a transpose, each result is turned back, and they are
+/// combined per value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensemble {
+    #[default]
+    None,
+    Mean,
+    /// The lower of the two middle values, as PyTorch's `median` picks for an even count.
+    Median,
+}
+
+impl InputScale {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "as-stored" => Ok(InputScale::AsStored),
+            "min-max" => Ok(InputScale::MinMax),
+            other => Err(crate::Error::invalid(format!("unknown input scale '{other}' (expected as-stored or min-max)"))),
+        }
+    }
+}
+
+impl Ensemble {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Ensemble::None),
+            "mean" => Ok(Ensemble::Mean),
+            "median" => Ok(Ensemble::Median),
+            other => Err(crate::Error::invalid(format!("unknown ensemble '{other}' (expected none, mean or median)"))),
+        }
+    }
+}
+
+/// Transform `t` (0..8) of a (c, rows, cols) image: bit 0 flips the columns, bit 1 the rows,
+/// bit 2 transposes; with `reverse`, its inverse (the same steps in the opposite order).
+fn dihedral(a: &Array3<f32>, t: usize, reverse: bool) -> Array3<f32> {
+    use ndarray::s;
+    let flip_cols = |a: Array3<f32>| if t & 1 != 0 { a.slice(s![.., .., ..;-1]).to_owned() } else { a };
+    let flip_rows = |a: Array3<f32>| if t & 2 != 0 { a.slice(s![.., ..;-1, ..]).to_owned() } else { a };
+    let transpose = |a: Array3<f32>| if t & 4 != 0 { a.permuted_axes([0, 2, 1]).as_standard_layout().to_owned() } else { a };
+    if reverse {
+        flip_cols(flip_rows(transpose(a.clone())))
+    } else {
+        transpose(flip_rows(flip_cols(a.clone())))
+    }
+}
+
+/// `method` on `rgb`, or on its 8 flips and transposes combined as `ensemble` says.
+fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, job: &JobContext) -> Result<Array3<f32>> {
+    if ensemble == Ensemble::None {
+        return method.reconstruct_raw(rgb, job);
+    }
+    let mut outputs = Vec::with_capacity(8);
+    for t in 0..8 {
+        job.check()?;
+        let input = RgbImage::new(dihedral(&rgb.data, t, false))?;
+        outputs.push(dihedral(&method.reconstruct_raw(&input, job)?, t, true));
+    }
+    let mut out = outputs[0].clone();
+    match ensemble {
+        Ensemble::Mean => {
+            for o in &outputs[1..] {
+                out += o;
+            }
+            out.mapv_inplace(|v| v / outputs.len() as f32);
+        }
+        Ensemble::Median => {
+            let flat: Vec<Vec<f32>> = outputs.iter().map(|o| o.iter().copied().collect()).collect();
+            let mut values = [0.0f32; 8];
+            for (i, v) in out.iter_mut().enumerate() {
+                for (slot, o) in values.iter_mut().zip(&flat) {
+                    *slot = o[i];
+                }
+                values.sort_by(|a, b| a.total_cmp(b));
+                *v = values[3];
+            }
+        }
+        Ensemble::None => unreachable!("handled above"),
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +167,18 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     if rgb.rows() == 0 || rgb.cols() == 0 {
         bail_invalid!("input RGB is empty ({}x{})", rgb.rows(), rgb.cols());
     }
+    let scaled;
+    let rgb = match options.input_scale {
+        InputScale::AsStored => rgb,
+        InputScale::MinMax => {
+            let (lo, hi) = rgb.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            if hi <= lo {
+                bail_invalid!("the input RGB is constant ({lo}): min-max normalisation is undefined");
+            }
+            scaled = RgbImage::new(rgb.data.mapv(|v| (v - lo) / (hi - lo)))?;
+            &scaled
+        }
+    };
     let exposure_scale = match (options.exposure_invariant, method.reference_brightness()) {
         (true, Some(reference)) if reference > 0.0 => {
             let mean = rgb.data.mean().unwrap_or(0.0);
@@ -73,12 +189,15 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     let mut data = match exposure_scale {
         Some(scale) => {
             let normalised = RgbImage::new(rgb.data.mapv(|v| v / scale))?;
-            let mut y = method.reconstruct_raw(&normalised, job)?;
+            let mut y = run_ensemble(method, &normalised, options.ensemble, job)?;
             y.mapv_inplace(|v| v * scale);
             y
         }
-        None => method.reconstruct_raw(rgb, job)?,
+        None => run_ensemble(method, rgb, options.ensemble, job)?,
     };
+    // Radiance is not negative; the closed-form methods clip the same way in their own pass.
+    let top = if options.clip { 1.0 } else { f32::INFINITY };
+    data.mapv_inplace(|v| v.clamp(0.0, top));
     let consistency = if options.consistent {
         job.check()?;
         job.report(1.0, "making the result consistent with the input");
@@ -90,4 +209,50 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     let mut cube = Cube::new(data, method.wavelengths().to_vec())?;
     cube.meta.description = Some(format!("reconstructed by {} from RGB", method.name()));
     Ok(Reconstruction { cube, method: method.name().to_string(), seconds: start.elapsed().as_secs_f64(), exposure_scale, consistency })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(rows: usize, cols: usize) -> Array3<f32> {
+        Array3::from_shape_fn((3, rows, cols), |(c, r, k)| 0.05 + 0.01 * (c * 31 + r * 7 + k * 3) as f32 + 0.002 * ((r * k) % 5) as f32)
+    }
+
+    #[test]
+    fn every_dihedral_transform_is_undone_by_its_reverse_and_all_eight_differ() {
+        let a = image(4, 6);
+        let mut seen = Vec::new();
+        for t in 0..8 {
+            let forward = dihedral(&a, t, false);
+            assert_eq!(dihedral(&forward, t, true), a, "transform {t}");
+            assert_eq!(forward.dim(), if t & 4 != 0 { (3, 6, 4) } else { (3, 4, 6) });
+            assert!(!seen.contains(&forward), "transform {t} repeats another");
+            seen.push(forward);
+        }
+    }
+
+    #[test]
+    fn min_max_input_ignores_offset_and_scale_the_ensemble_keeps_a_per_pixel_method_and_clip_bounds_it() {
+        let camera = CameraResponse::builtin("canon").unwrap();
+        let method = classical::LinearMapReconstructor::spline(&camera).unwrap();
+        let rgb = RgbImage::new(image(5, 7)).unwrap();
+        let shifted = RgbImage::new(rgb.data.mapv(|v| 3.0 * v + 1.0)).unwrap();
+        let job = JobContext::silent();
+        let min_max = ReconOptions { input_scale: InputScale::MinMax, ..Default::default() };
+        let a = reconstruct(&method, &rgb, &camera, min_max, &job).unwrap().cube.data;
+        let b = reconstruct(&method, &shifted, &camera, min_max, &job).unwrap().cube.data;
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        // A per-pixel method gives the same result on every flip and transpose.
+        let plain = reconstruct(&method, &rgb, &camera, ReconOptions::default(), &job).unwrap().cube.data;
+        for ensemble in [Ensemble::Mean, Ensemble::Median] {
+            let e = reconstruct(&method, &rgb, &camera, ReconOptions { ensemble, ..Default::default() }, &job).unwrap().cube.data;
+            assert!(e.iter().zip(&plain).all(|(x, y)| (x - y).abs() < 1e-6), "{ensemble:?}");
+        }
+        let bright = RgbImage::new(rgb.data.mapv(|v| 20.0 * v)).unwrap();
+        let clipped = reconstruct(&method, &bright, &camera, ReconOptions { clip: true, ..Default::default() }, &job).unwrap().cube.data;
+        assert!(clipped.iter().all(|&v| (0.0..=1.0).contains(&v)) && clipped.iter().any(|&v| v == 1.0));
+        let constant = RgbImage::new(Array3::from_elem((3, 4, 4), 0.5)).unwrap();
+        assert!(reconstruct(&method, &constant, &camera, min_max, &job).unwrap_err().to_string().contains("constant"));
+    }
 }
