@@ -144,3 +144,79 @@ class MstPlusPlus(nn.Module):
         x = self.conv_in(x)
         y = self.conv_out(self.body(x)) + x
         return y[:, :, :h, :w]
+
+
+def main():
+    """Time MST++ in PyTorch against candle's `bench recon --suite parity --model FILE.pth`, on
+    the same shapes and the same weights, both sides on the same number of threads:
+
+        python bench/mstpp_torch.py --write mstpp.pth      # a published-size model, random weights
+        python bench/mstpp_torch.py --model mstpp.pth --bin target/release/spectral-studio
+
+    Prints one JSON object: each side's median forward of 1x3x482x512 (eval, no grad) and
+    median training step on 8x3x64x64 (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4),
+    and candle's time over PyTorch's."""
+    import argparse
+    import json
+    import os
+    import statistics
+    import subprocess
+    import time
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n\n")[0])
+    parser.add_argument("--write", metavar="PATH", help="write a published-size model with random weights and stop")
+    parser.add_argument("--model", default="mstpp.pth")
+    parser.add_argument("--bin", default="target/release/spectral-studio")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.write:
+        torch.save({"state_dict": MstPlusPlus().state_dict()}, args.write)
+        print(f"wrote {args.write}")
+        return
+    torch.set_num_threads(args.threads)
+    model = MstPlusPlus()
+    state = torch.load(args.model, map_location="cpu")
+    model.load_state_dict({k.removeprefix("module."): v for k, v in state.get("state_dict", state).items()})
+    generator = torch.Generator().manual_seed(0)
+
+    def runs(fn):
+        fn()  # warm-up
+        out = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            fn()
+            out.append(1e3 * (time.perf_counter() - start))
+        return out
+
+    image = torch.rand(1, 3, 482, 512, generator=generator)
+    model.eval()
+    with torch.no_grad():
+        forward = runs(lambda: model(image))
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    x = torch.rand(8, 3, 64, 64, generator=generator)
+    y = torch.rand(8, 31, 64, 64, generator=generator)
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        F.l1_loss(model(x), y).backward()
+        optimiser.step()
+
+    train = runs(step)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    out = subprocess.run([args.bin, "bench", "recon", "--suite", "parity", "--model", args.model, "--repeats", str(args.repeats)],
+                         env=env, capture_output=True, text=True, check=True)
+    candle = json.loads(out.stdout)
+    torch_forward, torch_train = statistics.median(forward), statistics.median(train)
+    print(json.dumps({
+        "threads": args.threads,
+        "torch": {"version": torch.__version__, "forward_median_ms": torch_forward, "train_step_median_ms": torch_train},
+        "candle": {"forward_median_ms": candle["forward_median_ms"], "train_step_median_ms": candle["train_step_median_ms"]},
+        "ratio_candle_over_torch": {"forward": candle["forward_median_ms"] / torch_forward, "train_step": candle["train_step_median_ms"] / torch_train},
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -273,6 +273,10 @@ enum Command {
     Compare {
         #[arg(long, value_delimiter = ',')]
         methods: Vec<String>,
+        /// A model file to score beside the methods, named after the file (repeatable): weights
+        /// beside their card, or a PyTorch checkpoint (.pth/.pt).
+        #[arg(long = "model")]
+        models: Vec<PathBuf>,
         /// A folder of ground-truth cubes.
         #[arg(long, conflicts_with = "synthetic")]
         data: Option<PathBuf>,
@@ -387,7 +391,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, data, synthetic, protocol, size, camera, consistent, exposure_invariant, device, record, json } => {
+        Command::Compare { methods, models, data, synthetic, protocol, size, camera, consistent, exposure_invariant, device, record, json } => {
             let data = match (data, synthetic, protocol) {
                 (Some(dir), None, None) => cli::CompareData::Folder(dir),
                 (None, Some(count), None) => cli::CompareData::Synthetic { count, size },
@@ -399,7 +403,12 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };
             let options = spectral_studio::recon::ReconOptions { consistent, exposure_invariant, ..Default::default() };
-            cli::compare(&methods, data, &camera, options, &device, record, json)
+            let mut entries: Vec<(String, Option<PathBuf>)> = methods.into_iter().map(|m| (m, None)).collect();
+            for path in models {
+                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+                entries.push((name, Some(path)));
+            }
+            cli::compare(&entries, data, &camera, options, &device, record, json)
         }
         Command::Bench { suite, repeats, json: _, part, model } => cli::bench(suite, repeats, &part, model.as_deref()),
     }

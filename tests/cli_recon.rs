@@ -88,9 +88,12 @@ fn train_fits_a_model_that_reconstruct_and_compare_then_use() {
     assert_eq!(card["config"]["width"], 4);
     ok(&["scene", "--seed", "13", "--size", "24x24", "-o", "scene"], d);
     ok(&["reconstruct", "scene/rgb.png", "--method", "basisnet", "--model", "run/basisnet.safetensors", "-o", "out.hdr"], d);
-    let cmp = json(&["compare", "--methods", "spline,pca", "--synthetic", "1", "--size", "32", "--json"], d);
+    let cmp = json(&["compare", "--methods", "spline,pca", "--model", "run/basisnet.safetensors", "--synthetic", "1", "--size", "32", "--json"], d);
     let methods = cmp["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 2);
+    assert_eq!(methods.len(), 3);
+    // A model given by its file is scored under its file's name, with its own weights.
+    assert_eq!(methods[2]["method"], "basisnet", "{}", methods[2]);
+    assert!(methods[2]["mrae"].as_f64().is_some_and(f64::is_finite), "{}", methods[2]);
     for key in ["mrae", "rmse", "psnr", "ssim", "sam_deg", "consistency_mrae", "mrae_brightness_0.5", "mrae_brightness_2", "mrae_shuffle", "seconds_per_image"] {
         assert!(methods[0][key].as_f64().is_some_and(f64::is_finite), "{key} missing or not finite: {}", methods[0]);
     }

@@ -8,7 +8,8 @@ use candle_nn::{VarBuilder, VarMap};
 use spectral_studio::models::mstpp::{reflect_pad_to_multiple, Mstpp, MstppConfig};
 use spectral_studio::models::SpectralNet;
 use spectral_studio::nn::depthwise::depthwise_conv2d;
-use spectral_studio::nn::norm::{l2_normalize_last, layer_norm_channels, softmax_last, L2_NORM_EPS, LAYER_NORM_EPS};
+use spectral_studio::nn::gelu::gelu_erf;
+use spectral_studio::nn::norm::{l2_normalize_last, layer_norm_channels, layer_norm_channels_composed, softmax_last, L2_NORM_EPS, LAYER_NORM_EPS};
 
 const EPS: f64 = 1e-6;
 
@@ -81,9 +82,11 @@ fn layer_norm_l2_normalisation_softmax_and_gelu_have_correct_gradients() {
         ("layer norm input", gradient_error(&x, |x| weighted_sum(&layer_norm_channels(x, &w, &b, LAYER_NORM_EPS)?, 13))),
         ("layer norm weight", gradient_error(&w, |w| weighted_sum(&layer_norm_channels(&x, w, &b, LAYER_NORM_EPS)?, 13))),
         ("layer norm bias", gradient_error(&b, |b| weighted_sum(&layer_norm_channels(&x, &w, b, LAYER_NORM_EPS)?, 13))),
+        ("composed layer norm input", gradient_error(&x, |x| weighted_sum(&layer_norm_channels_composed(x, &w, &b, LAYER_NORM_EPS)?, 13))),
         ("l2 normalise", gradient_error(&x, |x| weighted_sum(&l2_normalize_last(x, L2_NORM_EPS)?, 14))),
         ("softmax", gradient_error(&(&x * 3.0).unwrap(), |x| weighted_sum(&softmax_last(x)?, 15))),
-        ("gelu (erf)", gradient_error(&(&x * 3.0).unwrap(), |x| weighted_sum(&x.gelu_erf()?, 16))),
+        ("gelu op", gradient_error(&(&x * 3.0).unwrap(), |x| weighted_sum(&gelu_erf(x)?, 16))),
+        ("candle's gelu (erf)", gradient_error(&(&x * 3.0).unwrap(), |x| weighted_sum(&x.gelu_erf()?, 16))),
         ("reflect pad", gradient_error(&random(&[1, 2, 5, 3], 17), |x| weighted_sum(&reflect_pad_to_multiple(x, 4)?, 18))),
     ];
     for (name, err) in checks {
@@ -99,7 +102,31 @@ fn the_normalisations_equal_candles_forward_ops() {
     // candle's layer norm on the (n, h, w, c) layout MST++ uses, permuted back.
     let reference = candle_nn::ops::layer_norm(&x.permute((0, 2, 3, 1)).unwrap().contiguous().unwrap(), &w, &b, LAYER_NORM_EPS as f32).unwrap().permute((0, 3, 1, 2)).unwrap();
     assert!(max_diff(&layer_norm_channels(&x, &w, &b, LAYER_NORM_EPS).unwrap(), &reference) < 1e-5);
+    assert!(max_diff(&layer_norm_channels_composed(&x, &w, &b, LAYER_NORM_EPS).unwrap(), &reference) < 1e-5);
+    // The CPU op and the composition agree in every gradient, on a tensor wider than one work item.
+    let big = random(&[2, 7, 40, 33], 24).to_dtype(DType::F32).unwrap();
+    let (xv, wv, bv) = (Var::from_tensor(&big).unwrap(), Var::from_tensor(&w.narrow(0, 0, 6).unwrap().pad_with_same(0, 0, 1).unwrap()).unwrap(), Var::from_tensor(&b.narrow(0, 0, 6).unwrap().pad_with_same(0, 0, 1).unwrap()).unwrap());
+    let run = |f: &dyn Fn(&Tensor, &Tensor, &Tensor, f64) -> candle_core::Result<Tensor>| {
+        let y = f(xv.as_tensor(), wv.as_tensor(), bv.as_tensor(), LAYER_NORM_EPS).unwrap();
+        let g = weighted_sum(&y, 25).unwrap().backward().unwrap();
+        (y, [&xv, &wv, &bv].map(|v| g.get(v.as_tensor()).unwrap().clone()))
+    };
+    let (y_op, g_op) = run(&layer_norm_channels);
+    let (y_ref, g_ref) = run(&layer_norm_channels_composed);
+    assert!(max_diff(&y_op, &y_ref) < 1e-5);
+    for (a, b) in g_op.iter().zip(&g_ref) {
+        let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!(max_diff(a, b) < 1e-4 * scale.max(1.0), "{} vs scale {scale}", max_diff(a, b));
+    }
     assert!(max_diff(&softmax_last(&x).unwrap(), &candle_nn::ops::softmax_last_dim(&x).unwrap()) < 1e-6);
+    // GELU: the op against candle's, in f32 and f64, tails included.
+    let wide = (random(&[3, 1000], 23) * 9.0).unwrap();
+    // f32: the op's rational erf is within 4.5e-7 of erf, so x·Φ(x) within ~2e-6 at |x| ≤ 9.
+    for (dtype, tol) in [(DType::F32, 3e-6), (DType::F64, 1e-9)] {
+        let w = wide.to_dtype(dtype).unwrap();
+        let err = max_diff(&gelu_erf(&w).unwrap(), &w.gelu_erf().unwrap());
+        assert!(err < tol, "{dtype:?}: {err:e}");
+    }
     let unit = l2_normalize_last(&x, L2_NORM_EPS).unwrap();
     let norms = unit.sqr().unwrap().sum(D::Minus1).unwrap();
     assert!(max_diff(&norms, &norms.ones_like().unwrap()) < 1e-5, "rows of unit length");

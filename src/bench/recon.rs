@@ -36,8 +36,21 @@ fn status_mib(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The model of `files` on the CPU with its weights in a VarMap, ready to train.
-fn trainable(files: &ModelFiles) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
+/// The model at `path` (a model's weights beside its card, or a PyTorch checkpoint) on the CPU
+/// with its weights in a VarMap, ready to train.
+fn trainable(path: &Path) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
+    if crate::recon::pytorch::is_checkpoint(path) {
+        let tensors = crate::recon::pytorch::read_state_dict(path)?;
+        let (card, _) = crate::recon::pytorch::card_for(path, &tensors)?;
+        crate::recon::pytorch::check_against(path, &card, &tensors)?;
+        let varmap = VarMap::new();
+        let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        for (name, var) in varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            var.set(&tensors[name])?;
+        }
+        return Ok((card, varmap, net));
+    }
+    let files = ModelFiles::resolve(path)?;
     let card = ModelCard::load(&files.card)?;
     let mut varmap = VarMap::new();
     let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
@@ -56,12 +69,16 @@ fn canon_cameras(net: &dyn crate::models::SpectralNet, n: usize) -> Result<Optio
 
 /// The U-Net timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
 /// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each.
-pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
-    let (card, varmap, net) = trainable(files)?;
+pub fn parity_timings(model: &Path, repeats: usize) -> Result<Value> {
+    let (card, varmap, net) = trainable(model)?;
     let device = Device::Cpu;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
     let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
-    let forward_ms = runs_ms(repeats, || Ok(net.forward_t(&image, cam1.as_ref(), false)?))?;
+    // The eval forward runs on plain tensors, as inference does (and as PyTorch's under
+    // no_grad): on the VarMap's variables candle would record every op for a backward pass.
+    let weights: HashMap<String, Tensor> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    let eval_net = build_net(&card, VarBuilder::from_tensors(weights, DType::F32, &device))?;
+    let forward_ms = runs_ms(repeats, || Ok(eval_net.forward_t(&image, cam1.as_ref(), false)?))?;
     let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
     let bands = card.wavelengths.len();
     let y = Tensor::rand(0f32, 1f32, (8, bands, 64, 64), &device)?;
@@ -73,7 +90,8 @@ pub fn parity_timings(files: &ModelFiles, repeats: usize) -> Result<Value> {
         Ok(())
     })?;
     Ok(json!({
-        "model": files.weights,
+        "model": model,
+        "architecture": card.architecture.name(),
         "threads": candle_core::utils::get_num_threads(),
         "forward_ms": forward_ms,
         "train_step_ms": train_step_ms,
@@ -129,7 +147,7 @@ pub fn op_timings(repeats: usize) -> Result<Value> {
 
 /// Where one forward pass and one training step spend their time.
 fn profile_unet(files: &ModelFiles) -> Result<Value> {
-    let (card, varmap, net) = trainable(files)?;
+    let (card, varmap, net) = trainable(&files.weights)?;
     let device = Device::Cpu;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
     let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
@@ -184,12 +202,16 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
 }
 
 pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<Value> {
+    if let (Some(path), "parity") = (model, part) {
+        // Any network, a PyTorch checkpoint included.
+        return parity_timings(path, repeats);
+    }
     let mscnn = match model {
         Some(p) => ModelFiles::resolve(p)?,
         None => find_model("mscnn").ok_or_else(|| Error::invalid("no mscnn model found: give --model PATH"))?,
     };
     match part {
-        "parity" => return parity_timings(&mscnn, repeats),
+        "parity" => return parity_timings(&mscnn.weights, repeats),
         "profile" => return profile_unet(&mscnn),
         "all" => {}
         other => return Err(Error::invalid(format!("unknown recon bench part '{other}' (expected all, parity or profile)"))),
@@ -231,7 +253,7 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
         "repeats": repeats,
         "reconstruct_482x512": methods,
         "mscnn_inference_memory": inference_peak,
-        "mscnn_unet": parity_timings(&mscnn, repeats)?,
+        "mscnn_unet": parity_timings(&mscnn.weights, repeats)?,
         "profile": profile_unet(&mscnn)?,
         "pytorch": "run bench/pytorch_parity.py for the PyTorch peer and the ratios (same machine, same threads)",
     }))

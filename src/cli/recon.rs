@@ -279,9 +279,10 @@ struct CompareTable {
 /// With `record`, each method's score is written into its model card's `metrics` (the shipped
 /// cards' figures come from exactly this command).
 #[allow(clippy::too_many_arguments)]
-pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, record: bool, as_json: bool) -> Result<()> {
+/// `methods`: each method's name and, for a model given by its file (`--model`), that file.
+pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_name: &str, options: ReconOptions, device: &str, record: bool, as_json: bool) -> Result<()> {
     if methods.is_empty() {
-        bail_invalid!("--methods needs at least one method name");
+        bail_invalid!("give at least one method (--methods A,B) or model (--model FILE)");
     }
     let device = parse_device(device)?;
     let grid = default_wavelengths();
@@ -306,8 +307,8 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
                 CompareData::Protocols { .. } => unreachable!(),
             };
             let mut scores = Vec::new();
-            for name in methods {
-                let method = load_method(name, None, &camera, &device)?;
+            for (name, model) in methods {
+                let method = load_method(name, model.as_deref(), &camera, &device)?;
                 scores.push((name.clone(), Ok(score(method.as_ref(), &cubes, &camera, options, &silent)?)));
             }
             tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores });
@@ -317,11 +318,11 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
                 let world = protocol.test_world();
                 let scenes = (0..*count as u64).map(|i| world::scene(world, world::TEST_SEED0 + i, *size)).collect::<Result<Vec<_>>>()?;
                 let mut scores = Vec::new();
-                for name in methods {
+                for (name, model) in methods {
                     let mut per_scene = Vec::new();
                     let mut refused = None;
                     for s in &scenes {
-                        match load_method(name, None, &s.camera, &device) {
+                        match load_method(name, model.as_deref(), &s.camera, &device) {
                             Ok(method) => per_scene.push(score(method.as_ref(), std::slice::from_ref(&s.cube), &s.camera, options, &silent)?),
                             Err(e) => {
                                 refused = Some(e.to_string());
@@ -344,6 +345,10 @@ pub fn compare(methods: &[String], data: CompareData, camera_name: &str, options
     if record {
         for table in &tables {
             for (name, s) in &table.scores {
+                // Models given by file are scored, not recorded: their card is not the named one.
+                if methods.iter().any(|(n, model)| n == name && model.is_some()) {
+                    continue;
+                }
                 let (Ok(s), Some(files)) = (s, crate::recon::registry::find_model(name)) else { continue };
                 let mut card = crate::recon::card::ModelCard::load(&files.card)?;
                 let entry = json!({ "data": table.description, "camera": table.camera, "options": options, "score": s, "command": std::env::args().skip(1).collect::<Vec<_>>().join(" ") });

@@ -18,6 +18,7 @@
 use super::{InitData, SpectralNet};
 use crate::nn::conv::{conv2d, conv2d_bias, Conv};
 use crate::nn::depthwise::depthwise_conv2d;
+use crate::nn::gelu::gelu_erf;
 use crate::nn::norm::{l2_normalize_last, layer_norm_channels, softmax_last, L2_NORM_EPS, LAYER_NORM_EPS};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -144,7 +145,7 @@ impl SpectralAttention {
         // (b, heads, d, d) · (b, heads, d, h·w) → (b, heads, d, h·w) → (b, heads·d, h, w)
         let mixed = attn.matmul(&v)?.reshape((b, inner, h, w))?;
         let out_c = self.proj.forward(&mixed)?;
-        let out_p = depthwise_conv2d(&depthwise_conv2d(&v_inp, &self.pos_emb[0])?.gelu_erf()?, &self.pos_emb[1])?;
+        let out_p = depthwise_conv2d(&gelu_erf(&depthwise_conv2d(&v_inp, &self.pos_emb[0])?)?, &self.pos_emb[1])?;
         out_c + out_p
     }
 }
@@ -177,8 +178,8 @@ impl FeedForward {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = layer_norm_channels(x, &self.norm.0, &self.norm.1, LAYER_NORM_EPS)?;
-        let y = conv2d(&y, &self.expand, 0, 1)?.gelu_erf()?;
-        let y = depthwise_conv2d(&y, &self.depthwise)?.gelu_erf()?;
+        let y = gelu_erf(&conv2d(&y, &self.expand, 0, 1)?)?;
+        let y = gelu_erf(&depthwise_conv2d(&y, &self.depthwise)?)?;
         conv2d(&y, &self.reduce, 0, 1)
     }
 }

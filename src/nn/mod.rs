@@ -16,6 +16,8 @@ pub mod conv_bn;
 pub mod cpu_op;
 pub mod depthwise;
 pub mod direct;
+pub mod gelu;
+pub mod layer_norm;
 pub mod layers;
 pub mod norm;
 pub mod pixel_scale;

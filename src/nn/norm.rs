@@ -1,6 +1,7 @@
-//! Normalisations a transformer trains through, written as compositions of candle ops whose
-//! gradients candle has and `tests/gradients.rs` checks: candle 0.11's fused `layer_norm` and
-//! `softmax_last_dim` have no backward at all.
+//! Normalisations a transformer trains through: layer norm over channels (a CPU op of its own,
+//! [`super::layer_norm`], and the same composed from candle ops elsewhere), L2 normalisation and
+//! softmax composed from candle ops whose gradients candle has and `tests/transformer_ops.rs`
+//! checks: candle 0.11's fused `layer_norm` and `softmax_last_dim` have no backward at all.
 
 use candle_core::{Result, Tensor, D};
 
@@ -13,6 +14,15 @@ pub const L2_NORM_EPS: f64 = 1e-12;
 /// `bias` (c): PyTorch's `nn.LayerNorm(c)` on the same tensor laid out (n, h, w, c), which is
 /// how MST++ applies it. The variance is the biased one, as PyTorch's.
 pub fn layer_norm_channels(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    match super::layer_norm::layer_norm_channels_cpu(x, weight, bias, eps)? {
+        Some(y) => Ok(y),
+        None => layer_norm_channels_composed(x, weight, bias, eps),
+    }
+}
+
+/// [`layer_norm_channels`] composed from candle ops (other devices, and the reference the CPU
+/// op is tested against).
+pub fn layer_norm_channels_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
     let c = x.dim(1)?;
     let centred = x.broadcast_sub(&x.mean_keepdim(1)?)?;
     let var = centred.sqr()?.mean_keepdim(1)?;
