@@ -29,23 +29,24 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 /// For each of the k×k taps (ti, tj), `dst[y][x] += weight[ti][tj] · src[y + ti − p][x + tj − p]`
 /// over every (y, x) whose source lies inside the h × w plane (p = k / 2). With `flip`, the
 /// adjoint: `dst[y + ti − p][x + tj − p] += weight[ti][tj] · src[y][x]`, which is the input
-/// gradient when `src` is the output gradient.
+/// gradient when `src` is the output gradient. Rows outermost, so a large plane is streamed
+/// once rather than once per tap.
 fn accumulate_taps<T: WithDType>(src: &[T], dst: &mut [T], weight: &[T], h: usize, w: usize, k: usize, flip: bool) {
     let p = k / 2;
-    for ti in 0..k {
-        for tj in 0..k {
-            let wt = weight[ti * k + tj];
-            // Output columns x whose source column x + tj − p is in 0..w.
-            let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
-            if x0 >= x1 {
+    for y in 0..h {
+        for ti in 0..k {
+            let sy = y + ti;
+            if sy < p || sy - p >= h {
                 continue;
             }
-            for y in 0..h {
-                let sy = y + ti;
-                if sy < p || sy - p >= h {
+            let sy = sy - p;
+            for tj in 0..k {
+                let wt = weight[ti * k + tj];
+                // Output columns x whose source column x + tj − p is in 0..w.
+                let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
+                if x0 >= x1 {
                     continue;
                 }
-                let sy = sy - p;
                 let (sx0, sx1) = (x0 + tj - p, x1 + tj - p);
                 if flip {
                     let (s, d) = (&src[y * w + x0..y * w + x1], &mut dst[sy * w + sx0..sy * w + sx1]);
@@ -77,36 +78,58 @@ fn per_plane<T: WithDType>(src: &[T], weight: &[T], (n, c, h, w): (usize, usize,
     out
 }
 
-/// dw[c][ti][tj] = Σ over images and pixels of dy[n, c][y][x] · x[n, c][y + ti − p][x + tj − p].
+/// dw[c][ti][tj] = Σ over images and pixels of dy[n, c][y][x] · x[n, c][y + ti − p][x + tj − p],
+/// rows outermost (each row pair is read once for all k×k taps), accumulated in f64.
 fn weight_grad<T: WithDType>(x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize), k: usize) -> Vec<T> {
     let (plane, p) = (h * w, k / 2);
     let mut out = vec![T::from_f64(0.0); c * k * k];
     let dst = SharedMut(out.as_mut_ptr());
     parallel_items(c, vec![(); threads()], |ch, _| {
-        // SAFETY: item ch alone writes channel ch's k × k taps.
-        let taps = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ch * k * k), k * k) };
+        let mut acc = vec![0.0f64; k * k];
         for img in 0..n {
             let base = (img * c + ch) * plane;
             let (xs, gs) = (&x[base..][..plane], &dy[base..][..plane]);
-            for ti in 0..k {
-                for tj in 0..k {
-                    let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
-                    let mut acc = 0.0f64;
-                    for y in 0..h {
-                        let sy = y + ti;
-                        if x0 >= x1 || sy < p || sy - p >= h {
+            for y in 0..h {
+                for ti in 0..k {
+                    let sy = y + ti;
+                    if sy < p || sy - p >= h {
+                        continue;
+                    }
+                    let sy = sy - p;
+                    for tj in 0..k {
+                        let (x0, x1) = (p.saturating_sub(tj), (w + p).saturating_sub(tj).min(w));
+                        if x0 >= x1 {
                             continue;
                         }
-                        let sy = sy - p;
                         let (g, s) = (&gs[y * w + x0..y * w + x1], &xs[sy * w + x0 + tj - p..sy * w + x1 + tj - p]);
-                        acc += g.iter().zip(s).map(|(&a, &b)| a * b).fold(T::from_f64(0.0), |u, v| u + v).to_f64();
+                        acc[ti * k + tj] += dot(g, s);
                     }
-                    taps[ti * k + tj] += T::from_f64(acc);
                 }
             }
         }
+        // SAFETY: item ch alone writes channel ch's k × k taps.
+        let taps = unsafe { std::slice::from_raw_parts_mut(dst.get().add(ch * k * k), k * k) };
+        for (t, a) in taps.iter_mut().zip(&acc) {
+            *t = T::from_f64(*a);
+        }
     });
     out
+}
+
+/// Σ a[i]·b[i] over 8 independent lanes (one running sum would be a dependency chain the
+/// compiler may not reorder), returned in f64.
+#[inline(always)]
+fn dot<T: WithDType>(a: &[T], b: &[T]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [T::from_f64(0.0); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| (x * y).to_f64()).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            lanes[l] += xa[l] * xb[l];
+        }
+    }
+    lanes.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
 
 fn dims(l: &Layout) -> Result<(usize, usize, usize, usize)> {
