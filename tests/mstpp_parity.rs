@@ -169,6 +169,14 @@ fn the_authors_predict_pipeline_min_max_and_self_ensemble_gives_pytorchs_results
 fn bad_checkpoints_are_refused_with_the_file_and_the_tensors_named() {
     let dir = tempfile::tempdir().unwrap();
     let camera = CameraResponse::builtin("canon").unwrap();
+    // Tensors of no known architecture, or of the right names and the wrong ranks: an error, no panic.
+    for (name, dims) in [("conv_in.weight", vec![4usize]), ("unet.inc.weight", vec![4, 3, 3, 3])] {
+        let mut odd = HashMap::new();
+        odd.insert(name.to_string(), Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu).unwrap());
+        odd.insert("conv_out.weight".to_string(), Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap());
+        let err = infer_architecture(&fixture("odd.pth"), &odd).unwrap_err().to_string();
+        assert!(err.contains("odd.pth") && err.contains("no architecture this program recognises"), "{err}");
+    }
     // Not a zip at all.
     let junk = dir.path().join("junk.pth");
     std::fs::write(&junk, b"not a checkpoint").unwrap();

@@ -61,11 +61,12 @@ pub fn card_for(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(Model
 /// The architecture and config of a checkpoint's tensors, from their names and shapes: MST++
 /// is recognised by `conv_in.weight`, `body.N.…` stages and `conv_out.weight`.
 pub fn infer_architecture(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(Architecture, serde_json::Value)> {
-    let dims = |key: &str| tensors.get(key).map(|t| t.dims().to_vec());
+    // Convolution weights are (out, in, kh, kw); anything else is not MST++.
+    let dims = |key: &str| tensors.get(key).map(|t| t.dims().to_vec()).filter(|d| d.len() == 4);
     let (Some(conv_in), Some(conv_out)) = (dims("conv_in.weight"), dims("conv_out.weight")) else {
         return Err(Error::format(
             path,
-            "no model card beside it, and its tensors are of no architecture this program recognises (MST++ has conv_in.weight, body.N.… and conv_out.weight): put NAME.json beside it",
+            "no model card beside it, and its tensors are of no architecture this program recognises (MST++ has 4-D conv_in.weight and conv_out.weight, and body.N.… stages): put NAME.json beside it",
         ));
     };
     let indices = |prefix: &str| -> BTreeSet<usize> {
