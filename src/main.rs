@@ -181,7 +181,7 @@ enum Command {
         /// none, mean or median of the 8 flips and transposes of the input (self-ensemble).
         #[arg(long, default_value = "none")]
         ensemble: String,
-        /// Clip the result to [0, 1].
+        /// Clip the result to [0, 1] (before --consistent, whose correction may then exceed 1).
         #[arg(long)]
         clip: bool,
         /// The RGB file is sRGB-encoded (linearise it).

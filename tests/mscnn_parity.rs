@@ -165,7 +165,7 @@ fn gradients_match_pytorch() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The camera-aware model (src/recon/nn/camera.rs) against the same twin: the camera matrices
+// The camera-aware model (src/models/camera.rs) against the same twin: the camera matrices
 // numpy computes from the spectral prior and two cameras, then forward and gradients.
 
 fn aware_config() -> MscnnConfig {

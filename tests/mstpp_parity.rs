@@ -141,6 +141,11 @@ fn the_checkpoint_reconstructs_through_the_registry_like_any_model() {
     let got = Tensor::from_vec(out.cube.data.iter().copied().collect::<Vec<f32>>(), (4, 16, 16), &Device::Cpu).unwrap();
     assert_eq!(out.cube.wavelengths, [400.0, 500.0, 600.0, 700.0]);
     assert!(max_rel(&got, &expected) < FORWARD_REL_TOL, "{}", max_rel(&got, &expected));
+    // Its attention uses every pixel's statistics, so it runs whole even when tiles are smaller.
+    let tiled = spectral_studio::recon::learned::NetReconstructor::load_pytorch(&path, &camera, &Device::Cpu).unwrap().with_tile(8);
+    let out = reconstruct(&tiled, &rgb, &camera, ReconOptions::default(), &JobContext::silent()).unwrap();
+    let got = Tensor::from_vec(out.cube.data.iter().copied().collect::<Vec<f32>>(), (4, 16, 16), &Device::Cpu).unwrap();
+    assert!(max_rel(&got, &expected) < FORWARD_REL_TOL, "tiled: {}", max_rel(&got, &expected));
 }
 
 #[test]

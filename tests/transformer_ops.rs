@@ -5,7 +5,8 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
-use spectral_studio::models::mstpp::{reflect_pad_to_multiple, Mstpp, MstppConfig};
+use spectral_studio::models::mstpp::{Mstpp, MstppConfig};
+use spectral_studio::nn::reflect_pad_to_multiple;
 use spectral_studio::models::SpectralNet;
 use spectral_studio::nn::depthwise::depthwise_conv2d;
 use spectral_studio::nn::gelu::gelu_erf;
@@ -89,6 +90,11 @@ fn layer_norm_l2_normalisation_softmax_and_gelu_have_correct_gradients() {
         ("candle's gelu (erf)", gradient_error(&(&x * 3.0).unwrap(), |x| weighted_sum(&x.gelu_erf()?, 16))),
         ("reflect pad", gradient_error(&random(&[1, 2, 5, 3], 17), |x| weighted_sum(&reflect_pad_to_multiple(x, 4)?, 18))),
     ];
+    // A row of zeros (a black patch through bias-free layers): a zero gradient, as PyTorch's, not NaN.
+    let zero = Var::from_tensor(&Tensor::zeros((2, 5), DType::F64, &Device::Cpu).unwrap()).unwrap();
+    let g = weighted_sum(&l2_normalize_last(zero.as_tensor(), L2_NORM_EPS).unwrap(), 19).unwrap().backward().unwrap();
+    let g = g.get(zero.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
     for (name, err) in checks {
         // GELU's derivative in candle uses 1/√(2π) to 6 digits: 4e-7 relative.
         assert!(err < 1e-6, "{name}: relative gradient error {err:e}");
@@ -154,7 +160,8 @@ fn mstpp_is_the_published_size_and_refuses_inconsistent_configs() {
     for name in ["conv_in.weight", "body.0.encoder_layers.0.0.blocks.0.0.to_q.weight", "body.2.encoder_layers.1.0.blocks.0.1.norm.weight", "body.1.bottleneck.blocks.0.1.fn.net.2.weight", "body.0.decoder_layers.0.0.bias", "body.0.decoder_layers.1.2.blocks.0.0.pos_emb.2.weight", "body.2.mapping.weight", "conv_out.weight"] {
         assert!(names.iter().any(|n| n == name), "no tensor {name}");
     }
-    for bad in [MstppConfig { out_channels: 5, ..tiny() }, MstppConfig { num_blocks: vec![1, 1], ..tiny() }] {
+    let huge = MstppConfig { levels: usize::MAX, num_blocks: vec![], ..tiny() };
+    for bad in [MstppConfig { out_channels: 5, ..tiny() }, MstppConfig { num_blocks: vec![1, 1], ..tiny() }, huge, MstppConfig { levels: 15, num_blocks: vec![1; 16], ..tiny() }, MstppConfig { num_blocks: vec![1, 1000, 1], ..tiny() }] {
         assert!(Mstpp::new(&bad, VarBuilder::zeros(DType::F32, &Device::Cpu)).is_err(), "{bad:?}");
     }
 }
@@ -216,7 +223,7 @@ fn the_up_sampling_equals_a_transposed_convolution() {
     let (w, b) = (vars["body.0.decoder_layers.0.0.weight"].as_tensor().clone(), vars["body.0.decoder_layers.0.0.bias"].as_tensor().clone());
     let x = random(&[2, 16, 3, 5], 40).to_dtype(DType::F32).unwrap();
     let reference = x.conv_transpose2d(&w, 0, 0, 2, 1).unwrap().broadcast_add(&b.reshape((1, 8, 1, 1)).unwrap()).unwrap();
-    let ours = spectral_studio::models::mstpp::up_sample(&x, &w, &b).unwrap();
+    let ours = spectral_studio::nn::layers::transposed_conv2x2(&x, &w, &b).unwrap();
     assert_eq!(ours.dims(), &[2, 8, 6, 10]);
     assert!(max_diff(&ours, &reference) < 1e-5, "{}", max_diff(&ours, &reference));
 }

@@ -60,9 +60,11 @@ impl ReconPanel {
     /// Re-read the model folders (after a training run, or when the user asks).
     pub fn refresh(&mut self) {
         self.methods = registry::list_methods();
+        // A checkpoint opened by the user replaces a method of the same name.
         for entry in &self.opened {
-            if !self.methods.iter().any(|m| m.name == entry.name) {
-                self.methods.push(entry.clone());
+            match self.methods.iter_mut().find(|m| m.name == entry.name) {
+                Some(m) => *m = entry.clone(),
+                None => self.methods.push(entry.clone()),
             }
         }
         let known: BTreeSet<String> = self.methods.iter().map(|m| m.name.clone()).collect();

@@ -46,7 +46,7 @@ fn trainable(path: &Path) -> Result<(ModelCard, VarMap, Box<dyn crate::models::S
         let varmap = VarMap::new();
         let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
         for (name, var) in varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            var.set(&tensors[name])?;
+            var.set(tensors.get(name).ok_or_else(|| Error::format(path, format!("no tensor '{name}'")))?)?;
         }
         return Ok((card, varmap, net));
     }

@@ -37,10 +37,9 @@ fn assumed_camera(given: Option<&str>, method: &str, model: Option<&Path>) -> Re
         return CameraResponse::parse(name);
     }
     let card = match model {
-        Some(p) => crate::recon::card::ModelFiles::resolve(p).ok(),
-        None => crate::recon::registry::find_model(method),
-    }
-    .and_then(|f| crate::recon::card::ModelCard::load(&f.card).ok());
+        Some(p) => crate::recon::registry::card_of(p),
+        None => crate::recon::registry::find_model(method).and_then(|f| crate::recon::card::ModelCard::load(&f.card).ok()),
+    };
     // A camera-aware model ("any") is told the Canon unless the user names the camera.
     let own = card.map(|c| c.camera).filter(|c| c != crate::recon::card::ANY_CAMERA);
     CameraResponse::parse(own.as_deref().unwrap_or("canon-eos-5d-mark-ii"))
@@ -181,6 +180,9 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     if method.is_network() {
         let mut model = method.default_config();
         if let Some(p) = a.dropout {
+            if model.get("dropout").is_none() {
+                bail_invalid!("--dropout does not apply to {}", method.name());
+            }
             if !(0.0..1.0).contains(&p) {
                 bail_invalid!("--dropout must be in [0, 1), got {p}");
             }

@@ -37,6 +37,12 @@ pub trait SpectralNet: Send + Sync {
     fn data_init(&self, data: &InitData) -> Result<Vec<(&'static str, ndarray::Array2<f32>)>>;
     /// Whether the tensor `name` is updated by training (false for priors fixed from the data).
     fn is_trainable(&self, name: &str) -> bool;
+    /// Whether the network must see the whole image at once (its output depends on statistics
+    /// of every pixel, as a spectral-wise attention's does): inference then runs untiled, and
+    /// its memory grows with the image.
+    fn whole_image(&self) -> bool {
+        false
+    }
 }
 
 /// What a model may derive its data-dependent initial values from.

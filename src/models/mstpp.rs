@@ -17,6 +17,8 @@
 
 use super::{InitData, SpectralNet};
 use crate::nn::conv::{conv2d, conv2d_bias, Conv};
+use crate::nn::layers::transposed_conv2x2;
+use crate::nn::reflect_pad_to_multiple;
 use crate::nn::depthwise::depthwise_conv2d;
 use crate::nn::gelu::gelu_erf;
 use crate::nn::norm::{l2_normalize_last, layer_norm_channels, softmax_last, L2_NORM_EPS, LAYER_NORM_EPS};
@@ -49,9 +51,32 @@ impl Default for MstppConfig {
 }
 
 impl MstppConfig {
+    /// Largest sizes accepted: far above the paper's (3 stages, 2 levels, 1 block, 31
+    /// features), and low enough that a mistyped card is an error, not an allocation of
+    /// terabytes.
+    const MAX_LEVELS: usize = 6;
+    const MAX_STAGES: usize = 16;
+    const MAX_BLOCKS: usize = 16;
+    const MAX_CHANNELS: usize = 1024;
+
     fn check(&self) -> Result<()> {
         if self.n_feat == 0 || self.in_channels == 0 || self.stage == 0 {
             candle_core::bail!("mstpp needs at least one input channel, feature and stage")
+        }
+        if self.levels > Self::MAX_LEVELS || self.stage > Self::MAX_STAGES || self.n_feat > Self::MAX_CHANNELS || self.in_channels > Self::MAX_CHANNELS {
+            candle_core::bail!(
+                "mstpp config out of range: levels {} (at most {}), stage {} (at most {}), n_feat {} and in_channels {} (at most {})",
+                self.levels,
+                Self::MAX_LEVELS,
+                self.stage,
+                Self::MAX_STAGES,
+                self.n_feat,
+                self.in_channels,
+                Self::MAX_CHANNELS
+            )
+        }
+        if self.num_blocks.iter().any(|&b| b > Self::MAX_BLOCKS) {
+            candle_core::bail!("mstpp: at most {} blocks per level, got {:?}", Self::MAX_BLOCKS, self.num_blocks)
         }
         if self.out_channels != self.n_feat {
             candle_core::bail!("mstpp adds conv_in's output to its result: out_channels ({}) must equal n_feat ({})", self.out_channels, self.n_feat)
@@ -231,19 +256,8 @@ impl UpSample {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        up_sample(x, &self.weight, &self.bias)
+        transposed_conv2x2(x, &self.weight, &self.bias)
     }
-}
-
-/// PyTorch's `ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)` of `x` (n, c_in, h, w)
-/// with `weight` (c_in, c_out, 2, 2) and `bias` (c_out) → (n, c_out, 2h, 2w).
-pub fn up_sample(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (c_in, c_out, _, _) = weight.dims4()?;
-    // (c_in, c_out, 2, 2) → (c_out, 2, 2, c_in) → (4·c_out, c_in, 1, 1): output channel
-    // o·4 + i·2 + j is what pixel_shuffle puts at offset (i, j) of channel o.
-    let w = weight.permute((1, 2, 3, 0))?.contiguous()?.reshape((c_out * 4, c_in, 1, 1))?;
-    let y = candle_nn::ops::pixel_shuffle(&conv2d(x, &w, 0, 1)?, 2)?;
-    y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)
 }
 
 /// One single-stage spectral-wise transformer (`MST`).
@@ -325,26 +339,6 @@ impl Mstpp {
     }
 }
 
-/// Reflect-pad (n, c, h, w) on the bottom and right to multiples of `m`, as PyTorch's
-/// `F.pad(x, [0, pw, 0, ph], mode='reflect')`: padded row h + i is row h − 2 − i.
-pub fn reflect_pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let mut x = x.clone();
-    for (axis, len) in [(2, h), (3, w)] {
-        let pad = (m - len % m) % m;
-        if pad == 0 {
-            continue;
-        }
-        if pad >= len {
-            candle_core::bail!("reflect padding of {pad} needs a side longer than {pad}, got {len}")
-        }
-        let index: Vec<u32> = (0..len).chain((0..pad).map(|i| len - 2 - i)).map(|i| i as u32).collect();
-        let index = Tensor::from_vec(index, len + pad, x.device())?;
-        x = x.index_select(&index, axis)?;
-    }
-    Ok(x)
-}
-
 impl SpectralNet for Mstpp {
     fn forward_t(&self, rgb: &Tensor, _camera: Option<&super::camera::CameraBatch>, _train: bool) -> Result<Tensor> {
         let (_, _, rows, cols) = rgb.dims4()?;
@@ -366,9 +360,14 @@ impl SpectralNet for Mstpp {
     }
 
     fn receptive_margin(&self) -> usize {
-        // The attention mixes channels over the whole tile, so no margin makes tiles exact;
-        // this covers the convolutions' reach (a few pixels per level, doubled per level).
+        // Unused while it runs whole-image; the convolutions' reach if it were tiled.
         64
+    }
+
+    fn whole_image(&self) -> bool {
+        // The attention mixes channels with statistics of every pixel: tiles would each get
+        // their own and show seams, and would not match the authors' whole-image prediction.
+        true
     }
 
     fn data_init(&self, _data: &InitData) -> crate::Result<Vec<(&'static str, ndarray::Array2<f32>)>> {

@@ -1,6 +1,6 @@
-//! Plumbing shared by the CPU custom ops (batch norm, max-pool, LeakyReLU): the contiguous
-//! slice behind a storage, and running a kernel written once for any float type on f32 or f64
-//! storages.
+//! Plumbing shared by the CPU custom ops (batch norm, max-pool, LeakyReLU, depthwise
+//! convolution, GELU, layer norm): the contiguous slice behind a storage, and running a kernel
+//! written once for any float type on f32 or f64 storages.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, WithDType};

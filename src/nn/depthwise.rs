@@ -79,7 +79,8 @@ fn per_plane<T: WithDType>(src: &[T], weight: &[T], (n, c, h, w): (usize, usize,
 }
 
 /// dw[c][ti][tj] = Σ over images and pixels of dy[n, c][y][x] · x[n, c][y + ti − p][x + tj − p],
-/// rows outermost (each row pair is read once for all k×k taps), accumulated in f64.
+/// rows outermost (each row pair is read once for all k×k taps); each row's products are summed
+/// in 8 lanes of `T`, the rows in f64.
 fn weight_grad<T: WithDType>(x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usize, usize), k: usize) -> Vec<T> {
     let (plane, p) = (h * w, k / 2);
     let mut out = vec![T::from_f64(0.0); c * k * k];

@@ -110,3 +110,14 @@ impl ModuleT for DoubleConv {
         self.second.forward_t(&x, train)
     }
 }
+
+/// PyTorch's `ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)` of `x` (n, c_in, h, w)
+/// with `weight` (c_in, c_out, 2, 2) and `bias` (c_out) → (n, c_out, 2h, 2w).
+pub fn transposed_conv2x2(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (c_in, c_out, _, _) = weight.dims4()?;
+    // (c_in, c_out, 2, 2) → (c_out, 2, 2, c_in) → (4·c_out, c_in, 1, 1): output channel
+    // o·4 + i·2 + j is what pixel_shuffle puts at offset (i, j) of channel o.
+    let w = weight.permute((1, 2, 3, 0))?.contiguous()?.reshape((c_out * 4, c_in, 1, 1))?;
+    let y = candle_nn::ops::pixel_shuffle(&super::conv::conv2d(x, &w, 0, 1)?, 2)?;
+    y.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)
+}

@@ -5,7 +5,7 @@
 //! builds the architectures from them).
 //!
 //! Every op a model trains through has its gradient tested against finite differences in
-//! `tests/gradients.rs`: candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
+//! `tests/gradients.rs` (the U-Nets' ops) and `tests/transformer_ops.rs` (MST++'s): candle 0.11's own `max_pool2d` backward is wrong (1/k² of the true
 //! gradient), so [`layers::max_pool2x2`] is an op of its own ([`pool`]), as are the
 //! convolution ([`conv`], [`direct`]) and training-mode batch norm ([`batchnorm`]).
 
@@ -40,4 +40,24 @@ pub fn pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
     } else {
         Ok(x)
     }
+}
+
+/// Reflect-pad (n, c, h, w) on the bottom and right to multiples of `m`, as PyTorch's
+/// `F.pad(x, [0, pw, 0, ph], mode='reflect')`: padded row h + i is row h − 2 − i.
+pub fn reflect_pad_to_multiple(x: &Tensor, m: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let mut x = x.clone();
+    for (axis, len) in [(2, h), (3, w)] {
+        let pad = (m - len % m) % m;
+        if pad == 0 {
+            continue;
+        }
+        if pad >= len {
+            candle_core::bail!("reflect padding of {pad} needs a side longer than {pad}, got {len}")
+        }
+        let index: Vec<u32> = (0..len).chain((0..pad).map(|i| len - 2 - i)).map(|i| i as u32).collect();
+        let index = Tensor::from_vec(index, len + pad, x.device())?;
+        x = x.index_select(&index, axis)?;
+    }
+    Ok(x)
 }

@@ -34,7 +34,9 @@ pub fn layer_norm_channels_composed(x: &Tensor, weight: &Tensor, bias: &Tensor, 
 /// `x` divided by the L2 norm of its last dimension, floored at `eps`: PyTorch's
 /// `F.normalize(x, p=2, dim=-1, eps)`.
 pub fn l2_normalize_last(x: &Tensor, eps: f64) -> Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(eps)?;
+    // max(√s, ε) as √max(s, ε²): the same value, and no 0/0 in the square root's gradient when
+    // a row is all zeros (a black patch through bias-free layers); PyTorch's gradient is 0 there.
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.maximum(eps * eps)?.sqrt()?;
     x.broadcast_div(&norm)
 }
 

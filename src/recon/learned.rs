@@ -1,6 +1,8 @@
 //! Learned reconstruction: a [`SpectralNet`] run in overlapping tiles so memory stays bounded
-//! whatever the image size. Weights are memory-mapped read-only and the forward pass runs in
-//! evaluation mode on plain tensors, so no autograd graph is kept.
+//! whatever the image size (or whole, for a network whose output depends on every pixel, see
+//! [`SpectralNet::whole_image`]). Weights from a model file are memory-mapped read-only (a
+//! PyTorch checkpoint is read into memory) and the forward pass runs in evaluation mode on plain
+//! tensors, so no autograd graph is kept.
 
 use super::card::{ModelCard, ModelFiles};
 use crate::models::camera::CameraBatch;
@@ -168,7 +170,7 @@ pub fn run_tiled(net: &dyn SpectralNet, rgb: &RgbImage, camera: Option<&CameraBa
     let (rows, cols) = (rgb.rows(), rgb.cols());
     let align = net.size_multiple();
     let margin = net.receptive_margin().div_ceil(align) * align;
-    let tile = tile.max(2 * margin + align);
+    let tile = if net.whole_image() { rows.max(cols) } else { tile.max(2 * margin + align) };
     let (row_spans, col_spans) = (spans(rows, tile, margin, align), spans(cols, tile, margin, align));
     let total = row_spans.len() * col_spans.len();
     let mut out = Array3::<f32>::zeros((bands, rows, cols));

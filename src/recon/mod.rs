@@ -46,7 +46,7 @@ pub struct ReconOptions {
     /// Run on the 8 flips and transposes of the input and combine the results.
     #[serde(default)]
     pub ensemble: Ensemble,
-    /// Clip the result to [0, 1].
+    /// Clip the result to [0, 1] (before `consistent`, whose correction may then exceed 1).
     #[serde(default)]
     pub clip: bool,
 }
@@ -104,11 +104,9 @@ fn dihedral(a: &Array3<f32>, t: usize, reverse: bool) -> Array3<f32> {
     let flip_cols = |a: Array3<f32>| if t & 1 != 0 { a.slice(s![.., .., ..;-1]).to_owned() } else { a };
     let flip_rows = |a: Array3<f32>| if t & 2 != 0 { a.slice(s![.., ..;-1, ..]).to_owned() } else { a };
     let transpose = |a: Array3<f32>| if t & 4 != 0 { a.permuted_axes([0, 2, 1]).as_standard_layout().to_owned() } else { a };
-    if reverse {
-        flip_cols(flip_rows(transpose(a.clone())))
-    } else {
-        transpose(flip_rows(flip_cols(a.clone())))
-    }
+    let out = if reverse { flip_cols(flip_rows(transpose(a.clone()))) } else { transpose(flip_rows(flip_cols(a.clone()))) };
+    // A reversed view copies into an array with negative strides: lay it out in order.
+    out.as_standard_layout().into_owned()
 }
 
 /// `method` on `rgb`, or on its 8 flips and transposes combined as `ensemble` says.
@@ -131,10 +129,11 @@ fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, 
             out.mapv_inplace(|v| v / outputs.len() as f32);
         }
         Ensemble::Median => {
-            let flat: Vec<Vec<f32>> = outputs.iter().map(|o| o.iter().copied().collect()).collect();
+            // Every member is in standard layout (turned back with owned copies).
+            let members = outputs.iter().map(|o| o.as_slice().ok_or_else(|| crate::Error::invalid("ensemble member not contiguous"))).collect::<Result<Vec<&[f32]>>>()?;
             let mut values = [0.0f32; 8];
             for (i, v) in out.iter_mut().enumerate() {
-                for (slot, o) in values.iter_mut().zip(&flat) {
+                for (slot, o) in values.iter_mut().zip(&members) {
                     *slot = o[i];
                 }
                 values.sort_by(|a, b| a.total_cmp(b));

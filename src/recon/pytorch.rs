@@ -22,16 +22,25 @@ pub fn is_checkpoint(path: &Path) -> bool {
     matches!(crate::io::extension(path).as_str(), "pth" | "pt")
 }
 
+/// `read()` with a panic inside candle's pickle reader (it indexes into tuples read from the
+/// file, so a malformed file can panic it) turned into an error naming the file.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|panic| {
+        let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        Error::format(path, format!("malformed PyTorch checkpoint: the pickle reader failed ({why})"))
+    })
+}
+
 /// Every tensor of the checkpoint's state_dict, in f32 on the CPU, DataParallel's prefix removed.
 pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     if !path.is_file() {
         return Err(Error::format(path, "PyTorch checkpoint not found"));
     }
-    let not_a_checkpoint = |e: candle_core::Error| Error::format(path, format!("not a PyTorch checkpoint (torch.save zip file): {e}"));
+    let not_a_checkpoint = |e: String| Error::format(path, format!("not a PyTorch checkpoint (torch.save zip file): {e}"));
     // A dict with a `state_dict` entry, else the file's object is the state_dict itself.
-    let pth = match candle_core::pickle::PthTensors::new(path, Some("state_dict")) {
+    let pth = match guarded(path, || candle_core::pickle::PthTensors::new(path, Some("state_dict")))? {
         Ok(pth) if !pth.tensor_infos().is_empty() => pth,
-        _ => candle_core::pickle::PthTensors::new(path, None).map_err(not_a_checkpoint)?,
+        _ => guarded(path, || candle_core::pickle::PthTensors::new(path, None))?.map_err(|e| not_a_checkpoint(e.to_string()))?,
     };
     if pth.tensor_infos().is_empty() {
         return Err(Error::format(path, "no tensors found: expected a state_dict, or a dict holding one under 'state_dict'"));
@@ -40,7 +49,9 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     let strip = names.iter().all(|n| n.starts_with(PARALLEL_PREFIX));
     let mut out = HashMap::with_capacity(names.len());
     for name in names {
-        let tensor = pth.get(&name).map_err(|e| Error::format(path, format!("cannot read tensor '{name}': {e}")))?.ok_or_else(|| Error::format(path, format!("tensor '{name}' vanished while reading")))?;
+        let tensor = guarded(path, || pth.get(&name))?
+            .map_err(|e| Error::format(path, format!("cannot read tensor '{name}': {e}")))?
+            .ok_or_else(|| Error::format(path, format!("tensor '{name}' vanished while reading")))?;
         let tensor = tensor.to_dtype(DType::F32)?.contiguous()?;
         let key = if strip { name[PARALLEL_PREFIX.len()..].to_string() } else { name };
         out.insert(key, tensor);
@@ -63,7 +74,8 @@ pub fn card_for(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(Model
 pub fn infer_architecture(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(Architecture, serde_json::Value)> {
     // Convolution weights are (out, in, kh, kw); anything else is not MST++.
     let dims = |key: &str| tensors.get(key).map(|t| t.dims().to_vec()).filter(|d| d.len() == 4);
-    let (Some(conv_in), Some(conv_out)) = (dims("conv_in.weight"), dims("conv_out.weight")) else {
+    let has_stages = tensors.keys().any(|k| k.starts_with("body.0."));
+    let (Some(conv_in), Some(conv_out), true) = (dims("conv_in.weight"), dims("conv_out.weight"), has_stages) else {
         return Err(Error::format(
             path,
             "no model card beside it, and its tensors are of no architecture this program recognises (MST++ has 4-D conv_in.weight and conv_out.weight, and body.N.… stages): put NAME.json beside it",

@@ -71,9 +71,10 @@ pub fn list_methods() -> Vec<MethodEntry> {
     out.push(MethodEntry { name: SPLINE.into(), kind: Kind::Classical.name(), description: SPLINE_DESCRIPTION.into(), model: None, camera: None });
     for arch in Architecture::ALL {
         let info = arch.info();
-        let files = find_model(info.name);
-        let camera = files.as_ref().and_then(|f| ModelCard::load(&f.card).ok()).map(|c| c.camera);
-        out.push(MethodEntry { name: info.name.into(), kind: info.kind.name(), description: info.description.into(), model: files.map(|f| f.weights), camera });
+        // Its model: weights beside a card, else a PyTorch checkpoint of that name.
+        let model = find_model(info.name).map(|f| f.weights).or_else(|| find_checkpoint(info.name));
+        let camera = model.as_deref().and_then(card_of).map(|c| c.camera);
+        out.push(MethodEntry { name: info.name.into(), kind: info.kind.name(), description: info.description.into(), model, camera });
     }
     for dir in model_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -112,11 +113,20 @@ pub fn find_checkpoint(name: &str) -> Option<PathBuf> {
     model_dirs().iter().flat_map(|d| ["pth", "pt"].map(|ext| d.join(format!("{name}.{ext}")))).find(|p| p.is_file())
 }
 
+/// The card of the model file `path`: `NAME.json` beside weights or beside a PyTorch checkpoint
+/// (None when there is none or it does not read; a checkpoint without one gets an inferred card
+/// when it loads).
+pub fn card_of(path: &Path) -> Option<ModelCard> {
+    let card = if super::pytorch::is_checkpoint(path) { path.with_extension("json") } else { ModelFiles::resolve(path).ok()?.card };
+    ModelCard::load(&card).ok()
+}
+
 /// A PyTorch checkpoint as a method entry, named after its file. Nothing is read: loading it
 /// checks it ([`load_method`]).
 pub fn checkpoint_entry(path: &Path) -> MethodEntry {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("checkpoint").to_string();
-    MethodEntry { name, kind: Kind::Learned.name(), description: format!("PyTorch checkpoint {}", path.display()), model: Some(path.to_path_buf()), camera: None }
+    let camera = card_of(path).map(|c| c.camera);
+    MethodEntry { name, kind: Kind::Learned.name(), description: format!("PyTorch checkpoint {}", path.display()), model: Some(path.to_path_buf()), camera }
 }
 
 /// Why method `entry` cannot reconstruct pictures from `camera`, or None when it can: a network
@@ -124,8 +134,7 @@ pub fn checkpoint_entry(path: &Path) -> MethodEntry {
 /// `pca` and `spline` can). Reads the model's card (and a `linear` model's small weights).
 pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<String> {
     let weights = entry.model.as_ref()?;
-    let files = ModelFiles::resolve(weights).ok()?;
-    let card = ModelCard::load(&files.card).ok()?;
+    let card = card_of(weights)?;
     if card.fits_camera(camera).unwrap_or(false) {
         return None;
     }
@@ -133,7 +142,7 @@ pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<St
         Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
         // `linear` refits itself from its spectral moment, which models from before it was
         // kept lack.
-        Architecture::Linear => LinearMapReconstructor::linear(&files, camera).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
+        Architecture::Linear => ModelFiles::resolve(weights).and_then(|files| LinearMapReconstructor::linear(&files, camera)).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
         Architecture::Pca => None,
     }
 }
