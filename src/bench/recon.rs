@@ -98,7 +98,42 @@ pub fn parity_timings(model: &Path, repeats: usize) -> Result<Value> {
         "forward_median_ms": median(&forward_ms),
         "train_step_median_ms": median(&train_step_ms),
         "ops": op_timings(repeats)?,
+        "transformer_ops": transformer_op_timings(repeats)?,
     }))
+}
+
+/// How far MST++'s own kernels run from this CPU's peak: a large f32 matrix product (candle's
+/// GEMM, the fastest code this process runs) gives the measured peak in GFLOP/s, and the
+/// depthwise 3×3 convolution and the spectral attention's two products (K·Qᵀ and A·V, 31 × 31
+/// per head) are timed on MST++'s shapes, each with its GFLOP/s and its fraction of that peak.
+pub fn transformer_op_timings(repeats: usize) -> Result<Value> {
+    let device = Device::Cpu;
+    let gflops = |flops: f64, ms: f64| flops / (ms * 1e6);
+    let n = 1024;
+    let (a, b) = (Tensor::rand(-1f32, 1f32, (n, n), &device)?, Tensor::rand(-1f32, 1f32, (n, n), &device)?);
+    let peak_ms = median(&runs_ms(repeats, || Ok(a.matmul(&b)?))?);
+    let peak = gflops(2.0 * (n * n * n) as f64, peak_ms);
+    let entry = |flops: f64, ms: f64| json!({"median_ms": ms, "gflops": gflops(flops, ms), "fraction_of_peak": gflops(flops, ms) / peak});
+    let mut out = serde_json::Map::new();
+    out.insert("peak_gemm_1024".into(), json!({"median_ms": peak_ms, "gflops": peak}));
+    // Depthwise 3×3: the feed-forward's at the top level of a 482 × 512 forward (124 channels),
+    // and a training batch's (8 × 124 × 64 × 64).
+    for (name, (bn, c, h, w)) in [("depthwise_1x124x482x512", (1, 124, ROWS, COLS)), ("depthwise_8x124x64x64", (8, 124, 64, 64))] {
+        let x = Tensor::rand(-1f32, 1f32, (bn, c, h, w), &device)?;
+        let k = (Tensor::rand(-1f32, 1f32, (c, 1, 3, 3), &device)? * 0.1)?;
+        let ms = median(&runs_ms(repeats, || Ok(crate::nn::depthwise::depthwise_conv2d(&x, &k)?))?);
+        out.insert(name.into(), entry(2.0 * 9.0 * (bn * c * h * w) as f64, ms));
+    }
+    // The attention's products for one head of 31 channels over a 482 × 512 image.
+    let (d, hw) = (31, ROWS * COLS);
+    let (q, k, v) = (Tensor::rand(-1f32, 1f32, (1, 1, d, hw), &device)?, Tensor::rand(-1f32, 1f32, (1, 1, d, hw), &device)?, Tensor::rand(-1f32, 1f32, (1, 1, d, hw), &device)?);
+    let qt = q.transpose(2, 3)?.contiguous()?;
+    let ms = median(&runs_ms(repeats, || {
+        let attn = crate::nn::norm::softmax_last(&k.matmul(&qt)?)?;
+        Ok(attn.matmul(&v)?)
+    })?);
+    out.insert("attention_1head_31x482x512".into(), entry(2.0 * 2.0 * (d * d * hw) as f64, ms));
+    Ok(Value::Object(out))
 }
 
 /// The single ops of the speed issue on 8×32×64×64 with 32→32 3×3 kernels (padding 1): the
