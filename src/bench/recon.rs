@@ -40,9 +40,7 @@ fn status_mib(field: &str) -> Option<f64> {
 /// with its weights in a VarMap, ready to train.
 fn trainable(path: &Path) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
     if crate::recon::pytorch::is_checkpoint(path) {
-        let tensors = crate::recon::pytorch::read_state_dict(path)?;
-        let (card, _) = crate::recon::pytorch::card_for(path, &tensors)?;
-        crate::recon::pytorch::check_against(path, &card, &tensors)?;
+        let (card, tensors) = crate::recon::pytorch::load_checked(path)?;
         let varmap = VarMap::new();
         let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
         for (name, var) in varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {

@@ -52,12 +52,7 @@ impl NetReconstructor {
     /// is `NAME.json` beside it or inferred from its tensors, and every tensor the architecture
     /// needs must be there by name and shape.
     pub fn load_pytorch(path: &std::path::Path, camera: &CameraResponse, device: &Device) -> Result<Self> {
-        let tensors = super::pytorch::read_state_dict(path)?;
-        let (card, _) = super::pytorch::card_for(path, &tensors)?;
-        if !card.architecture.is_network() {
-            return Err(Error::format(path, format!("a '{}' model is fitted in closed form; only networks load from PyTorch checkpoints", card.architecture.name())));
-        }
-        super::pytorch::check_against(path, &card, &tensors)?;
+        let (card, tensors) = super::pytorch::load_checked(path)?;
         let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_device(device)?))).collect::<Result<std::collections::HashMap<_, _>>>()?;
         let net = build_net(&card, VarBuilder::from_tensors(tensors, DType::F32, device))?;
         let camera = camera_batch(&card, net.as_ref(), camera, device).map_err(|e| match e {

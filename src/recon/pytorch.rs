@@ -59,14 +59,26 @@ pub fn read_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-/// The checkpoint's card: `NAME.json` beside it, else one inferred from its tensors (then
-/// `inferred` is true and the card's notes say what is unknown).
-pub fn card_for(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(ModelCard, bool)> {
+/// The checkpoint's card: `NAME.json` beside it, else one inferred from its tensors (whose
+/// notes say what is unknown).
+pub fn card_for(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<ModelCard> {
     let beside = path.with_extension("json");
     if beside.is_file() {
-        return Ok((ModelCard::load(&beside)?, false));
+        return ModelCard::load(&beside);
     }
-    Ok((infer_card(path, tensors)?, true))
+    infer_card(path, tensors)
+}
+
+/// A checkpoint ready to build: its card ([`card_for`]) and its tensors (f32, on the CPU), every
+/// tensor the card's network needs there by name and shape ([`check_against`]).
+pub fn load_checked(path: &Path) -> Result<(ModelCard, HashMap<String, Tensor>)> {
+    let tensors = read_state_dict(path)?;
+    let card = card_for(path, &tensors)?;
+    if !card.architecture.is_network() {
+        return Err(Error::format(path, format!("a '{}' model is fitted in closed form; only networks load from PyTorch checkpoints", card.architecture.name())));
+    }
+    check_against(path, &card, &tensors)?;
+    Ok((card, tensors))
 }
 
 /// The architecture and config of a checkpoint's tensors, from their names and shapes: MST++
