@@ -7,9 +7,8 @@
 //! Layout NCHW, weights (c, 1, k, k), k odd. f32 and f64 on the CPU; other devices use candle's
 //! grouped `conv2d` (the same math, slower).
 
-use super::cpu_op::slice;
+use super::cpu_op::{run2, FloatKernel2};
 use super::threads::{parallel_items, threads, SharedMut};
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// Depthwise "same" convolution of `x` (n, c, h, w) with `w` (c, 1, k, k).
@@ -20,7 +19,7 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         candle_core::bail!("depthwise convolution: weights {:?} do not fit {c} channels (expected ({c}, 1, k, k), k odd)", w.dims())
     }
     if matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) {
-        x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise)
+        x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise { k, adjoint: false })
     } else {
         x.conv2d(w, k / 2, 1, 1, c)
     }
@@ -133,52 +132,38 @@ fn dot<T: WithDType>(a: &[T], b: &[T]) -> f64 {
     lanes.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
 
-fn dims(l: &Layout) -> Result<(usize, usize, usize, usize)> {
-    l.shape().dims4()
+/// (x, w) → y, or with `adjoint`, (dy, w) → dx: each plane through its channel's k × k filter.
+struct Depthwise {
+    k: usize,
+    adjoint: bool,
 }
 
-/// (x, w) → y.
-struct Depthwise;
+impl FloatKernel2 for Depthwise {
+    const NAME: &'static str = "depthwise op";
+
+    fn run<T: WithDType>(&self, a: &[T], w: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
+        per_plane(a, w, dims, self.k, self.adjoint)
+    }
+}
 
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
-        "depthwise-conv2d"
+        if self.adjoint {
+            "depthwise-conv2d-input-grad"
+        } else {
+            "depthwise-conv2d"
+        }
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (d, k) = (dims(l1)?, l2.shape().dims4()?.2);
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(per_plane(slice::<f32>(s1, l1, "depthwise op")?, slice(s2, l2, "depthwise op")?, d, k, false)),
-            DType::F64 => CpuStorage::F64(per_plane(slice::<f64>(s1, l1, "depthwise op")?, slice(s2, l2, "depthwise op")?, d, k, false)),
-            other => candle_core::bail!("depthwise op: unsupported dtype {other:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+        Ok((run2(self, s1, l1, s2, l2)?, l1.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &DepthwiseInputGrad)?;
-        let dw = x.apply_op2_no_bwd(&grad, &DepthwiseWeightGrad { k: w.dim(2)? })?;
+        let dx = grad.apply_op2_no_bwd(w, &Depthwise { k: self.k, adjoint: true })?;
+        let dw = x.apply_op2_no_bwd(&grad, &DepthwiseWeightGrad { k: self.k })?;
         Ok((Some(dx), Some(dw)))
-    }
-}
-
-/// (dy, w) → dx.
-struct DepthwiseInputGrad;
-
-impl CustomOp2 for DepthwiseInputGrad {
-    fn name(&self) -> &'static str {
-        "depthwise-conv2d-input-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (d, k) = (dims(l1)?, l2.shape().dims4()?.2);
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(per_plane(slice::<f32>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, k, true)),
-            DType::F64 => CpuStorage::F64(per_plane(slice::<f64>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, k, true)),
-            other => candle_core::bail!("depthwise gradient: unsupported dtype {other:?}"),
-        };
-        Ok((out, l1.shape().clone()))
     }
 }
 
@@ -187,18 +172,21 @@ struct DepthwiseWeightGrad {
     k: usize,
 }
 
+impl FloatKernel2 for DepthwiseWeightGrad {
+    const NAME: &'static str = "depthwise gradient";
+
+    fn run<T: WithDType>(&self, x: &[T], dy: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
+        weight_grad(x, dy, dims, self.k)
+    }
+}
+
 impl CustomOp2 for DepthwiseWeightGrad {
     fn name(&self) -> &'static str {
         "depthwise-conv2d-weight-grad"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let d = dims(l1)?;
-        let out = match s1.dtype() {
-            DType::F32 => CpuStorage::F32(weight_grad(slice::<f32>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, self.k)),
-            DType::F64 => CpuStorage::F64(weight_grad(slice::<f64>(s1, l1, "depthwise gradient")?, slice(s2, l2, "depthwise gradient")?, d, self.k)),
-            other => candle_core::bail!("depthwise gradient: unsupported dtype {other:?}"),
-        };
-        Ok((out, Shape::from((d.1, 1, self.k, self.k))))
+        let c = l1.shape().dims4()?.1;
+        Ok((run2(self, s1, l1, s2, l2)?, Shape::from((c, 1, self.k, self.k))))
     }
 }
