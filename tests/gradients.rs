@@ -22,49 +22,9 @@ use spectral_studio::nn::pad_to_multiple;
 use spectral_studio::spectral::camera::CameraResponse;
 use spectral_studio::train::{loss_fn, Loss};
 
-const EPS: f64 = 1e-6;
+mod finite_diff;
 
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    // A small LCG: deterministic values in (-1, 1) without depending on candle's RNG.
-    let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f64> = (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
-
-/// Largest |autograd − finite difference| over the elements of `x`, relative to the largest
-/// finite-difference gradient (floored at 1).
-fn gradient_error(x: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> f64 {
-    let var = Var::from_tensor(x).unwrap();
-    let loss = f(var.as_tensor()).unwrap();
-    let grads = loss.backward().unwrap();
-    let analytic: Vec<f64> = grads.get(var.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1().unwrap();
-    let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
-    let mut worst = 0.0f64;
-    let mut scale = 1.0f64;
-    for i in 0..base.len() {
-        let eval = |delta: f64| {
-            let mut v = base.clone();
-            v[i] += delta;
-            let t = Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap();
-            f(&t).unwrap().to_scalar::<f64>().unwrap()
-        };
-        let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
-        scale = scale.max(numeric.abs());
-        worst = worst.max((numeric - analytic[i]).abs());
-    }
-    worst / scale
-}
-
-/// Σ f(x) · r: a scalar whose gradient is every output's gradient weighted differently.
-fn weighted_sum(y: &Tensor, seed: u64) -> candle_core::Result<Tensor> {
-    (y * random(y.dims(), seed).to_dtype(y.dtype())?)?.sum_all()
-}
+use finite_diff::{gradient_error, random, variable_gradient_error, weighted_sum, EPS};
 
 #[test]
 fn conv_op_gradients_match_finite_differences() {
@@ -360,7 +320,6 @@ fn whole_models_have_correct_gradients() {
         "cb.head.bias",
     ] {
         let var = vars.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
-        let original = var.as_tensor().copy().unwrap();
         let (net, x): (&dyn SpectralNet, &Tensor) = match key.split('.').next().unwrap() {
             "m" => (&mscnn, &signed),
             "b" => (&basis, &signed),
@@ -370,27 +329,8 @@ fn whole_models_have_correct_gradients() {
             _ => (&residual, &signed),
         };
         let c = net.camera_prior().map(|_| &cam);
-        // Differentiate through the variable by setting it to each perturbed value.
-        let analytic = {
-            let loss = weighted_sum(&net.forward_t(&x, c, true).unwrap(), 29).unwrap();
-            loss.backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
-        };
-        let base: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
-        let mut worst = 0.0f64;
-        let mut scale = 1.0f64;
-        for i in (0..base.len()).step_by((base.len() / 6).max(1)) {
-            let eval = |delta: f64| {
-                let mut v = base.clone();
-                v[i] += delta;
-                var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap()).unwrap();
-                weighted_sum(&net.forward_t(&x, c, true).unwrap(), 29).unwrap().to_scalar::<f64>().unwrap()
-            };
-            let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
-            scale = scale.max(numeric.abs());
-            worst = worst.max((numeric - analytic[i]).abs());
-        }
-        var.set(&original).unwrap();
-        assert!(worst / scale < 1e-5, "{key}: relative gradient error {:e}", worst / scale);
+        let err = variable_gradient_error(var, 6, || weighted_sum(&net.forward_t(x, c, true).unwrap(), 29).unwrap());
+        assert!(err < 1e-5, "{key}: relative gradient error {err:e}");
     }
 }
 

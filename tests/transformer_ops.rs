@@ -12,43 +12,9 @@ use spectral_studio::nn::depthwise::depthwise_conv2d;
 use spectral_studio::nn::gelu::gelu_erf;
 use spectral_studio::nn::norm::{l2_normalize_last, layer_norm_channels, layer_norm_channels_composed, softmax_last, L2_NORM_EPS, LAYER_NORM_EPS};
 
-const EPS: f64 = 1e-6;
+mod finite_diff;
 
-fn random(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f64> = (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-}
-
-fn weighted_sum(y: &Tensor, seed: u64) -> candle_core::Result<Tensor> {
-    (y * random(y.dims(), seed).to_dtype(y.dtype())?)?.sum_all()
-}
-
-/// Largest |autograd − finite difference| over `x`'s elements, relative to the largest
-/// finite-difference gradient (floored at 1).
-fn gradient_error(x: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> f64 {
-    let var = Var::from_tensor(x).unwrap();
-    let analytic: Vec<f64> = f(var.as_tensor()).unwrap().backward().unwrap().get(var.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1().unwrap();
-    let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
-    let (mut worst, mut scale) = (0.0f64, 1.0f64);
-    for i in 0..base.len() {
-        let eval = |delta: f64| {
-            let mut v = base.clone();
-            v[i] += delta;
-            f(&Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap()
-        };
-        let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
-        scale = scale.max(numeric.abs());
-        worst = worst.max((numeric - analytic[i]).abs());
-    }
-    worst / scale
-}
+use finite_diff::{gradient_error, random, variable_gradient_error, weighted_sum};
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     a.to_dtype(DType::F64).unwrap().sub(&b.to_dtype(DType::F64).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
@@ -191,24 +157,8 @@ fn mstpp_has_correct_gradients_and_keeps_odd_image_sizes() {
         "conv_out.weight",
     ] {
         let var = vars.get(key).unwrap_or_else(|| panic!("no tensor {key}"));
-        let original = var.as_tensor().copy().unwrap();
-        let loss = |net: &Mstpp| weighted_sum(&net.forward_t(&x, None, true).unwrap(), 33).unwrap();
-        let analytic = loss(&net).backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let base: Vec<f64> = original.flatten_all().unwrap().to_vec1().unwrap();
-        let (mut worst, mut scale) = (0.0f64, 1.0f64);
-        for i in (0..base.len()).step_by((base.len() / 5).max(1)) {
-            let eval = |delta: f64| {
-                let mut v = base.clone();
-                v[i] += delta;
-                var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).unwrap()).unwrap();
-                loss(&net).to_scalar::<f64>().unwrap()
-            };
-            let numeric = (eval(EPS) - eval(-EPS)) / (2.0 * EPS);
-            scale = scale.max(numeric.abs());
-            worst = worst.max((numeric - analytic[i]).abs());
-        }
-        var.set(&original).unwrap();
-        assert!(worst / scale < 1e-6, "{key}: relative gradient error {:e}", worst / scale);
+        let err = variable_gradient_error(var, 5, || weighted_sum(&net.forward_t(&x, None, true).unwrap(), 33).unwrap());
+        assert!(err < 1e-6, "{key}: relative gradient error {err:e}");
     }
 }
 
