@@ -203,7 +203,7 @@ enum Command {
     },
     /// Train a learned method, or fit a closed-form one (linear, pca).
     Train {
-        /// mscnn, basisnet, linear or pca.
+        /// mscnn, basisnet, mstpp, linear or pca.
         #[arg(long)]
         method: String,
         /// A folder of cubes (any supported format) to train on.
@@ -246,6 +246,9 @@ enum Command {
         /// Basis spectra of basisnet.
         #[arg(long)]
         basis: Option<usize>,
+        /// Transformer stages in sequence of mstpp (the paper's 3).
+        #[arg(long)]
+        stages: Option<usize>,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -384,10 +387,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

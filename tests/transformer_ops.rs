@@ -126,6 +126,23 @@ fn mstpp_is_the_published_size_and_refuses_inconsistent_configs() {
     for name in ["conv_in.weight", "body.0.encoder_layers.0.0.blocks.0.0.to_q.weight", "body.2.encoder_layers.1.0.blocks.0.1.norm.weight", "body.1.bottleneck.blocks.0.1.fn.net.2.weight", "body.0.decoder_layers.0.0.bias", "body.0.decoder_layers.1.2.blocks.0.0.pos_emb.2.weight", "body.2.mapping.weight", "conv_out.weight"] {
         assert!(names.iter().any(|n| n == name), "no tensor {name}");
     }
+    // Trained from scratch it starts where the authors' code does: convolutions as PyTorch's
+    // default (uniform in ±1/√fan-in, so σ = bound/√3), linear maps normal with σ 0.02.
+    let data = vm.data().lock().unwrap();
+    let stats = |name: &str| {
+        let v: Vec<f32> = data[name].as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        let max = v.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+        let std = (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        (max, std)
+    };
+    for (name, fan_in) in [("conv_in.weight", 27.0), ("body.0.embedding.weight", 279.0), ("body.1.encoder_layers.0.1.weight", 496.0), ("body.0.bottleneck.blocks.0.1.fn.net.2.weight", 9.0), ("body.2.bottleneck.blocks.0.1.fn.net.4.weight", 496.0)] {
+        let (max, std) = stats(name);
+        let bound = 1.0 / f64::sqrt(fan_in);
+        assert!(max <= bound && (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.25, "{name}: max {max}, σ {std}, bound {bound}");
+    }
+    let (_, std) = stats("body.0.encoder_layers.0.0.blocks.0.0.to_q.weight");
+    assert!((std / 0.02 - 1.0).abs() < 0.2, "to_q σ {std}");
+    drop(data);
     let huge = MstppConfig { levels: usize::MAX, num_blocks: vec![], ..tiny() };
     for bad in [MstppConfig { out_channels: 5, ..tiny() }, MstppConfig { num_blocks: vec![1, 1], ..tiny() }, huge, MstppConfig { levels: 15, num_blocks: vec![1; 16], ..tiny() }, MstppConfig { num_blocks: vec![1, 1000, 1], ..tiny() }] {
         assert!(Mstpp::new(&bad, VarBuilder::zeros(DType::F32, &Device::Cpu)).is_err(), "{bad:?}");

@@ -137,6 +137,7 @@ pub struct TrainArgs {
     pub width: Option<usize>,
     pub depth: Option<usize>,
     pub basis: Option<usize>,
+    pub stages: Option<usize>,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -188,10 +189,10 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
             }
             model["dropout"] = json!(p);
         }
-        for (key, value) in [("width", a.width), ("depth", a.depth), ("basis", a.basis)] {
+        for (flag, key, value) in [("width", "width", a.width), ("depth", "depth", a.depth), ("basis", "basis", a.basis), ("stages", "stage", a.stages)] {
             if let Some(v) = value {
                 if model.get(key).is_none() {
-                    bail_invalid!("--{key} does not apply to {}", method.name());
+                    bail_invalid!("--{flag} does not apply to {}", method.name());
                 }
                 model[key] = json!(v);
             }

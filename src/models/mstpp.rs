@@ -16,7 +16,7 @@
 //! authors' PyTorch `state_dict`, so their checkpoints load by name.
 
 use super::{InitData, SpectralNet};
-use crate::nn::conv::{conv2d, conv2d_bias, Conv};
+use crate::nn::conv::{conv2d, conv2d_bias, pytorch_default_init, Conv};
 use crate::nn::layers::transposed_conv2x2;
 use crate::nn::reflect_pad_to_multiple;
 use crate::nn::depthwise::depthwise_conv2d;
@@ -120,10 +120,11 @@ impl PixelLinear {
     }
 }
 
-/// A depthwise 3×3 convolution's weights (c, 1, 3, 3), Kaiming-normal as this project's other
-/// convolutions (PyTorch's `Conv2d` default is Kaiming-uniform; only training from scratch sees it).
+/// A depthwise 3×3 convolution's weights (c, 1, 3, 3), initialised as PyTorch's `Conv2d`
+/// (fan-in 9), like every convolution of this model: trained from scratch, it starts where the
+/// authors' code starts.
 fn depthwise_weight(c: usize, vb: VarBuilder) -> Result<Tensor> {
-    vb.get_with_hints((c, 1, 3, 3), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)
+    vb.get_with_hints((c, 1, 3, 3), "weight", pytorch_default_init(9))
 }
 
 /// Spectral-wise multi-head self-attention (`MS_MSA`).
@@ -192,12 +193,11 @@ impl FeedForward {
         let norm = (vb.get_with_hints(dim, "norm.weight", Init::Const(1.0))?, vb.get_with_hints(dim, "norm.bias", Init::Const(0.0))?);
         let net = vb.pp("fn.net");
         let hidden = dim * Self::MULT;
-        let kaiming = candle_nn::init::DEFAULT_KAIMING_NORMAL;
         Ok(Self {
             norm,
-            expand: net.get_with_hints((hidden, dim, 1, 1), "0.weight", kaiming)?,
+            expand: net.get_with_hints((hidden, dim, 1, 1), "0.weight", pytorch_default_init(dim))?,
             depthwise: depthwise_weight(hidden, net.pp("2"))?,
-            reduce: net.get_with_hints((dim, hidden, 1, 1), "4.weight", kaiming)?,
+            reduce: net.get_with_hints((dim, hidden, 1, 1), "4.weight", pytorch_default_init(hidden))?,
         })
     }
 
@@ -278,7 +278,7 @@ impl Stage {
         for i in 0..cfg.levels {
             let layer = vb.pp(format!("encoder_layers.{i}"));
             let blocks = AttentionBlocks::new(c, dim, cfg.num_blocks[i], layer.pp("0"))?;
-            encoder.push((blocks, Conv::new(c, 2 * c, 4, 1, false, layer.pp("1"))?.with_stride(2)));
+            encoder.push((blocks, Conv::pytorch_default(c, 2 * c, 4, 1, false, layer.pp("1"))?.with_stride(2)));
             c *= 2;
         }
         let bottleneck = AttentionBlocks::new(c, dim, cfg.num_blocks[cfg.levels], vb.pp("bottleneck"))?;
@@ -287,17 +287,17 @@ impl Stage {
             let layer = vb.pp(format!("decoder_layers.{i}"));
             decoder.push((
                 UpSample::new(c, c / 2, layer.pp("0"))?,
-                Conv::new(c, c / 2, 1, 0, false, layer.pp("1"))?,
+                Conv::pytorch_default(c, c / 2, 1, 0, false, layer.pp("1"))?,
                 AttentionBlocks::new(c / 2, dim, cfg.num_blocks[cfg.levels - 1 - i], layer.pp("2"))?,
             ));
             c /= 2;
         }
         Ok(Self {
-            embedding: Conv::new(dim, dim, 3, 1, false, vb.pp("embedding"))?,
+            embedding: Conv::pytorch_default(dim, dim, 3, 1, false, vb.pp("embedding"))?,
             encoder,
             bottleneck,
             decoder,
-            mapping: Conv::new(dim, dim, 3, 1, false, vb.pp("mapping"))?,
+            mapping: Conv::pytorch_default(dim, dim, 3, 1, false, vb.pp("mapping"))?,
         })
     }
 
@@ -331,9 +331,9 @@ impl Mstpp {
     pub fn new(cfg: &MstppConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check()?;
         Ok(Self {
-            conv_in: Conv::new(cfg.in_channels, cfg.n_feat, 3, 1, false, vb.pp("conv_in"))?,
+            conv_in: Conv::pytorch_default(cfg.in_channels, cfg.n_feat, 3, 1, false, vb.pp("conv_in"))?,
             body: (0..cfg.stage).map(|s| Stage::new(cfg, vb.pp(format!("body.{s}")))).collect::<Result<_>>()?,
-            conv_out: Conv::new(cfg.n_feat, cfg.out_channels, 3, 1, false, vb.pp("conv_out"))?,
+            conv_out: Conv::pytorch_default(cfg.n_feat, cfg.out_channels, 3, 1, false, vb.pp("conv_out"))?,
             multiple: cfg.multiple(),
         })
     }

@@ -465,6 +465,13 @@ impl CustomOp2 for ConvGrad {
 }
 
 
+/// PyTorch's default initialisation of a convolution's (or linear layer's) weights with
+/// `fan_in` inputs per output: uniform in ±1/√fan-in.
+pub fn pytorch_default_init(fan_in: usize) -> candle_nn::Init {
+    let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+    candle_nn::Init::Uniform { lo: -bound, up: bound }
+}
+
 /// A convolution layer over [`conv2d`]: tensors `weight` (o, c, k, k) and optional `bias` (o),
 /// initialised like PyTorch's `Conv2d` (Kaiming for the weight, ±1/√fan-in for the bias).
 #[derive(Debug, Clone)]
@@ -478,6 +485,12 @@ pub struct Conv {
 impl Conv {
     pub fn new(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
         Self::with_init(c_in, c_out, kernel, padding, bias, candle_nn::init::DEFAULT_KAIMING_NORMAL, vb)
+    }
+
+    /// Initialised exactly as PyTorch's `Conv2d` default (`kaiming_uniform_` with a = √5:
+    /// weights and bias uniform in ±1/√fan-in), for models trained as their authors did.
+    pub fn pytorch_default(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Self::with_init(c_in, c_out, kernel, padding, bias, pytorch_default_init(c_in * kernel * kernel), vb)
     }
 
     /// All weights zero at the start: the layer adds nothing until training moves it (the
