@@ -196,6 +196,70 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Simulate a fusion pair from a cube: blur by one kernel for every band, down-sample by
+    /// --scale, add noise (seeded); optionally the high-resolution RGB through --camera.
+    Degrade {
+        cube: PathBuf,
+        #[arg(long)]
+        scale: usize,
+        /// gaussian:SIZE,SIGMA, anisotropic:SIZE,MAJOR,MINOR,ANGLE, motion:LENGTH,ANGLE, disk:RADIUS or FILE.npy.
+        #[arg(long, default_value = "gaussian:8,1.7320508")]
+        kernel: String,
+        /// Signal-to-noise ratio of the low-resolution cube in dB (default: no noise).
+        #[arg(long)]
+        snr: Option<f64>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Camera of the RGB written by --rgb-out.
+        #[arg(long, default_value = "canon-eos-5d-mark-ii")]
+        camera: String,
+        /// Low-resolution cube: .npy, .hdr, .mat or .h5.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Also write the full-resolution clean RGB (.png 16-bit linear, or .npy).
+        #[arg(long)]
+        rgb_out: Option<PathBuf>,
+        /// Also write the kernel used (.npy, summing to one).
+        #[arg(long)]
+        kernel_out: Option<PathBuf>,
+    },
+    /// Fuse a high-resolution RGB and a low-resolution cube of the same scene (UAL, Zhang et al.
+    /// 2020): the pretrained fusion module, then test-time adaptation that learns the blur.
+    Fuse {
+        /// The high-resolution RGB (linear camera RGB: .png, .tif, .npy).
+        rgb: PathBuf,
+        /// The low-resolution cube (any readable format); its wavelengths are the output's.
+        cube: PathBuf,
+        /// Camera of the RGB: built-in name or CSV.
+        #[arg(long)]
+        camera: String,
+        #[arg(long)]
+        scale: usize,
+        /// Adaptation steps (0: the pretrained fusion module alone).
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Pretrained fusion module (default: the shipped models/ual-fusion).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Adapt through the paper's predefined 8×8 Gaussian (σ √3) instead of learning the blur.
+        #[arg(long)]
+        predefined_kernel: bool,
+        /// No fusion module: adapt from the bicubic up-sampled cube (the paper's ablation).
+        #[arg(long)]
+        no_fusion: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Write the learned blur kernel (.npy, 2-D, centred, summing to one).
+        #[arg(long)]
+        kernel_out: Option<PathBuf>,
+        /// JSON lines: one per step, then the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the reconstruction methods and the models found.
     Methods {
         #[arg(long)]
@@ -203,7 +267,7 @@ enum Command {
     },
     /// Train a learned method, or fit a closed-form one (linear, pca).
     Train {
-        /// mscnn, basisnet, mstpp, linear or pca.
+        /// mscnn, basisnet, mstpp, linear, pca, or ual (the fusion module of `fuse`).
         #[arg(long)]
         method: String,
         /// A folder of cubes (any supported format) to train on.
@@ -226,13 +290,15 @@ enum Command {
         real_world: bool,
         #[arg(long, default_value_t = 2000)]
         steps: usize,
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Side of the square training patches.
-        #[arg(long, default_value_t = 64)]
-        patch: usize,
-        #[arg(long, default_value_t = 2e-3)]
-        lr: f64,
+        /// Patches per step [default: 8; ual: 6, the paper's].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Side of the square training patches [default: 64; ual: 128, the paper's].
+        #[arg(long)]
+        patch: Option<usize>,
+        /// Learning rate [default: 2e-3; ual: 1e-4, the paper's].
+        #[arg(long)]
+        lr: Option<f64>,
         /// cosine, step (the paper's ×0.93) or constant.
         #[arg(long, default_value = "cosine")]
         schedule: String,
@@ -249,6 +315,9 @@ enum Command {
         /// Transformer stages in sequence of mstpp (the paper's 3).
         #[arg(long)]
         stages: Option<usize>,
+        /// Down-sampling factor the ual fusion module is pretrained for (default 8).
+        #[arg(long)]
+        scale: Option<usize>,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -385,12 +454,38 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 json,
             })
         }
+        Command::Degrade { cube, scale, kernel, snr, seed, camera, output, rgb_out, kernel_out } => cli::degrade(cli::DegradeArgs {
+            cube: &cube,
+            scale,
+            kernel: &kernel,
+            snr_db: snr,
+            seed,
+            camera: &camera,
+            output: &output,
+            rgb_out: rgb_out.as_deref(),
+            kernel_out: kernel_out.as_deref(),
+        }),
+        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
+            rgb: &rgb,
+            cube: &cube,
+            camera: &camera,
+            scale,
+            steps,
+            model: model.as_deref(),
+            predefined_kernel,
+            no_fusion,
+            seed,
+            device: &device,
+            output: &output,
+            kernel_out: kernel_out.as_deref(),
+            json,
+        }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

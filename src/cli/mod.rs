@@ -354,5 +354,7 @@ pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>
     Ok(())
 }
 
+mod fusion;
 mod recon;
+pub use fusion::{degrade, fuse, DegradeArgs, FuseArgs};
 pub use recon::{compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};

@@ -129,15 +129,16 @@ pub struct TrainArgs {
     pub camera: String,
     pub real_world: bool,
     pub steps: usize,
-    pub batch: usize,
-    pub patch: usize,
-    pub lr: f64,
+    pub batch: Option<usize>,
+    pub patch: Option<usize>,
+    pub lr: Option<f64>,
     pub schedule: String,
     pub loss: String,
     pub width: Option<usize>,
     pub depth: Option<usize>,
     pub basis: Option<usize>,
     pub stages: Option<usize>,
+    pub scale: Option<usize>,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -162,7 +163,10 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     cfg.name = a.name.clone().unwrap_or_else(|| method.name().to_string());
     cfg.camera = a.camera.clone();
     cfg.simulation = if a.real_world { RgbSimulation::Realworld } else { RgbSimulation::Clean };
-    (cfg.steps, cfg.batch, cfg.patch, cfg.lr, cfg.seed) = (a.steps, a.batch, a.patch, a.lr, a.seed);
+    (cfg.steps, cfg.seed) = (a.steps, a.seed);
+    cfg.batch = a.batch.unwrap_or(cfg.batch);
+    cfg.patch = a.patch.unwrap_or(cfg.patch);
+    cfg.lr = a.lr.unwrap_or(cfg.lr);
     (cfg.validate_every, cfg.checkpoint_every) = (a.validate_every, a.checkpoint_every);
     cfg.schedule = match a.schedule.as_str() {
         "cosine" => Schedule::Cosine { warmup: (a.steps / 40).min(200) },
@@ -206,6 +210,12 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
 /// `train`: runs the loop on a worker thread and prints its events (a progress bar on a
 /// terminal, JSON lines with `--json`).
 pub fn train(a: TrainArgs) -> Result<()> {
+    if a.method == "ual" {
+        return train_fusion(&a);
+    }
+    if a.scale.is_some() {
+        bail_invalid!("--scale applies to ual only");
+    }
     let cfg = train_config(&a)?;
     let device = parse_device(&a.device)?;
     let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
@@ -215,9 +225,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
         let job = JobContext::new(cancel, |_, _| {});
         crate::train::train(&cfg, &out, resume.as_deref(), &device, &tx, &job)
     });
-    let bar = !a.json && std::io::stderr().is_terminal();
+    print_train_events(&rx, a.json)?;
+    let summary = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
+    if !a.json {
+        println!("{}", summary.model.weights.display());
+    }
+    Ok(())
+}
+
+/// Prints a training run's events: a progress bar on a terminal, JSON lines with `json`.
+fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, json_lines: bool) -> Result<()> {
+    let bar = !json_lines && std::io::stderr().is_terminal();
     for event in rx.iter() {
-        if a.json {
+        if json_lines {
             println!("{}", serde_json::to_string(&event).map_err(|e| Error::invalid(e.to_string()))?);
             continue;
         }
@@ -245,9 +265,50 @@ pub fn train(a: TrainArgs) -> Result<()> {
             TrainEvent::Finished { steps, seconds, model } => eprintln!("finished {steps} steps in {seconds:.1} s: {}", model.display()),
         }
     }
-    let summary = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
+    Ok(())
+}
+
+/// `train --method ual`: pretrains UAL's fusion module on the data engine's scenes.
+fn train_fusion(a: &TrainArgs) -> Result<()> {
+    use crate::train::fusion::{pretrain_fusion, FusionTrainConfig};
+    let data = match (&a.data, a.synthetic, a.world) {
+        (None, None, Some(count)) => DataSource::World { count, size: a.size },
+        (None, Some(count), None) => DataSource::Synthetic { count, size: a.size },
+        _ => bail_invalid!("ual pretrains on generated scenes: give --world N (or --synthetic N)"),
+    };
+    for (flag, given) in [("basis", a.basis.is_some()), ("stages", a.stages.is_some()), ("dropout", a.dropout.is_some()), ("real-world", a.real_world), ("resume", a.resume.is_some())] {
+        if given {
+            bail_invalid!("--{flag} does not apply to ual");
+        }
+    }
+    let mut cfg = FusionTrainConfig::new(data);
+    cfg.name = a.name.clone().unwrap_or_else(|| "ual-fusion".into());
+    (cfg.steps, cfg.seed) = (a.steps, a.seed);
+    cfg.batch = a.batch.unwrap_or(cfg.batch);
+    cfg.patch = a.patch.unwrap_or(cfg.patch);
+    cfg.lr = a.lr.unwrap_or(cfg.lr);
+    (cfg.validate_every, cfg.checkpoint_every) = (a.validate_every, a.checkpoint_every);
+    if let Some(s) = a.scale {
+        cfg.scale = s;
+    }
+    if let Some(w) = a.width {
+        cfg.model.width = w;
+    }
+    if let Some(d) = a.depth {
+        cfg.model.depth = d;
+    }
+    cfg.command = a.command_line.clone();
+    let device = parse_device(&a.device)?;
+    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
+    let out = a.out.clone();
+    let worker = std::thread::spawn(move || {
+        let job = JobContext::new(CancelToken::new(), |_, _| {});
+        pretrain_fusion(&cfg, &out, &device, &tx, &job)
+    });
+    print_train_events(&rx, a.json)?;
+    let (files, _) = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
     if !a.json {
-        println!("{}", summary.model.weights.display());
+        println!("{}", files.weights.display());
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod camera;
 pub mod input;
 pub mod mscnn;
 pub mod mstpp;
+pub mod ual;
 pub mod unet;
 
 use crate::{Error, Result};

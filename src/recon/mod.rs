@@ -11,6 +11,7 @@ pub mod classical;
 pub mod compare;
 pub mod consistency;
 pub mod device;
+pub mod fusion;
 pub mod learned;
 pub mod linalg;
 pub mod pytorch;

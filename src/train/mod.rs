@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod fusion;
 pub mod loss;
 pub mod optim;
 pub mod seeded;
@@ -126,7 +127,7 @@ pub struct TrainSummary {
     pub card: ModelCard,
 }
 
-fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
+pub(crate) fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
     // A listener that went away (closed window, finished CLI) must not stop the run.
     let _ = events.send(e);
 }

@@ -1,0 +1,277 @@
+//! Fusion: a low-resolution cube and a high-resolution RGB (or multispectral) image of the same
+//! scene into a high-resolution cube, by UAL (Zhang et al., CVPR 2020; [`crate::models::ual`]).
+//!
+//! [`fuse`] runs the paper's test phase: the pretrained fusion module gives Z̃ from X and the
+//! bicubic up-sampled Y; then, on this pair only and without ground truth, the adaptation
+//! module and the degradation network learn from L1(X, P·Ẑ) + L1(Y, H(Ẑ)) (eq. 4). The
+//! baselines it is measured against run through the same function: bicubic up-sampling, the
+//! fusion module alone (zero steps), and adaptation through the paper's predefined kernel Ĥ
+//! (an 8×8 Gaussian of σ √3, not learned).
+
+use crate::cube::Cube;
+use crate::engine::JobContext;
+use crate::models::ual::{self, Adaptation, Degradation, Fusion, UalConfig};
+use crate::recon::card::{ModelFiles, TrainingRecord};
+use crate::spectral::degrade::{upsample_bicubic, BlurKernel};
+use crate::train::loss::loss_fn;
+use crate::train::optim::AdamW;
+use crate::train::seeded::SeededInit;
+use crate::train::Loss;
+use crate::{bail_invalid, Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use crossbeam_channel::Sender;
+use ndarray::{Array2, Array3};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The card beside a fusion module's weights (`models/ual-fusion.json`). A fusion model takes
+/// two images, so it is not one of the RGB → cube architectures of `models::Architecture`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FusionCard {
+    pub name: String,
+    /// Always "ual".
+    pub architecture: String,
+    pub config: UalConfig,
+    pub wavelengths: Vec<f32>,
+    pub data: String,
+    pub command: String,
+    #[serde(default)]
+    pub training: Option<TrainingRecord>,
+    #[serde(default)]
+    pub metrics: Option<serde_json::Value>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// A pretrained fusion module and its card.
+pub struct FusionModel {
+    pub card: FusionCard,
+    pub fusion: Fusion,
+}
+
+impl FusionModel {
+    /// `path`: NAME, NAME.json or NAME.safetensors.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let files = ModelFiles::resolve(path)?;
+        let text = std::fs::read_to_string(&files.card).map_err(|e| Error::io(&files.card, e))?;
+        let card: FusionCard = serde_json::from_str(&text).map_err(|e| Error::format(&files.card, format!("not a fusion model card: {e}")))?;
+        if card.architecture != "ual" {
+            return Err(Error::format(&files.card, format!("architecture '{}' is not a fusion model (expected 'ual')", card.architecture)));
+        }
+        if card.wavelengths.len() != card.config.bands {
+            return Err(Error::format(&files.card, format!("{} wavelengths for {} bands", card.wavelengths.len(), card.config.bands)));
+        }
+        // SAFETY: mapped read-only; candle copies each tensor out as it is built.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device) }
+            .map_err(|e| Error::format(&files.weights, format!("cannot read weights: {e}")))?;
+        let fusion = Fusion::new(&card.config, vb.pp("fusion")).map_err(|e| Error::format(&files.weights, format!("weights do not fit the card's config: {e}")))?;
+        Ok(Self { card, fusion })
+    }
+}
+
+/// How the blur between the latent cube and the low-resolution one is modelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelMode {
+    /// Learned by the degradation network (the paper's UAL).
+    Learned,
+    /// The paper's predefined Ĥ: an 8×8 Gaussian of σ √3, fixed.
+    Predefined,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FuseOptions {
+    pub scale: usize,
+    /// Adaptation steps; 0: the pretrained fusion module alone.
+    pub steps: usize,
+    pub kernel: KernelMode,
+    /// Learning rate and weight decay of the adaptation module (the paper: 9e-5, 1e-3).
+    pub lr_adapt: f64,
+    pub wd_adapt: f64,
+    /// Learning rate and weight decay of the degradation network (the paper: 1e-4, 1e-5).
+    pub lr_kernel: f64,
+    pub wd_kernel: f64,
+    pub seed: u64,
+}
+
+impl FuseOptions {
+    pub fn new(scale: usize, steps: usize) -> Self {
+        FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, seed: 1 }
+    }
+}
+
+/// One adaptation step's loss terms.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FuseStep {
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+    /// L1(X, P·Ẑ).
+    pub loss_msi: f64,
+    /// L1(Y, H(Ẑ)).
+    pub loss_lr: f64,
+}
+
+pub struct Fused {
+    /// Ẑ on the low-resolution cube's wavelengths, clipped at zero.
+    pub cube: Cube,
+    /// The fusion module's Z̃ alone.
+    pub rough: Cube,
+    /// The blur the degradation network ended with, normalised to sum one (K×K, centred at
+    /// ⌊K/2⌋); the predefined Ĥ framed alike when it was not learned.
+    pub kernel: Array2<f32>,
+    pub steps: Vec<FuseStep>,
+}
+
+/// Bicubic up-sampling of `lr` by `scale` to `rows`×`cols`: the first baseline.
+pub fn bicubic(lr: &Cube, scale: usize, rows: usize, cols: usize) -> Result<Cube> {
+    let mut cube = Cube::new(upsample_bicubic(lr.data.view(), scale, rows, cols)?, lr.wavelengths.clone())?;
+    cube.meta.description = Some(format!("bicubic up-sampling ×{scale}"));
+    Ok(cube)
+}
+
+/// Checks that `hr` (msi_bands, rows, cols) and `lr` (bands, rows/s, cols/s) are one pair.
+fn check_pair(hr: &Array3<f32>, lr: &Cube, camera: &Array2<f32>, scale: usize) -> Result<()> {
+    let (msi, rows, cols) = hr.dim();
+    if scale < 2 {
+        bail_invalid!("fusion scale must be at least 2, got {scale}");
+    }
+    if rows / scale != lr.rows() || cols / scale != lr.cols() || rows < scale || cols < scale {
+        bail_invalid!(
+            "the high-resolution image is {rows}×{cols} px and the cube {}×{} px: at ×{scale} the cube should be {}×{}",
+            lr.rows(),
+            lr.cols(),
+            rows / scale,
+            cols / scale
+        );
+    }
+    if camera.dim() != (msi, lr.bands()) {
+        bail_invalid!("the camera is {}×{} but the pair has {msi} image channels and {} bands", camera.nrows(), camera.ncols(), lr.bands());
+    }
+    Ok(())
+}
+
+fn tensor3(a: &Array3<f32>, device: &Device) -> Result<Tensor> {
+    let (c, h, w) = a.dim();
+    Ok(Tensor::from_iter(a.iter().copied(), device)?.reshape((1, c, h, w))?)
+}
+
+fn array3(t: &Tensor) -> Result<Array3<f32>> {
+    let (_, c, h, w) = t.dims4()?;
+    Ok(Array3::from_shape_vec((c, h, w), t.flatten_all()?.to_vec1::<f32>()?).map_err(|e| Error::invalid(e.to_string()))?)
+}
+
+/// The kernel `k` (1, 1, K, K) normalised to sum one (as it is when its sum is not positive).
+fn normalised_kernel(k: &Tensor) -> Result<Array2<f32>> {
+    let (_, _, r, c) = k.dims4()?;
+    let a = Array2::from_shape_vec((r, c), k.flatten_all()?.to_vec1::<f32>()?).map_err(|e| Error::invalid(e.to_string()))?;
+    let sum: f32 = a.sum();
+    Ok(if sum > 1e-12 { a.mapv(|v| v / sum) } else { a })
+}
+
+/// UAL's test phase on one pair: `hr` (msi_bands, rows, cols) linear, `lr` the low-resolution
+/// cube, `camera` (msi_bands × bands) on `lr`'s wavelengths. `fusion` None: no fusion module
+/// (the paper's "w/o fusion" ablation: the adaptation starts from Y↑).
+pub fn fuse(
+    fusion: Option<&FusionModel>,
+    hr: &Array3<f32>,
+    lr: &Cube,
+    camera: &Array2<f32>,
+    opts: &FuseOptions,
+    device: &Device,
+    events: Option<&Sender<FuseStep>>,
+    job: &JobContext,
+) -> Result<Fused> {
+    check_pair(hr, lr, camera, opts.scale)?;
+    let (_, rows, cols) = hr.dim();
+    let (rows, cols) = (rows / opts.scale * opts.scale, cols / opts.scale * opts.scale);
+    let hr = hr.slice(ndarray::s![.., ..rows, ..cols]).to_owned();
+    let config = match fusion {
+        Some(m) => {
+            if m.card.config.bands != lr.bands() || m.card.config.msi_bands != hr.dim().0 {
+                bail_invalid!(
+                    "the fusion model takes {} image channels and {} bands; this pair has {} and {}",
+                    m.card.config.msi_bands,
+                    m.card.config.bands,
+                    hr.dim().0,
+                    lr.bands()
+                );
+            }
+            if m.card.wavelengths.iter().zip(&lr.wavelengths).any(|(a, b)| (a - b).abs() > 0.5) {
+                bail_invalid!("the fusion model was trained at {:?} nm, the cube has other wavelengths", (m.card.wavelengths.first(), m.card.wavelengths.last()));
+            }
+            m.card.config.clone()
+        }
+        None => UalConfig { bands: lr.bands(), msi_bands: hr.dim().0, ..UalConfig::default() },
+    };
+    job.report(0.0, "fusing");
+    let x = tensor3(&hr, device)?;
+    let y = tensor3(&lr.data, device)?;
+    let y_up = tensor3(&upsample_bicubic(lr.data.view(), opts.scale, rows, cols)?, device)?;
+    let rough = match fusion {
+        Some(m) => m.fusion.forward(&x, &y_up)?.detach(),
+        None => y_up.clone(),
+    };
+    let p = Tensor::from_iter(camera.iter().copied(), device)?.reshape(camera.dim())?;
+    let varmap = VarMap::new();
+    let adapt = Adaptation::new(&config, VarBuilder::from_backend(Box::new(SeededInit { map: varmap.clone(), seed: opts.seed }), DType::F32, device.clone()).pp("adapt"))?;
+    let degradation = Degradation::new(opts.scale, device)?;
+    let predefined = match opts.kernel {
+        KernelMode::Learned => None,
+        KernelMode::Predefined => {
+            let side = Degradation::kernel_side(opts.scale);
+            let k = BlurKernel::gaussian(8, 3f64.sqrt())?.framed(side)?;
+            Some(Tensor::from_iter(k.iter().copied(), device)?.reshape((1, 1, side, side))?)
+        }
+    };
+    let adapt_vars: HashMap<String, Var> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut optim_adapt = AdamW::new(adapt_vars, opts.wd_adapt)?;
+    let mut optim_kernel = AdamW::new(HashMap::from([("kernel".to_string(), degradation.var().clone())]), opts.wd_kernel)?;
+    let mut steps = Vec::with_capacity(opts.steps);
+    let mut z = rough.clone();
+    for step in 0..opts.steps {
+        job.check()?;
+        z = adapt.forward(&rough)?;
+        let down = match &predefined {
+            Some(k) => ual::degrade(&z, k, opts.scale)?,
+            None => degradation.forward(&z)?,
+        };
+        let loss_lr = loss_fn(Loss::L1, &down, &y)?;
+        let loss_msi = loss_fn(Loss::L1, &ual::project(&z, &p)?, &x)?;
+        let loss = (&loss_lr + &loss_msi)?;
+        let grads = loss.backward()?;
+        optim_adapt.step(&grads, opts.lr_adapt)?;
+        if predefined.is_none() {
+            optim_kernel.step(&grads, opts.lr_kernel)?;
+        }
+        let record = FuseStep {
+            step: step + 1,
+            total_steps: opts.steps,
+            loss: f64::from(loss.to_scalar::<f32>()?),
+            loss_msi: f64::from(loss_msi.to_scalar::<f32>()?),
+            loss_lr: f64::from(loss_lr.to_scalar::<f32>()?),
+        };
+        if !record.loss.is_finite() {
+            bail_invalid!("adaptation diverged at step {}: loss is {}", step + 1, record.loss);
+        }
+        if let Some(tx) = events {
+            let _ = tx.send(record);
+        }
+        steps.push(record);
+        job.report((step + 1) as f32 / opts.steps as f32, "adapting");
+    }
+    if opts.steps > 0 {
+        // The output of the last step's updated weights, as the paper's last epoch.
+        z = adapt.forward(&rough)?;
+    }
+    let kernel = normalised_kernel(&match &predefined {
+        Some(k) => k.clone(),
+        None => degradation.var().as_tensor().clone(),
+    })?;
+    let mut cube = Cube::new(array3(&z)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
+    cube.meta.description = Some(format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase());
+    let rough = Cube::new(array3(&rough)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
+    Ok(Fused { cube, rough, kernel, steps })
+}

@@ -1,0 +1,145 @@
+//! UAL fusion (issue 16): the degradation network's op against the simulator and finite
+//! differences, the fusion and adaptation modules' gradients, and the test-time adaptation on a
+//! small pair.
+
+mod finite_diff;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use finite_diff::{gradient_error, random, variable_gradient_error, weighted_sum};
+use ndarray::{Array2, Array3};
+use spectral_studio::cube::Cube;
+use spectral_studio::engine::JobContext;
+use spectral_studio::models::ual::{self, Adaptation, Degradation, Fusion, UalConfig};
+use spectral_studio::recon::fusion::{fuse, FuseOptions, KernelMode};
+use spectral_studio::spectral::degrade::{blur_decimate, upsample_bicubic, BlurKernel};
+
+fn tensor3(a: &Array3<f32>) -> Tensor {
+    let (c, h, w) = a.dim();
+    Tensor::from_iter(a.iter().copied(), &Device::Cpu).unwrap().reshape((1, c, h, w)).unwrap()
+}
+
+fn smooth_cube(bands: usize, rows: usize, cols: usize) -> Array3<f32> {
+    Array3::from_shape_fn((bands, rows, cols), |(b, r, c)| {
+        let (x, y, l) = (c as f32 / cols as f32, r as f32 / rows as f32, b as f32 / bands as f32);
+        0.3 + 0.2 * (6.0 * x + 2.0 * l).sin() * (4.0 * y).cos() + 0.1 * l + if (r / 5 + c / 7) % 2 == 0 { 0.1 } else { 0.0 }
+    })
+}
+
+#[test]
+fn the_degradation_network_is_the_simulator_and_has_correct_gradients() {
+    // Through a framed kernel, the strided convolution is blur_decimate, borders included.
+    let cube = smooth_cube(3, 24, 32);
+    for (scale, kernel) in [(8, BlurKernel::motion(9.0, 30.0).unwrap()), (4, BlurKernel::gaussian(5, 1.0).unwrap()), (3, BlurKernel::disk(2.0).unwrap())] {
+        let side = Degradation::kernel_side(scale);
+        let framed = kernel.framed(side).unwrap();
+        let k = Tensor::from_iter(framed.iter().copied(), &Device::Cpu).unwrap().reshape((1, 1, side, side)).unwrap();
+        let net = ual::degrade(&tensor3(&cube), &k, scale).unwrap();
+        let expected = blur_decimate(cube.view(), &kernel, scale).unwrap();
+        let got: Vec<f32> = net.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(net.dims(), &[1, 3, 24 / scale, 32 / scale]);
+        let worst = got.iter().zip(expected.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "×{scale}: {worst}");
+    }
+    // Gradients through the replicated border and the stride, for the image and the kernel.
+    let (z, k) = (random(&[2, 2, 8, 10], 1), random(&[1, 1, 6, 6], 2));
+    let err_z = gradient_error(&z, |z| weighted_sum(&ual::degrade(z, &k, 2)?, 3));
+    let err_k = gradient_error(&k, |k| weighted_sum(&ual::degrade(&z, k, 2)?, 3));
+    assert!(err_z < 1e-8 && err_k < 1e-8, "{err_z:e} {err_k:e}");
+    // P·Z and its gradient.
+    let p = random(&[3, 2], 4);
+    let err_p = gradient_error(&z, |z| weighted_sum(&ual::project(z, &p)?, 5));
+    assert!(err_p < 1e-8, "{err_p:e}");
+    assert!(ual::degrade(&z, &random(&[1, 1, 5, 5], 6), 2).is_err(), "K − s odd");
+}
+
+#[test]
+fn fusion_and_adaptation_modules_have_correct_gradients_and_the_adaptation_starts_as_the_identity() {
+    let cfg = UalConfig { bands: 4, msi_bands: 2, width: 3, depth: 2 };
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
+    let fusion = Fusion::new(&cfg, vb.pp("fusion")).unwrap();
+    let adapt = Adaptation::new(&cfg, vb.pp("adapt")).unwrap();
+    let (x, y) = (random(&[2, 2, 6, 5], 7).affine(0.5, 0.5).unwrap(), random(&[2, 4, 6, 5], 8).affine(0.5, 0.5).unwrap());
+    let z = fusion.forward(&x, &y).unwrap();
+    assert_eq!(z.dims(), &[2, 4, 6, 5]);
+    // Before any step Ẑ = Z̃: the output convolution starts at zero.
+    let same = (adapt.forward(&z).unwrap() - &z).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert_eq!(same, 0.0);
+    let err_x = gradient_error(&x, |x| weighted_sum(&fusion.forward(x, &y)?, 9));
+    let err_y = gradient_error(&y, |y| weighted_sum(&fusion.forward(&x, y)?, 9));
+    assert!(err_x < 1e-7 && err_y < 1e-7, "{err_x:e} {err_y:e}");
+    let vars = vm.data().lock().unwrap().clone();
+    for name in ["fusion.branch_x.0.weight", "fusion.branch_xy.1.bias", "fusion.guide_a.0.weight", "fusion.guide_b.1.weight", "fusion.out.weight"] {
+        let err = variable_gradient_error(&vars[name], 12, || weighted_sum(&fusion.forward(&x, &y).unwrap(), 10).unwrap());
+        assert!(err < 1e-7, "{name}: {err:e}");
+    }
+    // Move the output convolution off zero so gradients reach the whole adaptation module.
+    let out = &vars["adapt.out.weight"];
+    out.set(&random(out.dims(), 11)).unwrap();
+    for name in ["adapt.mapping.0.weight", "adapt.guide_a.1.weight", "adapt.guide_b.0.bias", "adapt.out.weight"] {
+        let err = variable_gradient_error(&vars[name], 12, || weighted_sum(&adapt.forward(&z).unwrap(), 12).unwrap());
+        assert!(err < 1e-7, "{name}: {err:e}");
+    }
+    assert!(Fusion::new(&UalConfig { width: 0, ..cfg.clone() }, VarBuilder::zeros(DType::F32, &Device::Cpu)).is_err());
+}
+
+#[test]
+fn adaptation_fits_the_pair_and_learns_the_blur_without_ground_truth() {
+    let (bands, scale) = (31, 4);
+    let truth = smooth_cube(bands, 32, 32);
+    let kernel = BlurKernel::anisotropic(9, 2.0, 0.7, 30.0).unwrap();
+    let lr = Cube::on_default_grid(blur_decimate(truth.view(), &kernel, scale).unwrap()).unwrap();
+    let camera = Array2::from_shape_fn((3, bands), |(c, b)| {
+        let centre = [25.0, 15.0, 5.0][c];
+        (-((b as f32 - centre) / 4.0).powi(2)).exp()
+    });
+    let camera = &camera / &camera.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+    let hr = spectral_studio::spectral::render::project(camera.view(), truth.view()).unwrap();
+    let job = JobContext::silent();
+    // Zero steps: the starting point (no fusion module here: the bicubic cube).
+    let start = fuse(None, &hr, &lr, &camera, &FuseOptions::new(scale, 0), &Device::Cpu, None, &job).unwrap();
+    let bicubic = upsample_bicubic(lr.data.view(), scale, 32, 32).unwrap();
+    assert!(start.cube.data.iter().zip(bicubic.iter()).all(|(a, b)| (a - b.max(0.0)).abs() < 1e-6));
+    let mut opts = FuseOptions::new(scale, 60);
+    let fused = fuse(None, &hr, &lr, &camera, &opts, &Device::Cpu, None, &job).unwrap();
+    let (first, last) = (fused.steps[0], *fused.steps.last().unwrap());
+    // At the paper's learning rates 60 steps are a start (it runs 1500): both terms fall.
+    assert!(last.loss < 0.98 * first.loss, "loss {} → {}", first.loss, last.loss);
+    assert!(last.loss_msi < first.loss_msi && last.loss_lr < first.loss_lr, "{first:?} → {last:?}");
+    let side = Degradation::kernel_side(scale);
+    assert_eq!(fused.kernel.dim(), (side, side));
+    assert!((fused.kernel.sum() - 1.0).abs() < 1e-4);
+    // The predefined kernel stays what it is.
+    opts.kernel = KernelMode::Predefined;
+    opts.steps = 3;
+    let fixed = fuse(None, &hr, &lr, &camera, &opts, &Device::Cpu, None, &job).unwrap();
+    let h = BlurKernel::gaussian(8, 3f64.sqrt()).unwrap().framed(side).unwrap();
+    assert!(fixed.kernel.iter().zip(h.iter()).all(|(a, b)| (a - b).abs() < 1e-6));
+    // A pair that is not one.
+    let wrong = Cube::on_default_grid(Array3::zeros((bands, 5, 8))).unwrap();
+    let err = fuse(None, &hr, &wrong, &camera, &FuseOptions::new(scale, 1), &Device::Cpu, None, &job).err().unwrap().to_string();
+    assert!(err.contains("32×32") && err.contains("8×8"), "{err}");
+}
+
+#[test]
+fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
+    use spectral_studio::recon::fusion::FusionModel;
+    use spectral_studio::train::data::DataSource;
+    use spectral_studio::train::fusion::{pretrain_fusion, FusionTrainConfig};
+    let dir = std::env::temp_dir().join(format!("ss-ual-pretrain-{}", std::process::id()));
+    let mut cfg = FusionTrainConfig::new(DataSource::World { count: 2, size: 32 });
+    cfg.model.width = 4;
+    cfg.model.depth = 1;
+    (cfg.steps, cfg.batch, cfg.patch, cfg.scale, cfg.validate_every, cfg.checkpoint_every) = (3, 2, 16, 4, 3, 2);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (files, card) = pretrain_fusion(&cfg, &dir, &Device::Cpu, &tx, &JobContext::silent()).unwrap();
+    drop(tx);
+    let events: Vec<String> = rx.iter().map(|e| serde_json::to_value(e).unwrap()["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(events.iter().filter(|e| *e == "step").count(), 3);
+    assert!(events.contains(&"validation".to_string()) && events.contains(&"checkpoint".to_string()) && events.last().unwrap() == "finished", "{events:?}");
+    assert_eq!(card.config.width, 4);
+    let model = FusionModel::load(&files.weights, &Device::Cpu).unwrap();
+    assert_eq!(model.card.wavelengths.len(), 31);
+    let _ = std::fs::remove_dir_all(&dir);
+}
