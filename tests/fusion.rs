@@ -143,3 +143,50 @@ fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
     assert_eq!(model.card.wavelengths.len(), 31);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod cli {
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    fn studio(args: &[&str], dir: &Path) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(args).current_dir(dir).output().expect("the binary runs")
+    }
+
+    fn ok(args: &[&str], dir: &Path) -> String {
+        let out = studio(args, dir);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails_with(args: &[&str], dir: &Path, needle: &str) {
+        let out = studio(args, dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
+        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
+    }
+
+    #[test]
+    fn degrade_fuse_eval_round_trips_and_bad_requests_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        ok(&["scene", "--seed", "5", "--size", "40x32", "-o", "scene"], d);
+        ok(&["degrade", "scene/cube.npy", "--scale", "4", "--kernel", "motion:5,45", "--snr", "35", "--seed", "3", "-o", "lr.npy", "--rgb-out", "hr.npy", "--kernel-out", "k.npy"], d);
+        let lr = spectral_studio::io::open(d.join("lr.npy"), &Default::default()).unwrap();
+        assert_eq!((lr.bands(), lr.rows(), lr.cols()), (31, 10, 8));
+        let out = ok(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "4", "--no-fusion", "--steps", "4", "-o", "fused.npy", "--kernel-out", "learned.npy", "--json"], d);
+        let lines: Vec<serde_json::Value> = out.lines().filter(|l| l.starts_with("{\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.iter().filter(|v| v["event"] == "step").count(), 4, "{out}");
+        let summary: serde_json::Value = serde_json::from_str(&out[out.find("{\n").expect("a summary")..]).unwrap();
+        assert_eq!((summary["rows"].as_u64(), summary["cols"].as_u64(), summary["bands"].as_u64()), (Some(40), Some(32), Some(31)));
+        let k = spectral_studio::io::npy::read_array(&d.join("learned.npy")).unwrap();
+        assert_eq!(k.shape(), &[32, 32]);
+        assert!((k.sum() - 1.0).abs() < 1e-4);
+        ok(&["eval", "fused.npy", "scene/cube.npy", "--json"], d);
+        // Refusals: a pair that is not one, a bad kernel, writing over the input, no model.
+        fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "8", "--no-fusion", "-o", "x.npy"], d, "at ×8 the cube should be 5×4");
+        fails_with(&["degrade", "scene/cube.npy", "--scale", "4", "--kernel", "box:3", "-o", "y.npy"], d, "unknown kernel 'box:3'");
+        fails_with(&["degrade", "scene/cube.npy", "--scale", "4", "-o", "scene/cube.npy"], d, "cube.npy");
+        fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "4", "--model", "nowhere/ual", "-o", "x.npy"], d, "nowhere/ual");
+        assert!(!d.join("x.npy").exists() && !d.join("y.npy").exists());
+    }
+}
