@@ -260,6 +260,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score fusion on held-out pairs: bicubic, the fusion module alone, UAL, and UAL through the
+    /// predefined kernel or without the fusion module (the paper's ablations).
+    CompareFusion {
+        #[arg(long, default_value_t = 4)]
+        scenes: usize,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value_t = 8)]
+        scale: usize,
+        #[arg(long, default_value_t = 35.0)]
+        snr: f64,
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Pretrained fusion module (default: the shipped models/ual-fusion).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Comma-separated subset of bicubic, fusion-only, ual, ual-predefined-kernel, ual-no-fusion.
+        #[arg(long)]
+        variants: Option<String>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the reconstruction methods and the models found.
     Methods {
         #[arg(long)]
@@ -478,6 +502,17 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             device: &device,
             output: &output,
             kernel_out: kernel_out.as_deref(),
+            json,
+        }),
+        Command::CompareFusion { scenes, size, scale, snr, steps, model, variants, device, json } => cli::compare_fusion(cli::CompareFusionArgs {
+            scenes,
+            size,
+            scale,
+            snr_db: snr,
+            steps,
+            model: model.as_deref(),
+            variants: variants.as_deref(),
+            device: &device,
             json,
         }),
         Command::Methods { json } => cli::methods(json),

@@ -355,3 +355,31 @@ impl egui::DroppedFile for DroppedPath {
         std::fs::read(&self.0).map_err(|e| e.to_string())
     }
 }
+
+#[test]
+fn a_simulated_pair_fuses_into_a_scored_layer_with_the_learned_kernel_beside_the_true_one() {
+    let mut h = demo();
+    h.get_by_label("Fusion").click();
+    h.run_steps(2);
+    {
+        let f = &mut h.state_mut().fusion;
+        f.steps = 2;
+        f.scale = 8;
+    }
+    click_and_settle(&mut h, "Simulate a pair");
+    let (rgb, cube) = (h.state().fusion.rgb.expect("the pair's RGB is chosen"), h.state().fusion.cube.expect("the pair's cube is chosen"));
+    assert_eq!(h.state().doc.get(cube).unwrap().data.rows_cols(), (32, 32));
+    assert_eq!(h.state().doc.get(rgb).unwrap().data.rows_cols(), (256, 256));
+    click_and_settle(&mut h, "Fuse");
+    let s = h.state();
+    let run = s.fusion.run.as_ref().unwrap();
+    assert!(run.status.starts_with("finished"), "{}; messages {:?}", run.status, s.messages);
+    assert_eq!(run.losses.len(), 2);
+    assert_eq!(run.kernel.as_ref().map(|k| k.dim()), Some((32, 32)));
+    let (layer, fused) = s.doc.reconstructions().find(|(l, _)| l.name.starts_with("ual fusion ×8")).expect("the fused layer");
+    assert_eq!((fused.bands(), fused.rows(), fused.cols()), (31, 256, 256));
+    let score = s.scores.get(&layer.id).expect("the fused layer is scored against the ground truth");
+    assert!(score.metrics.psnr.is_finite());
+    h.get_by_label("kernel it ended with");
+    h.get_by_label("true kernel (motion:9,30)");
+}

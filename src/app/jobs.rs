@@ -24,6 +24,8 @@ pub enum JobKind {
     Fit(Job<CameraFit>),
     CameraDialog(Job<Option<PathBuf>>),
     Saved(Job<Option<PathBuf>>),
+    /// A simulated fusion pair: RGB, low-resolution cube, kernel name, framed kernel.
+    Simulate(Job<(crate::RgbImage, Cube, String, ndarray::Array2<f32>)>),
 }
 
 pub struct BackgroundJob {
@@ -43,6 +45,7 @@ pub enum Outcome {
     Fitted(CameraFit),
     CameraChosen(Option<PathBuf>),
     Saved(Option<PathBuf>),
+    Simulated(crate::RgbImage, Cube, String, ndarray::Array2<f32>),
 }
 
 macro_rules! each_job {
@@ -56,6 +59,7 @@ macro_rules! each_job {
             JobKind::Fit($job) => $body,
             JobKind::CameraDialog($job) => $body,
             JobKind::Saved($job) => $body,
+            JobKind::Simulate($job) => $body,
         }
     };
 }
@@ -101,6 +105,7 @@ impl BackgroundJob {
             JobKind::Fit(j) => j.poll().map(|r| wrap(r, Outcome::Fitted)),
             JobKind::CameraDialog(j) => j.poll().map(|r| wrap(r, Outcome::CameraChosen)),
             JobKind::Saved(j) => j.poll().map(|r| wrap(r, Outcome::Saved)),
+            JobKind::Simulate(j) => j.poll().map(|r| wrap(r, |(rgb, lr, name, k)| Outcome::Simulated(rgb, lr, name, k))),
         };
         if outcome.is_some() {
             self.outcome = outcome;

@@ -8,6 +8,7 @@ pub mod camera;
 pub mod compare;
 pub mod document;
 mod frame_log;
+pub mod fusion;
 mod jobs;
 mod tabs;
 pub mod reconstruct;
@@ -31,11 +32,12 @@ pub enum Tab {
     Compare,
     Abundances,
     Camera,
+    Fusion,
     Training,
 }
 
 impl Tab {
-    const ALL: [Tab; 5] = [Tab::Explore, Tab::Compare, Tab::Abundances, Tab::Camera, Tab::Training];
+    const ALL: [Tab; 6] = [Tab::Explore, Tab::Compare, Tab::Abundances, Tab::Camera, Tab::Fusion, Tab::Training];
 
     fn title(self) -> &'static str {
         match self {
@@ -43,6 +45,7 @@ impl Tab {
             Tab::Compare => "Compare",
             Tab::Abundances => "Abundances",
             Tab::Camera => "Camera response",
+            Tab::Fusion => "Fusion",
             Tab::Training => "Training",
         }
     }
@@ -71,6 +74,7 @@ pub enum Command {
     LoadCameraCsv,
     StartTraining { resume: bool },
     StopTraining,
+    Fusion(fusion::FusionCommand),
 }
 
 /// How the studio starts.
@@ -110,6 +114,7 @@ pub struct Studio {
     pub camera: camera::CameraPanel,
     pub abundances: abundances::AbundancePanel,
     pub training: training::TrainingPanel,
+    pub fusion: fusion::FusionPanel,
     pub recent: Vec<PathBuf>,
     pub open_path: String,
     /// UI time of recent frames, for the status bar and the frame-time report.
@@ -146,6 +151,7 @@ impl Studio {
             camera: camera::CameraPanel::default(),
             abundances: abundances::AbundancePanel::default(),
             training: training::TrainingPanel::default(),
+            fusion: fusion::FusionPanel::default(),
             recent,
             open_path: String::new(),
             frame_times: Vec::new(),
@@ -163,7 +169,11 @@ impl Studio {
 
     /// True while any job (loading, reconstruction, scoring, training, …) is running or queued.
     pub fn busy(&self) -> bool {
-        !self.jobs.is_empty() || self.textures.is_building() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running())
+        !self.jobs.is_empty() || self.textures.is_building() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running()) || self.fusion_running()
+    }
+
+    fn fusion_running(&self) -> bool {
+        self.fusion.run.as_ref().is_some_and(|r| r.is_running())
     }
 
     /// Names of the jobs running now.
@@ -210,6 +220,7 @@ impl Studio {
             Tab::Compare => self.compare_tab(ui),
             Tab::Abundances => self.abundances_tab(ui),
             Tab::Camera => self.camera_tab(ui),
+            Tab::Fusion => self.fusion_tab(ui),
             Tab::Training => self.training_tab(ui),
         });
 
@@ -221,8 +232,8 @@ impl Studio {
         }
         self.start_queued_reconstruction();
         self.start_scoring();
-        if self.training.runs.iter().any(|r| r.is_running()) {
-            // Training events arrive on their own channel: look at them a few times a second.
+        if self.training.runs.iter().any(|r| r.is_running()) || self.fusion_running() {
+            // Training and fusion steps arrive on their own channels: look a few times a second.
             ui.ctx().request_repaint_after(Duration::from_millis(200));
         }
         self.frame_times.push(started.elapsed());
@@ -547,6 +558,53 @@ impl Studio {
                     }
                 }
             }
+            Command::Fusion(fusion::FusionCommand::Simulate) => {
+                let Some((_, gt)) = self.doc.ground_truth() else { return self.error("simulate a pair: no ground-truth cube is open") };
+                let gt = gt.clone();
+                let (camera, kernel, scale, snr) = (self.fusion.camera.clone(), self.fusion.sim_kernel, self.fusion.scale, self.fusion.sim_snr);
+                self.spawn("simulate a fusion pair".into(), move |_| fusion::simulate(&gt, &camera, kernel, scale, snr), JobKind::Simulate);
+            }
+            Command::Fusion(fusion::FusionCommand::Start) => self.start_fusion(),
+            Command::Fusion(fusion::FusionCommand::Stop) => {
+                if let Some(job) = self.fusion.run.as_ref().and_then(|r| r.job.as_ref()) {
+                    job.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    fn start_fusion(&mut self) {
+        let p = &self.fusion;
+        let rgb = p.rgb.and_then(|id| self.doc.get(id)).and_then(|l| if let LayerData::Rgb(r) = &l.data { Some(r.clone()) } else { None });
+        let cube = p.cube.and_then(|id| self.doc.get(id)).and_then(|l| l.data.cube().cloned());
+        let (Some(rgb), Some(cube)) = (rgb, cube) else { return self.error("fusion: choose an RGB layer and a cube layer") };
+        let (camera, scale, steps, pair) = (p.camera.clone(), p.scale, p.steps, (p.rgb.unwrap_or_default(), p.cube.unwrap_or_default()));
+        let (job, events) = fusion::start(rgb, cube, camera, scale, steps, self.waker());
+        self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair });
+    }
+
+    fn poll_fusion_run(&mut self) {
+        let Some(run) = &mut self.fusion.run else { return };
+        run.poll_events();
+        let Some(job) = &mut run.job else { return };
+        let Some(result) = job.poll() else { return };
+        let seconds = job.started.elapsed().as_secs_f64();
+        run.job = None;
+        run.poll_events();
+        match result {
+            Ok(fused) => {
+                run.kernel = Some(fused.kernel.clone());
+                run.status = format!("finished in {seconds:.0} s{}", fused.steps.last().map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default());
+                let (name, role) = fusion::result_layer(seconds, self.fusion.scale, fused.steps.len(), &self.fusion.camera);
+                let id = self.doc.add(name.clone(), LayerData::Cube(Arc::new(fused.cube)), role, None);
+                self.active.get_or_insert(id);
+                self.info(format!("{name}: {seconds:.1} s"));
+            }
+            Err(crate::Error::Cancelled) => run.status = "cancelled".into(),
+            Err(e) => {
+                run.status = format!("failed: {e}");
+                self.error(format!("fusion: {e}"));
+            }
         }
     }
 
@@ -635,6 +693,7 @@ impl Studio {
             self.finish(job);
         }
         self.poll_training_runs();
+        self.poll_fusion_run();
     }
 
     fn poll_training_runs(&mut self) {
@@ -706,6 +765,14 @@ impl Studio {
                     self.active = Some(id);
                 }
                 self.info(format!("{name}: {:.2} s", r.seconds));
+            }
+            jobs::Outcome::Simulated(rgb, lr, kernel_name, kernel) => {
+                let scale = self.fusion.scale;
+                let rgb_id = self.doc.add(format!("pair: RGB ({})", self.fusion.camera), LayerData::Rgb(Arc::new(rgb)), Role::Other, None);
+                let lr_id = self.doc.add(format!("pair: cube ×{scale} {kernel_name}"), LayerData::Cube(Arc::new(lr)), Role::Other, None);
+                (self.fusion.rgb, self.fusion.cube) = (Some(rgb_id), Some(lr_id));
+                self.fusion.simulated = Some(fusion::SimulatedPair { rgb: rgb_id, cube: lr_id, kernel_name: kernel_name.clone(), kernel });
+                self.info(format!("simulated a pair: ×{scale}, {kernel_name}, {} dB", self.fusion.sim_snr));
             }
             jobs::Outcome::Scored(metrics, bands, layer, gt) => {
                 self.scores.insert(layer, compare::Scores { gt, metrics, bands });

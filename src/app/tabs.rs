@@ -289,6 +289,18 @@ impl Studio {
         self.camera.teaching_view(ui, spectrum.as_ref().map(|(l, w, v)| (l.as_str(), w.as_slice(), v.as_slice())), (ui.available_height() - 50.0).max(120.0));
     }
 
+    pub(super) fn fusion_tab(&mut self, ui: &mut egui::Ui) {
+        ui.columns(2, |cols| {
+            let ui = &mut cols[0];
+            ui.heading("Fusion (UAL)");
+            ui.label("A high-resolution RGB and a low-resolution cube of one scene into a sharp cube; the blur between them is learned on the pair itself.");
+            let mut asked = Vec::new();
+            self.fusion.settings_ui(ui, &self.doc, &mut asked);
+            self.commands.extend(asked.into_iter().map(Command::Fusion));
+            self.fusion.run_ui(&mut cols[1]);
+        });
+    }
+
     pub(super) fn training_tab(&mut self, ui: &mut egui::Ui) {
         ui.columns(2, |cols| {
             let ui = &mut cols[0];

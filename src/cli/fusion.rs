@@ -1,7 +1,7 @@
 //! The fusion commands: `degrade` (the simulator that makes test pairs) and `fuse`.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -83,11 +83,6 @@ pub struct FuseArgs<'a> {
     pub json: bool,
 }
 
-/// The shipped pretrained fusion module: `models/ual-fusion`.
-pub fn shipped_fusion_model() -> Option<PathBuf> {
-    crate::recon::registry::model_dirs().into_iter().map(|d| d.join("ual-fusion.json")).find(|p| p.is_file())
-}
-
 /// `fuse HR_RGB LR_CUBE --camera C --scale S -o OUT [--steps N] [--kernel-out K.npy]`.
 pub fn fuse(a: FuseArgs) -> Result<()> {
     let mut inputs = vec![a.rgb, a.cube];
@@ -109,7 +104,7 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
     } else {
         let path = match a.model {
             Some(p) => p.to_path_buf(),
-            None => shipped_fusion_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model or train one with `train --method ual`"))?,
+            None => crate::recon::fusion::shipped_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model or train one with `train --method ual`"))?,
         };
         Some(FusionModel::load(&path, &device)?)
     };
@@ -175,6 +170,79 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
             opts.steps,
             last.map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default(),
             a.output.display()
+        );
+    }
+    Ok(())
+}
+
+pub struct CompareFusionArgs<'a> {
+    pub scenes: usize,
+    pub size: usize,
+    pub scale: usize,
+    pub snr_db: f64,
+    pub steps: usize,
+    pub model: Option<&'a Path>,
+    pub variants: Option<&'a str>,
+    pub device: &'a str,
+    pub json: bool,
+}
+
+/// `compare-fusion`: bicubic, the fusion module alone, UAL and its ablations on the same
+/// held-out pairs.
+pub fn compare_fusion(a: CompareFusionArgs) -> Result<()> {
+    use crate::recon::fusion::{evaluate, FusionEvalConfig, Variant};
+    let variants: Vec<Variant> = match a.variants {
+        None => Variant::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                Variant::ALL.into_iter().find(|v| v.name() == name.trim()).ok_or_else(|| {
+                    let names: Vec<_> = Variant::ALL.iter().map(|v| v.name()).collect();
+                    Error::invalid(format!("unknown variant '{name}' (expected {})", names.join(", ")))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let device = parse_device(a.device)?;
+    let needs_model = variants.iter().any(|v| !matches!(v, Variant::Bicubic | Variant::UalNoFusion));
+    let model = match (a.model, needs_model) {
+        (Some(p), _) => Some(FusionModel::load(p, &device)?),
+        (None, true) => Some(FusionModel::load(&crate::recon::fusion::shipped_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model"))?, &device)?),
+        (None, false) => None,
+    };
+    let cfg = FusionEvalConfig { scenes: a.scenes, size: a.size, scale: a.scale, snr_db: a.snr_db, steps: a.steps, variants };
+    let job = JobContext::new(CancelToken::new(), |_, what: &str| {
+        if std::io::stderr().is_terminal() {
+            eprint!("\r{what}                    ");
+        }
+    });
+    let scores = evaluate(model.as_ref(), &cfg, &device, &job)?;
+    if a.json {
+        print_json(&json!({ "config": cfg, "model": model.as_ref().map(|m| &m.card.name), "scores": scores }));
+        return Ok(());
+    }
+    eprintln!();
+    println!(
+        "{} held-out scenes of {}² px (held-out spectra, lights and cameras), ×{}, test kernels {}, {} dB SNR, {} adaptation steps",
+        cfg.scenes,
+        cfg.size,
+        cfg.scale,
+        crate::spectral::degrade::BlurKernel::test_set().iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" / "),
+        cfg.snr_db,
+        cfg.steps
+    );
+    println!("{:<24} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8} {:>9}", "variant", "MRAE", "RMSE", "PSNR", "SSIM", "SAM°", "kernel", "s/image");
+    for s in &scores {
+        println!(
+            "{:<24} {:>8.4} {:>8.4} {:>8.2} {:>7.4} {:>7.2} {:>8} {:>9.1}",
+            s.variant,
+            s.mrae,
+            s.rmse,
+            s.psnr,
+            s.ssim,
+            s.sam_deg,
+            s.kernel_similarity.map(|k| format!("{k:.3}")).unwrap_or_else(|| "-".into()),
+            s.seconds_per_image
         );
     }
     Ok(())

@@ -356,5 +356,5 @@ pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>
 
 mod fusion;
 mod recon;
-pub use fusion::{degrade, fuse, DegradeArgs, FuseArgs};
+pub use fusion::{compare_fusion, degrade, fuse, CompareFusionArgs, DegradeArgs, FuseArgs};
 pub use recon::{compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};

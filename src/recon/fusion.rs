@@ -71,6 +71,11 @@ impl FusionModel {
     }
 }
 
+/// The shipped (or user-installed) pretrained fusion module: `ual-fusion` in the model folders.
+pub fn shipped_model() -> Option<std::path::PathBuf> {
+    crate::recon::registry::model_dirs().into_iter().map(|d| d.join("ual-fusion.json")).find(|p| p.is_file())
+}
+
 /// How the blur between the latent cube and the low-resolution one is modelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,12 +98,15 @@ pub struct FuseOptions {
     /// Learning rate and weight decay of the degradation network (the paper: 1e-4, 1e-5).
     pub lr_kernel: f64,
     pub wd_kernel: f64,
+    /// Channels and depth of the adaptation module (None: the fusion module's, or the paper's
+    /// 64 and 3 without one).
+    pub adaptation: Option<(usize, usize)>,
     pub seed: u64,
 }
 
 impl FuseOptions {
     pub fn new(scale: usize, steps: usize) -> Self {
-        FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, seed: 1 }
+        FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, adaptation: None, seed: 1 }
     }
 }
 
@@ -188,7 +196,7 @@ pub fn fuse(
     let (_, rows, cols) = hr.dim();
     let (rows, cols) = (rows / opts.scale * opts.scale, cols / opts.scale * opts.scale);
     let hr = hr.slice(ndarray::s![.., ..rows, ..cols]).to_owned();
-    let config = match fusion {
+    let mut config = match fusion {
         Some(m) => {
             if m.card.config.bands != lr.bands() || m.card.config.msi_bands != hr.dim().0 {
                 bail_invalid!(
@@ -206,6 +214,9 @@ pub fn fuse(
         }
         None => UalConfig { bands: lr.bands(), msi_bands: hr.dim().0, ..UalConfig::default() },
     };
+    if let Some((width, depth)) = opts.adaptation {
+        (config.width, config.depth) = (width, depth);
+    }
     job.report(0.0, "fusing");
     let x = tensor3(&hr, device)?;
     let y = tensor3(&lr.data, device)?;
@@ -274,4 +285,129 @@ pub fn fuse(
     cube.meta.description = Some(format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase());
     let rough = Cube::new(array3(&rough)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
     Ok(Fused { cube, rough, kernel, steps })
+}
+
+/// Cosine similarity of two kernels of the same frame: 1 for the same shape, whatever their
+/// sums; how "the learned kernel resembles the true one" is measured.
+pub fn kernel_similarity(a: &Array2<f32>, b: &Array2<f32>) -> Result<f64> {
+    if a.dim() != b.dim() {
+        bail_invalid!("kernels of {:?} and {:?} are not in one frame", a.dim(), b.dim());
+    }
+    let dot: f64 = a.iter().zip(b.iter()).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let norm = |k: &Array2<f32>| k.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+    Ok(dot / (norm(a) * norm(b)).max(1e-30))
+}
+
+/// What an evaluation runs on each pair: the baselines, UAL, and the paper's ablations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Bicubic up-sampling of the low-resolution cube.
+    Bicubic,
+    /// The pretrained fusion module alone ("UAL w/o adaptation").
+    FusionOnly,
+    /// Fusion module, adaptation and the learned kernel: UAL.
+    Ual,
+    /// Adaptation through the predefined Ĥ ("UAL (Ĥ)").
+    UalPredefined,
+    /// Adaptation from the bicubic cube, no fusion module ("UAL w/o fusion").
+    UalNoFusion,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 5] = [Variant::Bicubic, Variant::FusionOnly, Variant::Ual, Variant::UalPredefined, Variant::UalNoFusion];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Bicubic => "bicubic",
+            Variant::FusionOnly => "fusion-only",
+            Variant::Ual => "ual",
+            Variant::UalPredefined => "ual-predefined-kernel",
+            Variant::UalNoFusion => "ual-no-fusion",
+        }
+    }
+}
+
+/// An evaluation on held-out scenes of the world (held-out spectra, lights and cameras), each
+/// degraded by one of the test kernels in turn ([`BlurKernel::test_set`]), never Gaussian.
+#[derive(Debug, Clone, Serialize)]
+pub struct FusionEvalConfig {
+    pub scenes: usize,
+    pub size: usize,
+    pub scale: usize,
+    pub snr_db: f64,
+    pub steps: usize,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VariantScore {
+    pub variant: String,
+    pub mrae: f64,
+    pub rmse: f64,
+    pub psnr: f64,
+    pub ssim: f64,
+    pub sam_deg: f64,
+    /// Mean cosine similarity of the kernel it ended with and the true one (None: no kernel).
+    pub kernel_similarity: Option<f64>,
+    pub seconds_per_image: f64,
+    pub images: usize,
+}
+
+/// Scores every variant of `cfg` on the same pairs (means over scenes).
+pub fn evaluate(model: Option<&FusionModel>, cfg: &FusionEvalConfig, device: &Device, job: &JobContext) -> Result<Vec<VariantScore>> {
+    use crate::train::world::{scene, Side, World, TEST_SEED0};
+    if cfg.scenes == 0 {
+        bail_invalid!("fusion evaluation needs at least one scene");
+    }
+    let held = World { spectra: Side::Held, light: Side::Held, camera: Side::Held };
+    let kernels = BlurKernel::test_set();
+    let mut out: Vec<VariantScore> = cfg.variants.iter().map(|v| VariantScore { variant: v.name().into(), ..Default::default() }).collect();
+    let n = cfg.scenes as f64;
+    for i in 0..cfg.scenes {
+        let s = scene(held, TEST_SEED0 + i as u64, cfg.size)?;
+        let (kernel_name, kernel) = &kernels[i % kernels.len()];
+        let degradation = crate::spectral::degrade::Degradation { kernel: kernel.clone(), scale: cfg.scale, snr_db: Some(cfg.snr_db), seed: TEST_SEED0 + i as u64 };
+        let lr = Cube::on_default_grid(degradation.apply(s.cube.view())?)?;
+        let camera = s.camera.on_grid(&lr.wavelengths)?;
+        let hr = crate::spectral::render::project(camera.view(), s.cube.view())?;
+        let (rows, cols) = (cfg.size / cfg.scale * cfg.scale, cfg.size / cfg.scale * cfg.scale);
+        let truth = Cube::on_default_grid(s.cube.slice(ndarray::s![.., ..rows, ..cols]).to_owned())?;
+        let framed_truth = kernel.framed(Degradation::kernel_side(cfg.scale))?;
+        for (variant, score) in cfg.variants.iter().zip(out.iter_mut()) {
+            job.check()?;
+            job.report(i as f32 / cfg.scenes as f32, &format!("scene {}/{} ({kernel_name}): {}", i + 1, cfg.scenes, variant.name()));
+            let start = std::time::Instant::now();
+            let mut opts = FuseOptions::new(cfg.scale, cfg.steps);
+            // Without a fusion module the adaptation module is still the model's size.
+            opts.adaptation = model.map(|m| (m.card.config.width, m.card.config.depth));
+            let (cube, kernel) = match variant {
+                Variant::Bicubic => (bicubic(&lr, cfg.scale, rows, cols)?, None),
+                Variant::FusionOnly | Variant::Ual | Variant::UalPredefined | Variant::UalNoFusion => {
+                    let fusion = if *variant == Variant::UalNoFusion { None } else { Some(model.ok_or_else(|| Error::invalid("this variant needs a pretrained fusion module"))?) };
+                    if *variant == Variant::FusionOnly {
+                        opts.steps = 0;
+                    }
+                    if *variant == Variant::UalPredefined {
+                        opts.kernel = KernelMode::Predefined;
+                    }
+                    let fused = fuse(fusion, &hr, &lr, &camera, &opts, device, None, &JobContext::silent())?;
+                    let learned = matches!(variant, Variant::Ual | Variant::UalNoFusion).then_some(fused.kernel);
+                    (fused.cube, learned)
+                }
+            };
+            let m = crate::metrics::score(&cube, &truth, None)?.metrics;
+            score.mrae += m.mrae / n;
+            score.rmse += m.rmse / n;
+            score.psnr += m.psnr / n;
+            score.ssim += m.ssim / n;
+            score.sam_deg += m.sam_deg / n;
+            score.seconds_per_image += start.elapsed().as_secs_f64() / n;
+            if let Some(k) = kernel {
+                *score.kernel_similarity.get_or_insert(0.0) += kernel_similarity(&k, &framed_truth)? / n;
+            }
+            score.images += 1;
+        }
+    }
+    Ok(out)
 }
