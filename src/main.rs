@@ -216,7 +216,8 @@ enum Command {
         /// Low-resolution cube: .npy, .hdr, .mat or .h5.
         #[arg(short = 'o', long)]
         output: PathBuf,
-        /// Also write the full-resolution clean RGB (.png 16-bit linear, or .npy).
+        /// Also write the full-resolution clean RGB: .npy (float, exact) or .png (16-bit linear,
+        /// clipped to [0, 1]).
         #[arg(long)]
         rgb_out: Option<PathBuf>,
         /// Also write the kernel used (.npy, summing to one).
@@ -247,6 +248,9 @@ enum Command {
         /// No fusion module: adapt from the bicubic up-sampled cube (the paper's ablation).
         #[arg(long)]
         no_fusion: bool,
+        /// The RGB file is sRGB-encoded (linearise it).
+        #[arg(long)]
+        srgb: bool,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value = "cpu")]
@@ -489,7 +493,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             rgb_out: rgb_out.as_deref(),
             kernel_out: kernel_out.as_deref(),
         }),
-        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
+        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, srgb, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
             rgb: &rgb,
             cube: &cube,
             camera: &camera,
@@ -498,6 +502,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             model: model.as_deref(),
             predefined_kernel,
             no_fusion,
+            srgb,
             seed,
             device: &device,
             output: &output,

@@ -11,7 +11,7 @@ use ndarray::{Array2, Array3};
 use spectral_studio::cube::Cube;
 use spectral_studio::engine::JobContext;
 use spectral_studio::models::ual::{self, Adaptation, Degradation, Fusion, UalConfig};
-use spectral_studio::recon::fusion::{fuse, FuseOptions, KernelMode};
+use spectral_studio::recon::fusion::{evaluate, fuse, kernel_similarity, FuseOptions, FusionEvalConfig, KernelMode, Variant};
 use spectral_studio::spectral::degrade::{blur_decimate, upsample_bicubic, BlurKernel};
 
 fn tensor3(a: &Array3<f32>) -> Tensor {
@@ -30,7 +30,9 @@ fn smooth_cube(bands: usize, rows: usize, cols: usize) -> Array3<f32> {
 fn the_degradation_network_is_the_simulator_and_has_correct_gradients() {
     // Through a framed kernel, the strided convolution is blur_decimate, borders included.
     let cube = smooth_cube(3, 24, 32);
-    for (scale, kernel) in [(8, BlurKernel::motion(9.0, 30.0).unwrap()), (4, BlurKernel::gaussian(5, 1.0).unwrap()), (3, BlurKernel::disk(2.0).unwrap())] {
+    // An asymmetric kernel of even sides too: the same orientation and centre on both paths.
+    let lopsided = BlurKernel::new(Array2::from_shape_fn((4, 6), |(r, c)| (1 + r * 6 + c * c) as f32)).unwrap();
+    for (scale, kernel) in [(8, BlurKernel::motion(9.0, 30.0).unwrap()), (4, BlurKernel::gaussian(5, 1.0).unwrap()), (3, BlurKernel::disk(2.0).unwrap()), (2, lopsided)] {
         let side = Degradation::kernel_side(scale);
         let framed = kernel.framed(side).unwrap();
         let k = Tensor::from_iter(framed.iter().copied(), &Device::Cpu).unwrap().reshape((1, 1, side, side)).unwrap();
@@ -85,7 +87,7 @@ fn fusion_and_adaptation_modules_have_correct_gradients_and_the_adaptation_start
 }
 
 #[test]
-fn adaptation_fits_the_pair_and_learns_the_blur_without_ground_truth() {
+fn adaptation_fits_the_pair_without_ground_truth() {
     let (bands, scale) = (31, 4);
     let truth = smooth_cube(bands, 32, 32);
     let kernel = BlurKernel::anisotropic(9, 2.0, 0.7, 30.0).unwrap();
@@ -101,11 +103,15 @@ fn adaptation_fits_the_pair_and_learns_the_blur_without_ground_truth() {
     let start = fuse(None, &hr, &lr, &camera, &FuseOptions::new(scale, 0), &Device::Cpu, None, &job).unwrap();
     let bicubic = upsample_bicubic(lr.data.view(), scale, 32, 32).unwrap();
     assert!(start.cube.data.iter().zip(bicubic.iter()).all(|(a, b)| (a - b.max(0.0)).abs() < 1e-6));
-    let mut opts = FuseOptions::new(scale, 60);
+    // A small adaptation module, so enough steps run in a test.
+    let mut opts = FuseOptions::new(scale, 400);
+    opts.adaptation = Some((8, 1));
     let fused = fuse(None, &hr, &lr, &camera, &opts, &Device::Cpu, None, &job).unwrap();
     let (first, last) = (fused.steps[0], *fused.steps.last().unwrap());
-    // At the paper's learning rates 60 steps are a start (it runs 1500): both terms fall.
-    assert!(last.loss < 0.98 * first.loss, "loss {} → {}", first.loss, last.loss);
+    // At the paper's learning rates both terms fall. (Whether the kernel nears the true one
+    // depends on how sharp the start is: from the bicubic cube, as here, a sharper kernel fits
+    // best; the degradation network's own learning is the next test.)
+    assert!(last.loss < 0.9 * first.loss, "loss {} → {}", first.loss, last.loss);
     assert!(last.loss_msi < first.loss_msi && last.loss_lr < first.loss_lr, "{first:?} → {last:?}");
     let side = Degradation::kernel_side(scale);
     assert_eq!(fused.kernel.dim(), (side, side));
@@ -116,10 +122,42 @@ fn adaptation_fits_the_pair_and_learns_the_blur_without_ground_truth() {
     let fixed = fuse(None, &hr, &lr, &camera, &opts, &Device::Cpu, None, &job).unwrap();
     let h = BlurKernel::gaussian(8, 3f64.sqrt()).unwrap().framed(side).unwrap();
     assert!(fixed.kernel.iter().zip(h.iter()).all(|(a, b)| (a - b).abs() < 1e-6));
+    // Non-finite input is named, not fitted.
+    let mut broken = hr.clone();
+    broken[[1, 3, 3]] = f32::NAN;
+    let err = fuse(None, &broken, &lr, &camera, &FuseOptions::new(scale, 1), &Device::Cpu, None, &job).err().unwrap().to_string();
+    assert!(err.contains("non-finite"), "{err}");
     // A pair that is not one.
     let wrong = Cube::on_default_grid(Array3::zeros((bands, 5, 8))).unwrap();
     let err = fuse(None, &hr, &wrong, &camera, &FuseOptions::new(scale, 1), &Device::Cpu, None, &job).err().unwrap().to_string();
     assert!(err.contains("32×32") && err.contains("8×8"), "{err}");
+}
+
+#[test]
+fn the_degradation_network_learns_the_blur_from_a_sharp_cube() {
+    use spectral_studio::train::optim::AdamW;
+    let (scale, side) = (4, Degradation::kernel_side(4));
+    // A textured cube (every pixel its own value): a smooth one would fit many kernels alike.
+    let mut state = 12345u64;
+    let truth_cube = Array3::from_shape_fn((4, 48, 48), |_| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        0.2 + 0.6 * ((state >> 40) as f32 / (1u64 << 24) as f32)
+    });
+    let kernel = BlurKernel::anisotropic(9, 2.5, 0.7, 30.0).unwrap();
+    let y = tensor3(&blur_decimate(truth_cube.view(), &kernel, scale).unwrap());
+    let z = tensor3(&truth_cube);
+    let net = Degradation::new(scale, &Device::Cpu).unwrap();
+    let truth = kernel.framed(side).unwrap();
+    let as_array = |t: &Tensor| Array2::from_shape_vec((side, side), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap();
+    let before = kernel_similarity(&as_array(net.var().as_tensor()), &truth).unwrap();
+    let mut optim = AdamW::new(std::collections::HashMap::from([("kernel".to_string(), net.var().clone())]), 1e-5).unwrap();
+    optim.l2_coupled = true;
+    for _ in 0..1000 {
+        let loss = spectral_studio::train::loss::loss_fn(spectral_studio::train::Loss::L1, &net.forward(&z).unwrap(), &y).unwrap();
+        optim.step(&loss.backward().unwrap(), 1e-4).unwrap();
+    }
+    let after = kernel_similarity(&as_array(net.var().as_tensor()), &truth).unwrap();
+    assert!(after > before + 0.05, "similarity to the true kernel {before:.3} → {after:.3}");
 }
 
 #[test]
@@ -141,6 +179,20 @@ fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
     assert_eq!(card.config.width, 4);
     let model = FusionModel::load(&files.weights, &Device::Cpu).unwrap();
     assert_eq!(model.card.wavelengths.len(), 31);
+    assert_eq!(model.card.scale, Some(4));
+    // It refuses a cube of another band count.
+    let hr = Array3::from_elem((3, 16, 16), 0.3f32);
+    let lr = Cube::new(Array3::from_elem((16, 4, 4), 0.3f32), (0..16).map(|i| 400.0 + 20.0 * i as f32).collect()).unwrap();
+    let err = fuse(Some(&model), &hr, &lr, &Array2::from_elem((3, 16), 1.0 / 16.0), &FuseOptions::new(4, 0), &Device::Cpu, None, &JobContext::silent()).err().unwrap().to_string();
+    assert!(err.contains("31 bands"), "{err}");
+    // The evaluation runs every variant on the same held-out pair.
+    let cfg = FusionEvalConfig { scenes: 1, size: 32, scale: 4, snr_db: 35.0, steps: 1, variants: Variant::ALL.to_vec() };
+    let scores = evaluate(Some(&model), &cfg, &Device::Cpu, &JobContext::silent()).unwrap();
+    assert_eq!(scores.len(), 5);
+    for s in &scores {
+        assert!(s.psnr.is_finite() && s.sam_deg.is_finite() && s.images == 1, "{s:?}");
+        assert_eq!(s.kernel_similarity.is_some(), matches!(s.variant.as_str(), "ual" | "ual-no-fusion"), "{s:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -169,7 +221,8 @@ mod cli {
     fn degrade_fuse_eval_round_trips_and_bad_requests_are_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        ok(&["scene", "--seed", "5", "--size", "40x32", "-o", "scene"], d);
+        // 42×34 is no multiple of 4: the result keeps the RGB's size and scores against the cube.
+        ok(&["scene", "--seed", "5", "--size", "42x34", "-o", "scene"], d);
         ok(&["degrade", "scene/cube.npy", "--scale", "4", "--kernel", "motion:5,45", "--snr", "35", "--seed", "3", "-o", "lr.npy", "--rgb-out", "hr.npy", "--kernel-out", "k.npy"], d);
         let lr = spectral_studio::io::open(d.join("lr.npy"), &Default::default()).unwrap();
         assert_eq!((lr.bands(), lr.rows(), lr.cols()), (31, 10, 8));
@@ -177,13 +230,14 @@ mod cli {
         let lines: Vec<serde_json::Value> = out.lines().filter(|l| l.starts_with("{\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.iter().filter(|v| v["event"] == "step").count(), 4, "{out}");
         let summary: serde_json::Value = serde_json::from_str(&out[out.find("{\n").expect("a summary")..]).unwrap();
-        assert_eq!((summary["rows"].as_u64(), summary["cols"].as_u64(), summary["bands"].as_u64()), (Some(40), Some(32), Some(31)));
+        assert_eq!((summary["rows"].as_u64(), summary["cols"].as_u64(), summary["bands"].as_u64()), (Some(42), Some(34), Some(31)));
         let k = spectral_studio::io::npy::read_array(&d.join("learned.npy")).unwrap();
         assert_eq!(k.shape(), &[32, 32]);
         assert!((k.sum() - 1.0).abs() < 1e-4);
         ok(&["eval", "fused.npy", "scene/cube.npy", "--json"], d);
         // Refusals: a pair that is not one, a bad kernel, writing over the input, no model.
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "8", "--no-fusion", "-o", "x.npy"], d, "at ×8 the cube should be 5×4");
+        fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "40", "--no-fusion", "-o", "x.npy"], d, "scale must be in 2..=32");
         fails_with(&["degrade", "scene/cube.npy", "--scale", "4", "--kernel", "box:3", "-o", "y.npy"], d, "unknown kernel 'box:3'");
         fails_with(&["degrade", "scene/cube.npy", "--scale", "4", "-o", "scene/cube.npy"], d, "cube.npy");
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "4", "--model", "nowhere/ual", "-o", "x.npy"], d, "nowhere/ual");

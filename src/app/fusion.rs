@@ -36,6 +36,9 @@ pub struct FusionRun {
     pub kernel: Option<Array2<f32>>,
     /// The pair's layers, so a simulated pair's true kernel is shown beside the learned one.
     pub pair: (u64, u64),
+    /// What it was started with, for the result's name.
+    pub scale: usize,
+    pub camera: String,
 }
 
 impl FusionRun {

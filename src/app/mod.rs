@@ -580,7 +580,7 @@ impl Studio {
         let (Some(rgb), Some(cube)) = (rgb, cube) else { return self.error("fusion: choose an RGB layer and a cube layer") };
         let (camera, scale, steps, pair) = (p.camera.clone(), p.scale, p.steps, (p.rgb.unwrap_or_default(), p.cube.unwrap_or_default()));
         let (job, events) = fusion::start(rgb, cube, camera, scale, steps, self.waker());
-        self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair });
+        self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair, scale, camera: self.fusion.camera.clone() });
     }
 
     fn poll_fusion_run(&mut self) {
@@ -595,7 +595,7 @@ impl Studio {
             Ok(fused) => {
                 run.kernel = Some(fused.kernel.clone());
                 run.status = format!("finished in {seconds:.0} s{}", fused.steps.last().map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default());
-                let (name, role) = fusion::result_layer(seconds, self.fusion.scale, fused.steps.len(), &self.fusion.camera);
+                let (name, role) = fusion::result_layer(seconds, run.scale, fused.steps.len(), &run.camera);
                 let id = self.doc.add(name.clone(), LayerData::Cube(Arc::new(fused.cube)), role, None);
                 self.active.get_or_insert(id);
                 self.info(format!("{name}: {seconds:.1} s"));

@@ -76,6 +76,7 @@ pub struct FuseArgs<'a> {
     pub model: Option<&'a Path>,
     pub predefined_kernel: bool,
     pub no_fusion: bool,
+    pub srgb: bool,
     pub seed: u64,
     pub device: &'a str,
     pub output: &'a Path,
@@ -96,7 +97,7 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
         }
     }
     let device = parse_device(a.device)?;
-    let rgb: RgbImage = io::open_rgb(a.rgb, false)?;
+    let rgb: RgbImage = io::open_rgb(a.rgb, a.srgb)?;
     let lr = io::open(a.cube, &OpenOptions::default())?;
     let camera = CameraResponse::parse(a.camera)?.on_grid(&lr.wavelengths).map_err(|e| Error::invalid(format!("camera {} on {}'s wavelengths: {e}", a.camera, a.cube.display())))?;
     let model = if a.no_fusion {
@@ -106,7 +107,11 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
             Some(p) => p.to_path_buf(),
             None => crate::recon::fusion::shipped_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model or train one with `train --method ual`"))?,
         };
-        Some(FusionModel::load(&path, &device)?)
+        let model = FusionModel::load(&path, &device)?;
+        if model.card.scale.is_some_and(|s| s != a.scale) {
+            eprintln!("note: the fusion module was pretrained at ×{}, this pair is ×{}", model.card.scale.unwrap_or_default(), a.scale);
+        }
+        Some(model)
     };
     let mut opts = FuseOptions::new(a.scale, a.steps);
     opts.seed = a.seed;

@@ -180,7 +180,7 @@ impl Degradation {
     /// A Gaussian start of σ = 3s/8, centred at index ⌊K/2⌋, summing to one.
     pub fn new(scale: usize, device: &Device) -> Result<Self> {
         if !(1..=Self::kernel_side(scale)).contains(&scale) {
-            bail!("ual: scale must be in 1..=31, got {scale}")
+            bail!("ual: scale must be in 1..=32, got {scale}")
         }
         let side = Self::kernel_side(scale);
         let sigma = 3.0 * scale as f64 / 8.0;
@@ -212,7 +212,8 @@ impl Degradation {
 }
 
 /// `z` (n, bands, H, W) through `kernel` (1, 1, K, K) with stride `scale`, borders replicated
-/// by (K − s)/2: (n, bands, ⌊H/s⌋, ⌊W/s⌋).
+/// by (K − s)/2: (n, bands, ⌊H/s⌋, ⌊W/s⌋). A correlation, as every convolution layer is (the
+/// kernel is not flipped), like [`crate::spectral::degrade::blur_decimate`].
 pub fn degrade(z: &Tensor, kernel: &Tensor, scale: usize) -> Result<Tensor> {
     let (n, bands, h, w) = z.dims4()?;
     let side = kernel.dim(3)?;

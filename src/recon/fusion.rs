@@ -35,6 +35,9 @@ pub struct FusionCard {
     pub architecture: String,
     pub config: UalConfig,
     pub wavelengths: Vec<f32>,
+    /// The down-sampling factor it was pretrained for.
+    #[serde(default)]
+    pub scale: Option<usize>,
     pub data: String,
     pub command: String,
     #[serde(default)]
@@ -92,7 +95,8 @@ pub struct FuseOptions {
     /// Adaptation steps; 0: the pretrained fusion module alone.
     pub steps: usize,
     pub kernel: KernelMode,
-    /// Learning rate and weight decay of the adaptation module (the paper: 9e-5, 1e-3).
+    /// Learning rate and weight decay of the adaptation module (the paper: 9e-5, 1e-3; the
+    /// decay is an L2 term in the gradient, as PyTorch's Adam applies it).
     pub lr_adapt: f64,
     pub wd_adapt: f64,
     /// Learning rate and weight decay of the degradation network (the paper: 1e-4, 1e-5).
@@ -143,8 +147,14 @@ pub fn bicubic(lr: &Cube, scale: usize, rows: usize, cols: usize) -> Result<Cube
 /// Checks that `hr` (msi_bands, rows, cols) and `lr` (bands, rows/s, cols/s) are one pair.
 fn check_pair(hr: &Array3<f32>, lr: &Cube, camera: &Array2<f32>, scale: usize) -> Result<()> {
     let (msi, rows, cols) = hr.dim();
-    if scale < 2 {
-        bail_invalid!("fusion scale must be at least 2, got {scale}");
+    if !(2..=Degradation::kernel_side(scale)).contains(&scale) {
+        bail_invalid!("fusion scale must be in 2..=32 (the degradation network's kernel is 32×32), got {scale}");
+    }
+    if hr.iter().any(|v| !v.is_finite()) {
+        bail_invalid!("the high-resolution image has non-finite values (NaN or infinity)");
+    }
+    if lr.data.iter().any(|v| !v.is_finite()) {
+        bail_invalid!("the low-resolution cube has non-finite values (NaN or infinity)");
     }
     if rows / scale != lr.rows() || cols / scale != lr.cols() || rows < scale || cols < scale {
         bail_invalid!(
@@ -193,9 +203,8 @@ pub fn fuse(
     job: &JobContext,
 ) -> Result<Fused> {
     check_pair(hr, lr, camera, opts.scale)?;
+    // Every step maps H×W to ⌊H/s⌋×⌊W/s⌋, so the result keeps the RGB's size.
     let (_, rows, cols) = hr.dim();
-    let (rows, cols) = (rows / opts.scale * opts.scale, cols / opts.scale * opts.scale);
-    let hr = hr.slice(ndarray::s![.., ..rows, ..cols]).to_owned();
     let mut config = match fusion {
         Some(m) => {
             if m.card.config.bands != lr.bands() || m.card.config.msi_bands != hr.dim().0 {
@@ -218,7 +227,7 @@ pub fn fuse(
         (config.width, config.depth) = (width, depth);
     }
     job.report(0.0, "fusing");
-    let x = tensor3(&hr, device)?;
+    let x = tensor3(hr, device)?;
     let y = tensor3(&lr.data, device)?;
     let y_up = tensor3(&upsample_bicubic(lr.data.view(), opts.scale, rows, cols)?, device)?;
     let rough = match fusion {
@@ -238,8 +247,11 @@ pub fn fuse(
         }
     };
     let adapt_vars: HashMap<String, Var> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // PyTorch's Adam with weight decay, as the paper: an L2 term in the gradient.
     let mut optim_adapt = AdamW::new(adapt_vars, opts.wd_adapt)?;
+    optim_adapt.l2_coupled = true;
     let mut optim_kernel = AdamW::new(HashMap::from([("kernel".to_string(), degradation.var().clone())]), opts.wd_kernel)?;
+    optim_kernel.l2_coupled = true;
     let mut steps = Vec::with_capacity(opts.steps);
     let mut z = rough.clone();
     for step in 0..opts.steps {

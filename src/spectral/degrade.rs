@@ -6,13 +6,18 @@
 //! low-resolution pixel i lies over high-resolution pixel i·s + ⌊s/2⌋, a kernel of side n has
 //! its centre at index ⌊n/2⌋, and the image's border is replicated. Bicubic up-sampling maps
 //! back through the same positions, so the baselines and the network see one registration.
+//! (For an even s that is half a pixel after the centre of the s×s block a sensor pixel
+//! averages; a real pair registered to block centres is half a pixel off, which the learned
+//! kernel absorbs.) The blur is a correlation, as a convolution layer's: the kernel is applied
+//! as stored, not flipped, so an asymmetric kernel file and `--kernel-out` share one orientation.
 
 use crate::spectral::rng::Rng;
 use crate::{bail_invalid, Error, Result};
 use ndarray::{Array2, Array3, ArrayView3, Axis};
 use std::path::Path;
 
-/// Largest kernel side accepted: the paper's degradation network is 32×32.
+/// Largest kernel side accepted for simulation (the degradation network learns 32×32; a larger
+/// simulated blur is allowed but cannot be compared with what it learns).
 pub const MAX_KERNEL: usize = 64;
 
 /// A 2-D blur kernel, its weights summing to one.
@@ -60,8 +65,8 @@ impl BlurKernel {
     /// Linear motion blur: a line of `length` pixels at `angle_deg`, anti-aliased (each weight
     /// falls off linearly within one pixel of the segment).
     pub fn motion(length: f64, angle_deg: f64) -> Result<Self> {
-        if !(length >= 1.0 && length <= (MAX_KERNEL - 2) as f64) {
-            bail_invalid!("motion blur length must be in [1, {}], got {length}", MAX_KERNEL - 2);
+        if !(length >= 1.0 && length <= (MAX_KERNEL - 3) as f64) {
+            bail_invalid!("motion blur length must be in [1, {}], got {length}", MAX_KERNEL - 3);
         }
         let size = (length.ceil() as usize + 2) | 1;
         let (s, c) = angle_deg.to_radians().sin_cos();
@@ -75,19 +80,21 @@ impl BlurKernel {
 
     /// Defocus: a uniform disk of `radius` pixels, anti-aliased at its edge.
     pub fn disk(radius: f64) -> Result<Self> {
-        if !(radius > 0.0 && radius <= (MAX_KERNEL / 2 - 1) as f64) {
-            bail_invalid!("disk radius must be in (0, {}], got {radius}", MAX_KERNEL / 2 - 1);
+        if !(radius > 0.0 && radius <= ((MAX_KERNEL - 4) / 2) as f64) {
+            bail_invalid!("disk radius must be in (0, {}], got {radius}", (MAX_KERNEL - 4) / 2);
         }
         let size = (2.0 * radius).ceil() as usize + 3 | 1;
         Self::from_fn(size, |y, x| (radius + 0.5 - (x * x + y * y).sqrt()).clamp(0.0, 1.0))
     }
 
-    /// Weights `f(dy, dx)` at offsets from the centre of a `size`×`size` kernel.
+    /// Weights `f(dy, dx)` at offsets from the geometric centre of a `size`×`size` kernel,
+    /// (size − 1)/2: symmetric for an even size too (as MATLAB's `fspecial`), its centre then
+    /// half a pixel before index ⌊size/2⌋.
     fn from_fn(size: usize, f: impl Fn(f64, f64) -> f64) -> Result<Self> {
         if size == 0 || size > MAX_KERNEL {
             bail_invalid!("kernel size must be in 1..={MAX_KERNEL}, got {size}");
         }
-        let centre = (size / 2) as f64;
+        let centre = (size as f64 - 1.0) / 2.0;
         Self::new(Array2::from_shape_fn((size, size), |(y, x)| f(y as f64 - centre, x as f64 - centre) as f32))
     }
 
@@ -156,9 +163,12 @@ impl BlurKernel {
     }
 
     /// The kernel centred in a `side`×`side` frame the way the degradation network's kernel is
-    /// (centre at index ⌊side/2⌋), cut if it is larger, renormalised.
+    /// (centre at index ⌊side/2⌋). A kernel larger than the frame is refused.
     pub fn framed(&self, side: usize) -> Result<Array2<f32>> {
         let (r, c) = self.weights.dim();
+        if r > side || c > side {
+            bail_invalid!("a {r}×{c} kernel does not fit a {side}×{side} frame");
+        }
         let mut out = Array2::<f32>::zeros((side, side));
         for ((y, x), &w) in self.weights.indexed_iter() {
             let (fy, fx) = ((y + side / 2) as isize - (r / 2) as isize, (x + side / 2) as isize - (c / 2) as isize);

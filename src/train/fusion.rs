@@ -1,6 +1,7 @@
 //! Pretraining UAL's fusion module (Zhang et al. 2020, eq. 3 and section 4.1): pairs made from
 //! the data engine's scenes by random Gaussian degradations, an L1 loss, Adam at 1e-4 decayed
-//! ×0.7 fifteen times over the run (the paper: every 10 of 150 epochs).
+//! ×0.7 every fifteenth of the run (the paper: every 10 of 150 epochs). The loss and schedule
+//! are the paper's; `train`'s `--loss` and `--schedule` do not apply.
 //!
 //! Each patch gets its own degradation: a Gaussian kernel of side 5–15 and σ 0.5–2 px (the
 //! paper's ranges), white noise at 30–40 dB SNR (the paper's test levels; it adds noise to its
@@ -191,6 +192,7 @@ pub fn pretrain_fusion(cfg: &FusionTrainConfig, out_dir: &Path, device: &Device,
         architecture: "ual".into(),
         config: cfg.model.clone(),
         wavelengths: default_wavelengths(),
+        scale: Some(cfg.scale),
         data: format!(
             "{}; each patch degraded by a gaussian kernel of side {}-{} and sigma {}-{} px, x{}, noise {}-{} db snr, and photographed by its own random camera",
             cfg.data.describe(),

@@ -14,6 +14,9 @@ pub struct AdamW {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Weight decay as PyTorch's `Adam(weight_decay=…)` applies it: wd·θ added to the gradient
+    /// before the moments (an L2 term), instead of AdamW's decoupled shrinking by lr·wd.
+    pub l2_coupled: bool,
 }
 
 impl AdamW {
@@ -28,7 +31,7 @@ impl AdamW {
             })
             .collect::<Result<_>>()?;
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Self { params, step: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay })
+        Ok(Self { params, step: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, l2_coupled: false })
     }
 
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
@@ -37,10 +40,18 @@ impl AdamW {
         let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
         for (_, var, m, v) in self.params.iter_mut() {
             let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let coupled;
+            let g = if self.l2_coupled && self.weight_decay != 0.0 {
+                coupled = (g + (var.as_tensor() * self.weight_decay)?)?;
+                &coupled
+            } else {
+                g
+            };
             *m = ((&*m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
             *v = ((&*v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
             let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + self.eps)?)?;
-            let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
+            let shrink = if self.l2_coupled { 1.0 } else { 1.0 - lr * self.weight_decay };
+            let decayed = (var.as_tensor() * shrink)?;
             var.set(&(decayed - (update * lr)?)?)?;
         }
         Ok(())
@@ -123,6 +134,22 @@ mod tests {
         let mut again = AdamW::new(HashMap::from([("x".to_string(), x.clone())]), 0.0).unwrap();
         again.load_state(&state).unwrap();
         assert_eq!(again.step, 300);
+    }
+
+    #[test]
+    fn coupled_weight_decay_is_adam_on_the_loss_plus_an_l2_term() {
+        let (a, b) = (Var::new(&[1.5f32, -0.5], &Device::Cpu).unwrap(), Var::new(&[1.5f32, -0.5], &Device::Cpu).unwrap());
+        let mut coupled = AdamW::new(HashMap::from([("x".to_string(), a.clone())]), 0.3).unwrap();
+        coupled.l2_coupled = true;
+        let mut plain = AdamW::new(HashMap::from([("x".to_string(), b.clone())]), 0.0).unwrap();
+        for _ in 0..20 {
+            let loss = |x: &Var| (x.as_tensor() - 2.0).unwrap().sqr().unwrap().sum_all().unwrap();
+            coupled.step(&loss(&a).backward().unwrap(), 0.05).unwrap();
+            let with_l2 = (loss(&b) + (b.as_tensor().sqr().unwrap().sum_all().unwrap() * 0.15).unwrap()).unwrap();
+            plain.step(&with_l2.backward().unwrap(), 0.05).unwrap();
+        }
+        let (va, vb) = (a.as_tensor().to_vec1::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());
+        assert!(va.iter().zip(&vb).all(|(x, y)| (x - y).abs() < 1e-5), "{va:?} {vb:?}");
     }
 
     #[test]
