@@ -394,6 +394,10 @@ enum Command {
         size: usize,
         #[arg(long, default_value = "canon-eos-5d-mark-ii")]
         camera: String,
+        /// With --protocol: every scene through --camera instead of its own (for one-camera
+        /// models, e.g. an mstpp trained for the Canon); cross-camera is then skipped.
+        #[arg(long, requires = "protocol")]
+        fixed_camera: bool,
         #[arg(long)]
         consistent: bool,
         #[arg(long)]
@@ -529,14 +533,14 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, models, data, synthetic, protocol, size, camera, consistent, exposure_invariant, device, record, json } => {
+        Command::Compare { methods, models, data, synthetic, protocol, size, camera, fixed_camera, consistent, exposure_invariant, device, record, json } => {
             let data = match (data, synthetic, protocol) {
                 (Some(dir), None, None) => cli::CompareData::Folder(dir),
                 (None, Some(count), None) => cli::CompareData::Synthetic { count, size },
                 (None, count, Some(p)) => {
                     use spectral_studio::train::world::Protocol;
                     let protocols = if p == "all" { Protocol::ALL.to_vec() } else { p.split(',').map(Protocol::parse).collect::<Result<Vec<_>, _>>()? };
-                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size }
+                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size, fixed_camera }
                 }
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };

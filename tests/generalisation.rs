@@ -147,4 +147,14 @@ fn compare_scores_a_protocol_through_its_held_out_cameras() {
         .output()
         .unwrap();
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown protocol"));
+    // With --fixed-camera every scene is seen through --camera, and cross-camera is skipped.
+    let fixed = Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+        .args(["compare", "--methods", "pca", "--protocol", "cross-camera,cross-library", "--synthetic", "1", "--size", "32", "--camera", "nikon-5100", "--fixed-camera", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(fixed.status.success(), "{}", String::from_utf8_lossy(&fixed.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&fixed.stdout).unwrap();
+    assert_eq!((v["protocol"].as_str(), v["camera"].as_str()), (Some("cross-library"), Some("nikon-5100")), "{v}");
+    assert!(String::from_utf8_lossy(&fixed.stderr).contains("cross-camera is skipped"));
 }

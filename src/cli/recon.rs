@@ -327,7 +327,8 @@ pub enum CompareData {
     /// Held-out synthetic scenes: seeds 1..=count at size².
     Synthetic { count: usize, size: usize },
     /// The test scenes of generalisation protocols (each with its own camera).
-    Protocols { protocols: Vec<Protocol>, count: usize, size: usize },
+    /// `fixed_camera`: every scene through the run's camera rather than its own.
+    Protocols { protocols: Vec<Protocol>, count: usize, size: usize, fixed_camera: bool },
 }
 
 /// One table of a comparison: what was scored and each method's result (or why it could not run).
@@ -377,10 +378,19 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
             }
             tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores });
         }
-        CompareData::Protocols { protocols, count, size } => {
+        CompareData::Protocols { protocols, count, size, fixed_camera } => {
+            let fixed = fixed_camera.then(|| CameraResponse::parse(camera_name)).transpose()?;
             for &protocol in protocols {
+                if fixed.is_some() && protocol == Protocol::CrossCamera {
+                    eprintln!("note: cross-camera is skipped with --fixed-camera (its held-out camera is the point)");
+                    continue;
+                }
                 let world = protocol.test_world();
-                let scenes = (0..*count as u64).map(|i| world::scene(world, world::TEST_SEED0 + i, *size)).collect::<Result<Vec<_>>>()?;
+                let mut scenes = (0..*count as u64).map(|i| world::scene(world, world::TEST_SEED0 + i, *size)).collect::<Result<Vec<_>>>()?;
+                if let Some(camera) = &fixed {
+                    // The radiance does not depend on the camera: only the picture changes.
+                    scenes.iter_mut().for_each(|s| s.camera = camera.clone());
+                }
                 let mut scores = Vec::new();
                 for (name, model) in methods {
                     let mut per_scene = Vec::new();
@@ -398,7 +408,13 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 }
                 let cameras: std::collections::BTreeSet<&str> = scenes.iter().map(|s| s.camera.name.as_str()).collect();
                 tables.push(CompareTable {
-                    description: format!("protocol {}: {count} test scenes of {size}x{size} (seeds {}..), {}", protocol.name(), world::TEST_SEED0, protocol.describe()),
+                    description: format!(
+                        "protocol {}: {count} test scenes of {size}x{size} (seeds {}..), {}{}",
+                        protocol.name(),
+                        world::TEST_SEED0,
+                        protocol.describe(),
+                        if fixed.is_some() { ", every scene through one camera" } else { "" }
+                    ),
                     camera: cameras.into_iter().collect::<Vec<_>>().join(" / "),
                     protocol: Some(protocol),
                     scores,
@@ -421,17 +437,19 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 let mut metrics = card.metrics.take().filter(|m| m.is_object()).unwrap_or_else(|| json!({}));
                 match table.protocol {
                     None => {
-                        let protocols = metrics.get("protocols").cloned();
+                        let kept: Vec<(&str, serde_json::Value)> = ["protocols", "protocols_fixed_camera"].into_iter().filter_map(|k| metrics.get(k).cloned().map(|v| (k, v))).collect();
                         metrics = entry;
-                        if let Some(p) = protocols {
-                            metrics["protocols"] = p;
+                        for (k, v) in kept {
+                            metrics[k] = v;
                         }
                     }
                     Some(p) => {
-                        if !metrics.get("protocols").is_some_and(|v| v.is_object()) {
-                            metrics["protocols"] = json!({});
+                        // A one-camera run is its own data set: it keeps the own-camera figures.
+                        let key = if matches!(data, CompareData::Protocols { fixed_camera: true, .. }) { "protocols_fixed_camera" } else { "protocols" };
+                        if !metrics.get(key).is_some_and(|v| v.is_object()) {
+                            metrics[key] = json!({});
                         }
-                        metrics["protocols"][p.name()] = entry;
+                        metrics[key][p.name()] = entry;
                     }
                 }
                 card.metrics = Some(metrics);
