@@ -32,7 +32,7 @@ fn render_reconstruct_eval_is_a_closed_loop_for_every_method() {
     let d = tmp.path();
     ok(&["scene", "--seed", "11", "--size", "40x36", "-o", "scene"], d);
     ok(&["render", "scene/cube.npy", "--camera", "canon", "-o", "rgb.npy"], d);
-    for method in ["spline", "linear", "pca", "mscnn", "basisnet"] {
+    for method in ["spline", "linear", "pca", "mscnn", "basisnet", "mstpp"] {
         let out = format!("{method}.npy");
         let report = json(&["reconstruct", "rgb.npy", "--method", method, "-o", &out, "--json"], d);
         assert_eq!((report["rows"].as_u64(), report["cols"].as_u64(), report["bands"].as_u64()), (Some(40), Some(36), Some(31)));
