@@ -328,9 +328,10 @@ enum Command {
         /// Learning rate [default: 2e-3; ual: 1e-4, the paper's].
         #[arg(long)]
         lr: Option<f64>,
-        /// cosine, step (the paper's ×0.93) or constant.
-        #[arg(long, default_value = "cosine")]
-        schedule: String,
+        /// cosine, step (the paper's: ×0.93 for mscnn, ×0.7 for ual) or constant [default:
+        /// cosine; ual: step].
+        #[arg(long)]
+        schedule: Option<String>,
         /// mrae+l1 (relative plus scaled absolute error), mrae+rmse (relative plus scaled RMSE), mrae or l1.
         #[arg(long, default_value = "mrae+l1")]
         loss: String,

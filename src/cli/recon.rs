@@ -132,7 +132,7 @@ pub struct TrainArgs {
     pub batch: Option<usize>,
     pub patch: Option<usize>,
     pub lr: Option<f64>,
-    pub schedule: String,
+    pub schedule: Option<String>,
     pub loss: String,
     pub width: Option<usize>,
     pub depth: Option<usize>,
@@ -168,7 +168,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     cfg.patch = a.patch.unwrap_or(cfg.patch);
     cfg.lr = a.lr.unwrap_or(cfg.lr);
     (cfg.validate_every, cfg.checkpoint_every) = (a.validate_every, a.checkpoint_every);
-    cfg.schedule = match a.schedule.as_str() {
+    cfg.schedule = match a.schedule.as_deref().unwrap_or("cosine") {
         "cosine" => Schedule::Cosine { warmup: (a.steps / 40).min(200) },
         "constant" => Schedule::Constant,
         // The paper: ×0.93 every 10 epochs; here an "epoch" is steps/100, so 10 epochs = steps/10.
@@ -270,7 +270,7 @@ fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, json_lines: 
 
 /// `train --method ual`: pretrains UAL's fusion module on the data engine's scenes.
 fn train_fusion(a: &TrainArgs) -> Result<()> {
-    use crate::train::fusion::{pretrain_fusion, FusionTrainConfig};
+    use crate::train::fusion::{pretrain_fusion, FusionSchedule, FusionTrainConfig};
     let data = match (&a.data, a.synthetic, a.world) {
         (None, None, Some(count)) => DataSource::World { count, size: a.size },
         (None, Some(count), None) => DataSource::Synthetic { count, size: a.size },
@@ -291,6 +291,12 @@ fn train_fusion(a: &TrainArgs) -> Result<()> {
     if let Some(s) = a.scale {
         cfg.scale = s;
     }
+    cfg.schedule = match a.schedule.as_deref().unwrap_or("step") {
+        "step" => FusionSchedule::Paper,
+        "cosine" => FusionSchedule::Cosine,
+        "constant" => FusionSchedule::Constant,
+        other => bail_invalid!("unknown schedule '{other}' (expected step, cosine or constant)"),
+    };
     if let Some(w) = a.width {
         cfg.model.width = w;
     }

@@ -212,22 +212,7 @@ impl PatchSampler<'_> {
             if let Some(light) = self.light {
                 cues.push(crate::models::camera::illumination_cues_of(&light[which], &camera));
             }
-            let (_, rows, cols) = source.dim();
-            if rows < p || cols < p {
-                bail_invalid!("training cube of {rows}x{cols} px is smaller than the {p}x{p} patch");
-            }
-            let (r0, c0) = (rng.below(rows - p + 1), rng.below(cols - p + 1));
-            let mut y = source.slice(s![.., r0..r0 + p, c0..c0 + p]).to_owned();
-            // Eight orientations: optional transpose, then optional flips.
-            if rng.below(2) == 1 {
-                y.swap_axes(1, 2);
-            }
-            if rng.below(2) == 1 {
-                y.invert_axis(Axis(1));
-            }
-            if rng.below(2) == 1 {
-                y.invert_axis(Axis(2));
-            }
+            let mut y = random_patch(source, p, rng)?;
             let (lo, hi) = self.brightness;
             let factor = if hi > lo { (lo.ln() + (hi.ln() - lo.ln()) * rng.uniform_f32()).exp() } else { lo };
             y.mapv_inplace(|v| v * factor);
@@ -245,6 +230,27 @@ impl PatchSampler<'_> {
         }
         Ok(Batch { rgb, cube, cameras, cues })
     }
+}
+
+/// A random `p`×`p` patch of `source` (bands, rows, cols) in one of its eight orientations
+/// (an optional transpose, then optional flips), drawn from `rng` in that order.
+pub fn random_patch(source: &Array3<f32>, p: usize, rng: &mut Rng) -> Result<Array3<f32>> {
+    let (_, rows, cols) = source.dim();
+    if rows < p || cols < p {
+        bail_invalid!("training cube of {rows}x{cols} px is smaller than the {p}x{p} patch");
+    }
+    let (r0, c0) = (rng.below(rows - p + 1), rng.below(cols - p + 1));
+    let mut y = source.slice(s![.., r0..r0 + p, c0..c0 + p]).to_owned();
+    if rng.below(2) == 1 {
+        y.swap_axes(1, 2);
+    }
+    if rng.below(2) == 1 {
+        y.invert_axis(Axis(1));
+    }
+    if rng.below(2) == 1 {
+        y.invert_axis(Axis(2));
+    }
+    Ok(y)
 }
 
 /// Mean linear RGB of the clean renders of `cubes` (the brightness a model is trained at).

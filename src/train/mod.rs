@@ -382,27 +382,21 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
         }
         if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
-            card.training = Some(record(cfg, done, start, device, last_loss, last_val));
+            card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), done, start, device, last_loss, last_val));
             let path = save_checkpoint(done, &card, &optimiser)?;
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
-    card.training = Some(record(cfg, cfg.steps, start, device, last_loss, last_val));
+    card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), cfg.steps, start, device, last_loss, last_val));
     let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
     checkpoint::save_model(&var_tensors(&varmap), &card, &files)?;
     send(events, TrainEvent::Finished { steps: cfg.steps, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
     Ok(TrainSummary { model: files, card })
 }
 
-fn record(cfg: &TrainConfig, steps: usize, start: Instant, device: &Device, loss: f64, val: Option<f64>) -> TrainingRecord {
-    TrainingRecord {
-        steps,
-        batch: cfg.batch,
-        patch: cfg.patch,
-        seconds: start.elapsed().as_secs_f64(),
-        device: device_name(device).into(),
-        final_loss: Some(loss),
-        val_mrae: val,
-        config: serde_json::to_value(cfg).unwrap_or_default(),
-    }
+/// What a card says of a run: its size, time, device, last loss and validation, and its
+/// whole configuration (`config`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record(batch: usize, patch: usize, config: serde_json::Value, steps: usize, start: Instant, device: &Device, loss: f64, val: Option<f64>) -> TrainingRecord {
+    TrainingRecord { steps, batch, patch, seconds: start.elapsed().as_secs_f64(), device: device_name(device).into(), final_loss: Some(loss), val_mrae: val, config }
 }
