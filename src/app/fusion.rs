@@ -76,11 +76,6 @@ impl Default for FusionPanel {
     }
 }
 
-/// The pretrained fusion module the studio uses: the shipped `models/ual-fusion`, if any.
-pub fn fusion_model_path() -> Option<std::path::PathBuf> {
-    crate::recon::fusion::shipped_model()
-}
-
 /// What the Fusion tab asks the studio to do.
 pub enum FusionCommand {
     Simulate,
@@ -119,7 +114,7 @@ impl FusionPanel {
             ui.add(egui::DragValue::new(steps).range(0..=20_000)).on_hover_text("0: the pretrained fusion module alone");
             ui.end_row();
         });
-        if fusion_model_path().is_none() {
+        if crate::recon::fusion::shipped_model().is_none() {
             ui.colored_label(egui::Color32::from_rgb(230, 170, 60), "No pretrained fusion module is installed (models/ual-fusion): the adaptation starts from the bicubic cube (the paper's \"w/o fusion\").");
         }
         let running = run.as_ref().is_some_and(|r| r.is_running());
@@ -220,7 +215,7 @@ pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, 
     let (tx, rx) = crossbeam_channel::unbounded();
     let job = Job::spawn(format!("fuse ×{scale}"), waker, move |ctx| {
         let device = crate::recon::device::parse_device("cpu")?;
-        let model = fusion_model_path().map(|p| FusionModel::load(&p, &device)).transpose()?;
+        let model = crate::recon::fusion::shipped_model().map(|p| FusionModel::load(&p, &device)).transpose()?;
         let c = CameraResponse::parse(&camera)?.on_grid(&cube.wavelengths)?;
         fuse(model.as_ref(), &rgb.data, &cube, &c, &FuseOptions::new(scale, steps), &device, Some(&tx), ctx)
     });

@@ -176,7 +176,8 @@ fn tensor3(a: &Array3<f32>, device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_iter(a.iter().copied(), device)?.reshape((1, c, h, w))?)
 }
 
-fn array3(t: &Tensor) -> Result<Array3<f32>> {
+/// The first image of a (n, c, h, w) tensor as (c, h, w).
+pub(crate) fn array3(t: &Tensor) -> Result<Array3<f32>> {
     let (_, c, h, w) = t.dims4()?;
     Ok(Array3::from_shape_vec((c, h, w), t.flatten_all()?.to_vec1::<f32>()?).map_err(|e| Error::invalid(e.to_string()))?)
 }

@@ -15,7 +15,7 @@ use super::loss::loss_fn;
 use super::optim::{AdamW, Schedule};
 use super::seeded::SeededInit;
 use super::world::{draw_camera, Side};
-use super::{checkpoint, Loss, TrainEvent};
+use super::{checkpoint, tensor4, Loss, TrainEvent};
 use crate::cube::{default_wavelengths, Cube};
 use crate::engine::JobContext;
 use crate::models::ual::{Fusion, UalConfig};
@@ -27,7 +27,7 @@ use crate::spectral::degrade::{upsample_bicubic, BlurKernel, Degradation};
 use crate::spectral::render::project;
 use crate::spectral::rng::Rng;
 use crate::{bail_invalid, Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use crossbeam_channel::Sender;
 use ndarray::{s, Array3, Array4, Axis};
@@ -138,10 +138,6 @@ fn sample(cubes: &[Array3<f32>], cfg: &FusionTrainConfig, rng: &mut Rng) -> Resu
     Ok(out)
 }
 
-fn tensor4(a: &Array4<f32>, device: &Device) -> Result<Tensor> {
-    Ok(Tensor::from_iter(a.iter().copied(), device)?.reshape(a.dim())?)
-}
-
 /// Validation: the fusion module alone on each validation scene under a fixed (seeded)
 /// Gaussian degradation: mean MRAE, RMSE, PSNR, SAM.
 fn validate(fusion: &Fusion, dataset: &Dataset, cfg: &FusionTrainConfig, device: &Device) -> Result<[f64; 4]> {
@@ -150,8 +146,7 @@ fn validate(fusion: &Fusion, dataset: &Dataset, cfg: &FusionTrainConfig, device:
         let mut rng = Rng::new(0xF05E ^ i as u64);
         let (x, y_up) = pair(cube, cfg, &mut rng)?;
         let pred = fusion.forward(&tensor4(&x.insert_axis(Axis(0)), device)?, &tensor4(&y_up.insert_axis(Axis(0)), device)?)?;
-        let (_, c, h, w) = pred.dims4()?;
-        let pred = Array3::from_shape_vec((c, h, w), pred.flatten_all()?.to_vec1::<f32>()?).map_err(|e| Error::invalid(e.to_string()))?;
+        let pred = crate::recon::fusion::array3(&pred)?;
         let score = crate::metrics::score(&Cube::on_default_grid(pred.mapv(|v| v.max(0.0)))?, &Cube::on_default_grid(cube.clone())?, None)?;
         let m = &score.metrics;
         for (s, v) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {

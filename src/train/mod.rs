@@ -252,7 +252,7 @@ fn validate(
     Ok(sums.map(|s| s / cubes.len().max(1) as f64))
 }
 
-fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tensor> {
+pub(crate) fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tensor> {
     let shape = a.dim();
     Ok(Tensor::from_vec(a.as_standard_layout().iter().copied().collect::<Vec<f32>>(), shape, device)?)
 }
