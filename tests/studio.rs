@@ -370,7 +370,13 @@ fn a_simulated_pair_fuses_into_a_scored_layer_with_the_learned_kernel_beside_the
     let (rgb, cube) = (h.state().fusion.rgb.expect("the pair's RGB is chosen"), h.state().fusion.cube.expect("the pair's cube is chosen"));
     assert_eq!(h.state().doc.get(cube).unwrap().data.rows_cols(), (32, 32));
     assert_eq!(h.state().doc.get(rgb).unwrap().data.rows_cols(), (256, 256));
-    click_and_settle(&mut h, "Fuse");
+    h.get_by_label("Fuse").click();
+    h.run_steps(2);
+    // While it runs, the side panel's Jobs lists it (the fusion module alone takes far longer
+    // than two frames on the demo's 256 × 256 pair).
+    assert!(h.state().fusion.run.as_ref().is_some_and(|r| r.is_running()), "the fusion finished within two frames");
+    h.get_by_label_contains("fuse ×8 (");
+    settle(&mut h);
     let s = h.state();
     let run = s.fusion.run.as_ref().unwrap();
     assert!(run.status.starts_with("finished"), "{}; messages {:?}", run.status, s.messages);

@@ -428,8 +428,23 @@ impl Studio {
 
     fn jobs_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Jobs");
-        if self.jobs.is_empty() && self.recon_queue.is_empty() {
+        // Fusion and training runs live in their tabs but are jobs all the same: listed here
+        // with their progress and a Cancel that stops them as the tab's button does.
+        let listed = |name: &str, started: std::time::Instant, progress: &(f32, String), stop| (name.to_string(), started.elapsed(), progress.clone(), stop);
+        let fusion = self.fusion.run.as_ref().and_then(|r| r.job.as_ref()).map(|job| listed(&job.name, job.started, &job.progress, Command::Fusion(fusion::FusionCommand::Stop)));
+        let training = self.training.runs.iter().filter_map(|r| r.job.as_ref()).map(|job| listed(&job.name, job.started, &job.progress, Command::StopTraining));
+        let tab_jobs: Vec<_> = fusion.into_iter().chain(training).collect();
+        if self.jobs.is_empty() && self.recon_queue.is_empty() && tab_jobs.is_empty() {
             ui.label("idle");
+        }
+        for (name, elapsed, (fraction, what), stop) in tab_jobs {
+            ui.label(format!("{name} ({:.1} s)", elapsed.as_secs_f64()));
+            ui.horizontal(|ui| {
+                ui.add(egui::ProgressBar::new(fraction).desired_width(150.0).text(what));
+                if ui.button("Cancel").clicked() {
+                    self.commands.push(stop);
+                }
+            });
         }
         for job in &self.jobs {
             let (fraction, what) = job.progress();
