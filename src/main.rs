@@ -236,9 +236,9 @@ enum Command {
         camera: String,
         #[arg(long)]
         scale: usize,
-        /// Adaptation steps (0: the pretrained fusion module alone; the paper's 1500 take about
-        /// 33 min on a 256×256 pair on 2 cores at the paper's width).
-        #[arg(long, default_value_t = 1500)]
+        /// Adaptation steps (0: the pretrained fusion module alone). The default fits a 256×256,
+        /// ×8 pair in 5 minutes on 2 cores; the paper runs 1500.
+        #[arg(long, default_value_t = spectral_studio::recon::fusion::DEFAULT_STEPS)]
         steps: usize,
         /// Pretrained fusion module (default: the shipped models/ual-fusion).
         #[arg(long)]
@@ -249,6 +249,12 @@ enum Command {
         /// No fusion module: adapt from the bicubic up-sampled cube (the paper's ablation).
         #[arg(long)]
         no_fusion: bool,
+        /// Learning rate of the adaptation module [default: 9e-5, the paper's].
+        #[arg(long)]
+        lr_adapt: Option<f64>,
+        /// Learning rate of the degradation network (the blur) [default: 1e-4, the paper's].
+        #[arg(long)]
+        lr_kernel: Option<f64>,
         /// The RGB file is sRGB-encoded (linearise it).
         #[arg(long)]
         srgb: bool,
@@ -276,7 +282,7 @@ enum Command {
         scale: usize,
         #[arg(long, default_value_t = 35.0)]
         snr: f64,
-        #[arg(long, default_value_t = 1500)]
+        #[arg(long, default_value_t = spectral_studio::recon::fusion::DEFAULT_STEPS)]
         steps: usize,
         /// Pretrained fusion module (default: the shipped models/ual-fusion).
         #[arg(long)]
@@ -284,6 +290,16 @@ enum Command {
         /// Comma-separated subset of bicubic, fusion-only, ual, ual-predefined-kernel, ual-no-fusion.
         #[arg(long)]
         variants: Option<String>,
+        /// The test scenes' world: held-out (spectra, lights and cameras the pretraining never
+        /// saw) or a protocol's (in-distribution, cross-library, cross-camera, cross-illuminant).
+        #[arg(long, default_value = "held-out")]
+        world: String,
+        /// Learning rate of the adaptation module [default: 9e-5, the paper's].
+        #[arg(long)]
+        lr_adapt: Option<f64>,
+        /// Learning rate of the degradation network [default: 1e-4, the paper's].
+        #[arg(long)]
+        lr_kernel: Option<f64>,
         #[arg(long, default_value = "cpu")]
         device: String,
         #[arg(long)]
@@ -348,6 +364,10 @@ enum Command {
         /// Down-sampling factor the ual fusion module is pretrained for (default 8).
         #[arg(long)]
         scale: Option<usize>,
+        /// ual: the fusion module outputs Y↑ plus what it learns (not in the paper, whose module
+        /// outputs the cube directly).
+        #[arg(long)]
+        residual: bool,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -499,7 +519,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             rgb_out: rgb_out.as_deref(),
             kernel_out: kernel_out.as_deref(),
         }),
-        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, srgb, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
+        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, lr_adapt, lr_kernel, srgb, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
             rgb: &rgb,
             cube: &cube,
             camera: &camera,
@@ -508,6 +528,8 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             model: model.as_deref(),
             predefined_kernel,
             no_fusion,
+            lr_adapt,
+            lr_kernel,
             srgb,
             seed,
             device: &device,
@@ -515,7 +537,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             kernel_out: kernel_out.as_deref(),
             json,
         }),
-        Command::CompareFusion { scenes, size, scale, snr, steps, model, variants, device, json } => cli::compare_fusion(cli::CompareFusionArgs {
+        Command::CompareFusion { scenes, size, scale, snr, steps, model, variants, world, lr_adapt, lr_kernel, device, json } => cli::compare_fusion(cli::CompareFusionArgs {
             scenes,
             size,
             scale,
@@ -523,15 +545,18 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             steps,
             model: model.as_deref(),
             variants: variants.as_deref(),
+            world: &world,
+            lr_adapt,
+            lr_kernel,
             device: &device,
             json,
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

@@ -48,6 +48,27 @@ fn the_degradation_network_is_the_simulator_and_has_correct_gradients() {
     let err_z = gradient_error(&z, |z| weighted_sum(&ual::degrade(z, &k, 2)?, 3));
     let err_k = gradient_error(&k, |k| weighted_sum(&ual::degrade(&z, k, 2)?, 3));
     assert!(err_z < 1e-8 && err_k < 1e-8, "{err_z:e} {err_k:e}");
+    // The op (its own CPU kernels) against candle's generic convolution: outputs and both
+    // gradients, at a size the stride does not divide.
+    for (shape, side, scale) in [([2usize, 3, 11, 14], 5usize, 3usize), ([1, 2, 16, 16], 32, 8)] {
+        let z = candle_core::Var::from_tensor(&random(&shape, 4).to_dtype(DType::F32).unwrap()).unwrap();
+        let k = candle_core::Var::from_tensor(&random(&[1, 1, side, side], 5).to_dtype(DType::F32).unwrap()).unwrap();
+        let ours = ual::degrade(z.as_tensor(), k.as_tensor(), scale).unwrap();
+        let peer = ual::degrade_conv2d(z.as_tensor(), k.as_tensor(), scale).unwrap();
+        assert_eq!(ours.dims(), peer.dims());
+        let weights = random(ours.dims(), 6).to_dtype(DType::F32).unwrap();
+        let (g_ours, g_peer) = ((&ours * &weights).unwrap().sum_all().unwrap().backward().unwrap(), (&peer * &weights).unwrap().sum_all().unwrap().backward().unwrap());
+        // The largest difference relative to the largest value (sums of up to 1024 products).
+        let worst = |a: &Tensor, b: &Tensor| {
+            let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            max(&(a - b).unwrap()) / max(b).max(1e-30)
+        };
+        assert!(worst(&ours, &peer) < 1e-6, "forward {}", worst(&ours, &peer));
+        for v in [&z, &k] {
+            let (a, b) = (g_ours.get(v.as_tensor()).unwrap(), g_peer.get(v.as_tensor()).unwrap());
+            assert!(worst(a, b) < 1e-6, "gradient {}", worst(a, b));
+        }
+    }
     // P·Z and its gradient.
     let p = random(&[3, 2], 4);
     let err_p = gradient_error(&z, |z| weighted_sum(&ual::project(z, &p)?, 5));
@@ -57,7 +78,7 @@ fn the_degradation_network_is_the_simulator_and_has_correct_gradients() {
 
 #[test]
 fn fusion_and_adaptation_modules_have_correct_gradients_and_the_adaptation_starts_as_the_identity() {
-    let cfg = UalConfig { bands: 4, msi_bands: 2, width: 3, depth: 2 };
+    let cfg = UalConfig { bands: 4, msi_bands: 2, width: 3, depth: 2, residual: false };
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
     let fusion = Fusion::new(&cfg, vb.pp("fusion")).unwrap();
@@ -83,6 +104,13 @@ fn fusion_and_adaptation_modules_have_correct_gradients_and_the_adaptation_start
         let err = variable_gradient_error(&vars[name], 12, || weighted_sum(&adapt.forward(&z).unwrap(), 12).unwrap());
         assert!(err < 1e-7, "{name}: {err:e}");
     }
+    // The residual variant (not in the paper) is the same module plus Y↑, on the same weights.
+    let residual = Fusion::new(&UalConfig { residual: true, ..cfg.clone() }, vb.pp("fusion")).unwrap();
+    let plus = (fusion.forward(&x, &y).unwrap() + &y).unwrap();
+    let diff = (residual.forward(&x, &y).unwrap() - plus).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+    assert!(diff < 1e-12, "{diff:e}");
+    let err_y = gradient_error(&y, |y| weighted_sum(&residual.forward(&x, y)?, 9));
+    assert!(err_y < 1e-7, "{err_y:e}");
     assert!(Fusion::new(&UalConfig { width: 0, ..cfg.clone() }, VarBuilder::zeros(DType::F32, &Device::Cpu)).is_err());
 }
 
@@ -186,7 +214,7 @@ fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
     let err = fuse(Some(&model), &hr, &lr, &Array2::from_elem((3, 16), 1.0 / 16.0), &FuseOptions::new(4, 0), &Device::Cpu, None, &JobContext::silent()).err().unwrap().to_string();
     assert!(err.contains("31 bands"), "{err}");
     // The evaluation runs every variant on the same held-out pair.
-    let cfg = FusionEvalConfig { scenes: 1, size: 32, scale: 4, snr_db: 35.0, steps: 1, variants: Variant::ALL.to_vec() };
+    let cfg = FusionEvalConfig { scenes: 1, size: 32, scale: 4, snr_db: 35.0, steps: 1, rates: (9e-5, 1e-4), variants: Variant::ALL.to_vec(), protocol: None };
     let scores = evaluate(Some(&model), &cfg, &Device::Cpu, &JobContext::silent()).unwrap();
     assert_eq!(scores.len(), 5);
     for s in &scores {
@@ -235,6 +263,17 @@ mod cli {
         assert_eq!(k.shape(), &[32, 32]);
         assert!((k.sum() - 1.0).abs() < 1e-4);
         ok(&["eval", "fused.npy", "scene/cube.npy", "--json"], d);
+        // ×8 through the shipped fusion module (the default model): sharper than bicubic
+        // up-sampling (no module, no step) on a scene of the demo generator, which it never saw.
+        ok(&["scene", "--seed", "11", "--size", "64x64", "-o", "scene8"], d);
+        ok(&["degrade", "scene8/cube.npy", "--scale", "8", "--kernel", "disk:3", "--snr", "35", "--seed", "3", "-o", "lr8.npy", "--rgb-out", "hr8.npy"], d);
+        let psnr = |args: &[&str], out: &str| {
+            ok(&[&["fuse", "hr8.npy", "lr8.npy", "--camera", "canon", "--scale", "8", "-o", out], args].concat(), d);
+            let eval: serde_json::Value = serde_json::from_str(&ok(&["eval", out, "scene8/cube.npy", "--json"], d)).unwrap();
+            eval["psnr"].as_f64().unwrap_or_else(|| panic!("no psnr in {eval}"))
+        };
+        let (bicubic, fused) = (psnr(&["--no-fusion", "--steps", "0"], "bicubic8.npy"), psnr(&["--steps", "2"], "fused8.npy"));
+        assert!(fused > bicubic + 1.0, "shipped fusion {fused:.2} dB against bicubic {bicubic:.2} dB");
         // Refusals: a pair that is not one, a bad kernel, writing over the input, no model.
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "8", "--no-fusion", "-o", "x.npy"], d, "at ×8 the cube should be 5×4");
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "40", "--no-fusion", "-o", "x.npy"], d, "scale must be in 2..=32");

@@ -72,7 +72,7 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: 300, sim_kernel: 0, sim_snr: 35.0, simulated: None, run: None, textures: Vec::new() }
+        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, sim_kernel: 0, sim_snr: 35.0, simulated: None, run: None, textures: Vec::new() }
     }
 }
 

@@ -181,4 +181,5 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
         "peers": {"numpy": numpy, "skimage": skimage},
     }))
 }
+pub mod fusion;
 pub mod recon;

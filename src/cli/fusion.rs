@@ -76,6 +76,8 @@ pub struct FuseArgs<'a> {
     pub model: Option<&'a Path>,
     pub predefined_kernel: bool,
     pub no_fusion: bool,
+    pub lr_adapt: Option<f64>,
+    pub lr_kernel: Option<f64>,
     pub srgb: bool,
     pub seed: u64,
     pub device: &'a str,
@@ -113,7 +115,7 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
         }
         Some(model)
     };
-    let mut opts = FuseOptions::new(a.scale, a.steps);
+    let mut opts = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
     opts.seed = a.seed;
     if a.predefined_kernel {
         opts.kernel = KernelMode::Predefined;
@@ -188,6 +190,10 @@ pub struct CompareFusionArgs<'a> {
     pub steps: usize,
     pub model: Option<&'a Path>,
     pub variants: Option<&'a str>,
+    /// held-out, or a protocol's name.
+    pub world: &'a str,
+    pub lr_adapt: Option<f64>,
+    pub lr_kernel: Option<f64>,
     pub device: &'a str,
     pub json: bool,
 }
@@ -215,7 +221,12 @@ pub fn compare_fusion(a: CompareFusionArgs) -> Result<()> {
         (None, true) => Some(FusionModel::load(&crate::recon::fusion::shipped_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model"))?, &device)?),
         (None, false) => None,
     };
-    let cfg = FusionEvalConfig { scenes: a.scenes, size: a.size, scale: a.scale, snr_db: a.snr_db, steps: a.steps, variants };
+    let rates = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
+    let protocol = match a.world {
+        "held-out" => None,
+        name => Some(crate::train::world::Protocol::parse(name).map_err(|_| Error::invalid(format!("unknown world '{name}' (expected held-out, in-distribution, cross-library, cross-camera or cross-illuminant)")))?),
+    };
+    let cfg = FusionEvalConfig { scenes: a.scenes, size: a.size, scale: a.scale, snr_db: a.snr_db, steps: a.steps, rates: (rates.lr_adapt, rates.lr_kernel), variants, protocol };
     let job = JobContext::new(CancelToken::new(), |_, what: &str| {
         if std::io::stderr().is_terminal() {
             eprint!("\r{what}                    ");
@@ -228,8 +239,9 @@ pub fn compare_fusion(a: CompareFusionArgs) -> Result<()> {
     }
     eprintln!();
     println!(
-        "{} held-out scenes of {}² px (held-out spectra, lights and cameras), ×{}, test kernels {}, {} dB SNR, {} adaptation steps",
+        "{} test scenes of {}² px ({}), ×{}, test kernels {}, {} dB SNR, {} adaptation steps",
         cfg.scenes,
+        cfg.world_name(),
         cfg.size,
         cfg.scale,
         crate::spectral::degrade::BlurKernel::test_set().iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" / "),

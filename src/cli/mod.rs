@@ -337,6 +337,9 @@ pub enum BenchSuite {
     /// Reconstruction: every method on a 482×512 image, the U-Net's forward and training step
     /// (for the PyTorch comparison), peak memory, and a per-op profile.
     Recon,
+    /// Fusion (UAL) on a 256×256, ×8 pair: where an adaptation step's time goes, and the
+    /// default `fuse` against the 5-minute goal (`--suite whole` also runs it whole).
+    Fusion,
 }
 
 /// `bench SUITE`: prints one JSON object.
@@ -344,6 +347,10 @@ pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>
     let report = match suite {
         BenchSuite::Io => crate::bench::io_suite(repeats.max(1))?,
         BenchSuite::Recon => crate::bench::recon::recon_suite(repeats.max(1), part, model)?,
+        BenchSuite::Fusion => match part {
+            "all" | "whole" => crate::bench::fusion::fusion_suite(repeats.max(1), model, part == "whole")?,
+            other => return Err(Error::invalid(format!("unknown fusion bench part '{other}' (expected all or whole)"))),
+        },
     };
     if part == "parity" {
         // The PyTorch script reads the last line: one compact JSON object.

@@ -139,6 +139,7 @@ pub struct TrainArgs {
     pub basis: Option<usize>,
     pub stages: Option<usize>,
     pub scale: Option<usize>,
+    pub residual: bool,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -213,8 +214,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.method == "ual" {
         return train_fusion(&a);
     }
-    if a.scale.is_some() {
-        bail_invalid!("--scale applies to ual only");
+    if a.scale.is_some() || a.residual {
+        bail_invalid!("--scale and --residual apply to ual only");
     }
     let cfg = train_config(&a)?;
     let device = parse_device(&a.device)?;
@@ -303,6 +304,7 @@ fn train_fusion(a: &TrainArgs) -> Result<()> {
     if let Some(d) = a.depth {
         cfg.model.depth = d;
     }
+    cfg.model.residual = a.residual;
     cfg.command = a.command_line.clone();
     let device = parse_device(&a.device)?;
     let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();

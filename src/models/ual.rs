@@ -8,7 +8,8 @@
 //!   with ReLU) then a mutual-guiding block F' = F ⊙ A + B, with A and B from two guidance
 //!   blocks (M convolutions with ReLU each, shared by the branches) applied to the branch's
 //!   feature concatenated with the other two (eq. 6–7); the three features, concatenated, are
-//!   convolved into the rough estimate Z̃.
+//!   convolved into the rough estimate Z̃. With [`UalConfig::residual`] (not in the paper)
+//!   Z̃ = Y↑ + that output.
 //! - [`Adaptation`], the self-guiding adaptation module learned at test time: Ẑ = Z̃ + A(Z̃),
 //!   A = mapping block → self-guiding block (A and B from the feature itself, eq. 9) → output
 //!   convolution.
@@ -24,6 +25,7 @@
 
 use crate::nn::act::leaky_relu;
 use crate::nn::conv::{conv2d, Conv};
+use crate::nn::strided_blur::strided_blur;
 use candle_core::{bail, Device, Module, Result, Tensor, Var};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -38,12 +40,16 @@ pub struct UalConfig {
     pub width: usize,
     /// Convolution blocks per mapping and guidance block (M = 3 in the paper).
     pub depth: usize,
+    /// Z̃ = Y↑ + fusion(X, Y↑): the fusion module learns the detail the bicubic cube lacks
+    /// (false in the paper, whose module outputs Z̃ directly; an improvement, measured as one).
+    #[serde(default)]
+    pub residual: bool,
 }
 
 impl Default for UalConfig {
     /// The paper's: M = 3, 64 kernels of 3×3.
     fn default() -> Self {
-        UalConfig { bands: 31, msi_bands: 3, width: 64, depth: 3 }
+        UalConfig { bands: 31, msi_bands: 3, width: 64, depth: 3, residual: false }
     }
 }
 
@@ -94,6 +100,7 @@ pub struct Fusion {
     guide_a: ConvBlocks,
     guide_b: ConvBlocks,
     out: Conv,
+    residual: bool,
 }
 
 impl Fusion {
@@ -109,10 +116,12 @@ impl Fusion {
             guide_a: ConvBlocks::new(3 * w, w, m, vb.pp("guide_a"))?,
             guide_b: ConvBlocks::new(3 * w, w, m, vb.pp("guide_b"))?,
             out: Conv::pytorch_default(3 * w, cfg.bands, 3, 1, true, vb.pp("out"))?,
+            residual: cfg.residual,
         })
     }
 
-    /// `x` (n, msi_bands, H, W) and `y_up` (n, bands, H, W) → Z̃ (n, bands, H, W).
+    /// `x` (n, msi_bands, H, W) and `y_up` (n, bands, H, W) → Z̃ (n, bands, H, W); with
+    /// `residual`, Y↑ plus the module's output.
     pub fn forward(&self, x: &Tensor, y_up: &Tensor) -> Result<Tensor> {
         let n = x.dim(0)?;
         let inputs = [x.clone(), y_up.clone(), Tensor::cat(&[x, y_up], 1)?];
@@ -129,7 +138,12 @@ impl Fusion {
         // F' = F ⊙ A + B, (3n, w, H, W), back to the channel axis: (n, 3w, H, W).
         let guided = ((stacked * a)? + b)?;
         let merged = Tensor::cat(&[guided.narrow(0, 0, n)?, guided.narrow(0, n, n)?, guided.narrow(0, 2 * n, n)?], 1)?;
-        self.out.forward(&merged)
+        let z = self.out.forward(&merged)?;
+        if self.residual {
+            z + y_up
+        } else {
+            Ok(z)
+        }
     }
 }
 
@@ -215,6 +229,16 @@ impl Degradation {
 /// by (K − s)/2: (n, bands, ⌊H/s⌋, ⌊W/s⌋). A correlation, as every convolution layer is (the
 /// kernel is not flipped), like [`crate::spectral::degrade::blur_decimate`].
 pub fn degrade(z: &Tensor, kernel: &Tensor, scale: usize) -> Result<Tensor> {
+    degrade_with(z, kernel, scale, strided_blur)
+}
+
+/// [`degrade`] through candle's generic convolution (the same math, slower on the CPU): the
+/// peer `bench fusion` times it against.
+pub fn degrade_conv2d(z: &Tensor, kernel: &Tensor, scale: usize) -> Result<Tensor> {
+    degrade_with(z, kernel, scale, |planes, kernel, stride| conv2d(planes, kernel, 0, stride))
+}
+
+fn degrade_with(z: &Tensor, kernel: &Tensor, scale: usize, blur: impl Fn(&Tensor, &Tensor, usize) -> Result<Tensor>) -> Result<Tensor> {
     let (n, bands, h, w) = z.dims4()?;
     let side = kernel.dim(3)?;
     if side < scale || (side - scale) % 2 != 0 {
@@ -226,7 +250,7 @@ pub fn degrade(z: &Tensor, kernel: &Tensor, scale: usize) -> Result<Tensor> {
     let pad = (side - scale) / 2;
     // (n·bands, 1, H + 2p, W + 2p): every band is one single-channel image.
     let planes = z.reshape((n * bands, 1, h, w))?.pad_with_same(2, pad, pad)?.pad_with_same(3, pad, pad)?;
-    let out = conv2d(&planes, kernel, 0, scale)?;
+    let out = blur(&planes, kernel, scale)?;
     let (_, _, lh, lw) = out.dims4()?;
     out.reshape((n, bands, lh, lw))
 }

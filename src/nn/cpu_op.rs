@@ -66,3 +66,19 @@ pub fn lane_sum<T: WithDType>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> 
     }
     acc.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
+
+/// Σ a[i]·b[i] over 8 independent lanes (one running sum would be a dependency chain the
+/// compiler may not reorder), returned in f64.
+#[inline(always)]
+pub fn lane_dot<T: WithDType>(a: &[T], b: &[T]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [T::from_f64(0.0); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| (x * y).to_f64()).sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..LANES {
+            lanes[l] += xa[l] * xb[l];
+        }
+    }
+    lanes.iter().map(|v| v.to_f64()).sum::<f64>() + tail
+}

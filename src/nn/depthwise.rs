@@ -7,7 +7,7 @@
 //! Layout NCHW, weights (c, 1, k, k), k odd. f32 and f64 on the CPU; other devices use candle's
 //! grouped `conv2d` (the same math, slower).
 
-use super::cpu_op::{run2, FloatKernel2};
+use super::cpu_op::{lane_dot, run2, FloatKernel2};
 use super::threads::{parallel_items, threads, SharedMut};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
@@ -102,7 +102,7 @@ fn weight_grad<T: WithDType>(x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usi
                             continue;
                         }
                         let (g, s) = (&gs[y * w + x0..y * w + x1], &xs[sy * w + x0 + tj - p..sy * w + x1 + tj - p]);
-                        acc[ti * k + tj] += dot(g, s);
+                        acc[ti * k + tj] += lane_dot(g, s);
                     }
                 }
             }
@@ -114,22 +114,6 @@ fn weight_grad<T: WithDType>(x: &[T], dy: &[T], (n, c, h, w): (usize, usize, usi
         }
     });
     out
-}
-
-/// Σ a[i]·b[i] over 8 independent lanes (one running sum would be a dependency chain the
-/// compiler may not reorder), returned in f64.
-#[inline(always)]
-fn dot<T: WithDType>(a: &[T], b: &[T]) -> f64 {
-    const LANES: usize = 8;
-    let mut lanes = [T::from_f64(0.0); LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| (x * y).to_f64()).sum();
-    for (xa, xb) in ca.zip(cb) {
-        for l in 0..LANES {
-            lanes[l] += xa[l] * xb[l];
-        }
-    }
-    lanes.iter().map(|v| v.to_f64()).sum::<f64>() + tail
 }
 
 /// (x, w) → y, or with `adjoint`, (dy, w) → dx: each plane through its channel's k × k filter.

@@ -1,7 +1,7 @@
 //! Ops for candle with their own CPU kernels and tested gradients: convolution (im2col and
 //! direct), depthwise convolution, batch norm (and convolution fused with it), layer norm, L2
 //! normalisation and softmax with gradients, pooling, pixel shuffle, activations, per-pixel
-//! scaling, and the layers built from them. They know nothing of any model ([`crate::models`]
+//! scaling, a strided blur with one kernel for every plane (UAL's degradation network), and the layers built from them. They know nothing of any model ([`crate::models`]
 //! builds the architectures from them).
 //!
 //! Every op a model trains through has its gradient tested against finite differences in
@@ -24,6 +24,7 @@ pub mod pixel_scale;
 pub mod pool;
 pub mod profile;
 pub mod shuffle;
+pub mod strided_blur;
 pub mod threads;
 
 use candle_core::{Result, Tensor};

@@ -16,6 +16,7 @@ use crate::spectral::degrade::{upsample_bicubic, BlurKernel};
 use crate::train::loss::loss_fn;
 use crate::train::optim::AdamW;
 use crate::train::seeded::SeededInit;
+use crate::train::world::Protocol;
 use crate::train::Loss;
 use crate::{bail_invalid, Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -79,6 +80,11 @@ pub fn shipped_model() -> Option<std::path::PathBuf> {
     crate::recon::registry::model_dirs().into_iter().map(|d| d.join("ual-fusion.json")).find(|p| p.is_file())
 }
 
+/// Adaptation steps `fuse` runs unless told otherwise: what a 256 × 256, ×8 pair gets in 5
+/// minutes on 2 cores with the shipped module (`bench fusion`); the paper runs 1500, and the
+/// loss has mostly settled by 400 (README, Fusion).
+pub const DEFAULT_STEPS: usize = 400;
+
 /// How the blur between the latent cube and the low-resolution one is modelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +117,20 @@ pub struct FuseOptions {
 impl FuseOptions {
     pub fn new(scale: usize, steps: usize) -> Self {
         FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, adaptation: None, seed: 1 }
+    }
+
+    /// These options with the learning rates given (None keeps the paper's).
+    pub fn with_rates(mut self, lr_adapt: Option<f64>, lr_kernel: Option<f64>) -> Result<Self> {
+        for (name, lr) in [("adaptation", lr_adapt), ("kernel", lr_kernel)] {
+            if let Some(lr) = lr {
+                if !(lr.is_finite() && lr > 0.0 && lr < 1.0) {
+                    bail_invalid!("the {name} learning rate must be in (0, 1), got {lr}");
+                }
+            }
+        }
+        self.lr_adapt = lr_adapt.unwrap_or(self.lr_adapt);
+        self.lr_kernel = lr_kernel.unwrap_or(self.lr_kernel);
+        Ok(self)
     }
 }
 
@@ -341,8 +361,9 @@ impl Variant {
     }
 }
 
-/// An evaluation on held-out scenes of the world (held-out spectra, lights and cameras), each
-/// degraded by one of the test kernels in turn ([`BlurKernel::test_set`]), never Gaussian.
+/// An evaluation on test scenes of the world (by default with held-out spectra, lights and
+/// cameras), each degraded by one of the test kernels in turn ([`BlurKernel::test_set`]), never
+/// Gaussian.
 #[derive(Debug, Clone, Serialize)]
 pub struct FusionEvalConfig {
     pub scenes: usize,
@@ -350,7 +371,22 @@ pub struct FusionEvalConfig {
     pub scale: usize,
     pub snr_db: f64,
     pub steps: usize,
+    /// Learning rates of the adaptation module and of the degradation network.
+    pub rates: (f64, f64),
     pub variants: Vec<Variant>,
+    /// The scenes' world: a protocol's test world, or None for every axis held out (spectra,
+    /// lights and cameras the pretraining never saw).
+    pub protocol: Option<Protocol>,
+}
+
+impl FusionEvalConfig {
+    /// What the scenes are made of, in words.
+    pub fn world_name(&self) -> String {
+        match self.protocol {
+            None => "held-out spectra, lights and cameras".into(),
+            Some(p) => format!("the {} world", p.name()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -373,12 +409,12 @@ pub fn evaluate(model: Option<&FusionModel>, cfg: &FusionEvalConfig, device: &De
     if cfg.scenes == 0 {
         bail_invalid!("fusion evaluation needs at least one scene");
     }
-    let held = World { spectra: Side::Held, light: Side::Held, camera: Side::Held };
+    let world = cfg.protocol.map_or(World { spectra: Side::Held, light: Side::Held, camera: Side::Held }, Protocol::test_world);
     let kernels = BlurKernel::test_set();
     let mut out: Vec<VariantScore> = cfg.variants.iter().map(|v| VariantScore { variant: v.name().into(), ..Default::default() }).collect();
     let n = cfg.scenes as f64;
     for i in 0..cfg.scenes {
-        let s = scene(held, TEST_SEED0 + i as u64, cfg.size)?;
+        let s = scene(world, TEST_SEED0 + i as u64, cfg.size)?;
         let (kernel_name, kernel) = &kernels[i % kernels.len()];
         let degradation = crate::spectral::degrade::Degradation { kernel: kernel.clone(), scale: cfg.scale, snr_db: Some(cfg.snr_db), seed: TEST_SEED0 + i as u64 };
         let lr = Cube::on_default_grid(degradation.apply(s.cube.view())?)?;
@@ -392,6 +428,7 @@ pub fn evaluate(model: Option<&FusionModel>, cfg: &FusionEvalConfig, device: &De
             job.report(i as f32 / cfg.scenes as f32, &format!("scene {}/{} ({kernel_name}): {}", i + 1, cfg.scenes, variant.name()));
             let start = std::time::Instant::now();
             let mut opts = FuseOptions::new(cfg.scale, cfg.steps);
+            (opts.lr_adapt, opts.lr_kernel) = cfg.rates;
             // Without a fusion module the adaptation module is still the model's size.
             opts.adaptation = model.map(|m| (m.card.config.width, m.card.config.depth));
             let (cube, kernel) = match variant {
