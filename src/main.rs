@@ -453,6 +453,13 @@ enum Command {
 
 fn main() -> ExitCode {
     spectral_studio::malloc_tuning::keep_freed_memory();
+    // Output piped into `head` and closed early ends the program quietly, as other command-line
+    // tools do, instead of a panic in `println!` (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let result = match args.command {
         None => spectral_studio::app::run(args.files),
