@@ -8,7 +8,7 @@
 //! grouped `conv2d` (the same math, slower).
 
 use super::cpu_op::{lane_dot, run2, FloatKernel2};
-use super::threads::{parallel_items, threads, SharedMut};
+use super::threads::{fill_planes, parallel_items, threads, SharedMut};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// Depthwise "same" convolution of `x` (n, c, h, w) with `w` (c, 1, k, k).
@@ -66,15 +66,10 @@ fn accumulate_taps<T: WithDType>(src: &[T], dst: &mut [T], weight: &[T], h: usiz
 /// Each (image, channel) plane of `src` through its channel's filter, planes split between threads.
 fn per_plane<T: WithDType>(src: &[T], weight: &[T], (n, c, h, w): (usize, usize, usize, usize), k: usize, flip: bool) -> Vec<T> {
     let plane = h * w;
-    let mut out = vec![T::from_f64(0.0); n * c * plane];
-    let dst = SharedMut(out.as_mut_ptr());
-    parallel_items(n * c, vec![(); threads()], |item, _| {
-        // SAFETY: item alone writes output plane `item`.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(item * plane), plane) };
+    fill_planes(n * c, plane, T::from_f64(0.0), |item, out| {
         let ch = item % c;
         accumulate_taps(&src[item * plane..][..plane], out, &weight[ch * k * k..][..k * k], h, w, k, flip);
-    });
-    out
+    })
 }
 
 /// dw[c][ti][tj] = Σ over images and pixels of dy[n, c][y][x] · x[n, c][y + ti − p][x + tj − p],

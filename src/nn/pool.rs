@@ -6,7 +6,7 @@
 //! routes it.
 
 use candle_core::backend::BackendStorage;
-use super::threads::{parallel_items, threads, SharedMut};
+use super::threads::fill_planes;
 use super::cpu_op::{run2, slice, FloatKernel2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
@@ -41,11 +41,7 @@ impl MaxPool {
     /// Planes split between the threads; within a plane, two input rows make one output row.
     fn run<T: WithDType>(x: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
         let (oh, ow) = (h / 2, w / 2);
-        let mut out = vec![T::from_f64(0.0); planes * oh * ow];
-        let dst = SharedMut(out.as_mut_ptr());
-        parallel_items(planes, vec![(); threads()], |p, _| {
-            // SAFETY: item p alone writes output plane p.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(p * oh * ow), oh * ow) };
+        fill_planes(planes, oh * ow, T::from_f64(0.0), |p, out| {
             let plane = &x[p * h * w..][..h * w];
             for (i, out_row) in out.chunks_exact_mut(ow).enumerate() {
                 let (top, bottom) = (&plane[2 * i * w..][..w], &plane[(2 * i + 1) * w..][..w]);
@@ -54,8 +50,7 @@ impl MaxPool {
                     *o = max(a, b);
                 }
             }
-        });
-        out
+        })
     }
 }
 

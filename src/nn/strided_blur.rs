@@ -9,7 +9,7 @@
 //! the CPU; other devices use candle's `conv2d` (the same math).
 
 use super::cpu_op::{lane_dot, run2, FloatKernel2};
-use super::threads::{parallel_items, threads, SharedMut};
+use super::threads::{fill_planes, parallel_items, threads, SharedMut};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
 
 /// `planes` (n, 1, H, W) through `kernel` (1, 1, K, K) with stride `stride`, no padding.
@@ -43,11 +43,7 @@ impl FloatKernel2 for StridedBlur {
     fn run<T: WithDType>(&self, x: &[T], kernel: &[T], (n, _, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let (k, s) = (self.k, self.stride);
         let (oh, ow) = (out_side(h, k, s), out_side(w, k, s));
-        let mut out = vec![T::from_f64(0.0); n * oh * ow];
-        let dst = SharedMut(out.as_mut_ptr());
-        parallel_items(n, vec![(); threads()], |p, _| {
-            // SAFETY: item p alone writes output plane p.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(p * oh * ow), oh * ow) };
+        fill_planes(n, oh * ow, T::from_f64(0.0), |p, out| {
             let plane = &x[p * h * w..][..h * w];
             for i in 0..oh {
                 for j in 0..ow {
@@ -58,8 +54,7 @@ impl FloatKernel2 for StridedBlur {
                     out[i * ow + j] = T::from_f64(acc);
                 }
             }
-        });
-        out
+        })
     }
 }
 
@@ -97,11 +92,7 @@ impl FloatKernel2 for InputGrad {
 
     fn run<T: WithDType>(&self, dy: &[T], kernel: &[T], (n, _, oh, ow): (usize, usize, usize, usize)) -> Vec<T> {
         let (k, s, h, w) = (self.k, self.stride, self.h, self.w);
-        let mut out = vec![T::from_f64(0.0); n * h * w];
-        let dst = SharedMut(out.as_mut_ptr());
-        parallel_items(n, vec![(); threads()], |p, _| {
-            // SAFETY: item p alone writes input-gradient plane p.
-            let dx = unsafe { std::slice::from_raw_parts_mut(dst.get().add(p * h * w), h * w) };
+        fill_planes(n, h * w, T::from_f64(0.0), |p, dx| {
             let g = &dy[p * oh * ow..][..oh * ow];
             for i in 0..oh {
                 for j in 0..ow {
@@ -114,8 +105,7 @@ impl FloatKernel2 for InputGrad {
                     }
                 }
             }
-        });
-        out
+        })
     }
 }
 

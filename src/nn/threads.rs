@@ -47,6 +47,18 @@ pub(crate) fn sum_partials<T: Copy + Default + std::ops::AddAssign>(parts: impl 
     total
 }
 
+/// `count` planes of `len` values each, all `zero` at first, plane `item` written by
+/// `work(item, plane)` on the threads (one item per plane, so no two threads write one value).
+pub(crate) fn fill_planes<T: Copy + Send + Sync>(count: usize, len: usize, zero: T, work: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+    let mut out = vec![zero; count * len];
+    let dst = SharedMut(out.as_mut_ptr());
+    parallel_items(count, vec![(); threads()], |item, _| {
+        // SAFETY: item alone writes plane `item`, inside the buffer.
+        work(item, unsafe { std::slice::from_raw_parts_mut(dst.get().add(item * len), len) });
+    });
+    out
+}
+
 pub(crate) fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
