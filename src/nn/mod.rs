@@ -1,7 +1,8 @@
 //! Ops for candle with their own CPU kernels and tested gradients: convolution (im2col and
 //! direct), depthwise convolution, batch norm (and convolution fused with it), layer norm, L2
 //! normalisation and softmax with gradients, pooling, pixel shuffle, activations, per-pixel
-//! scaling, a strided blur with one kernel for every plane (UAL's degradation network), and the layers built from them. They know nothing of any model ([`crate::models`]
+//! scaling, a strided blur with one kernel for every plane (UAL's degradation network), L1
+//! gradient clipping (USR's), and the layers built from them. They know nothing of any model ([`crate::models`]
 //! builds the architectures from them).
 //!
 //! Every op a model trains through has its gradient tested against finite differences in
@@ -17,6 +18,7 @@ pub mod cpu_op;
 pub mod depthwise;
 pub mod direct;
 pub mod gelu;
+pub mod grad_clip;
 pub mod layer_norm;
 pub mod layers;
 pub mod norm;
