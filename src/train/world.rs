@@ -113,6 +113,8 @@ pub struct WorldScene {
     pub camera: CameraResponse,
     /// e.g. `daylight 6200 K + black body 3100 K`.
     pub light: String,
+    /// (rows, cols): each pixel's [`Material`] class (as `u8`), the surface on top.
+    pub labels: Array2<u8>,
 }
 
 /// The scene `seed` of `world`, `size`² px.
@@ -125,9 +127,9 @@ pub fn scene(world: World, seed: u64, size: usize) -> Result<WorldScene> {
     let (direct, direct_name) = draw_light(world.light, &mut rng)?;
     let (ambient, ambient_name) = if rng.uniform() < 0.5 { (direct.clone(), direct_name.clone()) } else { draw_light(world.light, &mut rng)? };
     let light = if ambient_name == direct_name { direct_name } else { format!("{direct_name}, ambient {ambient_name}") };
-    let cube = paint(size, spectra, &direct, &ambient, &mut rng)?;
+    let (cube, labels) = paint(size, spectra, &direct, &ambient, &mut rng)?;
     let camera = draw_camera(world.camera, &mut rng)?;
-    Ok(WorldScene { cube, camera, light })
+    Ok(WorldScene { cube, camera, light, labels })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,9 +140,65 @@ pub struct SpectraPrior {
     sources: Vec<(f64, Source)>,
 }
 
+/// The class of material a reflectance was drawn as: the per-pixel semantic labels the world
+/// knows (USR's semantic branch learns them where Zhu et al. use a scene parser's classes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Material {
+    /// earthlib's bare surfaces: soil, sand, gravel, dirt.
+    Bare,
+    Vegetation,
+    /// earthlib's built surfaces: roofs, roads, paint, concrete, metal, glass.
+    Built,
+    /// earthlib's non-photosynthetic vegetation: litter, bark, wood.
+    Litter,
+    Burned,
+    /// A Munsell chip.
+    Chip,
+    /// Drawn from the log-Gaussian prior.
+    Generated,
+    /// A smooth random curve.
+    Smooth,
+    /// A patch of a held-out library (rawtoaces-190, ColorChecker).
+    Patch,
+}
+
+impl Material {
+    pub const ALL: [Material; 9] =
+        [Material::Bare, Material::Vegetation, Material::Built, Material::Litter, Material::Burned, Material::Chip, Material::Generated, Material::Smooth, Material::Patch];
+    /// Number of classes.
+    pub const COUNT: usize = Material::ALL.len();
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Material::Bare => "bare",
+            Material::Vegetation => "vegetation",
+            Material::Built => "built",
+            Material::Litter => "litter",
+            Material::Burned => "burned",
+            Material::Chip => "munsell chip",
+            Material::Generated => "generated",
+            Material::Smooth => "smooth",
+            Material::Patch => "held-out patch",
+        }
+    }
+
+    /// The class of an earthlib category (`vegetation/canopy` → vegetation).
+    fn of_earthlib(category: &str) -> Material {
+        match category.split('/').next().unwrap_or("") {
+            "bare" => Material::Bare,
+            "vegetation" => Material::Vegetation,
+            "npv" => Material::Litter,
+            "burned" => Material::Burned,
+            _ => Material::Built,
+        }
+    }
+}
+
 enum Source {
     /// A library's spectra in groups (categories); a group is drawn uniformly, then a member.
-    Library { spectra: Array2<f32>, groups: Vec<Vec<usize>> },
+    /// `classes[g]` is group g's material.
+    Library { spectra: Array2<f32>, groups: Vec<Vec<usize>>, classes: Vec<Material> },
     /// exp(mean + Σ zₖ·√varₖ·vₖ), z ~ N(0, spread²): a Gaussian in log reflectance.
     LogGaussian { mean: Array1<f32>, components: Array2<f32>, sd: Array1<f32>, spread: f32 },
     /// Smooth random curves: a base level, bumps and sigmoid edges.
@@ -163,11 +221,12 @@ fn grouped(lib: &SpectralLibrary) -> Source {
     names.sort_unstable();
     names.dedup();
     let groups = names.iter().map(|n| (0..lib.len()).filter(|&i| lib.categories[i] == *n).collect()).collect();
-    Source::Library { spectra: lib.spectra.clone(), groups }
+    let classes = names.iter().map(|n| Material::of_earthlib(n)).collect();
+    Source::Library { spectra: lib.spectra.clone(), groups, classes }
 }
 
-fn flat(lib: &SpectralLibrary) -> Source {
-    Source::Library { spectra: lib.spectra.clone(), groups: vec![(0..lib.len()).collect()] }
+fn flat(lib: &SpectralLibrary, class: Material) -> Source {
+    Source::Library { spectra: lib.spectra.clone(), groups: vec![(0..lib.len()).collect()], classes: vec![class] }
 }
 
 fn build_prior(side: Side) -> Result<SpectraPrior> {
@@ -176,9 +235,11 @@ fn build_prior(side: Side) -> Result<SpectraPrior> {
             let earth = library_ref("earthlib")?;
             let munsell = library_ref("munsell")?;
             let log_gaussian = fit_log_gaussian(&[earth, munsell], 8)?;
-            SpectraPrior { sources: vec![(0.25, grouped(earth)), (0.25, flat(munsell)), (0.3, log_gaussian), (0.2, Source::Smooth)] }
+            SpectraPrior { sources: vec![(0.25, grouped(earth)), (0.25, flat(munsell, Material::Chip)), (0.3, log_gaussian), (0.2, Source::Smooth)] }
         }
-        Side::Held => SpectraPrior { sources: vec![(0.8, flat(library_ref("rawtoaces-190")?)), (0.2, flat(library_ref("colorchecker")?))] },
+        Side::Held => SpectraPrior {
+            sources: vec![(0.8, flat(library_ref("rawtoaces-190")?, Material::Patch)), (0.2, flat(library_ref("colorchecker")?, Material::Patch))],
+        },
     })
 }
 
@@ -219,6 +280,11 @@ fn fit_log_gaussian(libs: &[&SpectralLibrary], k: usize) -> Result<Source> {
 impl SpectraPrior {
     /// One reflectance on the default grid, in [0, 1].
     pub fn draw(&self, rng: &mut Rng) -> [f32; BANDS] {
+        self.draw_labelled(rng).0
+    }
+
+    /// One reflectance and the class of material it was drawn as (the same draw as [`Self::draw`]).
+    pub fn draw_labelled(&self, rng: &mut Rng) -> ([f32; BANDS], Material) {
         let total: f64 = self.sources.iter().map(|(w, _)| w).sum();
         let mut u = rng.uniform() * total;
         let source = self.sources.iter().find(|(w, _)| {
@@ -227,11 +293,13 @@ impl SpectraPrior {
         });
         let source = &source.unwrap_or(&self.sources[self.sources.len() - 1]).1;
         let mut out = [0.0f32; BANDS];
-        match source {
-            Source::Library { spectra, groups } => {
-                let g = &groups[rng.below(groups.len())];
+        let class = match source {
+            Source::Library { spectra, groups, classes } => {
+                let gi = rng.below(groups.len());
+                let g = &groups[gi];
                 let row = spectra.row(g[rng.below(g.len())]);
                 out.iter_mut().zip(row).for_each(|(o, &v)| *o = v);
+                classes[gi]
             }
             Source::LogGaussian { mean, components, sd, spread } => {
                 let mut log = mean.clone();
@@ -239,6 +307,7 @@ impl SpectraPrior {
                     log.scaled_add(rng.normal() as f32 * sd[k] * spread, &comp);
                 }
                 out.iter_mut().zip(&log).for_each(|(o, &v)| *o = v.exp());
+                Material::Generated
             }
             Source::Smooth => {
                 let base = rng.range(0.02, 0.6) as f32;
@@ -260,10 +329,11 @@ impl SpectraPrior {
                         *o += step / (1.0 + (-(400.0 + 10.0 * i as f32 - edge) / width).exp());
                     }
                 }
+                Material::Smooth
             }
-        }
+        };
         out.iter_mut().for_each(|v| *v = v.clamp(0.002, 1.0));
-        out
+        (out, class)
     }
 }
 
@@ -387,6 +457,28 @@ pub fn draw_camera(side: Side, rng: &mut Rng) -> Result<CameraResponse> {
     Ok(CameraResponse { name, wavelengths: wl, matrix })
 }
 
+/// Cameras in [`camera_dictionary`].
+pub const DICTIONARY_SIZE: usize = 28;
+
+/// The dictionary of camera responses USR's estimator mixes (Zhu et al. use the 28 measured
+/// cameras of Jiang et al. 2013, which no registry package ships), 28 atoms on the default grid,
+/// each channel summing to 1: the Canon EOS 5D Mark II as measured, 9 perturbations of it
+/// ([`perturb`]: shifts of up to ±10 nm and smooth tilts) and 18 random cameras from the Dyer
+/// 2017 basis, drawn once from a fixed seed. The Nikon 5100 is left out: it is the held-out
+/// camera of `cross-camera`, so that protocol tests a camera the estimator never saw.
+pub fn camera_dictionary() -> Result<Vec<Array2<f32>>> {
+    let mut rng = Rng::new(0xD1C7_2013);
+    let canon = builtin_on_grid("canon-eos-5d-mark-ii")?;
+    let mut atoms = vec![canon.clone()];
+    for _ in 0..9 {
+        atoms.push(perturb(&canon, &mut rng));
+    }
+    while atoms.len() < DICTIONARY_SIZE {
+        atoms.push(dyer_random(&mut rng)?);
+    }
+    Ok(atoms)
+}
+
 /// A shipped camera on the default grid, parsed once per process.
 fn builtin_on_grid(name: &'static str) -> Result<Array2<f32>> {
     static CACHE: OnceLock<std::sync::Mutex<Vec<(&'static str, Array2<f32>)>>> = OnceLock::new();
@@ -470,17 +562,28 @@ struct Layers {
     shade: Vec<f32>,
     /// Specular (interface) reflection: the light's own spectrum.
     spec: Vec<f32>,
+    /// The material class of the surface on top.
+    label: Vec<u8>,
 }
 
 /// Paint a scene: dead leaves (occluding shapes whose sizes follow a power law, as in natural
 /// images), some textured as a mixture of two spectra, shaded, casting soft shadows, with
 /// specular highlights; then light it: radiance = shade·R·(direct·E_dir + k·E_amb) + spec·E_dir.
-fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &mut Rng) -> Result<Array3<f32>> {
+/// Also returns each pixel's material class: the top surface's, and of a texture mixing two
+/// spectra the one with the larger share.
+fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &mut Rng) -> Result<(Array3<f32>, Array2<u8>)> {
     let n = size;
     let noise = Noise::new(rng);
-    let mut l = Layers { size: n, refl: Array3::zeros((BANDS, n, n)), direct: vec![1.0; n * n], shade: vec![1.0; n * n], spec: vec![0.0; n * n] };
+    let mut l = Layers {
+        size: n,
+        refl: Array3::zeros((BANDS, n, n)),
+        direct: vec![1.0; n * n],
+        shade: vec![1.0; n * n],
+        spec: vec![0.0; n * n],
+        label: vec![0; n * n],
+    };
     // Background: a textured surface.
-    let (a, b) = (prior.draw(rng), prior.draw(rng));
+    let ((a, class_a), (b, class_b)) = (prior.draw_labelled(rng), prior.draw_labelled(rng));
     let scale = rng.range(0.1, 0.5) as f32 * n as f32;
     for r in 0..n {
         for c in 0..n {
@@ -488,6 +591,7 @@ fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &
             for k in 0..BANDS {
                 l.refl[[k, r, c]] = a[k] * (1.0 - t) + b[k] * t;
             }
+            l.label[r * n + c] = if t > 0.5 { class_b } else { class_a } as u8;
         }
     }
     // Enough leaves to cover the scene about once or twice (scale-invariant sizes: many small,
@@ -511,9 +615,9 @@ fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &
             let strength = rng.range(0.5, 0.95) as f32;
             l.each(&shadow, soft, |l, i, _, _, cover| l.direct[i] *= 1.0 - strength * cover);
         }
-        let r1 = prior.draw(rng);
+        let (r1, class1) = prior.draw_labelled(rng);
         let textured = rng.uniform() < 0.4;
-        let r2 = if textured { prior.draw(rng) } else { r1 };
+        let (r2, class2) = if textured { prior.draw_labelled(rng) } else { (r1, class1) };
         let tex_scale = rng.range(2.0, 20.0) as f32;
         let round = matches!(shape.kind, ShapeKind::Ellipse) && rng.uniform() < 0.6;
         let specular = if round && rng.uniform() < 0.4 { rng.range(0.1, 0.8) as f32 } else { 0.0 };
@@ -540,6 +644,9 @@ fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &
             }
             l.shade[i] += cover * (shade - l.shade[i]);
             l.spec[i] += cover * (spec - l.spec[i]);
+            if cover > 0.5 {
+                l.label[i] = if t > 0.5 { class2 } else { class1 } as u8;
+            }
         });
     }
     // Soft, cloud-like dimming of the direct light and slow shading across the scene.
@@ -563,7 +670,8 @@ fn paint(size: usize, prior: &SpectraPrior, e_dir: &[f32], e_amb: &[f32], rng: &
     }
     let exposure = rng.range(0.5, 1.0) as f32;
     cube.mapv_inplace(|v| v / max * exposure);
-    Ok(cube)
+    let labels = Array2::from_shape_vec((n, n), l.label).expect("n² labels");
+    Ok((cube, labels))
 }
 
 #[derive(Clone, Copy)]
