@@ -8,6 +8,7 @@ pub mod fusion;
 pub mod loss;
 pub mod optim;
 pub mod seeded;
+pub mod usr;
 pub mod world;
 
 use crate::engine::JobContext;
@@ -118,6 +119,8 @@ pub enum TrainEvent {
     Step { step: usize, total_steps: usize, loss: f64, lr: f64, samples_per_s: f64, eta_s: f64 },
     Validation { step: usize, mrae: f64, rmse: f64, psnr: f64, sam_deg: f64 },
     Checkpoint { step: usize, path: PathBuf },
+    /// The terms of a loss with several (a GAN's generator and discriminator losses), by name.
+    Terms { step: usize, terms: Vec<(String, f64)> },
     Finished { steps: usize, seconds: f64, model: PathBuf },
 }
 
@@ -136,6 +139,10 @@ pub(crate) fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
 pub fn train(cfg: &TrainConfig, out_dir: &Path, resume: Option<&Path>, device: &Device, events: &Sender<TrainEvent>, job: &JobContext) -> Result<TrainSummary> {
     if cfg.name.is_empty() || cfg.name.contains(['/', '\\']) {
         bail_invalid!("model name '{}' must be a plain file name", cfg.name);
+    }
+    if cfg.method == Architecture::Usr {
+        // Unpaired adversarial training: a loop of its own (train/usr.rs).
+        return usr::train_from(cfg, out_dir, resume, device, events, job);
     }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let camera = CameraResponse::parse(&cfg.camera)?;
@@ -201,7 +208,7 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
             let prior = fit_prior(&moments, PCA_COMPONENTS)?;
             vec![("components", prior.components), ("variances", prior.variances.insert_axis(ndarray::Axis(1)))]
         }
-        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => bail_invalid!("'{}' is a network: it is trained, not fitted", cfg.method.name()),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp | Architecture::Usr => bail_invalid!("'{}' is a network: it is trained, not fitted", cfg.method.name()),
     };
     card.input_mean = None; // linear maps are scale-equivariant
     card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None, config: serde_json::to_value(cfg).unwrap_or_default() });
