@@ -16,6 +16,7 @@ pub mod learned;
 pub mod linalg;
 pub mod pytorch;
 pub mod registry;
+pub mod usr;
 
 use crate::engine::JobContext;
 use crate::spectral::camera::CameraResponse;

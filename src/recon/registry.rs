@@ -17,6 +17,10 @@ use candle_core::Device;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// usr estimating the camera from each picture, whatever camera it is told (for `compare`,
+/// where every method is told each scene's camera).
+pub const USR_BLIND: &str = "usr-blind";
+
 /// The method built from the camera alone, with no model.
 pub const SPLINE: &str = "spline";
 const SPLINE_DESCRIPTION: &str = "cubic spline through the camera channels' centre wavelengths (closed form)";
@@ -143,7 +147,8 @@ pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<St
         // `linear` refits itself from its spectral moment, which models from before it was
         // kept lack.
         Architecture::Linear => ModelFiles::resolve(weights).and_then(|files| LinearMapReconstructor::linear(&files, camera)).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
-        Architecture::Pca => None,
+        // usr takes any camera, or estimates it.
+        Architecture::Pca | Architecture::Usr => None,
     }
 }
 
@@ -155,6 +160,13 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
             return Err(Error::invalid("method 'spline' has no model: it is built from the camera alone"));
         }
         return Ok(Box::new(LinearMapReconstructor::spline(camera)?));
+    }
+    if name == USR_BLIND {
+        let files = match model {
+            Some(path) => ModelFiles::resolve(path)?,
+            None => find_model("usr").ok_or_else(|| Error::invalid(format!("no usr model in {}", model_dirs().iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "))))?,
+        };
+        return Ok(Box::new(super::usr::UsrReconstructor::load(&files, None, device)?));
     }
     let checkpoint = match model {
         Some(path) => Some(path.to_path_buf()).filter(|p| super::pytorch::is_checkpoint(p)),
@@ -185,5 +197,8 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
         Architecture::Linear => Box::new(LinearMapReconstructor::linear(&files, camera)?),
         Architecture::Pca => Box::new(LinearMapReconstructor::pca(&files, camera)?),
         Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Box::new(NetReconstructor::load(&files, camera, device)?),
+        // Told the camera, as every method is here; `reconstruct` without `--camera` and
+        // `usr-blind` estimate it from the picture ([`load_blind`]).
+        Architecture::Usr => Box::new(super::usr::UsrReconstructor::load(&files, Some(camera), device)?),
     })
 }

@@ -57,6 +57,15 @@ impl CameraResponse {
         Self::from_text(&name, &text, path)
     }
 
+    /// `wavelength,r,g,b` text, as [`Self::from_csv`] reads it.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("wavelength,r,g,b\n");
+        for (i, wl) in self.wavelengths.iter().enumerate() {
+            out.push_str(&format!("{wl},{},{},{}\n", self.matrix[[0, i]], self.matrix[[1, i]], self.matrix[[2, i]]));
+        }
+        out
+    }
+
     /// A built-in camera name, or else a CSV path: the CLI's `--camera NAME|FILE`.
     pub fn parse(name_or_path: &str) -> Result<CameraResponse> {
         let path = Path::new(name_or_path);
