@@ -193,6 +193,38 @@ enum Command {
         /// Output cube: .npy, .hdr or .mat.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        /// usr without --camera: write the camera estimated from the picture (wavelength,r,g,b).
+        #[arg(long)]
+        camera_out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Estimate the camera response of a picture from the picture alone (usr's estimator), or
+    /// measure the estimate on a protocol's test scenes against the mean shipped camera.
+    EstimateCamera {
+        /// The picture (linear camera RGB unless --srgb).
+        #[arg(required_unless_present = "protocol")]
+        rgb: Option<PathBuf>,
+        /// Measure on this protocol's test scenes instead (in-distribution, cross-library,
+        /// cross-camera, cross-illuminant).
+        #[arg(long, conflicts_with = "rgb")]
+        protocol: Option<String>,
+        /// Test scenes with --protocol.
+        #[arg(long, default_value_t = 8)]
+        scenes: usize,
+        /// Side of the test scenes with --protocol.
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        #[arg(long)]
+        srgb: bool,
+        /// A usr model (default: the shipped models/usr).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write the curves (wavelength,r,g,b; each channel summing to 1).
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
         #[arg(long)]
         json: bool,
     },
@@ -368,6 +400,10 @@ enum Command {
         /// outputs the cube directly).
         #[arg(long)]
         residual: bool,
+        /// usr: train without these loss components (comma-separated: bp, s1, pos, clip, sem),
+        /// for the paper's ablation.
+        #[arg(long)]
+        ablate: Option<String>,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -501,7 +537,18 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
         Command::World { protocol, seed, count, size, output } => cli::world_grid(&protocol, seed, count, size, &output),
         Command::Assets { json } => cli::assets(json),
-        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, json } => {
+        Command::EstimateCamera { rgb, protocol, scenes, size, srgb, model, output, device, json } => cli::estimate_camera(cli::EstimateCameraArgs {
+            rgb: rgb.as_deref(),
+            protocol: protocol.as_deref(),
+            scenes,
+            size,
+            srgb,
+            model: model.as_deref(),
+            output: output.as_deref(),
+            device: &device,
+            json,
+        }),
+        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, camera_out, json } => {
             use spectral_studio::recon::{Ensemble, InputScale, ReconOptions};
             cli::reconstruct(cli::ReconstructArgs {
                 rgb: &rgb,
@@ -512,6 +559,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 srgb,
                 device: &device,
                 output: &output,
+                camera_out: camera_out.as_deref(),
                 json,
             })
         }
@@ -560,10 +608,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

@@ -363,5 +363,7 @@ pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>
 
 mod fusion;
 mod recon;
+mod usr;
 pub use fusion::{compare_fusion, degrade, fuse, CompareFusionArgs, DegradeArgs, FuseArgs};
+pub use usr::{estimate_camera, EstimateCameraArgs};
 pub use recon::{compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};

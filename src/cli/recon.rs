@@ -28,7 +28,19 @@ pub struct ReconstructArgs<'a> {
     pub srgb: bool,
     pub device: &'a str,
     pub output: &'a Path,
+    /// Where to write the camera a usr model estimated (`--camera-out`).
+    pub camera_out: Option<&'a Path>,
     pub json: bool,
+}
+
+/// The usr model `method` (or `model`) names, if it is one.
+fn usr_model(method: &str, model: Option<&Path>) -> Option<crate::recon::card::ModelFiles> {
+    let files = match model {
+        Some(p) => crate::recon::card::ModelFiles::resolve(p).ok()?,
+        None => crate::recon::registry::find_model(method)?,
+    };
+    let card = crate::recon::card::ModelCard::load(&files.card).ok()?;
+    (card.architecture == crate::models::Architecture::Usr).then_some(files)
 }
 
 /// The camera a method assumes: the one given, else its model card's, else the Canon.
@@ -52,8 +64,26 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     refuse_writing_inputs(&inputs, &[a.output])?;
     io::check_cube_output(a.output)?;
     let rgb = io::open_rgb(a.rgb, a.srgb)?;
-    let camera = assumed_camera(a.camera, a.method, a.model)?;
     let device = parse_device(a.device)?;
+    let usr = usr_model(a.method, a.model);
+    if a.camera_out.is_some() && (usr.is_none() || a.camera.is_some()) {
+        bail_invalid!("--camera-out writes the camera a usr model estimates: it needs a usr method and no --camera");
+    }
+    if let Some(out) = a.camera_out {
+        refuse_writing_inputs(&inputs, &[out])?;
+    }
+    // usr without --camera: the camera estimated from the picture is the one assumed.
+    let estimated = match (&usr, a.camera) {
+        (Some(files), None) => Some(crate::recon::usr::UsrReconstructor::load(files, None, &device)?.estimate(&rgb)?),
+        _ => None,
+    };
+    let camera = match &estimated {
+        Some(est) => est.response(&format!("estimated by {} from {}", a.method, a.rgb.display())),
+        None => assumed_camera(a.camera, a.method, a.model)?,
+    };
+    if let (Some(out), Some(_)) = (a.camera_out, &estimated) {
+        crate::io::atomic::write_bytes_atomically(out, camera.to_csv().as_bytes())?;
+    }
     let method = load_method(a.method, a.model, &camera, &device)?;
     if let Some(p) = a.model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
         eprintln!(
@@ -75,6 +105,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
         "seconds": result.seconds,
         "exposure_scale": result.exposure_scale,
         "consistency": result.consistency,
+        "estimated_camera": estimated.as_ref().map(|e| json!({ "gains": e.gains, "written": a.camera_out })),
     });
     if a.json {
         print_json(&report);
@@ -140,6 +171,8 @@ pub struct TrainArgs {
     pub stages: Option<usize>,
     pub scale: Option<usize>,
     pub residual: bool,
+    /// usr: loss components left out (bp, s1, pos, clip, sem).
+    pub ablate: Option<String>,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -214,6 +247,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.method == "ual" {
         return train_fusion(&a);
     }
+    if a.method == "usr" {
+        return super::usr::train_usr(&a);
+    }
+    if a.ablate.is_some() {
+        bail_invalid!("--ablate applies to usr only");
+    }
     if a.scale.is_some() || a.residual {
         bail_invalid!("--scale and --residual apply to ual only");
     }
@@ -235,7 +274,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 }
 
 /// Prints a training run's events: a progress bar on a terminal, JSON lines with `json`.
-fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, json_lines: bool) -> Result<()> {
+pub(super) fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, json_lines: bool) -> Result<()> {
     let bar = !json_lines && std::io::stderr().is_terminal();
     for event in rx.iter() {
         if json_lines {
@@ -263,6 +302,11 @@ fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, json_lines: 
                 eprintln!("{}validation at step {step}: MRAE {mrae:.4} RMSE {rmse:.4} PSNR {psnr:.2} dB SAM {sam_deg:.2}°", if bar { "\n" } else { "" })
             }
             TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
+            TrainEvent::Terms { step, terms } if step % 50 == 0 || terms.len() == 1 => {
+                let terms: Vec<String> = terms.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();
+                eprintln!("{}step {step}: {}", if bar { "\n" } else { "" }, terms.join(", "));
+            }
+            TrainEvent::Terms { .. } => {}
             TrainEvent::Finished { steps, seconds, model } => eprintln!("finished {steps} steps in {seconds:.1} s: {}", model.display()),
         }
     }
