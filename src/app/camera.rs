@@ -1,5 +1,6 @@
 //! Camera response: the shipped curves and any loaded from CSV, the curves fitted from the
-//! input RGB and the ground-truth cube, and a teaching view of how one pixel's spectrum
+//! input RGB and the ground-truth cube, the curves USR estimates from the input RGB alone
+//! (no cube, no calibration), and a teaching view of how one pixel's spectrum
 //! becomes R, G and B.
 
 use crate::spectral::camera::CameraResponse;
@@ -47,6 +48,9 @@ pub struct CameraPanel {
     pub responses: Vec<Arc<CameraResponse>>,
     /// The fitted curves as a camera a reconstruction can assume.
     pub fitted_response: Option<Arc<CameraResponse>>,
+    /// The curves USR estimated from the input picture alone, and that camera.
+    pub estimated: Option<CurveSet>,
+    pub estimated_response: Option<Arc<CameraResponse>>,
 }
 
 impl Default for CameraPanel {
@@ -54,7 +58,7 @@ impl Default for CameraPanel {
         let responses: Vec<Arc<CameraResponse>> = CameraResponse::builtin_names().iter().filter_map(|n| CameraResponse::builtin(n).ok()).map(Arc::new).collect();
         let sets: Vec<CurveSet> = responses.iter().filter_map(|c| CurveSet::from_camera(c).ok()).collect();
         let shown = vec![true; sets.len()];
-        CameraPanel { sets, shown, fitted: None, teaching_camera: "canon-eos-5d-mark-ii".into(), responses, fitted_response: None }
+        CameraPanel { sets, shown, fitted: None, teaching_camera: "canon-eos-5d-mark-ii".into(), responses, fitted_response: None, estimated: None, estimated_response: None }
     }
 }
 
@@ -66,19 +70,32 @@ impl CameraPanel {
         Ok(())
     }
 
-    /// Every camera a reconstruction may assume: built-in, loaded, and the fitted one.
+    /// Every camera a reconstruction may assume: built-in, loaded, the fitted one and the one
+    /// estimated from the picture alone.
     pub fn assumable(&self) -> Vec<Arc<CameraResponse>> {
-        self.responses.iter().chain(&self.fitted_response).cloned().collect()
+        self.responses.iter().chain(&self.fitted_response).chain(&self.estimated_response).cloned().collect()
     }
 
-    /// The curves plot: every shown set, fitted curves dashed.
+    /// Keep the camera USR estimated from the picture named `input`.
+    pub fn set_estimated(&mut self, est: &crate::recon::usr::EstimatedCamera, input: &str) {
+        let camera = est.response(&format!("estimated by usr from {input}"));
+        self.estimated = Some(CurveSet {
+            name: format!("estimated from {input} alone (usr)"),
+            wavelengths: est.wavelengths.clone(),
+            curves: [0, 1, 2].map(|c| est.curves.row(c).to_vec()),
+            dashed: true,
+        });
+        self.estimated_response = Some(Arc::new(camera));
+    }
+
+    /// The curves plot: every shown set, fitted and estimated curves dashed.
     pub fn curves_plot(&mut self, ui: &mut egui::Ui, height: f32) {
         ui.horizontal_wrapped(|ui| {
             for (set, on) in self.sets.iter().zip(self.shown.iter_mut()) {
                 ui.checkbox(on, &set.name);
             }
         });
-        let sets: Vec<&CurveSet> = self.sets.iter().zip(&self.shown).filter(|(_, on)| **on).map(|(s, _)| s).chain(self.fitted.as_ref()).collect();
+        let sets: Vec<&CurveSet> = self.sets.iter().zip(&self.shown).filter(|(_, on)| **on).map(|(s, _)| s).chain(self.fitted.as_ref()).chain(self.estimated.as_ref()).collect();
         Plot::new("camera-curves").height(height).legend(Legend::default()).x_axis_label("wavelength (nm)").y_axis_label("relative response (each channel sums to 1)").show(ui, |plot_ui| {
             for (k, set) in sets.iter().enumerate() {
                 for c in 0..3 {

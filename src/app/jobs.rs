@@ -22,6 +22,8 @@ pub enum JobKind {
     Score(Job<(MetricSet, BandErrors)>, u64, u64),
     Unmix(Job<Unmixing>, u64),
     Fit(Job<CameraFit>),
+    /// The camera USR estimated from the input, and the input's name.
+    Estimate(Job<crate::recon::usr::EstimatedCamera>, String),
     CameraDialog(Job<Option<PathBuf>>),
     Saved(Job<Option<PathBuf>>),
     /// A simulated fusion pair: RGB, low-resolution cube, kernel name, framed kernel.
@@ -43,6 +45,7 @@ pub enum Outcome {
     Scored(MetricSet, BandErrors, u64, u64),
     Unmixed(Unmixing, u64),
     Fitted(CameraFit),
+    Estimated(crate::recon::usr::EstimatedCamera, String),
     CameraChosen(Option<PathBuf>),
     Saved(Option<PathBuf>),
     Simulated(crate::RgbImage, Cube, String, ndarray::Array2<f32>),
@@ -57,6 +60,7 @@ macro_rules! each_job {
             JobKind::Score($job, _, _) => $body,
             JobKind::Unmix($job, _) => $body,
             JobKind::Fit($job) => $body,
+            JobKind::Estimate($job, _) => $body,
             JobKind::CameraDialog($job) => $body,
             JobKind::Saved($job) => $body,
             JobKind::Simulate($job) => $body,
@@ -103,6 +107,10 @@ impl BackgroundJob {
                 j.poll().map(|r| wrap(r, |u| Outcome::Unmixed(u, layer)))
             }
             JobKind::Fit(j) => j.poll().map(|r| wrap(r, Outcome::Fitted)),
+            JobKind::Estimate(j, input) => {
+                let input = input.clone();
+                j.poll().map(|r| wrap(r, |e| Outcome::Estimated(e, input)))
+            }
             JobKind::CameraDialog(j) => j.poll().map(|r| wrap(r, Outcome::CameraChosen)),
             JobKind::Saved(j) => j.poll().map(|r| wrap(r, Outcome::Saved)),
             JobKind::Simulate(j) => j.poll().map(|r| wrap(r, |(rgb, lr, name, k)| Outcome::Simulated(rgb, lr, name, k))),

@@ -71,6 +71,8 @@ pub enum Command {
     ExportMetrics,
     Unmix(u64),
     FitCamera,
+    /// Estimate the input's camera from the picture alone (USR's estimator).
+    EstimateCamera,
     LoadCameraCsv,
     StartTraining { resume: bool },
     StopTraining,
@@ -564,6 +566,18 @@ impl Studio {
                 let (rgb, cube) = (rgb.clone(), cube.clone());
                 self.spawn("fit camera curves".into(), move |_| camera::fit(&cube, &rgb), JobKind::Fit);
             }
+            Command::EstimateCamera => {
+                let Some((layer, rgb)) = self.doc.input() else { return self.error("estimate the camera: no input RGB image is open") };
+                let (name, rgb) = (layer.name.clone(), rgb.clone());
+                let Some(files) = crate::recon::registry::find_model("usr") else {
+                    return self.error("estimate the camera: no usr model found (train one with `spectral-studio train --method usr`)");
+                };
+                self.spawn(
+                    "estimate camera (usr)".into(),
+                    move |_| crate::recon::usr::UsrReconstructor::load(&files, None, &candle_core::Device::Cpu)?.estimate(&rgb),
+                    move |job| JobKind::Estimate(job, name),
+                );
+            }
             Command::LoadCameraCsv => self.spawn("choose curves".into(), |_| Ok(rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()), JobKind::CameraDialog),
             Command::StartTraining { resume } => self.start_training(resume),
             Command::StopTraining => {
@@ -637,7 +651,7 @@ impl Studio {
         let models_dir = self.models_dir();
         let out_dir = models_dir.join("runs").join(sanitise(&settings.name));
         let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.waker());
-        let run = training::Run { settings, out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), status: "starting".into() };
+        let run = training::Run { settings, out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
         if resume {
             let old = &mut self.training.runs[self.training.selected];
             let (losses, validation, checkpoints) = (std::mem::take(&mut old.losses), std::mem::take(&mut old.validation), std::mem::take(&mut old.checkpoints));
@@ -802,6 +816,11 @@ impl Studio {
                 self.camera.fitted = Some(set);
                 let name = format!("fitted from {}", self.doc.input().map(|(l, _)| l.name.as_str()).unwrap_or("the input"));
                 self.camera.fitted_response = Some(Arc::new(crate::spectral::camera::CameraResponse { name, wavelengths: fit.wavelengths.clone(), matrix: fit.matrix.clone() }));
+            }
+            jobs::Outcome::Estimated(est, input) => {
+                let weights = |k: usize| est.weights.row(k).iter().filter(|w| **w > 0.05).count();
+                self.info(format!("camera estimated from {input} alone: white-balance gains {:.3} {:.3} {:.3}; atoms above 5 %: R {}, G {}, B {}", est.gains[0], est.gains[1], est.gains[2], weights(0), weights(1), weights(2)));
+                self.camera.set_estimated(&est, &input);
             }
             jobs::Outcome::CameraChosen(Some(path)) => match crate::spectral::camera::CameraResponse::from_csv(&path).and_then(|c| self.camera.add_loaded(c)) {
                 Ok(()) => self.info(format!("loaded curves from {}", path.display())),

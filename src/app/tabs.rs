@@ -276,6 +276,9 @@ impl Studio {
             if ui.add_enabled(can_fit, egui::Button::new("Fit from input + ground truth")).on_hover_text("Estimate the camera's curves from the RGB image and its cube (regularised least squares)").clicked() {
                 self.commands.push(Command::FitCamera);
             }
+            if ui.add_enabled(self.doc.input().is_some(), egui::Button::new("Estimate from input alone (usr)")).on_hover_text("USR's camera estimator: the curves from the RGB picture alone, no cube, no calibration").clicked() {
+                self.commands.push(Command::EstimateCamera);
+            }
             if ui.button("Load curves CSV…").on_hover_text("columns wavelength,r,g,b").clicked() {
                 self.commands.push(Command::LoadCameraCsv);
             }

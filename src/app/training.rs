@@ -72,6 +72,8 @@ pub struct Run {
     pub validation: Vec<[f64; 2]>,
     pub last_step: Option<(usize, usize, f64, f64)>,
     pub checkpoints: Vec<PathBuf>,
+    /// The named loss terms of a run that reports several (a GAN's), per step.
+    pub terms: std::collections::BTreeMap<String, Vec<[f64; 2]>>,
     pub status: String,
 }
 
@@ -91,6 +93,11 @@ impl Run {
                 }
                 TrainEvent::Validation { step, mrae, .. } => self.validation.push([step as f64, mrae]),
                 TrainEvent::Checkpoint { path, .. } => self.checkpoints.push(path),
+                TrainEvent::Terms { step, terms } => {
+                    for (name, value) in terms {
+                        self.terms.entry(name).or_default().push([step as f64, value]);
+                    }
+                }
                 TrainEvent::Finished { steps, seconds, .. } => self.status = format!("finished {steps} steps in {seconds:.0} s"),
             }
         }
@@ -189,10 +196,21 @@ impl TrainingPanel {
         if let Some((step, total, sps, eta)) = run.last_step {
             ui.add(egui::ProgressBar::new(step as f32 / total.max(1) as f32).text(format!("step {step}/{total} · {sps:.1} samples/s · ETA {eta:.0} s")));
         }
-        let height = (ui.available_height() - 80.0).max(120.0) / 2.0;
+        let plots = if run.terms.is_empty() { 2.0 } else { 3.0 };
+        let height = (ui.available_height() - 80.0).max(120.0) / plots;
         Plot::new("train-loss").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("loss").show(ui, |plot_ui| {
             plot_ui.line(Line::new("training loss", PlotPoints::from(run.losses.clone())));
         });
+        if !run.terms.is_empty() {
+            // A GAN's terms span decades (the discriminator's loss near 0, the adversarial
+            // term near 10, S_bp near 1e-3): log scale, one line each.
+            Plot::new("train-terms").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("log10 of each loss term").show(ui, |plot_ui| {
+                for (name, points) in &run.terms {
+                    let logged: PlotPoints = points.iter().map(|[s, v]| [*s, v.max(1e-12).log10()]).collect();
+                    plot_ui.line(Line::new(name.as_str(), logged));
+                }
+            });
+        }
         Plot::new("train-validation").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("validation MRAE").show(ui, |plot_ui| {
             plot_ui.line(Line::new("validation MRAE", PlotPoints::from(run.validation.clone())));
         });
