@@ -236,9 +236,7 @@ pub fn pretrain_fusion(cfg: &FusionTrainConfig, out_dir: &Path, device: &Device,
             bail_invalid!("fusion pretraining diverged at step {}: loss is {last_loss} (try a lower --lr)", step + 1);
         }
         let done = step + 1;
-        let samples_per_s = (done * cfg.batch) as f64 / timer.elapsed().as_secs_f64().max(1e-9);
-        let eta_s = (cfg.steps - done) as f64 * cfg.batch as f64 / samples_per_s.max(1e-9);
-        super::send(events, TrainEvent::Step { step: done, total_steps: cfg.steps, loss: last_loss, lr, samples_per_s, eta_s });
+        super::send(events, TrainEvent::step(done, cfg.steps, cfg.batch, (timer, 0), last_loss, lr));
         job.report(done as f32 / cfg.steps as f32, "pretraining the fusion module");
         if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
             let m = validate(&fusion, &dataset, cfg, device)?;

@@ -130,6 +130,17 @@ pub struct TrainSummary {
     pub card: ModelCard,
 }
 
+impl TrainEvent {
+    /// Step `done` of `total` with its loss and rate; samples/s measured since `since`
+    /// (a time and the step then), the ETA from that rate.
+    pub fn step(done: usize, total: usize, batch: usize, since: (Instant, usize), loss: f64, lr: f64) -> TrainEvent {
+        let elapsed = since.0.elapsed().as_secs_f64().max(1e-9);
+        let samples_per_s = (done.saturating_sub(since.1) * batch) as f64 / elapsed;
+        let eta_s = total.saturating_sub(done) as f64 * batch as f64 / samples_per_s.max(1e-9);
+        TrainEvent::Step { step: done, total_steps: total, loss, lr, samples_per_s, eta_s }
+    }
+}
+
 pub(crate) fn send(events: &Sender<TrainEvent>, e: TrainEvent) {
     // A listener that went away (closed window, finished CLI) must not stop the run.
     let _ = events.send(e);
@@ -372,10 +383,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             bail_invalid!("training diverged at step {}: loss is {last_loss} (try a lower --lr)", step + 1);
         }
         let done = step + 1;
-        let elapsed = timer.0.elapsed().as_secs_f64().max(1e-9);
-        let samples_per_s = ((done - timer.1) * cfg.batch) as f64 / elapsed;
-        let eta_s = (cfg.steps - done) as f64 * cfg.batch as f64 / samples_per_s.max(1e-9);
-        send(events, TrainEvent::Step { step: done, total_steps: cfg.steps, loss: last_loss, lr, samples_per_s, eta_s });
+        send(events, TrainEvent::step(done, cfg.steps, cfg.batch, timer, last_loss, lr));
         job.report(done as f32 / cfg.steps as f32, "training");
         if done % 50 == 0 {
             timer = (Instant::now(), done);

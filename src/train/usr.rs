@@ -454,10 +454,7 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
             bail_invalid!("usr training diverged at step {}: generator loss {last_loss}", step + 1);
         }
         let done = step + 1;
-        let elapsed = timer.0.elapsed().as_secs_f64().max(1e-9);
-        let samples_per_s = ((done - timer.1) * cfg.batch) as f64 / elapsed;
-        let eta_s = (cfg.steps - done) as f64 * cfg.batch as f64 / samples_per_s.max(1e-9);
-        super::send(events, TrainEvent::Step { step: done, total_steps: cfg.steps, loss: last_loss, lr: cfg.lr, samples_per_s, eta_s });
+        super::send(events, TrainEvent::step(done, cfg.steps, cfg.batch, timer, last_loss, cfg.lr));
         let scalar = |t: &Tensor| t.to_scalar::<f32>().map(f64::from);
         super::send(events, TrainEvent::Terms {
             step: done,
