@@ -456,6 +456,10 @@ enum Command {
         /// models, e.g. an mstpp trained for the Canon); cross-camera is then skipped.
         #[arg(long, requires = "protocol")]
         fixed_camera: bool,
+        /// With --protocol: tell every method this camera (a name or CSV) whatever camera took
+        /// each picture, as a user who does not know their camera would (usr-blind ignores it).
+        #[arg(long, requires = "protocol", conflicts_with = "fixed_camera")]
+        assume: Option<String>,
         #[arg(long)]
         consistent: bool,
         #[arg(long)]
@@ -615,14 +619,14 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, models, data, synthetic, protocol, size, camera, fixed_camera, consistent, exposure_invariant, device, record, json } => {
+        Command::Compare { methods, models, data, synthetic, protocol, size, camera, fixed_camera, assume, consistent, exposure_invariant, device, record, json } => {
             let data = match (data, synthetic, protocol) {
                 (Some(dir), None, None) => cli::CompareData::Folder(dir),
                 (None, Some(count), None) => cli::CompareData::Synthetic { count, size },
                 (None, count, Some(p)) => {
                     use spectral_studio::train::world::Protocol;
                     let protocols = if p == "all" { Protocol::ALL.to_vec() } else { p.split(',').map(Protocol::parse).collect::<Result<Vec<_>, _>>()? };
-                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size, fixed_camera }
+                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size, fixed_camera, assumed: assume }
                 }
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };

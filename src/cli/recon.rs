@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{print_json, refuse_writing_inputs};
 use crate::engine::{CancelToken, JobContext};
 use crate::models::Architecture;
-use crate::recon::compare::{score, MethodScore};
+use crate::recon::compare::{score, score_told, MethodScore};
 use crate::recon::device::parse_device;
 use crate::recon::registry::{list_methods, load_method};
 use crate::recon::{self, ReconOptions};
@@ -258,17 +258,19 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     let cfg = train_config(&a)?;
     let device = parse_device(&a.device)?;
-    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
-    let cancel = CancelToken::new();
     let (out, resume) = (a.out.clone(), a.resume.clone());
-    let worker = std::thread::spawn(move || {
-        let job = JobContext::new(cancel, |_, _| {});
-        crate::train::train(&cfg, &out, resume.as_deref(), &device, &tx, &job)
-    });
-    print_train_events(&rx, a.json)?;
-    let summary = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
-    if !a.json {
-        println!("{}", summary.model.weights.display());
+    run_training(a.json, move |tx, job| Ok(crate::train::train(&cfg, &out, resume.as_deref(), &device, tx, job)?.model))
+}
+
+/// Run `train` on a worker thread, printing its events as they come (JSON lines with `json`),
+/// then the written model's path.
+pub(super) fn run_training(json: bool, train: impl FnOnce(&crossbeam_channel::Sender<TrainEvent>, &JobContext) -> Result<crate::recon::card::ModelFiles> + Send + 'static) -> Result<()> {
+    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
+    let worker = std::thread::spawn(move || train(&tx, &JobContext::new(CancelToken::new(), |_, _| {})));
+    print_train_events(&rx, json)?;
+    let files = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
+    if !json {
+        println!("{}", files.weights.display());
     }
     Ok(())
 }
@@ -351,18 +353,8 @@ fn train_fusion(a: &TrainArgs) -> Result<()> {
     cfg.model.residual = a.residual;
     cfg.command = a.command_line.clone();
     let device = parse_device(&a.device)?;
-    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
     let out = a.out.clone();
-    let worker = std::thread::spawn(move || {
-        let job = JobContext::new(CancelToken::new(), |_, _| {});
-        pretrain_fusion(&cfg, &out, &device, &tx, &job)
-    });
-    print_train_events(&rx, a.json)?;
-    let (files, _) = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
-    if !a.json {
-        println!("{}", files.weights.display());
-    }
-    Ok(())
+    run_training(a.json, move |tx, job| Ok(pretrain_fusion(&cfg, &out, &device, tx, job)?.0))
 }
 
 fn format_eta(s: f64) -> String {
@@ -379,8 +371,9 @@ pub enum CompareData {
     /// Held-out synthetic scenes: seeds 1..=count at size².
     Synthetic { count: usize, size: usize },
     /// The test scenes of generalisation protocols (each with its own camera).
-    /// `fixed_camera`: every scene through the run's camera rather than its own.
-    Protocols { protocols: Vec<Protocol>, count: usize, size: usize, fixed_camera: bool },
+    /// `fixed_camera`: every scene through the run's camera rather than its own; `assumed`:
+    /// every method told this camera whatever camera took the picture.
+    Protocols { protocols: Vec<Protocol>, count: usize, size: usize, fixed_camera: bool, assumed: Option<String> },
 }
 
 /// One table of a comparison: what was scored and each method's result (or why it could not run).
@@ -430,8 +423,9 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
             }
             tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores });
         }
-        CompareData::Protocols { protocols, count, size, fixed_camera } => {
+        CompareData::Protocols { protocols, count, size, fixed_camera, assumed } => {
             let fixed = fixed_camera.then(|| CameraResponse::parse(camera_name)).transpose()?;
+            let assumed = assumed.as_deref().map(CameraResponse::parse).transpose()?;
             for &protocol in protocols {
                 if fixed.is_some() && protocol == Protocol::CrossCamera {
                     eprintln!("note: cross-camera is skipped with --fixed-camera (its held-out camera is the point)");
@@ -448,8 +442,9 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     let mut per_scene = Vec::new();
                     let mut refused = None;
                     for s in &scenes {
-                        match load_method(name, model.as_deref(), &s.camera, &device) {
-                            Ok(method) => per_scene.push(score(method.as_ref(), std::slice::from_ref(&s.cube), &s.camera, options, &silent)?),
+                        let told = assumed.as_ref().unwrap_or(&s.camera);
+                        match load_method(name, model.as_deref(), told, &device) {
+                            Ok(method) => per_scene.push(score_told(method.as_ref(), std::slice::from_ref(&s.cube), &s.camera, told, options, &silent)?),
                             Err(e) => {
                                 refused = Some(e.to_string());
                                 break;
@@ -461,11 +456,12 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 let cameras: std::collections::BTreeSet<&str> = scenes.iter().map(|s| s.camera.name.as_str()).collect();
                 tables.push(CompareTable {
                     description: format!(
-                        "protocol {}: {count} test scenes of {size}x{size} (seeds {}..), {}{}",
+                        "protocol {}: {count} test scenes of {size}x{size} (seeds {}..), {}{}{}",
                         protocol.name(),
                         world::TEST_SEED0,
                         protocol.describe(),
-                        if fixed.is_some() { ", every scene through one camera" } else { "" }
+                        if fixed.is_some() { ", every scene through one camera" } else { "" },
+                        assumed.as_ref().map(|c| format!(", every method told {} whatever camera took the picture", c.name)).unwrap_or_default()
                     ),
                     camera: cameras.into_iter().collect::<Vec<_>>().join(" / "),
                     protocol: Some(protocol),
@@ -481,7 +477,15 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 if methods.iter().any(|(n, model)| n == name && model.is_some()) {
                     continue;
                 }
-                let (Ok(s), Some(files)) = (s, crate::recon::registry::find_model(name)) else { continue };
+                // usr-blind's figures go on usr's card (under `protocols_blind`); a method told
+                // the wrong camera (`--assume`) records nothing: that is a user's mistake
+                // measured, not the model's figure.
+                let blind = name == crate::recon::registry::USR_BLIND;
+                let assumed = matches!(&data, CompareData::Protocols { assumed: Some(_), .. });
+                if assumed && !blind {
+                    continue;
+                }
+                let (Ok(s), Some(files)) = (s, crate::recon::registry::find_model(if blind { "usr" } else { name })) else { continue };
                 let mut card = crate::recon::card::ModelCard::load(&files.card)?;
                 let entry = json!({ "data": table.description, "camera": table.camera, "options": options, "score": s, "command": std::env::args().skip(1).collect::<Vec<_>>().join(" ") });
                 // One score per data set: the plain comparison at the top level, each protocol's
@@ -489,7 +493,7 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 let mut metrics = card.metrics.take().filter(|m| m.is_object()).unwrap_or_else(|| json!({}));
                 match table.protocol {
                     None => {
-                        let kept: Vec<(&str, serde_json::Value)> = ["protocols", "protocols_fixed_camera"].into_iter().filter_map(|k| metrics.get(k).cloned().map(|v| (k, v))).collect();
+                        let kept: Vec<(&str, serde_json::Value)> = ["protocols", "protocols_fixed_camera", "protocols_blind"].into_iter().filter_map(|k| metrics.get(k).cloned().map(|v| (k, v))).collect();
                         metrics = entry;
                         for (k, v) in kept {
                             metrics[k] = v;
@@ -497,7 +501,11 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     }
                     Some(p) => {
                         // A one-camera run is its own data set: it keeps the own-camera figures.
-                        let key = if matches!(data, CompareData::Protocols { fixed_camera: true, .. }) { "protocols_fixed_camera" } else { "protocols" };
+                        let key = match () {
+                            _ if blind => "protocols_blind",
+                            _ if matches!(data, CompareData::Protocols { fixed_camera: true, .. }) => "protocols_fixed_camera",
+                            _ => "protocols",
+                        };
                         if !metrics.get(key).is_some_and(|v| v.is_object()) {
                             metrics[key] = json!({});
                         }

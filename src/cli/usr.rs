@@ -6,15 +6,16 @@ use std::path::Path;
 use serde_json::json;
 
 use super::print_json;
-use super::recon::{print_train_events, TrainArgs};
-use crate::engine::{CancelToken, JobContext};
+use super::recon::{run_training, TrainArgs};
+use crate::engine::JobContext;
 use crate::recon::device::parse_device;
-use crate::recon::registry::find_model;
+use crate::recon::registry::{find_model, load_method};
+use crate::recon::{reconstruct, ReconOptions};
+use crate::spectral::camera::CameraResponse;
 use crate::recon::card::ModelFiles;
 use crate::recon::usr::{curve_error, UsrReconstructor};
 use crate::train::usr::{train_usr as run, validation_scenes, UsrLoss, UsrTrainConfig};
 use crate::train::world::{Protocol, TEST_SEED0};
-use crate::train::TrainEvent;
 use crate::{bail_invalid, default_wavelengths, io, Error, Result, RgbImage};
 
 /// `train --method usr --world N`: N pictures and N cubes from disjoint scenes.
@@ -52,18 +53,8 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
     cfg.loss = UsrLoss::ablated(a.ablate.as_deref().unwrap_or(""))?;
     cfg.command = a.command_line.clone();
     let device = parse_device(&a.device)?;
-    let (tx, rx) = crossbeam_channel::unbounded::<TrainEvent>();
     let out = a.out.clone();
-    let worker = std::thread::spawn(move || {
-        let job = JobContext::new(CancelToken::new(), |_, _| {});
-        run(&cfg, &out, &device, &tx, &job)
-    });
-    print_train_events(&rx, a.json)?;
-    let (files, _) = worker.join().map_err(|_| Error::invalid("the training thread panicked"))??;
-    if !a.json {
-        println!("{}", files.weights.display());
-    }
-    Ok(())
+    run_training(a.json, move |tx, job| Ok(run(&cfg, &out, &device, tx, job)?.0))
 }
 
 pub struct EstimateCameraArgs<'a> {
@@ -149,26 +140,43 @@ pub fn estimate_camera(a: EstimateCameraArgs) -> Result<()> {
                 bail_invalid!("-o writes one picture's curves: give a picture, not --protocol");
             }
             let guess = mean_shipped_camera()?;
+            let wl = default_wavelengths();
+            let as_camera = |name: &str, m: &ndarray::Array2<f32>| CameraResponse { name: name.into(), wavelengths: wl.clone(), matrix: m.clone() };
             let scenes = validation_scenes(protocol.test_world(), TEST_SEED0, a.scenes, a.size)?;
+            // What the estimate is for: pca (Wiener) told the estimated curves, beside pca told
+            // the constant guess and the true camera.
+            let pca_mrae = |camera: &CameraResponse, rgb: &RgbImage, cube: &ndarray::Array3<f32>| -> Result<f64> {
+                let method = load_method("pca", None, camera, &device)?;
+                let r = reconstruct(method.as_ref(), rgb, camera, ReconOptions::default(), &JobContext::silent())?;
+                crate::metrics::mrae(&r.cube.data, cube)
+            };
             let mut rows = Vec::new();
             for (i, s) in scenes.iter().enumerate() {
                 let rgb = RgbImage::new(s.rgb.clone())?;
                 let est = usr.estimate(&rgb)?;
-                rows.push((i, curve_error(&est.curves, &s.camera), curve_error(&guess, &s.camera)));
+                let pca = [
+                    pca_mrae(&est.response("estimated"), &rgb, &s.cube)?,
+                    pca_mrae(&as_camera("mean of the shipped cameras", &guess), &rgb, &s.cube)?,
+                    pca_mrae(&as_camera("true camera", &s.camera), &rgb, &s.cube)?,
+                ];
+                rows.push((i, curve_error(&est.curves, &s.camera), curve_error(&guess, &s.camera), pca));
             }
             let n = rows.len().max(1) as f64;
             let (mean_est, mean_guess) = (rows.iter().map(|r| r.1).sum::<f64>() / n, rows.iter().map(|r| r.2).sum::<f64>() / n);
+            let pca_mean = |k: usize| rows.iter().map(|r| r.3[k]).sum::<f64>() / n;
             if a.json {
                 print_json(&json!({
                     "protocol": protocol.name(), "scenes": rows.len(), "size": a.size, "model": files.weights,
                     "estimate_error": mean_est, "mean_shipped_camera_error": mean_guess, "ratio": mean_est / mean_guess.max(1e-12),
-                    "per_scene": rows.iter().map(|r| json!({ "scene": r.0, "estimate_error": r.1, "mean_shipped_camera_error": r.2 })).collect::<Vec<_>>(),
+                    "pca_mrae": { "estimated_camera": pca_mean(0), "mean_shipped_camera": pca_mean(1), "true_camera": pca_mean(2) },
+                    "per_scene": rows.iter().map(|r| json!({ "scene": r.0, "estimate_error": r.1, "mean_shipped_camera_error": r.2, "pca_mrae": r.3 })).collect::<Vec<_>>(),
                 }));
             } else {
                 println!("{} ({}): relative RMS error of the curves, each channel summing to 1", protocol.name(), protocol.describe());
                 println!("  estimated from the picture: {mean_est:.4}");
                 println!("  mean of the shipped cameras: {mean_guess:.4}");
                 println!("  ratio: {:.3}", mean_est / mean_guess.max(1e-12));
+                println!("pca MRAE told the estimated curves {:.4}, the mean shipped camera {:.4}, the true camera {:.4}", pca_mean(0), pca_mean(1), pca_mean(2));
             }
             Ok(())
         }

@@ -59,6 +59,13 @@ impl MethodScore {
 /// Score `method` on ground-truth cubes (31 bands on the method's grid), each rendered clean
 /// through `camera`. Averages over images.
 pub fn score(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &CameraResponse, options: ReconOptions, job: &JobContext) -> Result<MethodScore> {
+    score_told(method, cubes, camera, camera, options, job)
+}
+
+/// The same with the pictures taken by `camera` while the method assumes `told` (a user who
+/// does not know their camera and picks another): the options' corrections use `told`, the
+/// consistency metric the true camera.
+pub fn score_told(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &CameraResponse, told: &CameraResponse, options: ReconOptions, job: &JobContext) -> Result<MethodScore> {
     let c = camera.on_grid(method.wavelengths())?;
     let mut s = MethodScore { method: method.name().to_string(), ..Default::default() };
     let n = cubes.len().max(1) as f64;
@@ -66,7 +73,7 @@ pub fn score(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &CameraR
         job.check()?;
         job.report(i as f32 / cubes.len() as f32, &format!("{}: image {}/{}", method.name(), i + 1, cubes.len()));
         let rgb = RgbImage::new(project(c.view(), gt.view())?)?;
-        let run = |input: &RgbImage| -> Result<super::Reconstruction> { reconstruct(method, input, camera, options, &JobContext::silent()) };
+        let run = |input: &RgbImage| -> Result<super::Reconstruction> { reconstruct(method, input, told, options, &JobContext::silent()) };
         let main = run(&rgb)?;
         let truth = crate::Cube::new(gt.clone(), method.wavelengths().to_vec())?;
         let m = metrics::score(&main.cube, &truth, Some((&rgb, camera)))?.metrics;
