@@ -146,6 +146,28 @@ fn the_fitted_camera_is_offered_to_the_reconstruct_panel_and_used() {
 }
 
 #[test]
+fn the_camera_estimated_from_the_picture_alone_is_plotted_and_offered_to_every_method() {
+    let mut h = demo();
+    h.get_by_label("Camera response").click();
+    h.run_steps(2);
+    click_and_settle(&mut h, "Estimate from input alone (usr)");
+    let s = h.state();
+    assert!(s.messages.iter().all(|m| !m.is_error), "{:?}", s.messages);
+    let est = s.camera.estimated.as_ref().expect("no estimated curves (is models/usr shipped?)");
+    for ch in 0..3 {
+        let sum: f32 = est.curves[ch].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-3 && est.curves[ch].iter().all(|v| *v >= 0.0), "channel {ch} sums to {sum}");
+    }
+    let name = "estimated by usr from demo 7: RGB (Canon)";
+    assert!(s.camera.assumable().iter().any(|c| c.name == name), "not offered to the Reconstruct panel");
+    h.get_by_label("camera assumed").click();
+    h.run_steps(2);
+    h.get_by_label(name).click();
+    h.run_steps(2);
+    assert_eq!(h.state().recon.camera.name, name);
+}
+
+#[test]
 fn sorting_the_metrics_table_by_a_column_orders_its_rows() {
     let mut h = demo_with_three_reconstructions();
     let s = h.state();

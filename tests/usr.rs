@@ -218,6 +218,18 @@ fn train_estimate_and_reconstruct_without_a_camera_from_the_cli() {
     let measured = last_json(&ok(&["estimate-camera", "--protocol", "cross-camera", "--scenes", "2", "--size", "32", "--model", "m/usr", "--json"], d));
     assert!(measured["estimate_error"].as_f64().unwrap() > 0.0 && measured["mean_shipped_camera_error"].as_f64().unwrap() > 0.0);
 
+    // A method told the wrong camera (--assume): the Wiener estimate for the Canon on pictures
+    // from the held-out Nikon does worse than told the Nikon.
+    let pca = |extra: &[&str]| {
+        let mut args = vec!["compare", "--protocol", "cross-camera", "--methods", "pca", "--synthetic", "1", "--size", "32", "--json"];
+        args.extend_from_slice(extra);
+        let table = last_json(&ok(&args, d));
+        (table["data"].as_str().unwrap().to_string(), table["methods"][0]["mrae"].as_f64().unwrap())
+    };
+    let ((own_data, own), (told_data, told)) = (pca(&[]), pca(&["--assume", "canon"]));
+    assert!(told_data.contains("every method told canon-eos-5d-mark-ii") && !own_data.contains("told"), "{told_data}");
+    assert!(told > own, "pca told the Canon {told}, told the true camera {own}");
+
     fails_with(&["reconstruct", "scene/rgb.png", "--method", "usr", "--model", "m/usr", "--camera", "canon", "--camera-out", "c.csv", "-o", "x.npy"], d, "--camera-out");
     fails_with(&["train", "--method", "usr", "--synthetic", "2", "--out", "m2"], d, "--world");
     fails_with(&["train", "--method", "usr", "--world", "2", "--size", "32", "--patch", "24", "--out", "m2"], d, "multiple of 16");
