@@ -236,3 +236,23 @@ fn train_estimate_and_reconstruct_without_a_camera_from_the_cli() {
     fails_with(&["train", "--method", "usr", "--world", "2", "--ablate", "gp", "--out", "m2"], d, "unknown usr loss component");
     fails_with(&["estimate-camera", "scene/rgb.png", "--model", "m/usr", "-o", "scene/rgb.png"], d, "refusing to write over the input file");
 }
+
+#[test]
+fn the_studio_training_request_runs_usr_on_world_scenes_and_refuses_other_data() {
+    use spectral_studio::models::Architecture;
+    use spectral_studio::train::{data::DataSource, train, TrainConfig, TrainEvent};
+    let tmp = tempfile::tempdir().unwrap();
+    let job = spectral_studio::engine::JobContext::silent();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let cfg = TrainConfig::new(Architecture::Usr, DataSource::Synthetic { count: 2, size: 32 });
+    let err = train(&cfg, tmp.path(), None, &Device::Cpu, &tx, &job).unwrap_err().to_string();
+    assert!(err.contains("world"), "{err}");
+    // What the Training panel sends: world scenes, its own batch and steps.
+    let mut cfg = TrainConfig::new(Architecture::Usr, DataSource::World { count: 2, size: 32 });
+    (cfg.steps, cfg.batch, cfg.validate_every, cfg.name) = (1, 1, 1, "panel-usr".into());
+    let summary = train(&cfg, tmp.path(), None, &Device::Cpu, &tx, &job).unwrap();
+    assert_eq!(summary.card.architecture, Architecture::Usr);
+    assert!(summary.model.weights.ends_with("panel-usr.safetensors") && summary.model.weights.exists());
+    let events: Vec<TrainEvent> = rx.try_iter().collect();
+    assert!(events.iter().any(|e| matches!(e, TrainEvent::Terms { terms, .. } if terms.iter().any(|(n, _)| n == "S_bp"))));
+}
