@@ -404,6 +404,11 @@ enum Command {
         /// for the paper's ablation.
         #[arg(long)]
         ablate: Option<String>,
+        /// usr: add S_cam, the L1 distance between the estimated curves and the dictionary
+        /// camera that took each training picture, with this weight (not in the paper, which
+        /// has no camera labels; the world's pictures have them).
+        #[arg(long)]
+        camera_loss: Option<f64>,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -612,10 +617,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

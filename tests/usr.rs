@@ -12,7 +12,7 @@ use finite_diff::{random, variable_gradient_error};
 use spectral_studio::models::usr::{Discriminator, Semantic, Usr, UsrConfig};
 use spectral_studio::nn::grad_clip::{l1_gradient_clip, l1_threshold};
 use spectral_studio::recon::usr::curve_error;
-use spectral_studio::train::usr::{bce_logits, semantic_loss, GeneratorTerms, UsrLoss};
+use spectral_studio::train::usr::{bce_logits, camera_supervision, semantic_loss, GeneratorTerms, UsrLoss};
 use spectral_studio::train::world::{camera_dictionary, scene, Material, World, DICTIONARY_SIZE};
 
 fn norms(g: &Tensor) -> Vec<f64> {
@@ -91,7 +91,9 @@ fn generator_loss(n: &Nets, x: &Tensor, loss: &UsrLoss) -> candle_core::Result<T
     // S_pos is zero unless some output is negative: push the output down so it is not.
     let raw = (raw - 0.3)?;
     let terms = GeneratorTerms::new(x, &y, &raw, &est.response, &n.disc, &n.semantic, &onehot, loss)?;
-    terms.total(loss)
+    // S_cam (not in the paper) against some other curves.
+    let truth = random(&[2, 3, 6], 5).abs()?.affine(0.2, 0.0)?;
+    terms.total(loss)? + (camera_supervision(&est, &truth)? * 100.0)?
 }
 
 #[test]
@@ -234,6 +236,8 @@ fn train_estimate_and_reconstruct_without_a_camera_from_the_cli() {
     fails_with(&["train", "--method", "usr", "--synthetic", "2", "--out", "m2"], d, "--world");
     fails_with(&["train", "--method", "usr", "--world", "2", "--size", "32", "--patch", "24", "--out", "m2"], d, "multiple of 16");
     fails_with(&["train", "--method", "usr", "--world", "2", "--ablate", "gp", "--out", "m2"], d, "unknown usr loss component");
+    fails_with(&["train", "--method", "usr", "--world", "2", "--camera-loss=-1", "--out", "m2"], d, "--camera-loss");
+    fails_with(&["train", "--method", "pca", "--world", "2", "--camera-loss", "1", "--out", "m2"], d, "usr only");
     fails_with(&["estimate-camera", "scene/rgb.png", "--model", "m/usr", "-o", "scene/rgb.png"], d, "refusing to write over the input file");
 }
 

@@ -173,6 +173,8 @@ pub struct TrainArgs {
     pub residual: bool,
     /// usr: loss components left out (bp, s1, pos, clip, sem).
     pub ablate: Option<String>,
+    /// usr: weight of the camera supervision S_cam (not in the paper).
+    pub camera_loss: Option<f64>,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -250,8 +252,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.method == "usr" {
         return super::usr::train_usr(&a);
     }
-    if a.ablate.is_some() {
-        bail_invalid!("--ablate applies to usr only");
+    if a.ablate.is_some() || a.camera_loss.is_some() {
+        bail_invalid!("--ablate and --camera-loss apply to usr only");
     }
     if a.scale.is_some() || a.residual {
         bail_invalid!("--scale and --residual apply to ual only");

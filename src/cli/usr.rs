@@ -51,6 +51,12 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
         cfg.model.stages = t;
     }
     cfg.loss = UsrLoss::ablated(a.ablate.as_deref().unwrap_or(""))?;
+    if let Some(w) = a.camera_loss {
+        if !(w >= 0.0 && w.is_finite()) {
+            bail_invalid!("--camera-loss must be a finite weight ≥ 0 (got {w})");
+        }
+        cfg.loss.camera = w;
+    }
     cfg.command = a.command_line.clone();
     let device = parse_device(&a.device)?;
     let out = a.out.clone();

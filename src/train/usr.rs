@@ -63,11 +63,15 @@ pub struct UsrLoss {
     /// Hold each cube's mean ȳ constant in D's input Ỹ/ȳ (no gradient through it), as the
     /// authors' code does; false differentiates through it (for gradient checks).
     pub hold_mean: bool,
+    /// Not in the paper (0 there): weight of S_cam, the mean absolute difference between the
+    /// estimated curves (before the white-balance gains) and the dictionary camera that took
+    /// each training picture. The world's pictures know their camera; the paper's do not.
+    pub camera: f64,
 }
 
 impl Default for UsrLoss {
     fn default() -> Self {
-        UsrLoss { adversarial: 1.0, back_projection: 100.0, smoothness: 10.0, positivity: 0.01, semantic: 1.0, clip: true, hold_mean: true }
+        UsrLoss { adversarial: 1.0, back_projection: 100.0, smoothness: 10.0, positivity: 0.01, semantic: 1.0, clip: true, hold_mean: true, camera: 0.0 }
     }
 }
 
@@ -137,10 +141,12 @@ impl UsrTrainConfig {
     }
 }
 
-/// A training picture: linear RGB (3, rows, cols) and its material classes (rows, cols).
+/// A training picture: linear RGB (3, rows, cols), its material classes (rows, cols) and the
+/// dictionary camera that took it.
 struct Picture {
     rgb: Array3<f32>,
     labels: Array2<u8>,
+    camera: usize,
 }
 
 /// A validation scene: the cube, the picture its own camera took, and that camera.
@@ -176,12 +182,12 @@ fn pictures(cfg: &UsrTrainConfig, job: &JobContext) -> Result<Vec<Picture>> {
             job.check()?;
             job.report(i as f32 / (2 * cfg.scenes) as f32, "painting pictures");
             let s = scene(World::TRAINING, PICTURE_SEED0 + i as u64, cfg.size)?;
-            let camera = &dictionary[rng.below(dictionary.len())];
-            let mut rgb = render(camera.view(), s.cube.view())?;
+            let atom = rng.below(dictionary.len());
+            let mut rgb = render(dictionary[atom].view(), s.cube.view())?;
             if rng.uniform() < cfg.white_balance {
                 grey_world(&mut rgb);
             }
-            Ok(Picture { rgb, labels: s.labels })
+            Ok(Picture { rgb, labels: s.labels, camera: atom })
         })
         .collect()
 }
@@ -232,15 +238,17 @@ impl Window {
     }
 }
 
-/// One step's data: pictures X (b, 3, p, p), their classes one-hot (b, classes, p, p) and
-/// cubes Y_r (b, bands, p, p) from other scenes.
-fn sample(pictures: &[Picture], cubes: &[Array3<f32>], cfg: &UsrTrainConfig, rng: &mut Rng) -> (Array4<f32>, Array4<f32>, Array4<f32>) {
+/// One step's data: pictures X (b, 3, p, p), their classes one-hot (b, classes, p, p), cubes
+/// Y_r (b, bands, p, p) from other scenes, and each picture's dictionary camera.
+fn sample(pictures: &[Picture], cubes: &[Array3<f32>], cfg: &UsrTrainConfig, rng: &mut Rng) -> (Array4<f32>, Array4<f32>, Array4<f32>, Vec<usize>) {
     let (b, p, k) = (cfg.batch, cfg.patch, cfg.model.classes);
     let mut x = Array4::zeros((b, 3, p, p));
     let mut onehot = Array4::zeros((b, k, p, p));
     let mut y = Array4::zeros((b, cfg.model.bands, p, p));
+    let mut cameras = Vec::with_capacity(b);
     for i in 0..b {
         let pic = &pictures[rng.below(pictures.len())];
+        cameras.push(pic.camera);
         let (_, rows, cols) = pic.rgb.dim();
         let w = Window::draw(rows, cols, p, rng);
         x.slice_mut(s![i, .., .., ..]).assign(&w.cut(pic.rgb.view(), p));
@@ -254,7 +262,13 @@ fn sample(pictures: &[Picture], cubes: &[Array3<f32>], cfg: &UsrTrainConfig, rng
         let (_, rows, cols) = cube.dim();
         y.slice_mut(s![i, .., .., ..]).assign(&Window::draw(rows, cols, p, rng).cut(cube.view(), p));
     }
-    (x, onehot, y)
+    (x, onehot, y, cameras)
+}
+
+/// S_cam (not in the paper): mean |estimated curves before the gains − the true camera|.
+pub fn camera_supervision(est: &crate::models::usr::CameraEstimate, truth: &Tensor) -> candle_core::Result<Tensor> {
+    let curves = est.response.broadcast_div(&est.gains.unsqueeze(2)?)?;
+    (curves - truth)?.abs()?.mean_all()
 }
 
 /// log(1 + e^z), stable for any z: max(z, 0) + log(1 + e^{−|z|}).
@@ -437,7 +451,7 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
     for step in 0..cfg.steps {
         job.check()?;
         let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
-        let (x, onehot, y_real) = sample(&pictures, &cubes, cfg, &mut rng);
+        let (x, onehot, y_real, atoms) = sample(&pictures, &cubes, cfg, &mut rng);
         let (x, onehot, y_real) = (tensor4(&x, device)?, tensor4(&onehot, device)?, tensor4(&y_real, device)?);
         let (y, raw, est) = usr.forward_train(&x)?;
         // The discriminator's step, on Ỹ held constant.
@@ -445,7 +459,11 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
         opt_d.step(&d_loss.backward()?, cfg.lr_discriminator)?;
         // The generator's (and camera estimator's, and semantic branch's) step.
         let terms = GeneratorTerms::new(&x, &y, &raw, &est.response, &disc, &semantic, &onehot, &cfg.loss)?;
-        let g_loss = terms.total(&cfg.loss)?;
+        let mut g_loss = terms.total(&cfg.loss)?;
+        if cfg.loss.camera != 0.0 {
+            let truth = Tensor::stack(&atoms.iter().map(|&a| dictionary.get(a)).collect::<candle_core::Result<Vec<_>>>()?, 0)?;
+            g_loss = (g_loss + (camera_supervision(&est, &truth)? * cfg.loss.camera)?)?;
+        }
         let grads = g_loss.backward()?;
         opt_g.step(&grads, cfg.lr)?;
         opt_s.step(&grads, cfg.lr_semantic)?;
@@ -527,6 +545,19 @@ mod tests {
         let means: Vec<f32> = rgb.outer_iter().map(|p| p.mean().unwrap()).collect();
         assert!((means[0] - means[1]).abs() < 1e-5 && (means[1] - means[2]).abs() < 1e-5, "{means:?}");
         assert!(rgb.sum() > 0.0 && before > 0.0);
+    }
+
+    #[test]
+    fn camera_supervision_compares_the_curves_before_their_gains() {
+        let dev = Device::Cpu;
+        let truth = Tensor::new(&[[[0.2f32, 0.8], [0.5, 0.5], [0.9, 0.1]]], &dev).unwrap();
+        let gains = Tensor::new(&[[1.2f32, 1.0, 0.8]], &dev).unwrap();
+        let est = |curves: &Tensor| crate::models::usr::CameraEstimate { response: curves.broadcast_mul(&gains.unsqueeze(2).unwrap()).unwrap(), weights: Tensor::zeros((1, 3, 2), DType::F32, &dev).unwrap(), gains: gains.clone() };
+        let exact = camera_supervision(&est(&truth), &truth).unwrap().to_scalar::<f32>().unwrap();
+        assert!(exact.abs() < 1e-6, "{exact}");
+        let off = (&truth + 0.06).unwrap();
+        let l = camera_supervision(&est(&off), &truth).unwrap().to_scalar::<f32>().unwrap();
+        assert!((l - 0.06).abs() < 1e-5, "{l}");
     }
 
     #[test]
