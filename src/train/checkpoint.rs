@@ -16,6 +16,13 @@ pub fn save_safetensors_atomically(tensors: &HashMap<String, Tensor>, path: &Pat
     crate::io::atomic::write_bytes_atomically(path, &bytes)
 }
 
+/// `OUT/checkpoints`, created if missing: where a run's checkpoints go.
+pub fn checkpoints_dir(out_dir: &Path) -> Result<PathBuf> {
+    let dir = out_dir.join("checkpoints");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}
+
 /// Files of the checkpoint at `step` in `dir`: `ckpt-000500.safetensors` + `.json` (a model
 /// card, so any checkpoint loads as a model) + `.optim.safetensors` (AdamW moments).
 pub fn checkpoint_files(dir: &Path, step: usize) -> (ModelFiles, PathBuf) {

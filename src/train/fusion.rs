@@ -211,8 +211,7 @@ pub fn pretrain_fusion(cfg: &FusionTrainConfig, out_dir: &Path, device: &Device,
         metrics: None,
         notes: None,
     };
-    let checkpoints_dir = out_dir.join("checkpoints");
-    std::fs::create_dir_all(&checkpoints_dir).map_err(|e| Error::io(&checkpoints_dir, e))?;
+    let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let schedule = cfg.schedule();
     let (mut last_loss, mut last_val) = (f64::NAN, None);
     let timer = Instant::now();

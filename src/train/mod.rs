@@ -312,8 +312,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| net.is_trainable(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let parameters: usize = trainable.values().map(|v| v.elem_count()).sum();
     let mut optimiser = AdamW::new(trainable, cfg.weight_decay)?;
-    let checkpoints_dir = out_dir.join("checkpoints");
-    std::fs::create_dir_all(&checkpoints_dir).map_err(|e| Error::io(&checkpoints_dir, e))?;
+    let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let mut start_step = 0;
     if let Some(path) = resume {
         let files = ModelFiles::resolve(path)?;

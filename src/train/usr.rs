@@ -443,8 +443,7 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
         metrics: None,
         notes: None,
     };
-    let checkpoints_dir = out_dir.join("checkpoints");
-    std::fs::create_dir_all(&checkpoints_dir).map_err(|e| Error::io(&checkpoints_dir, e))?;
+    let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let weights = || -> HashMap<String, Tensor> { varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect() };
     let (mut last_loss, mut last_val) = (f64::NAN, None);
     let mut timer = (Instant::now(), 0usize);
