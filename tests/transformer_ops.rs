@@ -138,7 +138,8 @@ fn mstpp_is_the_published_size_and_refuses_inconsistent_configs() {
     for (name, fan_in) in [("conv_in.weight", 27.0), ("body.0.embedding.weight", 279.0), ("body.1.encoder_layers.0.1.weight", 496.0), ("body.0.bottleneck.blocks.0.1.fn.net.2.weight", 9.0), ("body.2.bottleneck.blocks.0.1.fn.net.4.weight", 496.0)] {
         let (max, std) = stats(name);
         let bound = 1.0 / f64::sqrt(fan_in);
-        assert!(max <= bound && (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.25, "{name}: max {max}, σ {std}, bound {bound}");
+        // The bound as f32 may round up by an ulp (a draw once landed 8e-10 above the f64 bound).
+        assert!(max <= bound * (1.0 + 1e-6) && (std / (bound / 3f64.sqrt()) - 1.0).abs() < 0.25, "{name}: max {max}, σ {std}, bound {bound}");
     }
     let (_, std) = stats("body.0.encoder_layers.0.0.blocks.0.0.to_q.weight");
     assert!((std / 0.02 - 1.0).abs() < 0.2, "to_q σ {std}");
