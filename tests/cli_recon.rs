@@ -1,29 +1,14 @@
 //! The reconstruction commands as a user meets them: render → reconstruct → eval as a closed
 //! loop for every method, `methods`, `train`, `compare`, and how they refuse bad requests.
 
+mod cli_util;
+
+use cli_util::{fails_with, ok};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn studio(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(args).current_dir(dir).output().expect("the binary runs")
-}
-
-fn ok(args: &[&str], dir: &Path) -> String {
-    let out = studio(args, dir);
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn json(args: &[&str], dir: &Path) -> serde_json::Value {
     let text = ok(args, dir);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"))
-}
-
-fn fails_with(args: &[&str], dir: &Path, needle: &str) {
-    let out = studio(args, dir);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
-    assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
 }
 
 #[test]

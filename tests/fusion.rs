@@ -2,6 +2,7 @@
 //! differences, the fusion and adaptation modules' gradients, and the test-time adaptation on a
 //! small pair.
 
+mod cli_util;
 mod finite_diff;
 
 use candle_core::{DType, Device, Tensor};
@@ -225,25 +226,7 @@ fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
 }
 
 mod cli {
-    use std::path::Path;
-    use std::process::{Command, Output};
-
-    fn studio(args: &[&str], dir: &Path) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(args).current_dir(dir).output().expect("the binary runs")
-    }
-
-    fn ok(args: &[&str], dir: &Path) -> String {
-        let out = studio(args, dir);
-        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails_with(args: &[&str], dir: &Path, needle: &str) {
-        let out = studio(args, dir);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?} should fail: {err}");
-        assert!(err.contains(needle), "{args:?}: expected '{needle}' in: {err}");
-    }
+    use super::cli_util::{fails_with, ok};
 
     #[test]
     fn degrade_fuse_eval_round_trips_and_bad_requests_are_refused() {
