@@ -409,6 +409,10 @@ enum Command {
         /// has no camera labels; the world's pictures have them).
         #[arg(long)]
         camera_loss: Option<f64>,
+        /// usr: clip the gradients from D and from the semantic branch each on its own (the
+        /// shipped model clipped their sum once).
+        #[arg(long)]
+        separate_clips: bool,
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
@@ -617,10 +621,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

@@ -238,6 +238,7 @@ fn train_estimate_and_reconstruct_without_a_camera_from_the_cli() {
     fails_with(&["train", "--method", "usr", "--world", "2", "--ablate", "gp", "--out", "m2"], d, "unknown usr loss component");
     fails_with(&["train", "--method", "usr", "--world", "2", "--camera-loss=-1", "--out", "m2"], d, "--camera-loss");
     fails_with(&["train", "--method", "pca", "--world", "2", "--camera-loss", "1", "--out", "m2"], d, "usr only");
+    fails_with(&["train", "--method", "pca", "--world", "2", "--separate-clips", "--out", "m2"], d, "usr only");
     fails_with(&["estimate-camera", "scene/rgb.png", "--model", "m/usr", "-o", "scene/rgb.png"], d, "refusing to write over the input file");
 }
 
@@ -259,4 +260,27 @@ fn the_studio_training_request_runs_usr_on_world_scenes_and_refuses_other_data()
     assert!(summary.model.weights.ends_with("panel-usr.safetensors") && summary.model.weights.exists());
     let events: Vec<TrainEvent> = rx.try_iter().collect();
     assert!(events.iter().any(|e| matches!(e, TrainEvent::Terms { terms, .. } if terms.iter().any(|(n, _)| n == "S_bp"))));
+}
+
+#[test]
+fn one_clip_bounds_the_sum_of_d_and_semantic_gradients_and_separate_clips_bound_each() {
+    let n = nets();
+    let x = random(&[2, 3, 16, 16], 7).affine(0.4, 0.5).unwrap();
+    let onehot = random(&[2, 3, 16, 16], 4).broadcast_eq(&random(&[2, 3, 16, 16], 4).max_keepdim(1).unwrap()).unwrap().to_dtype(DType::F64).unwrap();
+    let response = n.usr.forward_train(&x).unwrap().2.response.detach();
+    // Both terms loud (×1e6), every other term off: what reaches Ỹ is only what the clips let by.
+    let per_sample = |separate: bool| {
+        let loss = UsrLoss { adversarial: 1e6, semantic: 1e6, back_projection: 0.0, smoothness: 0.0, positivity: 0.0, separate_clips: separate, ..UsrLoss::default() };
+        let y = Var::from_tensor(&random(&[2, 6, 16, 16], 8).abs().unwrap()).unwrap();
+        let terms = GeneratorTerms::new(&x, y.as_tensor(), y.as_tensor(), &response, &n.disc, &n.semantic, &onehot, &loss).unwrap();
+        let g = terms.total(&loss).unwrap().backward().unwrap();
+        norms(g.get(y.as_tensor()).unwrap())
+    };
+    let tau = l1_threshold(6 * 16 * 16);
+    for n in per_sample(false) {
+        assert!((n - tau).abs() < 1e-9 * tau, "shared clip: {n} vs τ {tau}");
+    }
+    for n in per_sample(true) {
+        assert!(n > 1.01 * tau && n <= 2.0 * tau * (1.0 + 1e-9), "separate clips: {n} vs τ {tau}");
+    }
 }

@@ -175,6 +175,8 @@ pub struct TrainArgs {
     pub ablate: Option<String>,
     /// usr: weight of the camera supervision S_cam (not in the paper).
     pub camera_loss: Option<f64>,
+    /// usr: clip D's and the semantic branch's gradients separately.
+    pub separate_clips: bool,
     pub dropout: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
@@ -252,8 +254,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if a.method == "usr" {
         return super::usr::train_usr(&a);
     }
-    if a.ablate.is_some() || a.camera_loss.is_some() {
-        bail_invalid!("--ablate and --camera-loss apply to usr only");
+    if a.ablate.is_some() || a.camera_loss.is_some() || a.separate_clips {
+        bail_invalid!("--ablate, --camera-loss and --separate-clips apply to usr only");
     }
     if a.scale.is_some() || a.residual {
         bail_invalid!("--scale and --residual apply to ual only");

@@ -57,6 +57,7 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
         }
         cfg.loss.camera = w;
     }
+    cfg.loss.separate_clips = a.separate_clips;
     cfg.command = a.command_line.clone();
     let device = parse_device(&a.device)?;
     let out = a.out.clone();

@@ -67,11 +67,15 @@ pub struct UsrLoss {
     /// estimated curves (before the white-balance gains) and the dictionary camera that took
     /// each training picture. The world's pictures know their camera; the paper's do not.
     pub camera: f64,
+    /// Clip the gradients from D and from the semantic branch each on its own (each to τ, as
+    /// eq. 7 reads; the authors' code also clips them separately) rather than their sum once
+    /// (how the shipped model was trained, which let D's gradient take the whole budget).
+    pub separate_clips: bool,
 }
 
 impl Default for UsrLoss {
     fn default() -> Self {
-        UsrLoss { adversarial: 1.0, back_projection: 100.0, smoothness: 10.0, positivity: 0.01, semantic: 1.0, clip: true, hold_mean: true, camera: 0.0 }
+        UsrLoss { adversarial: 1.0, back_projection: 100.0, smoothness: 10.0, positivity: 0.01, semantic: 1.0, clip: true, hold_mean: true, camera: 0.0, separate_clips: false }
     }
 }
 
@@ -333,12 +337,13 @@ impl GeneratorTerms {
     pub fn new(x: &Tensor, y: &Tensor, raw: &Tensor, response: &Tensor, disc: &Discriminator, semantic: &Semantic, onehot: &Tensor, loss: &UsrLoss) -> candle_core::Result<Self> {
         // What D and the semantic branch see of Ỹ: through the clipping op (eq. 7).
         let seen = if loss.clip { l1_gradient_clip(y)? } else { y.clone() };
+        let seen_semantic = if loss.clip && loss.separate_clips { l1_gradient_clip(y)? } else { seen.clone() };
         Ok(Self {
             adversarial: bce_logits(&disc.forward(&mean_normalised(&seen, loss.hold_mean)?)?, true)?,
             back_projection: back_projection(response, y, x)?,
             smoothness: smoothness(y)?,
             positivity: positivity(raw)?,
-            semantic: semantic_loss(&semantic.forward(x, &seen)?, onehot)?,
+            semantic: semantic_loss(&semantic.forward(x, &seen_semantic)?, onehot)?,
         })
     }
 

@@ -2,6 +2,9 @@
 //! `tests/transformer_ops.rs`): deterministic inputs, a scalar loss that weighs every output
 //! differently, and the largest gap between autograd and the numeric gradient.
 
+// Each test crate uses its own subset of these helpers.
+#![allow(dead_code)]
+
 use candle_core::{Device, Tensor, Var};
 
 /// Step of the central differences.
