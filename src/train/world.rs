@@ -538,15 +538,9 @@ fn perturb(c: &Array2<f32>, rng: &mut Rng) -> Array2<f32> {
     normalise_rows(out).unwrap_or_else(|| c.clone())
 }
 
-fn normalise_rows(mut c: Array2<f32>) -> Option<Array2<f32>> {
-    for mut row in c.rows_mut() {
-        let s = row.sum();
-        if !(s > 1e-6) {
-            return None;
-        }
-        row /= s;
-    }
-    Some(c)
+/// Each row summing to 1, or None if a row sums to (almost) nothing.
+fn normalise_rows(c: Array2<f32>) -> Option<Array2<f32>> {
+    c.rows().into_iter().all(|row| row.sum() > 1e-6).then(|| crate::recon::usr::rows_summing_to_one(c))
 }
 
 // ---------------------------------------------------------------------------------------------
