@@ -72,10 +72,17 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if let Some(out) = a.camera_out {
         refuse_writing_inputs(&inputs, &[out])?;
     }
-    // usr without --camera: the camera estimated from the picture is the one assumed.
-    let estimated = match (&usr, a.camera) {
-        (Some(files), None) => Some(crate::recon::usr::UsrReconstructor::load(files, None, &device)?.estimate(&rgb)?),
-        _ => None,
+    // usr without --camera: the camera estimated from the picture is the one assumed, and the
+    // model runs blind (its generator with the estimate and its white-balance gains, as
+    // `usr-blind` and training run it), estimating once.
+    let (estimated, blind) = match (&usr, a.camera) {
+        (Some(files), None) => {
+            let mut blind = crate::recon::usr::UsrReconstructor::load(files, None, &device)?;
+            let est = blind.estimate(&rgb)?;
+            blind.assume_estimate(&est);
+            (Some(est), Some(blind))
+        }
+        _ => (None, None),
     };
     let camera = match &estimated {
         Some(est) => est.response(&format!("estimated by {} from {}", a.method, a.rgb.display())),
@@ -84,7 +91,10 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if let (Some(out), Some(_)) = (a.camera_out, &estimated) {
         crate::io::atomic::write_bytes_atomically(out, camera.to_csv().as_bytes())?;
     }
-    let method = load_method(a.method, a.model, &camera, &device)?;
+    let method: Box<dyn recon::Reconstructor> = match blind {
+        Some(blind) => Box::new(blind),
+        None => load_method(a.method, a.model, &camera, &device)?,
+    };
     if let Some(p) = a.model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
         eprintln!(
             "note: {}: no model card beside it, so its architecture and config were inferred from its tensors; the camera and data it was trained on are unknown",

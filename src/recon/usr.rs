@@ -36,6 +36,15 @@ impl EstimatedCamera {
     pub fn response(&self, name: &str) -> CameraResponse {
         CameraResponse { name: name.to_string(), wavelengths: self.wavelengths.clone(), matrix: self.curves.clone() }
     }
+
+    /// The curves scaled by their white-balance gains: C_o, the camera the generator runs with.
+    pub fn with_gains(&self) -> Array2<f32> {
+        let mut c = self.curves.clone();
+        for (mut row, g) in c.rows_mut().into_iter().zip(self.gains) {
+            row *= g;
+        }
+        c
+    }
 }
 
 /// (b, 3, bands) tensor → the first image's (3, bands) array.
@@ -109,19 +118,17 @@ impl UsrReconstructor {
         Ok(EstimatedCamera { wavelengths: self.card.wavelengths.clone(), curves: rows_summing_to_one(raw), gains: [g[0], g[1], g[2]], weights })
     }
 
+    /// Run every picture with `est` (its curves and gains) instead of estimating each again.
+    pub fn assume_estimate(&mut self, est: &EstimatedCamera) {
+        self.camera = Some(est.with_gains());
+    }
+
     /// The response the generator is run with for `rgb`: the camera given, or the estimate
     /// (with its white-balance gains, as in training).
     fn response(&self, rgb: &RgbImage) -> Result<Tensor> {
         let c = match &self.camera {
             Some(c) => c.clone(),
-            None => {
-                let est = self.estimate(rgb)?;
-                let mut c = est.curves.clone();
-                for (mut row, g) in c.rows_mut().into_iter().zip(est.gains) {
-                    row *= g;
-                }
-                c
-            }
+            None => self.estimate(rgb)?.with_gains(),
         };
         let (r, b) = c.dim();
         Ok(Tensor::from_vec(c.iter().copied().collect::<Vec<f32>>(), (1, r, b), &self.device)?)
@@ -147,8 +154,7 @@ impl SpectralNet for FixedCamera<'_> {
         1
     }
     fn receptive_margin(&self) -> usize {
-        // Each stage: a 3×3 entry and a depthwise 3×3 per dense block.
-        self.usr.config.stages * (1 + self.usr.config.blocks)
+        self.usr.receptive_margin()
     }
     fn data_init(&self, _data: &InitData) -> Result<Vec<(&'static str, Array2<f32>)>> {
         Ok(Vec::new())
@@ -190,6 +196,7 @@ impl SpectralNet for Usr {
         1
     }
     fn receptive_margin(&self) -> usize {
+        // Each stage: a 3×3 entry and a depthwise 3×3 per dense block.
         self.config.stages * (1 + self.config.blocks)
     }
     fn data_init(&self, _data: &InitData) -> Result<Vec<(&'static str, Array2<f32>)>> {
