@@ -18,6 +18,11 @@ struct Args {
     /// Without a subcommand: open the studio on these files (RGB images, cubes), or on the
     /// bundled demo when none are given.
     files: Vec<PathBuf>,
+    /// Cubes whose data (as 32-bit floats) exceed this many MiB open read-on-demand from their
+    /// file (ENVI, .npy): an overview of every band in memory, tiles and spectra read when
+    /// asked for. Default 1024.
+    #[arg(long, value_name = "MIB")]
+    memory_cap: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -33,6 +38,9 @@ enum Command {
         layout: Layout,
         #[arg(long)]
         json: bool,
+        /// Also print a table of per-band statistics (always in --json).
+        #[arg(long)]
+        bands: bool,
     },
     /// Convert a cube to another format (.npy, .hdr, .mat), chosen by the output extension.
     Convert {
@@ -511,7 +519,7 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let result = match args.command {
-        None => spectral_studio::app::run(args.files),
+        None => spectral_studio::app::run(args.files, args.memory_cap.map(|m| m << 20)),
         Some(command) => run(command),
     };
     match result {
@@ -532,7 +540,7 @@ fn command_line() -> String {
 
 fn run(command: Command) -> spectral_studio::Result<()> {
     match command {
-        Command::Info { file, key, layout, json } => cli::info(&file, key, layout, json),
+        Command::Info { file, key, layout, json, bands } => cli::info(&file, key, layout, json, bands),
         Command::Convert { input, output, key, layout } => cli::convert(&input, &output, key, layout),
         Command::Render { cube, camera, illuminant, real_world, seed, jpeg_quality, bits8, output } => {
             let real_world = real_world.then_some(cli::RealWorld { seed, jpeg_quality });

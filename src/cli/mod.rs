@@ -31,31 +31,46 @@ fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialise"));
 }
 
-/// `info FILE`: size, wavelengths, value range and format.
-pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool) -> Result<()> {
+/// `info FILE`: size, wavelengths, value range (whole and per band) and format. A cube is read
+/// in one streamed pass with bounded memory (see [`io::source::band_stats`]), whatever its size.
+pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool, per_band: bool) -> Result<()> {
     let format = io::detect(file)?;
     let opts = open_options(key, layout);
-    let report = match io::open_any(file, &opts, false)? {
-        Loaded::Cube(cube) => {
-            let s = cube.stats();
-            json!({
-                "file": file, "format": format.name(),
-                "rows": cube.rows(), "cols": cube.cols(), "bands": cube.bands(),
-                "wavelengths": cube.wavelengths, "fwhm": cube.fwhm,
-                "min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "non_finite": s.non_finite,
-                "units": cube.meta.units, "scale": cube.meta.scale, "description": cube.meta.description,
-            })
-        }
-        Loaded::Rgb(rgb) => {
-            let s = crate::cube::value_stats(rgb.data.iter().copied());
-            let (min, max, mean) = (s.min, s.max, s.mean);
-            json!({
-                "file": file, "format": format.name(),
-                "rows": rgb.rows(), "cols": rgb.cols(), "bands": 3,
-                "wavelengths": [], "min": min, "max": max, "mean": mean,
-                "units": "linear camera RGB",
-            })
-        }
+    let is_rgb = format.is_rgb_image()
+        || (format == io::Format::Npy && io::npy::is_rgb_shape(&io::npy::read_header(file)?.shape, layout));
+    let report = if is_rgb {
+        let Loaded::Rgb(rgb) = io::open_any(file, &opts, false)? else {
+            return Err(Error::format(file, "expected an RGB image"));
+        };
+        let s = crate::cube::value_stats(rgb.data.iter().copied());
+        let (min, max, mean) = (s.min, s.max, s.mean);
+        json!({
+            "file": file, "format": format.name(),
+            "rows": rgb.rows(), "cols": rgb.cols(), "bands": 3,
+            "wavelengths": [], "min": min, "max": max, "mean": mean,
+            "units": "linear camera RGB",
+        })
+    } else {
+        let source = io::open_source(file, &opts)?;
+        let stats = io::source::band_stats(&*source, None, &crate::engine::JobContext::silent())?;
+        let (bands, rows, cols) = source.shape();
+        let meta = source.meta();
+        let s = stats.all;
+        let band_stats: Vec<serde_json::Value> = stats
+            .bands
+            .iter()
+            .zip(source.wavelengths())
+            .enumerate()
+            .map(|(i, (b, w))| json!({"band": i, "wavelength": w, "min": b.min, "max": b.max, "mean": b.mean, "std": b.std, "non_finite": b.non_finite}))
+            .collect();
+        json!({
+            "file": file, "format": format.name(), "storage": source.storage(),
+            "rows": rows, "cols": cols, "bands": bands,
+            "wavelengths": source.wavelengths(), "fwhm": source.fwhm(),
+            "min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "non_finite": s.non_finite,
+            "band_stats": band_stats,
+            "units": meta.units, "scale": meta.scale, "description": meta.description,
+        })
     };
     if as_json {
         print_json(&report);
@@ -66,15 +81,32 @@ pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool) -> 
             println!("wavelengths: {} … {} nm", report["wavelengths"][0], report["wavelengths"][wl - 1]);
         }
         println!("values: min {} max {} mean {}", report["min"], report["max"], report["mean"]);
+        if per_band {
+            println!("{:>5} {:>10} {:>12} {:>12} {:>12} {:>12} {:>10}", "band", "nm", "min", "max", "mean", "std", "non-finite");
+            for b in report["band_stats"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>5} {:>10} {:>12} {:>12} {:>12.6} {:>12.6} {:>10}",
+                    b["band"], b["wavelength"], b["min"], b["max"], b["mean"].as_f64().unwrap_or(f64::NAN), b["std"].as_f64().unwrap_or(f64::NAN), b["non_finite"]
+                );
+            }
+        }
     }
     Ok(())
 }
 
-/// `convert IN OUT`.
+/// `convert IN OUT`. ENVI and `.npy` outputs are written block by block from a source read on
+/// demand, so a cube larger than memory converts; `.mat` needs the cube in memory.
 pub fn convert(input: &Path, output: &Path, key: Option<String>, layout: Layout) -> Result<()> {
-    let cube = io::open(input, &open_options(key, layout))?;
-    io::save(&cube, output)?;
-    eprintln!("wrote {} ({} × {} × {} bands)", output.display(), cube.rows(), cube.cols(), cube.bands());
+    io::check_cube_output(output)?;
+    refuse_writing_inputs(&[input], &[output])?;
+    let opts = open_options(key, layout);
+    let source = io::open_source(input, &opts)?;
+    let (bands, rows, cols) = source.shape();
+    match io::extension(output).as_str() {
+        "hdr" | "img" | "npy" => io::source::save_streamed(&*source, output, &crate::engine::JobContext::silent())?,
+        _ => io::save(&io::source::to_cube(&*source)?, output)?,
+    }
+    eprintln!("wrote {} ({rows} × {cols} × {bands} bands)", output.display());
     Ok(())
 }
 

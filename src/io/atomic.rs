@@ -8,6 +8,27 @@ use crate::{Error, Result};
 /// Write `path` atomically: `fill` writes into a temporary file in the same folder, which
 /// replaces `path` only once `fill` and the flush have succeeded.
 pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temporary_beside(path)?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        fill(&mut w).map_err(|e| Error::io(path, e))?;
+        w.flush().map_err(|e| Error::io(path, e))?;
+    }
+    persist(tmp, path)
+}
+
+/// Write `path` atomically by positioned writes: `fill` gets a temporary file of `len` bytes
+/// (sparse until written) in the same folder, which replaces `path` once `fill` succeeds. For
+/// writers that produce a file out of order (a BSQ cube from row blocks).
+pub fn fill_atomically(path: &Path, len: u64, fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>) -> Result<()> {
+    let tmp = temporary_beside(path)?;
+    tmp.as_file().set_len(len).map_err(|e| Error::io(path, e))?;
+    fill(tmp.as_file()).map_err(|e| Error::io(path, e))?;
+    persist(tmp, path)
+}
+
+/// An empty temporary file beside `path` with a saved file's usual permissions.
+fn temporary_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -21,14 +42,11 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::i
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        fill(&mut w).map_err(|e| Error::io(path, e))?;
-        w.flush().map_err(|e| Error::io(path, e))?;
-    }
+    builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Flush `tmp` to disk and rename it to `path`.
+fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<()> {
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())

@@ -9,6 +9,7 @@ pub mod hdf5;
 pub mod image_file;
 pub mod mat5;
 pub mod npy;
+pub mod source;
 
 use std::ops::Range;
 use std::path::Path;
@@ -143,6 +144,25 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Cube> {
     cube.meta.source = Some(path.to_path_buf());
     cube.meta.format = Some(format.name().to_string());
     Ok(cube)
+}
+
+/// Open a cube as a [`source::CubeSource`]: ENVI images and C-order `.npy` files are read on
+/// demand from the file (see [`source`]); other formats, and any subset, are read whole now.
+pub fn open_source(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<std::sync::Arc<dyn source::CubeSource>> {
+    let path = path.as_ref();
+    let format = detect(path)?;
+    if opts.subset == Subset::default() {
+        match format {
+            Format::Envi => return Ok(std::sync::Arc::new(envi::open_source(path)?)),
+            Format::Npy => {
+                if let Some(s) = npy::open_source(path, opts.layout)? {
+                    return Ok(std::sync::Arc::new(s));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(std::sync::Arc::new(source::MemorySource { cube: std::sync::Arc::new(open(path, opts)?) }))
 }
 
 /// Open an RGB image or a cube, whichever the file holds. A `.npy` of shape (rows, cols, 3)

@@ -534,7 +534,7 @@ fn transpose_range(h: &Header, src: &[u8], bands: usize, mut planes: Vec<&mut [M
 
 /// Header text for a C-order little-endian float32 array, padded so the data start on a
 /// 64-byte boundary and the header ends in a newline (as numpy writes it).
-fn header_bytes(shape: &[usize]) -> Vec<u8> {
+pub(crate) fn header_bytes(shape: &[usize]) -> Vec<u8> {
     let dims = match shape {
         [d] => format!("({d},)"),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -622,6 +622,48 @@ pub fn read_header(path: &Path) -> Result<Header> {
     let mut head = Vec::new();
     file.take(MAX_HEADER).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
     parse_header(&head).map_err(|m| Error::format(path, m))
+}
+
+/// Open a C-order cube `.npy` as a [`RawSource`](crate::io::source::RawSource) read on demand:
+/// (rows, cols, bands) is band-interleaved by pixel, (bands, rows, cols) band-sequential.
+/// `Ok(None)` when the file cannot be read in place (Fortran order, int8, not 2-D or 3-D):
+/// the caller reads it whole instead.
+pub fn open_source(path: &Path, layout: Layout) -> Result<Option<crate::io::source::RawSource>> {
+    use crate::io::envi::{ByteOrder, DataType, Interleave};
+    let h = read_header(path)?;
+    let data_type = match (h.kind, h.size) {
+        (Kind::Float, 4) => DataType::F32,
+        (Kind::Float, 8) => DataType::F64,
+        (Kind::Int, 2) => DataType::I16,
+        (Kind::Int, 4) => DataType::I32,
+        (Kind::Uint, 1) => DataType::U8,
+        (Kind::Uint, 2) => DataType::U16,
+        (Kind::Uint, 4) => DataType::U32,
+        _ => return Ok(None),
+    };
+    let (bands, rows, cols, interleave) = match (h.shape.as_slice(), layout) {
+        _ if h.fortran_order || h.is_empty() => return Ok(None),
+        (&[r, c], _) => (1, r, c, Interleave::Bsq),
+        (&[r, c, b], Layout::Hwc) => (b, r, c, Interleave::Bip),
+        (&[b, r, c], Layout::Chw) => (b, r, c, Interleave::Bsq),
+        _ => return Ok(None),
+    };
+    let layout = crate::io::source::RawLayout {
+        bands,
+        rows,
+        cols,
+        interleave,
+        data_type,
+        byte_order: if h.big_endian { ByteOrder::BigEndian } else { ByteOrder::LittleEndian },
+        offset: h.data_offset as u64,
+    };
+    let wavelengths = crate::cube::assumed_wavelengths(bands);
+    let mut meta = crate::Metadata { source: Some(path.to_path_buf()), format: Some("npy".into()), ..Default::default() };
+    if crate::cube::are_band_numbers(&wavelengths) {
+        meta.description = Some(format!("{bands} bands without wavelengths: band numbers 1..={bands} used"));
+    }
+    let fix = crate::io::envi::raster::Fixes::default();
+    crate::io::source::RawSource::new(path, layout, fix, "npy", wavelengths, None, meta).map(Some)
 }
 
 /// Whether an array of `shape` is an RGB image: `(rows, cols, 3)` for [`Layout::Hwc`],

@@ -26,8 +26,8 @@
 mod fields;
 pub mod header;
 mod library;
-mod raster;
-mod write;
+pub(crate) mod raster;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -182,6 +182,36 @@ pub fn read_with_header(path: &Path, subset: &Subset) -> Result<(Cube, Header)> 
         ..Metadata::default()
     };
     Ok((cube, header))
+}
+
+/// Open an ENVI image as a [`RawSource`](crate::io::source::RawSource): the header is parsed
+/// and the data file's size checked now; samples are read when asked for.
+pub fn open_source(path: &Path) -> Result<crate::io::source::RawSource> {
+    let (header_path, data_path) = locate(path)?;
+    let header = load_header(&header_path)?;
+    if header.is_library() {
+        return Err(Error::format(&header_path, "is a spectral library, not an image"));
+    }
+    let layout = crate::io::source::RawLayout {
+        bands: header.bands,
+        rows: header.lines,
+        cols: header.samples,
+        interleave: header.interleave,
+        data_type: header.data_type,
+        byte_order: header.byte_order,
+        offset: header.header_offset as u64,
+    };
+    let meta = Metadata {
+        source: Some(path.to_path_buf()),
+        format: Some(Format::Envi.name().to_string()),
+        scale: header.reflectance_scale_factor.map(|k| k as f32),
+        description: describe(&header),
+        ..Metadata::default()
+    };
+    let wavelengths = header.wavelengths.iter().map(|&w| w as f32).collect();
+    let fwhm = header.fwhm.as_ref().map(|f| f.iter().map(|&w| w as f32).collect());
+    raster::check_data_size(&data_path, &header)?;
+    crate::io::source::RawSource::new(&data_path, layout, raster::Fixes::from_header(&header), "envi", wavelengths, fwhm, meta)
 }
 
 /// The header's description, plus a note when the wavelengths are placeholders or guesses.

@@ -45,7 +45,31 @@ impl Window {
 /// Returns the values in `(bands, rows, cols)` order, C-contiguous.
 pub(super) fn read_window(data_path: &Path, header: &Header, window: &Window) -> Result<Vec<f32>> {
     let file = File::open(data_path).map_err(|e| Error::io(data_path, e))?;
-    let file_len = file.metadata().map_err(|e| Error::io(data_path, e))?.len();
+    let data_len = check_data_size(data_path, header)?;
+    let offset = header.header_offset;
+    let len = usize::try_from(data_len).map_err(|_| Error::format(data_path, "file too large for this machine"))?;
+    if window.is_whole(header) && header.interleave == Interleave::Bsq {
+        return stream_whole_bsq(file, data_path, header);
+    }
+    let options = {
+        let mut o = MmapOptions::new();
+        o.offset(offset as u64).len(len);
+        o
+    };
+    // SAFETY: the map is read-only and copied out before this function returns. Another
+    // process truncating the file meanwhile could fault the read; every mmap reader (numpy's
+    // included) accepts that risk.
+    let map = unsafe { options.map(&file) }.map_err(|e| Error::io(data_path, e))?;
+    if !window.is_whole(header) {
+        let _ = map.advise(Advice::Random);
+    }
+    Ok(decode(&map, header, window))
+}
+
+/// Check the data file's size against the header: exactly the header offset plus the samples.
+/// Returns the samples' byte count.
+pub(crate) fn check_data_size(data_path: &Path, header: &Header) -> Result<u64> {
+    let file_len = std::fs::metadata(data_path).map_err(|e| Error::io(data_path, e))?.len();
     let data_len = header.data_bytes().ok_or_else(|| Error::format(data_path, "header sizes overflow"))?;
     let expected = data_len
         .checked_add(header.header_offset as u64)
@@ -67,24 +91,7 @@ pub(super) fn read_window(data_path: &Path, header: &Header, window: &Window) ->
             ),
         ));
     }
-    let offset = header.header_offset;
-    let len = usize::try_from(data_len).map_err(|_| Error::format(data_path, "file too large for this machine"))?;
-    if window.is_whole(header) && header.interleave == Interleave::Bsq {
-        return stream_whole_bsq(file, data_path, header);
-    }
-    let options = {
-        let mut o = MmapOptions::new();
-        o.offset(offset as u64).len(len);
-        o
-    };
-    // SAFETY: the map is read-only and copied out before this function returns. Another
-    // process truncating the file meanwhile could fault the read; every mmap reader (numpy's
-    // included) accepts that risk.
-    let map = unsafe { options.map(&file) }.map_err(|e| Error::io(data_path, e))?;
-    if !window.is_whole(header) {
-        let _ = map.advise(Advice::Random);
-    }
-    Ok(decode(&map, header, window))
+    Ok(data_len)
 }
 
 /// Bytes converted per step of [`stream_whole_bsq`]: small enough to stay in L2 cache.
@@ -159,8 +166,8 @@ pub(super) fn decode(bytes: &[u8], header: &Header, window: &Window) -> Vec<f32>
 
 /// What happens to each value after decoding: the ignore value becomes NaN, the rest are
 /// divided by the reflectance scale factor (in f32, as Spectral Python does).
-#[derive(Clone, Copy, Debug)]
-struct Fixes {
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fixes {
     ignore: Option<f64>,
     divisor: Option<f32>,
 }
@@ -170,7 +177,7 @@ impl Fixes {
         self.ignore.is_none() && self.divisor.is_none()
     }
 
-    fn from_header(h: &Header) -> Fixes {
+    pub(crate) fn from_header(h: &Header) -> Fixes {
         Fixes {
             // A NaN ignore value needs no work: NaN samples are NaN already.
             ignore: h.data_ignore_value.filter(|v| !v.is_nan()),
@@ -230,7 +237,8 @@ macro_rules! sample {
 sample!(int u8, i16, u16, i32, u32, i64, u64);
 sample!(float f32, f64);
 
-fn convert(ty: DataType, order: ByteOrder, src: &[u8], dst: &mut [f32], fix: &Fixes) {
+/// Convert the samples in `src` (stored as `ty` in `order`) into `dst`, applying `fix`.
+pub(crate) fn convert(ty: DataType, order: ByteOrder, src: &[u8], dst: &mut [f32], fix: &Fixes) {
     match ty {
         DataType::U8 => convert_as::<u8>(order, src, dst, fix),
         DataType::I16 => convert_as::<i16>(order, src, dst, fix),

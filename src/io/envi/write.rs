@@ -50,8 +50,8 @@ fn list(values: &[f32]) -> String {
 
 /// `Index` for a cube whose wavelengths are the band-number placeholder (so they read back as
 /// band numbers, not as µm or nm), else `Nanometers`.
-fn wavelength_units(cube: &Cube) -> &'static str {
-    if crate::cube::are_band_numbers(&cube.wavelengths) {
+fn wavelength_units(wavelengths: &[f32]) -> &'static str {
+    if crate::cube::are_band_numbers(wavelengths) {
         "Index"
     } else {
         "Nanometers"
@@ -60,22 +60,29 @@ fn wavelength_units(cube: &Cube) -> &'static str {
 
 /// The header text; f32 `Display` is the shortest text that reads back to the same value.
 pub fn header_text(cube: &Cube) -> String {
+    header_text_for(cube.data.dim(), &cube.wavelengths, cube.fwhm.as_deref(), cube.meta.description.as_deref())
+}
+
+/// The header of a BSQ float32 little-endian file of `(bands, rows, cols)` samples.
+pub fn header_text_for(
+    (bands, rows, cols): (usize, usize, usize),
+    wavelengths: &[f32],
+    fwhm: Option<&[f32]>,
+    description: Option<&str>,
+) -> String {
     let mut h = String::from("ENVI\n");
-    if let Some(d) = &cube.meta.description {
+    if let Some(d) = description {
         // Braces would end the value early; keep the text, not the braces.
         let d = d.replace('{', "(").replace('}', ")");
         h.push_str(&format!("description = {{{d}}}\n"));
     }
     h.push_str(&format!(
-        "samples = {}\nlines = {}\nbands = {}\nheader offset = 0\nfile type = ENVI Standard\n\
+        "samples = {cols}\nlines = {rows}\nbands = {bands}\nheader offset = 0\nfile type = ENVI Standard\n\
          data type = 4\ninterleave = bsq\nbyte order = 0\nwavelength units = {}\n",
-        cube.cols(),
-        cube.rows(),
-        cube.bands(),
-        wavelength_units(cube)
+        wavelength_units(wavelengths)
     ));
-    h.push_str(&format!("wavelength = {}\n", list(&cube.wavelengths)));
-    if let Some(f) = cube.fwhm.as_ref().filter(|f| f.len() == cube.bands()) {
+    h.push_str(&format!("wavelength = {}\n", list(wavelengths)));
+    if let Some(f) = fwhm.filter(|f| f.len() == bands) {
         h.push_str(&format!("fwhm = {}\n", list(f)));
     }
     h
