@@ -1,6 +1,7 @@
 //! What the studio has open: layers of RGB images and cubes, which RGB is the input, which
 //! cube is the ground truth, and the reconstructions made from them.
 
+use crate::io::source::{self, CubeSource, Overview};
 use crate::io::{self, Loaded, OpenOptions};
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::scene::{self, SceneConfig};
@@ -12,6 +13,28 @@ use std::sync::Arc;
 pub enum LayerData {
     Rgb(Arc<RgbImage>),
     Cube(Arc<Cube>),
+    /// A cube over the memory cap: read from its file on demand (see [`LargeCube`]).
+    Large(Arc<LargeCube>),
+}
+
+/// A cube too large to hold in memory: shown from an overview of every band, with spectra,
+/// full-resolution tiles and region statistics read from the file when asked for.
+pub struct LargeCube {
+    pub source: Arc<dyn CubeSource>,
+    pub overview: Overview,
+}
+
+impl LargeCube {
+    /// Open `source` with an overview of at most [`source::OVERVIEW_PIXELS`] pixels.
+    pub fn open(source: Arc<dyn CubeSource>, job: &crate::engine::JobContext) -> Result<LargeCube> {
+        let overview = source::overview(&*source, source::OVERVIEW_PIXELS, job)?;
+        Ok(LargeCube { source, overview })
+    }
+
+    /// Bytes this layer holds in memory (the overview).
+    pub fn resident_bytes(&self) -> usize {
+        self.overview.cube.data.len() * std::mem::size_of::<f32>()
+    }
 }
 
 impl LayerData {
@@ -19,12 +42,26 @@ impl LayerData {
         match self {
             LayerData::Rgb(rgb) => (rgb.rows(), rgb.cols()),
             LayerData::Cube(cube) => (cube.rows(), cube.cols()),
+            LayerData::Large(large) => {
+                let (_, rows, cols) = large.source.shape();
+                (rows, cols)
+            }
         }
     }
 
+    /// The cube, when it is in memory (methods that need a whole cube take only these).
     pub fn cube(&self) -> Option<&Arc<Cube>> {
         match self {
             LayerData::Cube(c) => Some(c),
+            LayerData::Rgb(_) | LayerData::Large(_) => None,
+        }
+    }
+
+    /// Wavelengths of a cube layer, in memory or not.
+    pub fn wavelengths(&self) -> Option<&[f32]> {
+        match self {
+            LayerData::Cube(c) => Some(&c.wavelengths),
+            LayerData::Large(l) => Some(l.source.wavelengths()),
             LayerData::Rgb(_) => None,
         }
     }
@@ -139,9 +176,23 @@ pub struct LoadedFile {
 
 /// Read `path` as an RGB image (the input) or a cube (the ground truth when it is the first
 /// cube of a scene whose RGB is open: pairing is by the studio, see `Studio::apply_loaded`).
-pub fn load_file(path: &Path) -> Result<LoadedFile> {
+/// A cube whose f32 data would exceed `memory_cap` bytes, in a format that can be read in
+/// place (ENVI, `.npy`), opens as a [`LargeCube`] instead of being read whole.
+pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) -> Result<LoadedFile> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
-    let (data, role) = match io::open_any(path, &OpenOptions::default(), false)? {
+    let format = io::detect(path)?;
+    let opts = OpenOptions::default();
+    if matches!(format, io::Format::Envi | io::Format::Npy) {
+        let is_rgb = format == io::Format::Npy && io::npy::is_rgb_shape(&io::npy::read_header(path)?.shape, opts.layout);
+        if !is_rgb {
+            let src = io::open_source(path, &opts)?;
+            if src.is_lazy() && source::memory_bytes(&*src) > memory_cap {
+                let large = LargeCube::open(src, job)?;
+                return Ok(LoadedFile { name, data: LayerData::Large(Arc::new(large)), role: Role::Other, path: Some(path.to_path_buf()) });
+            }
+        }
+    }
+    let (data, role) = match io::open_any(path, &opts, false)? {
         Loaded::Rgb(rgb) => (LayerData::Rgb(Arc::new(rgb)), Role::Input),
         Loaded::Cube(cube) => (LayerData::Cube(Arc::new(cube)), Role::Other),
     };
@@ -150,15 +201,18 @@ pub fn load_file(path: &Path) -> Result<LoadedFile> {
 
 /// Read several files; RGB images come first so a cube of the same scene finds its input
 /// already open and is paired with it. A file that fails does not stop the others.
-pub fn load_files(paths: &[PathBuf], job: &crate::engine::JobContext) -> Vec<Result<LoadedFile>> {
+pub fn load_files(paths: &[PathBuf], memory_cap: u64, job: &crate::engine::JobContext) -> Vec<Result<LoadedFile>> {
     let mut out: Vec<Result<LoadedFile>> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
         if let Err(e) = job.check() {
             out.push(Err(e));
             break;
         }
-        job.report(i as f32 / paths.len() as f32, &format!("reading {}", p.display()));
-        out.push(load_file(p));
+        let (at, n) = (i as f32, paths.len() as f32);
+        job.report(at / n, &format!("reading {}", p.display()));
+        // A large cube's overview reports its own progress within this file's share.
+        let inner = crate::engine::JobContext::new(job.cancel.clone(), |f, what| job.report((at + f) / n, &format!("{}: {what}", p.display())));
+        out.push(load_file(p, memory_cap, &inner));
     }
     out.sort_by_key(|r| !matches!(r, Ok(LoadedFile { data: LayerData::Rgb(_), .. })));
     out

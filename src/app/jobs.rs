@@ -28,6 +28,8 @@ pub enum JobKind {
     Saved(Job<Option<PathBuf>>),
     /// A simulated fusion pair: RGB, low-resolution cube, kernel name, framed kernel.
     Simulate(Job<(crate::RgbImage, Cube, String, ndarray::Array2<f32>)>),
+    /// A spectrum or region statistics read from a large cube's file.
+    Probe(Job<super::probes::ProbeValue>, super::probes::ProbeKey),
 }
 
 pub struct BackgroundJob {
@@ -49,6 +51,7 @@ pub enum Outcome {
     CameraChosen(Option<PathBuf>),
     Saved(Option<PathBuf>),
     Simulated(crate::RgbImage, Cube, String, ndarray::Array2<f32>),
+    Probed(super::probes::ProbeKey, Result<super::probes::ProbeValue>),
 }
 
 macro_rules! each_job {
@@ -64,6 +67,7 @@ macro_rules! each_job {
             JobKind::CameraDialog($job) => $body,
             JobKind::Saved($job) => $body,
             JobKind::Simulate($job) => $body,
+            JobKind::Probe($job, _) => $body,
         }
     };
 }
@@ -114,6 +118,8 @@ impl BackgroundJob {
             JobKind::CameraDialog(j) => j.poll().map(|r| wrap(r, Outcome::CameraChosen)),
             JobKind::Saved(j) => j.poll().map(|r| wrap(r, Outcome::Saved)),
             JobKind::Simulate(j) => j.poll().map(|r| wrap(r, |(rgb, lr, name, k)| Outcome::Simulated(rgb, lr, name, k))),
+            // A failed read is the probe's to record (it must not be read again), not an error outcome.
+            JobKind::Probe(j, key) => j.poll().map(|r| Outcome::Probed(key.clone(), r)),
         };
         if outcome.is_some() {
             self.outcome = outcome;
@@ -141,7 +147,8 @@ pub fn save_with_dialog(suggested: &str, extensions: &[&str], write: impl FnOnce
 /// The layer as it is shown, as an 8-bit RGBA PNG, written atomically.
 pub fn write_view_png(layer: &Layer, display: &DisplaySettings, gt: Option<&Arc<Cube>>, path: &Path) -> Result<()> {
     let (rgba, _) = view::layer_rgba(&layer.data, display.mode, display, gt).map_err(crate::Error::invalid)?;
-    let (rows, cols) = layer.data.rows_cols();
+    // A large cube exports its overview (the file is never rendered whole).
+    let (rows, cols) = view::pixel_dims(&layer.data);
     let mut png = Vec::new();
     image::ImageEncoder::write_image(image::codecs::png::PngEncoder::new(&mut png), &rgba, cols as u32, rows as u32, image::ExtendedColorType::Rgba8)
         .map_err(|e| crate::Error::invalid(format!("{}: could not encode PNG: {e}", path.display())))?;

@@ -6,10 +6,12 @@
 pub mod abundances;
 pub mod camera;
 pub mod compare;
+pub mod detail;
 pub mod document;
 mod frame_log;
 pub mod fusion;
 mod jobs;
+pub mod probes;
 mod tabs;
 pub mod reconstruct;
 pub mod spectra;
@@ -88,6 +90,9 @@ pub struct StudioOptions {
     pub models_dir: Option<PathBuf>,
     /// Where the recent-files list is kept; None keeps it in memory only (tests).
     pub recent_file: Option<PathBuf>,
+    /// Cubes whose f32 data exceed this many bytes open read-on-demand; None is
+    /// [`crate::io::source::DEFAULT_MEMORY_CAP`].
+    pub memory_cap: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +130,10 @@ pub struct Studio {
     recon_queue: std::collections::VecDeque<reconstruct::ReconRequest>,
     commands: Vec<Command>,
     pub textures: TextureCache,
+    /// Full-resolution tiles of large cubes under a magnifying view.
+    pub details: detail::DetailCache,
+    /// Spectra and region statistics read from large cubes' files.
+    pub probes: probes::Probes,
     abundance_textures: HashMap<usize, egui::TextureHandle>,
     waker: Option<Waker>,
     options: StudioOptions,
@@ -161,6 +170,8 @@ impl Studio {
             recon_queue: Default::default(),
             commands: vec![first],
             textures: TextureCache::default(),
+            details: detail::DetailCache::default(),
+            probes: probes::Probes::default(),
             abundance_textures: HashMap::new(),
             waker: None,
             options,
@@ -171,7 +182,7 @@ impl Studio {
 
     /// True while any job (loading, reconstruction, scoring, training, …) is running or queued.
     pub fn busy(&self) -> bool {
-        !self.jobs.is_empty() || self.textures.is_building() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running()) || self.fusion_running()
+        !self.jobs.is_empty() || self.textures.is_building() || self.details.is_building() || self.probes.is_reading() || !self.recon_queue.is_empty() || !self.commands.is_empty() || self.training.runs.iter().any(|r| r.is_running()) || self.fusion_running()
     }
 
     fn fusion_running(&self) -> bool {
@@ -185,7 +196,7 @@ impl Studio {
 
     /// The series the spectra plot shows now (what a test checks the plot against).
     pub fn spectra_series(&self) -> Vec<spectra::Series> {
-        spectra::series(&self.doc, &self.pins, self.roi)
+        spectra::series(&self.doc, &self.pins, self.roi, &self.probes)
     }
 
     pub fn error(&mut self, text: impl Into<String>) {
@@ -227,6 +238,7 @@ impl Studio {
         });
 
         self.textures.end_frame();
+        self.details.end_frame();
         self.hovered = self.hovered_this_frame.take();
         let commands = std::mem::take(&mut self.commands);
         for c in commands {
@@ -234,6 +246,7 @@ impl Studio {
         }
         self.start_queued_reconstruction();
         self.start_scoring();
+        self.start_probes();
         if self.training.runs.iter().any(|r| r.is_running()) || self.fusion_running() {
             // Training and fusion steps arrive on their own channels: look a few times a second.
             ui.ctx().request_repaint_after(Duration::from_millis(200));
@@ -321,6 +334,13 @@ impl Studio {
                 let b = self.display.band.min(cube.bands() - 1);
                 format!("x {col}  y {row}  {:.0} nm  {:.5}", cube.wavelengths[b], cube.data[[b, row, col]])
             }
+            LayerData::Large(large) => {
+                // The readout comes from the overview: the file is read only for picks.
+                let ov = &large.overview;
+                let b = self.display.band.min(ov.cube.bands() - 1);
+                let (r, c) = ((row / ov.step).min(ov.cube.rows() - 1), (col / ov.step).min(ov.cube.cols() - 1));
+                format!("x {col}  y {row}  {:.0} nm  {:.5} (overview, 1:{})", ov.cube.wavelengths[b], ov.cube.data[[b, r, c]], ov.step)
+            }
             _ => return None,
         })
     }
@@ -357,7 +377,7 @@ impl Studio {
                     }
                     _ => {}
                 }
-                if let LayerData::Cube(_) = layer.data {
+                if let LayerData::Cube(_) | LayerData::Large(_) = layer.data {
                     if ui.small_button("save cube…").clicked() {
                         self.commands.push(Command::ExportCube(layer.id));
                     }
@@ -369,6 +389,18 @@ impl Studio {
                     self.commands.push(Command::RemoveLayer(layer.id));
                 }
             });
+            if let LayerData::Large(large) = &layer.data {
+                let file_mib = crate::io::source::memory_bytes(&*large.source) as f64 / (1u64 << 20) as f64;
+                ui.horizontal_wrapped(|ui| {
+                    ui.add_space(12.0);
+                    ui.weak(format!(
+                        "read on demand ({}): {file_mib:.0} MiB as f32; overview 1:{} ({:.0} MiB) in memory",
+                        large.source.storage(),
+                        large.overview.step,
+                        large.resident_bytes() as f64 / (1u64 << 20) as f64
+                    ));
+                });
+            }
         }
         ui.separator();
         self.display_settings(ui);
@@ -382,7 +414,7 @@ impl Studio {
 
     fn display_settings(&mut self, ui: &mut egui::Ui) {
         ui.heading("Display");
-        let bands = self.active_cube().map(|c| (c.bands(), c.wavelengths.clone()));
+        let bands = self.active_wavelengths().map(|w| (w.len(), w));
         let d = &mut self.display;
         ui.horizontal_wrapped(|ui| {
             ui.selectable_value(&mut d.mode, DisplayMode::Colour, "colour");
@@ -466,9 +498,10 @@ impl Studio {
     // -----------------------------------------------------------------------------------------
     // State changes
 
-    fn active_cube(&self) -> Option<Arc<crate::Cube>> {
+    /// The wavelengths of the active cube layer (in memory or not), else of the ground truth.
+    fn active_wavelengths(&self) -> Option<Vec<f32>> {
         let layer = self.doc.get(self.active?)?;
-        layer.data.cube().cloned().or_else(|| self.doc.ground_truth().map(|(_, c)| c.clone()))
+        layer.data.wavelengths().map(|w| w.to_vec()).or_else(|| self.doc.ground_truth().map(|(_, c)| c.wavelengths.clone()))
     }
 
     fn waker(&self) -> Waker {
@@ -499,7 +532,8 @@ impl Studio {
                     many => format!("open {} files", many.len()),
                 };
                 let to_load = paths.clone();
-                self.spawn(name, move |ctx| Ok(document::load_files(&to_load, ctx)), JobKind::Load);
+                let cap = self.options.memory_cap.unwrap_or(crate::io::source::DEFAULT_MEMORY_CAP);
+                self.spawn(name, move |ctx| Ok(document::load_files(&to_load, cap, ctx)), JobKind::Load);
                 for path in paths {
                     self.remember_recent(path);
                 }
@@ -522,6 +556,7 @@ impl Studio {
             Command::SetInput(id) => self.doc.set_input(id),
             Command::RemoveLayer(id) => {
                 self.doc.remove(id);
+                self.probes.forget(id);
                 self.scores.remove(&id);
                 if self.active == Some(id) {
                     self.active = self.doc.layers.first().map(|l| l.id);
@@ -537,8 +572,14 @@ impl Studio {
             Command::ClearPins => self.pins.clear(),
             Command::SetRoi(roi) => self.roi = roi,
             Command::ExportCube(id) => {
-                let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
                 let name = self.doc.get(id).map(|l| sanitise(&l.name)).unwrap_or_default();
+                if let Some(LayerData::Large(large)) = self.doc.get(id).map(|l| &l.data) {
+                    // Written block by block from the file: never whole in memory.
+                    let source = large.source.clone();
+                    self.spawn("save cube".into(), move |job| jobs::save_with_dialog(&format!("{name}.hdr"), &["hdr", "npy"], |path| crate::io::source::save_streamed(&*source, path, job)), JobKind::Saved);
+                    return;
+                }
+                let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
                 self.spawn("save cube".into(), move |_| jobs::save_with_dialog(&format!("{name}.npy"), &["npy", "hdr", "mat"], |path| crate::io::save(&cube, path)), JobKind::Saved);
             }
             Command::ExportView(id) => {
@@ -707,6 +748,18 @@ impl Studio {
         }
     }
 
+    /// Read, on jobs, the spectra and region statistics the pins and region ask of large cubes.
+    fn start_probes(&mut self) {
+        for (key, large) in self.probes.missing(&self.doc, &self.pins, self.roi) {
+            let name = match key {
+                probes::ProbeKey::Spectrum(_, r, c) => format!("read spectrum ({c}, {r})"),
+                probes::ProbeKey::Region(..) => "region statistics".to_string(),
+            };
+            let k = key.clone();
+            self.spawn(name, move |job| probes::read(&large, &k, job), move |job| JobKind::Probe(job, key));
+        }
+    }
+
     fn poll_jobs(&mut self) {
         let mut finished = Vec::new();
         for (i, job) in self.jobs.iter_mut().enumerate() {
@@ -827,6 +880,13 @@ impl Studio {
                 Err(e) => self.error(e.to_string()),
             },
             jobs::Outcome::CameraChosen(None) => {}
+            jobs::Outcome::Probed(key, Ok(value)) => self.probes.insert(key, value),
+            jobs::Outcome::Probed(key, Err(e)) => {
+                self.probes.fail(key);
+                if !matches!(e, crate::Error::Cancelled) {
+                    self.error(format!("{name}: {e}"));
+                }
+            }
             jobs::Outcome::Saved(Some(path)) => self.info(format!("saved {}", path.display())),
             jobs::Outcome::Saved(None) => {}
         }
@@ -875,7 +935,7 @@ impl Studio {
         if !self.display.playing || self.display.mode != DisplayMode::Band {
             return;
         }
-        let bands = self.active_cube().map(|c| c.bands()).unwrap_or(1);
+        let bands = self.active_wavelengths().map_or(1, |w| w.len());
         if self.last_band_step.elapsed() >= Duration::from_millis(150) {
             self.display.band = (self.display.band + 1) % bands.max(1);
             self.last_band_step = Instant::now();
@@ -930,12 +990,12 @@ impl eframe::App for StudioApp {
 }
 
 /// Open the studio window; returns when it is closed.
-pub fn run(files: Vec<PathBuf>) -> crate::Result<()> {
+pub fn run(files: Vec<PathBuf>, memory_cap: Option<u64>) -> crate::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_title("Spectral Studio").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
         ..Default::default()
     };
-    let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file() });
+    let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file(), memory_cap });
     let frame_log = match std::env::var_os("SPECTRAL_STUDIO_FRAME_LOG") {
         Some(path) => Some(frame_log::FrameLog::create(std::path::Path::new(&path))?),
         None => None,

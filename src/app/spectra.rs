@@ -3,6 +3,7 @@
 //! and the same series as CSV.
 
 use super::document::{Document, LayerData, Role};
+use super::probes::Probes;
 use super::view::Pin;
 use crate::Rect as CubeRect;
 use egui::Color32;
@@ -39,38 +40,49 @@ pub const PIN_COLOURS: [Color32; 6] = [
 
 pub const ROI_COLOUR: Color32 = Color32::YELLOW;
 
-/// Every series the plot shows for these pins and region.
-pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, usize)>) -> Vec<Series> {
+/// Every series the plot shows for these pins and region. Large cubes contribute what
+/// `probes` has read from their files so far.
+pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, usize)>, probes: &Probes) -> Vec<Series> {
     let mut out = Vec::new();
     for pin in pins {
         for layer in &doc.layers {
-            let LayerData::Cube(cube) = &layer.data else { continue };
-            if pin.row >= cube.rows() || pin.col >= cube.cols() {
+            let (rows, cols) = layer.data.rows_cols();
+            if pin.row >= rows || pin.col >= cols {
                 continue;
             }
+            let (wavelengths, values) = match &layer.data {
+                LayerData::Cube(cube) => (cube.wavelengths.clone(), cube.spectrum(pin.row, pin.col)),
+                LayerData::Large(large) => match probes.spectrum(layer.id, pin.row, pin.col) {
+                    Some(v) => (large.source.wavelengths().to_vec(), v.to_vec()),
+                    None => continue,
+                },
+                LayerData::Rgb(_) => continue,
+            };
             let style = match layer.role {
                 Role::GroundTruth => SeriesStyle::GroundTruth,
                 Role::Reconstruction { .. } => SeriesStyle::Reconstruction,
                 _ => SeriesStyle::Other,
             };
-            out.push(Series {
-                name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row),
-                wavelengths: cube.wavelengths.clone(),
-                values: cube.spectrum(pin.row, pin.col),
-                colour: pin.colour,
-                style,
-            });
+            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style });
         }
     }
     if let Some((r0, c0, r1, c1)) = roi {
         for layer in &doc.layers {
-            let LayerData::Cube(cube) = &layer.data else { continue };
             let rect = CubeRect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 };
-            let Ok((mean, std)) = cube.roi_stats(rect) else { continue };
+            let (w, (mean, std)) = match &layer.data {
+                LayerData::Cube(cube) => match cube.roi_stats(rect) {
+                    Ok(ms) => (cube.wavelengths.clone(), ms),
+                    Err(_) => continue,
+                },
+                LayerData::Large(large) => match probes.region(layer.id, (r0, c0, r1, c1)) {
+                    Some((m, s)) => (large.source.wavelengths().to_vec(), (m.to_vec(), s.to_vec())),
+                    None => continue,
+                },
+                LayerData::Rgb(_) => continue,
+            };
             let name = format!("{} ROI {}×{}", layer.name, rect.width, rect.height);
             let upper = mean.iter().zip(&std).map(|(m, s)| m + s).collect();
             let lower = mean.iter().zip(&std).map(|(m, s)| m - s).collect();
-            let w = cube.wavelengths.clone();
             out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other });
             out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread });
             out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread });
@@ -155,7 +167,7 @@ mod tests {
     fn each_pin_gets_a_series_per_cube_in_its_colour() {
         let doc = doc_with_cubes();
         let pins = [Pin { row: 1, col: 2, colour: PIN_COLOURS[0] }, Pin { row: 3, col: 0, colour: PIN_COLOURS[1] }];
-        let s = series(&doc, &pins, None);
+        let s = series(&doc, &pins, None, &Probes::default());
         assert_eq!(s.len(), 4);
         assert_eq!(s[0].style, SeriesStyle::GroundTruth);
         assert_eq!(s[0].values[5], 5.0 + 10.0 + 200.0);
@@ -167,7 +179,7 @@ mod tests {
     #[test]
     fn a_region_gives_mean_and_spread() {
         let doc = doc_with_cubes();
-        let s = series(&doc, &[], Some((0, 0, 1, 0)));
+        let s = series(&doc, &[], Some((0, 0, 1, 0)), &Probes::default());
         // two rows of column 0: band 0 values 0 and 10 → mean 5, σ 5
         let mean = &s[0];
         assert_eq!(mean.values[0], 5.0);
@@ -178,7 +190,7 @@ mod tests {
     #[test]
     fn csv_has_a_header_and_a_row_per_wavelength() {
         let doc = doc_with_cubes();
-        let s = series(&doc, &[Pin { row: 0, col: 0, colour: PIN_COLOURS[0] }], None);
+        let s = series(&doc, &[Pin { row: 0, col: 0, colour: PIN_COLOURS[0] }], None, &Probes::default());
         let csv = to_csv(&s);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "wavelength_nm,\"gt @ (0, 0)\",\"rec @ (0, 0)\"");

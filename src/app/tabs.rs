@@ -47,15 +47,20 @@ impl Studio {
                 ui.label(format!("{}: building the view…", layer.name));
             }
             view::Shown::Ready { texture: t, updating } => {
-                let (texture, range) = (t.texture.clone(), t.range);
-                let pick = view::image_widget(ui, &layer.name, &texture, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
+                let range = t.range;
+                let base = view::Paint { texture: &t.texture.clone(), extent: t.paint().extent };
+                // A large cube under a magnifying view gets a full-resolution tile on top.
+                let visible = egui::Rect::from_center_size(self.transform.centre, size / self.transform.zoom);
+                let detail = if self.transform.fit_pending { None } else { self.details.get(ui.ctx(), &layer, &self.display, visible, self.transform.zoom) };
+                let paints: Vec<view::Paint> = std::iter::once(base).chain(detail).collect();
+                let pick = view::image_widget(ui, &layer.name, &paints, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
                 self.take_pick(pick);
                 if updating {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("updating the view…");
                     });
-                } else if let (Some(range), LayerData::Cube(_)) = (range, &layer.data) {
+                } else if let (Some(range), LayerData::Cube(_) | LayerData::Large(_)) = (range, &layer.data) {
                     let (cmap, unit) = match self.display.mode {
                         DisplayMode::Error(m) => (crate::display::Colormap::Inferno, m.name()),
                         _ => (self.display.colormap, ""),
@@ -258,7 +263,8 @@ impl Studio {
                 });
                 let texture = texture.clone();
                 ui.vertical(|ui| {
-                    let pick = view::image_widget(ui, name, &texture, (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
+                    let paint = view::Paint { texture: &texture, extent: egui::Rect::from_min_size(egui::Pos2::ZERO, Vec2::new(map.ncols() as f32, map.nrows() as f32)) };
+                let pick = view::image_widget(ui, name, &[paint], (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
                     self.take_pick(pick);
                 });
                 if i % columns == columns - 1 {

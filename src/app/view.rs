@@ -111,7 +111,24 @@ pub struct LayerTexture {
     pub texture: TextureHandle,
     /// The data range the colour scale spans (band and error views), for the colour bar.
     pub range: Option<Range>,
+    /// The image pixels the texture spans, (width, height): the layer's size, or for a large
+    /// cube's overview its pixels times the overview's step (a little past the edge).
+    pub extent: Vec2,
     key: TextureKey,
+}
+
+impl LayerTexture {
+    /// The texture painted over its extent.
+    pub fn paint(&self) -> Paint<'_> {
+        Paint { texture: &self.texture, extent: Rect::from_min_size(Pos2::ZERO, self.extent) }
+    }
+}
+
+/// A texture and the rectangle of image pixels it covers (x = column, y = row).
+#[derive(Clone, Copy)]
+pub struct Paint<'a> {
+    pub texture: &'a TextureHandle,
+    pub extent: Rect,
 }
 
 /// What a view can draw for a layer this frame.
@@ -168,7 +185,7 @@ impl TextureCache {
             if builds_in_frame(mode) {
                 entry.building = None;
                 let result = layer_pixels(&layer.data, mode, settings, gt.map(|g| g.1));
-                entry.finish(ctx, layer.id, key.clone(), result);
+                entry.finish(ctx, layer, key.clone(), result);
             } else {
                 entry.build_in_background(ctx, layer, mode, settings, key.clone(), gt.map(|g| g.1.clone()));
             }
@@ -177,7 +194,7 @@ impl TextureCache {
             if let Some(result) = job.poll() {
                 let k = k.clone();
                 entry.building = None;
-                entry.finish(ctx, layer.id, k, result.map_err(|e| e.to_string()));
+                entry.finish(ctx, layer, k, result.map_err(|e| e.to_string()));
             }
         }
         match (&entry.failed, &entry.shown) {
@@ -214,7 +231,8 @@ impl CacheEntry {
         self.building = Some((key, job));
     }
 
-    fn finish(&mut self, ctx: &egui::Context, id: u64, key: TextureKey, result: Result<Pixels, String>) {
+    fn finish(&mut self, ctx: &egui::Context, layer: &Layer, key: TextureKey, result: Result<Pixels, String>) {
+        let extent = texture_extent(&layer.data);
         match result {
             Err(e) => self.failed = Some((key, e)),
             Ok((image, range)) => {
@@ -223,11 +241,12 @@ impl CacheEntry {
                     Some(t) => {
                         t.texture.set(image, texture_options());
                         t.range = range;
+                        t.extent = extent;
                         t.key = key;
                     }
                     None => {
-                        let texture = ctx.load_texture(format!("layer-{id}"), image, texture_options());
-                        self.shown = Some(LayerTexture { texture, range, key });
+                        let texture = ctx.load_texture(format!("layer-{}", layer.id), image, texture_options());
+                        self.shown = Some(LayerTexture { texture, range, extent, key });
                     }
                 }
             }
@@ -240,7 +259,7 @@ fn builds_in_frame(mode: DisplayMode) -> bool {
     matches!(mode, DisplayMode::Band)
 }
 
-fn texture_options() -> TextureOptions {
+pub(crate) fn texture_options() -> TextureOptions {
     // Nearest-neighbour when zoomed in, so analysts see real pixels, smooth when zoomed out.
     TextureOptions { magnification: egui::TextureFilter::Nearest, minification: egui::TextureFilter::Linear, ..Default::default() }
 }
@@ -249,35 +268,64 @@ fn texture_options() -> TextureOptions {
 fn effective_mode(mode: DisplayMode, data: &LayerData) -> DisplayMode {
     match data {
         LayerData::Rgb(_) => DisplayMode::Colour,
-        LayerData::Cube(_) => mode,
+        LayerData::Cube(_) | LayerData::Large(_) => mode,
     }
 }
 
+/// (rows, cols) of the pixels a layer's texture has: its own, or its overview's.
+pub fn pixel_dims(data: &LayerData) -> (usize, usize) {
+    match data {
+        LayerData::Large(large) => (large.overview.cube.rows(), large.overview.cube.cols()),
+        _ => data.rows_cols(),
+    }
+}
+
+/// The image pixels a layer's texture spans, as (width, height).
+fn texture_extent(data: &LayerData) -> Vec2 {
+    let (rows, cols) = pixel_dims(data);
+    let step = match data {
+        LayerData::Large(large) => large.overview.step,
+        _ => 1,
+    };
+    Vec2::new((cols * step) as f32, (rows * step) as f32)
+}
+
 fn layer_pixels(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(ColorImage, Option<Range>), String> {
-    let (rows, cols) = data.rows_cols();
+    let (rows, cols) = pixel_dims(data);
     let (rgba, range) = layer_rgba(data, mode, s, gt)?;
     Ok((ColorImage::from_rgba_unmultiplied([cols, rows], &rgba), range))
 }
 
-/// The layer's pixels as RGBA8 (row-major) under `mode`, and the range of its colour scale.
+/// The layer's pixels as RGBA8 (row-major, [`pixel_dims`]) under `mode`, and the range of its
+/// colour scale. A large cube shows its overview.
 pub fn layer_rgba(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(Vec<u8>, Option<Range>), String> {
     let mode = effective_mode(mode, data);
-    Ok(match (data, mode) {
-        (LayerData::Rgb(rgb), _) => (display::rgb_rgba(rgb, display::auto_gain(rgb), true), None),
-        (LayerData::Cube(cube), DisplayMode::Colour) => {
+    match data {
+        LayerData::Rgb(rgb) => Ok((display::rgb_rgba(rgb, display::auto_gain(rgb), true), None)),
+        LayerData::Cube(cube) => cube_rgba(cube, mode, s, gt),
+        LayerData::Large(_) if matches!(mode, DisplayMode::Error(_)) => {
+            Err("error maps need both cubes in memory; this cube is read from its file on demand".into())
+        }
+        LayerData::Large(large) => cube_rgba(&large.overview.cube, mode, s, None),
+    }
+}
+
+fn cube_rgba(cube: &Cube, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(Vec<u8>, Option<Range>), String> {
+    Ok(match mode {
+        DisplayMode::Colour => {
             let rgb = render::true_colour_srgb(cube, None).map_err(|e| e.to_string())?;
             (display::rgb_rgba(&rgb, 1.0, false), None)
         }
-        (LayerData::Cube(cube), DisplayMode::Band) => {
+        DisplayMode::Band => {
             let (px, range) = display::map_rgba(cube.band(s.band.min(cube.bands() - 1)), s.stretch, s.colormap);
             (px, Some(range))
         }
-        (LayerData::Cube(cube), DisplayMode::FalseColour) => {
+        DisplayMode::FalseColour => {
             let bands = s.false_bands.map(|b| b.min(cube.bands() - 1));
             let rgb = render::false_colour(cube, bands, true).map_err(|e| e.to_string())?;
             (display::rgb_rgba(&rgb, 1.0, false), None)
         }
-        (LayerData::Cube(cube), DisplayMode::Error(metric)) => {
+        DisplayMode::Error(metric) => {
             let gt = gt.ok_or("no ground truth: open the scene's cube and mark it 'ground truth'")?;
             let map = metric.map(cube, gt).map_err(|e| e.to_string())?;
             let range = Range { lo: 0.0, hi: s.error_max };
@@ -345,12 +393,12 @@ pub struct PickResponse {
     pub roi: Option<(usize, usize, usize, usize)>,
 }
 
-/// Draw `texture` (an image of `rows`×`cols`) under `transform`: wheel zooms to the cursor,
+/// Draw `paints` (textures over parts of an image of `rows`×`cols`, in order) under `transform`: wheel zooms to the cursor,
 /// dragging pans, a click picks a pixel, a right-drag selects a region.
 pub fn image_widget(
     ui: &mut egui::Ui,
     label: &str,
-    texture: &TextureHandle,
+    paints: &[Paint<'_>],
     dims: (usize, usize),
     transform: &mut ViewTransform,
     pins: &[Pin],
@@ -359,7 +407,12 @@ pub fn image_widget(
 ) -> PickResponse {
     let (response, painter) = allocate_view(ui, size, dims, transform);
     let view = response.rect;
-    paint_image(&painter, texture, image_rect(view, transform, dims));
+    // Textures that span past the image (an overview's last pixels) are cut at its edge.
+    let clipped = painter.with_clip_rect(image_rect(view, transform, dims).intersect(view));
+    for p in paints {
+        let rect = Rect::from_min_max(transform.image_to_screen(view, p.extent.min), transform.image_to_screen(view, p.extent.max));
+        paint_image(&clipped, p.texture, rect);
+    }
     let out = interact(ui, &response, &format!("Image: {label}"), dims, transform);
     paint_marks(&painter, view, transform, pins, roi);
     name_tag(&painter, view, label, false);

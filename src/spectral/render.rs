@@ -126,6 +126,13 @@ fn bradford_to_d65(white: [f32; 3]) -> [[f32; 3]; 3] {
 ///
 /// Bands outside the CIE table (380–780 nm) contribute nothing: the observer does not see them.
 pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<RgbImage> {
+    true_colour_srgb_exposed(cube, illuminant, None).map(|(rgb, _)| rgb)
+}
+
+/// [`true_colour_srgb`] of radiance (`illuminant` `None`) at a given `exposure` (the factor on
+/// linear RGB), or at the one it picks when `None`; returns the exposure used. Tiles of one
+/// large cube share the exposure its overview picked, so they join without seams.
+pub fn true_colour_srgb_exposed(cube: &Cube, illuminant: Option<&Spectrum>, exposure: Option<f32>) -> Result<(RgbImage, f32)> {
     let cmf = cmf_cie1931().on_grid(&cube.wavelengths)?; // (3, bands)
     let (weights, white) = match illuminant {
         Some(light) => {
@@ -150,15 +157,20 @@ pub fn true_colour_srgb(cube: &Cube, illuminant: Option<&Spectrum>) -> Result<Rg
     // Fold XYZ→RGB into the spectral weights: one pass over the cube.
     let full = m.dot(&weights);
     let mut rgb = project(full.view(), cube.data.view())?;
+    let mut used = 1.0;
     if illuminant.is_none() {
-        let y = project(weights.slice(ndarray::s![1..2, ..]), cube.data.view())?;
-        let p99 = percentile(y.iter().copied(), 0.99);
-        if p99 > 0.0 {
-            rgb *= 0.9 / p99;
-        }
+        used = match exposure {
+            Some(e) => e,
+            None => {
+                let y = project(weights.slice(ndarray::s![1..2, ..]), cube.data.view())?;
+                let p99 = percentile(y.iter().copied(), 0.99);
+                if p99 > 0.0 { 0.9 / p99 } else { 1.0 }
+            }
+        };
+        rgb *= used;
     }
     rgb.mapv_inplace(|v| if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 });
-    RgbImage::new(rgb)
+    Ok((RgbImage::new(rgb)?, used))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,17 +193,32 @@ pub(crate) fn percentile(values: impl ExactSizeIterator<Item = f32>, q: f64) -> 
 /// percentile goes to 0 and its 98th to 1 (then clamped); without, values are clamped to
 /// [0, 1] as they are. Non-finite values become 0.
 pub fn false_colour(cube: &Cube, bands: [usize; 3], stretch: bool) -> Result<RgbImage> {
+    let ranges = if stretch { false_colour_ranges(cube, bands)? } else { [(0.0, 1.0); 3] };
+    false_colour_in(cube, bands, ranges)
+}
+
+/// The 2–98 % range of each of the three bands: what [`false_colour`] stretches to.
+pub fn false_colour_ranges(cube: &Cube, bands: [usize; 3]) -> Result<[(f32, f32); 3]> {
+    check_false_colour_bands(cube, bands)?;
+    Ok(bands.map(|b| {
+        let band = cube.band(b);
+        (percentile(band.iter().copied(), 0.02), percentile(band.iter().copied(), 0.98))
+    }))
+}
+
+fn check_false_colour_bands(cube: &Cube, bands: [usize; 3]) -> Result<()> {
     if let Some(&b) = bands.iter().find(|&&b| b >= cube.bands()) {
         bail_invalid!("band {b} asked for, the cube has {} bands (0..{})", cube.bands(), cube.bands());
     }
+    Ok(())
+}
+
+/// Three bands as R, G, B, each mapped linearly from its `(lo, hi)` range to 0–1.
+pub fn false_colour_in(cube: &Cube, bands: [usize; 3], ranges: [(f32, f32); 3]) -> Result<RgbImage> {
+    check_false_colour_bands(cube, bands)?;
     let mut out = Array3::zeros((3, cube.rows(), cube.cols()));
-    for (c, &b) in bands.iter().enumerate() {
+    for (c, (&b, (lo, hi))) in bands.iter().zip(ranges).enumerate() {
         let band = cube.band(b);
-        let (lo, hi) = if stretch {
-            (percentile(band.iter().copied(), 0.02), percentile(band.iter().copied(), 0.98))
-        } else {
-            (0.0, 1.0)
-        };
         let scale = if hi > lo { 1.0 / (hi - lo) } else { 0.0 };
         out.index_axis_mut(Axis(0), c).zip_mut_with(&band, |o, &v| {
             *o = if v.is_finite() { ((v - lo) * scale).clamp(0.0, 1.0) } else { 0.0 };
