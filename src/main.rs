@@ -505,6 +505,15 @@ enum Command {
         /// Weights for the recon suite's U-Net (default: the shipped mscnn).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// The large suite's cube (an ENVI header or data file, or a .npy).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Large suite: first write a synthetic float32 ENVI cube of about this many GiB at --file.
+        #[arg(long, value_name = "GIB")]
+        create: Option<f64>,
+        /// Large suite: interleave of the cube --create writes (bsq, bil, bip).
+        #[arg(long, default_value = "bil")]
+        interleave: String,
     },
 }
 
@@ -655,6 +664,8 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             }
             cli::compare(&entries, data, &camera, options, &device, record, json)
         }
-        Command::Bench { suite, repeats, json: _, part, model } => cli::bench(suite, repeats, &part, model.as_deref()),
+        Command::Bench { suite, repeats, json: _, part, model, file, create, interleave } => {
+            cli::bench(suite, repeats, &part, model.as_deref(), &cli::LargeBench { file, create_gib: create, interleave })
+        }
     }
 }

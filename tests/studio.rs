@@ -411,3 +411,52 @@ fn a_simulated_pair_fuses_into_a_scored_layer_with_the_learned_kernel_beside_the
     h.get_by_label("kernel it ended with");
     h.get_by_label("true kernel (motion:9,30)");
 }
+
+#[test]
+fn a_cube_over_the_memory_cap_opens_from_its_overview_and_reads_spectra_and_tiles_from_the_file() {
+    use spectral_studio::app::StudioOptions;
+    use spectral_studio::io::{self, OpenOptions};
+    // 16 bands (400–700 nm) × 600 × 500, float32 BIP: 19 MB, over a 1 MiB cap.
+    let (bands, rows, cols) = (16usize, 600usize, 500usize);
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::with_capacity(bands * rows * cols * 4);
+    for r in 0..rows {
+        for c in 0..cols {
+            for b in 0..bands {
+                let v = 0.1 + 0.5 * ((r / 40 + c / 40) % 3) as f32 / 3.0 + 0.01 * b as f32 + 0.0001 * (c % 7) as f32;
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+    std::fs::write(dir.path().join("big.img"), bytes).unwrap();
+    let wl: Vec<String> = (0..bands).map(|b| (400 + 20 * b).to_string()).collect();
+    let header = format!("ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\nheader offset = 0\ndata type = 4\ninterleave = bip\nbyte order = 0\nwavelength = {{{}}}\n", wl.join(", "));
+    std::fs::write(dir.path().join("big.hdr"), header).unwrap();
+    let path = dir.path().join("big.hdr");
+    let options = StudioOptions { files: vec![path.clone()], models_dir: None, recent_file: None, memory_cap: Some(1 << 20) };
+    let mut h = with_options(options, WINDOW);
+    settle(&mut h);
+    let s = h.state();
+    assert!(s.messages.iter().all(|m| !m.is_error), "{:?}", s.messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    let layer = s.doc.layers.first().expect("the cube opened").clone();
+    let LayerData::Large(large) = &layer.data else { panic!("a cube over the cap opens read-on-demand") };
+    assert_eq!(layer.data.rows_cols(), (rows, cols));
+    assert_eq!(large.overview.step, 2, "300 000 pixels over the 262 144-pixel overview budget");
+    h.get_by_label_contains("read on demand");
+    // The fitted view magnifies the overview, so a full-resolution tile is read (once the
+    // overview is on screen) and shown over it.
+    settle(&mut h);
+    let tile = h.state().details.shown_region(layer.id).cloned().expect("a tile over the overview");
+    assert_eq!(tile.step, 1);
+
+    // A click reads the pixel's spectrum from the file on a job; the plot then shows it.
+    click_at(&h, "Image: big.hdr", egui::vec2(13.0, -7.0), egui::Modifiers::NONE);
+    h.run_steps(1);
+    settle(&mut h);
+    let pin = h.state().pins[0];
+    let series = h.state().spectra_series();
+    assert_eq!(series.len(), 1, "{:?}", series.iter().map(|s| &s.name).collect::<Vec<_>>());
+    let whole = io::open(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(series[0].values, whole.spectrum(pin.row, pin.col));
+    assert_eq!(series[0].wavelengths, whole.wavelengths);
+}

@@ -155,6 +155,11 @@ impl DetailCache {
         self.entries.values().any(|e| e.building.is_some())
     }
 
+    /// The region of the tile shown over layer `id`, if any (what a test checks).
+    pub fn shown_region(&self, id: u64) -> Option<&TileRegion> {
+        self.entries.get(&id)?.shown.as_ref().map(|t| &t.key.region)
+    }
+
     /// Forget the tiles of layers no view asked for since the last call.
     pub fn end_frame(&mut self) {
         self.entries.retain(|_, e| std::mem::take(&mut e.used));

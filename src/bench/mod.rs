@@ -182,4 +182,5 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
     }))
 }
 pub mod fusion;
+pub mod large;
 pub mod recon;

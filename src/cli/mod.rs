@@ -372,11 +372,38 @@ pub enum BenchSuite {
     /// Fusion (UAL) on a 256×256, ×8 pair: where an adaptation step's time goes, and the
     /// default `fuse` against the 5-minute goal (`--suite whole` also runs it whole).
     Fusion,
+    /// A cube larger than memory (`--file`, made first with `--create GIB`): first image, band
+    /// switch, spectrum pick, a full-resolution tile and `info`, with peak memory, against
+    /// Spectral Python's memmap on the same file.
+    Large,
+}
+
+/// Options of `bench large`.
+pub struct LargeBench {
+    pub file: Option<PathBuf>,
+    /// Write a synthetic cube of this many GiB at `file` first.
+    pub create_gib: Option<f64>,
+    pub interleave: String,
 }
 
 /// `bench SUITE`: prints one JSON object.
-pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>) -> Result<()> {
+pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>, large: &LargeBench) -> Result<()> {
     let report = match suite {
+        BenchSuite::Large => {
+            let file = large.file.as_deref().ok_or_else(|| Error::invalid("bench large needs --file CUBE.hdr (add --create GIB to write one)"))?;
+            if let Some(gib) = large.create_gib {
+                let interleave = match large.interleave.to_ascii_lowercase().as_str() {
+                    "bsq" => crate::io::envi::Interleave::Bsq,
+                    "bil" => crate::io::envi::Interleave::Bil,
+                    "bip" => crate::io::envi::Interleave::Bip,
+                    other => return Err(Error::invalid(format!("unknown interleave '{other}' (expected bsq, bil or bip)"))),
+                };
+                let t = Instant::now();
+                crate::bench::large::create(file, gib, interleave)?;
+                eprintln!("wrote {} ({gib} GiB, {}) in {:.1} s", file.display(), large.interleave, t.elapsed().as_secs_f64());
+            }
+            crate::bench::large::large_suite(file, repeats.max(1))?
+        }
         BenchSuite::Io => crate::bench::io_suite(repeats.max(1))?,
         BenchSuite::Recon => crate::bench::recon::recon_suite(repeats.max(1), part, model)?,
         BenchSuite::Fusion => match part {

@@ -243,12 +243,14 @@ pub fn band_stats(source: &dyn CubeSource, rect: Option<Rect>, job: &JobContext)
     let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 4).min(blocks.max(1));
-    let work = || -> Result<Vec<Acc>> {
-        let mut accs = vec![Acc::default(); bands];
+    // Each block's sums are kept apart and merged in block order, so the result does not depend
+    // on which thread summed which block: the same file gives the same bits every time.
+    let work = || -> Result<Vec<(usize, Vec<Acc>)>> {
+        let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             if i >= blocks || failed.load(Ordering::Relaxed) {
-                return Ok(accs);
+                return Ok(mine);
             }
             let r0 = rect.row + i * per_block;
             let r1 = (r0 + per_block).min(rect.row + rect.height);
@@ -260,23 +262,30 @@ pub fn band_stats(source: &dyn CubeSource, rect: Option<Rect>, job: &JobContext)
                     return Err(e);
                 }
             };
+            let mut accs = vec![Acc::default(); bands];
             for (acc, plane) in accs.iter_mut().zip(data.outer_iter()) {
                 acc.add(plane.as_slice().expect("reads are C-contiguous"));
             }
+            mine.push((i, accs));
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             job.report(n as f32 / blocks as f32, "statistics");
         }
     };
-    let results: Vec<Result<Vec<Acc>>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Vec<(usize, Vec<Acc>)>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (1..threads).map(|_| scope.spawn(&work)).collect();
         let mut out = vec![work()];
         out.extend(handles.into_iter().map(|h| h.join().expect("statistics workers do not panic")));
         out
     });
-    let mut per_band = vec![Acc::default(); bands];
+    let mut per_block: Vec<(usize, Vec<Acc>)> = Vec::with_capacity(blocks);
     for r in results {
-        for (a, b) in per_band.iter_mut().zip(r?) {
-            a.merge(&b);
+        per_block.extend(r?);
+    }
+    per_block.sort_by_key(|(i, _)| *i);
+    let mut per_band = vec![Acc::default(); bands];
+    for (_, accs) in &per_block {
+        for (a, b) in per_band.iter_mut().zip(accs) {
+            a.merge(b);
         }
     }
     let mut total = Acc::default();
@@ -501,8 +510,9 @@ impl CubeSource for RawSource {
                 }
             }
             Interleave::Bil => {
-                // Many bands of a row: read the row's lines of every band at once.
-                let dense = 2 * nb >= nbands;
+                // Many bands over much of a row: read the row's lines of every band at once
+                // (a single pixel's spectrum reads band by band instead).
+                let dense = 2 * nb >= nbands && 4 * cols.len() >= ncols;
                 let mut line = vec![0f32; if dense { nbands * ncols } else { 0 }];
                 for (ri, r) in rows.clone().step_by(step).enumerate() {
                     if dense {

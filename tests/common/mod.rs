@@ -17,8 +17,11 @@ pub fn studio(files: Vec<PathBuf>, models_dir: Option<PathBuf>) -> Harness<'stat
 }
 
 pub fn studio_sized(files: Vec<PathBuf>, models_dir: Option<PathBuf>, size: [f32; 2]) -> Harness<'static, Studio> {
-    let studio = Studio::new(StudioOptions { files, models_dir, recent_file: None });
-    Harness::builder().with_size(size).build_ui_state(|ui, s: &mut Studio| s.ui(ui), studio)
+    with_options(StudioOptions { files, models_dir, recent_file: None, memory_cap: None }, size)
+}
+
+pub fn with_options(options: StudioOptions, size: [f32; 2]) -> Harness<'static, Studio> {
+    Harness::builder().with_size(size).build_ui_state(|ui, s: &mut Studio| s.ui(ui), Studio::new(options))
 }
 
 /// Step frames until no job is running (jobs run on their own threads), then a few more so
