@@ -459,4 +459,18 @@ fn a_cube_over_the_memory_cap_opens_from_its_overview_and_reads_spectra_and_tile
     let whole = io::open(&path, &OpenOptions::default()).unwrap();
     assert_eq!(series[0].values, whole.spectrum(pin.row, pin.col));
     assert_eq!(series[0].wavelengths, whole.wavelengths);
+
+    // A right-drag selects a region; its statistics are read from the file by a job.
+    let centre = h.get_by_label("Image: big.hdr").rect().center();
+    drag_with(&mut h, egui::PointerButton::Secondary, centre - egui::vec2(40.0, 30.0), centre + egui::vec2(40.0, 30.0));
+    settle(&mut h);
+    let (r0, c0, r1, c1) = h.state().roi.expect("the right-drag selected a region");
+    let (mean, std) = whole.roi_stats(spectral_studio::Rect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 }).unwrap();
+    let series = h.state().spectra_series();
+    let got = series.iter().find(|s| s.name.ends_with("mean")).expect("a region mean series");
+    for (g, m) in got.values.iter().zip(&mean) {
+        assert!((g - m).abs() < 1e-5, "region mean {g} vs {m}");
+    }
+    let upper = series.iter().find(|s| s.name.ends_with("+1σ")).unwrap();
+    assert!((upper.values[3] - (mean[3] + std[3])).abs() < 1e-5);
 }

@@ -508,8 +508,16 @@ fn interact(ui: &egui::Ui, response: &egui::Response, label: &str, (rows, cols):
             out.clicked = pixel_at(p).map(|px| (px, shift));
         }
     }
+    // egui forgets where a press began once the button is up, so the region's first corner
+    // is kept from the frames of the drag.
+    let origin_id = response.id.with("region-origin");
+    if response.dragged_by(egui::PointerButton::Secondary) {
+        if let Some(p) = ui.input(|i| i.pointer.press_origin()) {
+            ui.data_mut(|d| d.insert_temp(origin_id, p));
+        }
+    }
     if response.drag_stopped_by(egui::PointerButton::Secondary) {
-        let start = ui.input(|i| i.pointer.press_origin());
+        let start = ui.data_mut(|d| d.remove_temp::<Pos2>(origin_id));
         if let (Some(a), Some(b)) = (start.and_then(pixel_at), response.interact_pointer_pos().and_then(pixel_at)) {
             out.roi = Some((a.0.min(b.0), a.1.min(b.1), a.0.max(b.0), a.1.max(b.1)));
         }

@@ -468,7 +468,7 @@ impl CubeSource for RawSource {
             Interleave::Bil => "bil",
             Interleave::Bip => "bip",
         };
-        format!("{} {interleave} {:?}, read on demand", self.format, self.layout.data_type).to_lowercase()
+        format!("{} {interleave} {:?}", self.format, self.layout.data_type).to_lowercase()
     }
     fn is_lazy(&self) -> bool {
         true

@@ -81,14 +81,19 @@ pub fn click(h: &Harness<'static, Studio>, pos: egui::Pos2, modifiers: egui::Mod
 
 /// Press at `from`, move to `to` in steps, release: a drag as a mouse makes it.
 pub fn drag(h: &mut Harness<'static, Studio>, from: egui::Pos2, to: egui::Pos2) {
+    drag_with(h, egui::PointerButton::Primary, from, to);
+}
+
+/// [`drag`] with any button (the secondary one selects a region).
+pub fn drag_with(h: &mut Harness<'static, Studio>, button: egui::PointerButton, from: egui::Pos2, to: egui::Pos2) {
     h.event(egui::Event::PointerMoved(from));
-    h.event(egui::Event::PointerButton { pos: from, button: egui::PointerButton::Primary, pressed: true, modifiers: egui::Modifiers::NONE });
+    h.event(egui::Event::PointerButton { pos: from, button, pressed: true, modifiers: egui::Modifiers::NONE });
     h.run_steps(1);
     for k in 1..=4 {
         h.event(egui::Event::PointerMoved(from + (to - from) * (k as f32 / 4.0)));
         h.run_steps(1);
     }
-    h.event(egui::Event::PointerButton { pos: to, button: egui::PointerButton::Primary, pressed: false, modifiers: egui::Modifiers::NONE });
+    h.event(egui::Event::PointerButton { pos: to, button, pressed: false, modifiers: egui::Modifiers::NONE });
     h.run_steps(2);
 }
 
