@@ -104,8 +104,9 @@ enum Command {
         /// Without --materials, choose at most this many endmembers from the library.
         #[arg(long, default_value_t = 8)]
         endmembers: usize,
-        /// Abundances as (rows, cols, endmembers) float32 .npy; the residual map is written
-        /// beside it as NAME_residual.npy.
+        /// Abundances as (rows, cols, endmembers) float32 .npy, or ENVI (.hdr: one band per
+        /// endmember); the residual map is written beside it as NAME_residual.npy (or .hdr).
+        /// The cube is read and the outputs written block by block, so it may exceed memory.
         #[arg(short = 'o', long)]
         output: PathBuf,
         #[arg(long)]
@@ -206,6 +207,10 @@ enum Command {
         camera_out: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+        /// A cube larger than this many MiB is made tile by tile straight into the output file
+        /// (ENVI or .npy), never whole in memory. Default 1024.
+        #[arg(long, value_name = "MIB")]
+        memory_cap: Option<u64>,
     },
     /// Estimate the camera response of a picture from the picture alone (usr's estimator), or
     /// measure the estimate on a protocol's test scenes against the mean shipped camera.
@@ -578,7 +583,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             device: &device,
             json,
         }),
-        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, camera_out, json } => {
+        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, camera_out, json, memory_cap } => {
             use spectral_studio::recon::{Ensemble, InputScale, ReconOptions};
             cli::reconstruct(cli::ReconstructArgs {
                 rgb: &rgb,
@@ -591,6 +596,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 output: &output,
                 camera_out: camera_out.as_deref(),
                 json,
+                memory_cap: memory_cap.map(|m| m << 20),
             })
         }
         Command::Degrade { cube, scale, kernel, snr, seed, camera, output, rgb_out, kernel_out } => cli::degrade(cli::DegradeArgs {

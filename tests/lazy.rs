@@ -182,3 +182,129 @@ fn a_data_file_shorter_than_its_header_is_refused_by_name() {
     let err = io::open_source(&path, &OpenOptions::default()).err().expect("a truncated file is an error").to_string();
     assert!(err.contains("short.img") && err.contains("truncated"), "{err}");
 }
+
+/// Reflectance-like cube of `rows` × `cols` on the default grid: three Munsell chips mixed with
+/// abundances that vary smoothly across the image.
+fn mixed_cube(rows: usize, cols: usize) -> spectral_studio::Cube {
+    use spectral_studio::spectral::library;
+    let lib = library::library("munsell").unwrap();
+    let wl = spectral_studio::default_wavelengths();
+    let spectra = lib.resample(&wl).unwrap().spectra;
+    let picks = [10, 400, 900];
+    let data = Array3::from_shape_fn((wl.len(), rows, cols), |(b, r, c)| {
+        let a0 = 0.2 + 0.6 * r as f32 / rows as f32;
+        let a1 = (1.0 - a0) * c as f32 / cols as f32;
+        let a2 = 1.0 - a0 - a1;
+        a0 * spectra[[picks[0], b]] + a1 * spectra[[picks[1], b]] + a2 * spectra[[picks[2], b]]
+    });
+    spectral_studio::Cube::new(data, wl).unwrap()
+}
+
+#[test]
+fn unmixing_block_by_block_gives_the_whole_cube_answer() {
+    use spectral_studio::spectral::{library, unmix};
+    let dir = tempfile::tempdir().unwrap();
+    // 31 bands × 300 × 300 float32 = 11 MB: two blocks of the streamed pass
+    let cube = mixed_cube(300, 300);
+    let path = dir.path().join("mix.hdr");
+    io::save(&cube, &path).unwrap();
+    let lib = library::library("munsell").unwrap();
+    let (whole, _) = unmix::unmix_with_library(&cube, &lib, &[], 4).unwrap();
+    let src = io::open_source(&path, &OpenOptions::default()).unwrap();
+    let mut got = Array3::<f32>::from_elem(whole.abundances.dim(), f32::NAN);
+    let mut blocks = 0;
+    let (names, bands) = unmix::unmix_source(&*src, &lib, &[], 4, &JobContext::silent(), |r0, part| {
+        let n = part.abundances.dim().1;
+        got.slice_mut(s![.., r0..r0 + n, ..]).assign(&part.abundances);
+        blocks += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(blocks >= 2, "{blocks} block(s)");
+    assert_eq!((names, bands), (whole.names.clone(), 31));
+    same(&got, &whole.abundances, "abundances");
+}
+
+#[test]
+fn reconstruction_tile_by_tile_gives_the_whole_picture_answer() {
+    use spectral_studio::recon::{self, registry, streamed, ReconOptions};
+    use spectral_studio::spectral::{camera::CameraResponse, render};
+    let dir = tempfile::tempdir().unwrap();
+    let camera = CameraResponse::builtin("canon-eos-5d-mark-ii").unwrap();
+    let rgb = render::clean_rgb_lit(&mixed_cube(120, 260), &camera, None).unwrap();
+    let rgb_path = dir.path().join("rgb.npy");
+    io::npy::write_chw_as_hwc(&rgb_path, rgb.data.view()).unwrap();
+    let src = io::open_rgb_source(&rgb_path).unwrap();
+    let device = candle_core::Device::Cpu;
+    // pca is pixel by pixel; mscnn (camera-aware, reading the picture's light) needs context
+    for (method, tolerance, outputs) in [("pca", 0.0, &["out.hdr", "out.npy"][..]), ("mscnn", 2e-5, &["out.npy"][..])] {
+        let m = registry::load_method(method, None, &camera, &device).unwrap();
+        // tiles whose own part is 8 alignment steps (pca: 8 pixels; mscnn: 64) plus the context
+        let locality = m.locality().expect("both run in tiles");
+        let tile = 2 * locality.margin + 8 * locality.align;
+        let options = ReconOptions { consistent: true, exposure_invariant: true, ..ReconOptions::default() };
+        let whole = recon::reconstruct(m.as_ref(), &rgb, &camera, options, &JobContext::silent()).unwrap();
+        for out in outputs {
+            let out = dir.path().join(format!("{method}-{out}"));
+            let r = streamed::reconstruct_streamed(m.as_ref(), &*src, false, &camera, options, &out, Some(tile), &JobContext::silent()).unwrap();
+            assert!(r.tiles >= 4, "{method}: {} tiles", r.tiles);
+            let back = io::open(&out, &OpenOptions::default()).unwrap();
+            assert_eq!(back.data.dim(), whole.cube.data.dim());
+            let worst = back.data.iter().zip(whole.cube.data.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= tolerance, "{method} {}: tiles differ from the whole picture by {worst}", out.display());
+            let (a, b) = (r.consistency.unwrap(), whole.consistency.unwrap());
+            assert_eq!(a.unreachable_pixels, b.unreachable_pixels, "{method}");
+        }
+    }
+    // a method that needs the whole picture says so
+    let err = streamed::reconstruct_streamed(&WholeOnly, &*src, false, &camera, ReconOptions::default(), &dir.path().join("x.npy"), None, &JobContext::silent()).unwrap_err();
+    assert!(err.to_string().contains("needs the whole picture"), "{err}");
+}
+
+/// A method without a locality: tiles are refused.
+struct WholeOnly;
+
+impl spectral_studio::recon::Reconstructor for WholeOnly {
+    fn name(&self) -> &str {
+        "whole-only"
+    }
+    fn wavelengths(&self) -> &[f32] {
+        &[400.0, 500.0]
+    }
+    fn reference_brightness(&self) -> Option<f32> {
+        None
+    }
+    fn reconstruct_raw(&self, rgb: &spectral_studio::RgbImage, _: &JobContext) -> spectral_studio::Result<Array3<f32>> {
+        Ok(Array3::zeros((2, rgb.rows(), rgb.cols())))
+    }
+}
+
+#[test]
+fn the_cli_reconstructs_over_the_memory_cap_in_tiles_and_unmixes_into_envi() {
+    use spectral_studio::spectral::{camera::CameraResponse, render};
+    let dir = tempfile::tempdir().unwrap();
+    let camera = CameraResponse::builtin("canon-eos-5d-mark-ii").unwrap();
+    let cube = mixed_cube(90, 70);
+    io::save(&cube, &dir.path().join("cube.hdr")).unwrap();
+    let rgb = render::clean_rgb_lit(&cube, &camera, None).unwrap();
+    io::image_file::write_png(&rgb, &dir.path().join("rgb.png"), true, false).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // a 0 MiB cap sends even this picture through the tiles; the result is the whole run's
+    let tiled = run(&["reconstruct", "rgb.png", "--method", "pca", "-o", "tiled.hdr", "--memory-cap", "0", "--json"]);
+    assert!(tiled["tiles"].as_u64().is_some(), "{tiled}");
+    let whole = run(&["reconstruct", "rgb.png", "--method", "pca", "-o", "whole.hdr", "--json"]);
+    assert!(whole.get("tiles").is_none());
+    let (a, b) = (io::open(dir.path().join("tiled.hdr"), &OpenOptions::default()).unwrap(), io::open(dir.path().join("whole.hdr"), &OpenOptions::default()).unwrap());
+    same(&a.data, &b.data, "tiled vs whole");
+    // unmixing writes ENVI abundances and residual, block by block
+    let report = run(&["unmix", "cube.hdr", "--endmembers", "3", "-o", "ab.hdr", "--json"]);
+    let ab = io::open(dir.path().join("ab.hdr"), &OpenOptions::default()).unwrap();
+    assert_eq!(ab.bands(), report["endmembers"].as_array().unwrap().len());
+    let sums = ab.data.sum_axis(ndarray::Axis(0));
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-3), "abundances sum to one");
+    assert!(dir.path().join("ab_residual.hdr").is_file());
+}

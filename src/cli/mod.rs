@@ -183,10 +183,48 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
     let started = Instant::now();
     let residual_path = sibling(output, "_residual");
     refuse_writing_inputs(&[cube_path, Path::new(library_name)], &[output, &residual_path])?;
-    let cube = io::open(cube_path, &OpenOptions::default())?;
+    if !matches!(io::extension(output).as_str(), "npy" | "hdr" | "img") {
+        bail_invalid!("{}: abundances are written as .npy or ENVI (.hdr)", output.display());
+    }
+    // Read on demand and written block by block: a cube larger than memory unmixes too.
+    let source = io::open_source(cube_path, &OpenOptions::default())?;
+    io::source::refuse_writing_over(&*source, output)?;
+    io::source::refuse_writing_over(&*source, &residual_path)?;
     let lib = library::parse_library(library_name)?;
-    let all_bands = cube.bands();
-    let (result, bands_used) = unmix::unmix_with_library(&cube, &lib, materials, max_k)?;
+    let (all_bands, rows, cols) = source.shape();
+    let mut writers: Option<(io::source::CubeWriter, io::source::CubeWriter)> = None;
+    let (mut abundance_sums, mut abundance_counts) = (Vec::new(), Vec::new());
+    let (mut residual_sum, mut residual_count) = (0f64, 0usize);
+    let (names, bands_used) = unmix::unmix_source(&*source, &lib, materials, max_k, &crate::engine::JobContext::silent(), |r0, block| {
+        let k = block.names.len();
+        if writers.is_none() {
+            let description = format!("abundances of {} from unmixing {} over '{}'", block.names.join(", "), cube_path.display(), lib.name);
+            let numbers = crate::cube::band_numbers(k);
+            let header = io::source::CubeHeader { wavelengths: &numbers, fwhm: None, description: Some(&description), squeeze: false };
+            let abundances = io::source::CubeWriter::create(output, (k, rows, cols), &header)?;
+            let one = crate::cube::band_numbers(1);
+            let header = io::source::CubeHeader { wavelengths: &one, fwhm: None, description: Some("unmixing residual RMSE per pixel"), squeeze: true };
+            writers = Some((abundances, io::source::CubeWriter::create(&residual_path, (1, rows, cols), &header)?));
+            (abundance_sums, abundance_counts) = (vec![0f64; k], vec![0usize; k]);
+        }
+        let (abundances, residual) = writers.as_mut().expect("created above");
+        abundances.write_rows(r0, &block.abundances)?;
+        residual.write_rows(r0, &block.residual.view().insert_axis(ndarray::Axis(0)).to_owned())?;
+        for (i, map) in block.abundances.outer_iter().enumerate() {
+            for &v in map.iter().filter(|v| v.is_finite()) {
+                abundance_sums[i] += v as f64;
+                abundance_counts[i] += 1;
+            }
+        }
+        for &v in block.residual.iter().filter(|v| v.is_finite()) {
+            residual_sum += v as f64;
+            residual_count += 1;
+        }
+        Ok(())
+    })?;
+    let (abundances, residual) = writers.ok_or_else(|| Error::invalid("the cube has no rows to unmix"))?;
+    abundances.finish()?;
+    residual.finish()?;
     if bands_used < all_bands {
         eprintln!(
             "note: library '{}' covers {}..{} nm; unmixing the {bands_used} of {all_bands} bands inside it",
@@ -195,18 +233,13 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
             lib.wavelengths[lib.wavelengths.len() - 1],
         );
     }
-    let names = result.names.clone();
-
-    io::npy::write_chw_as_hwc(output, result.abundances.view())?;
-    let residual: Vec<f32> = result.residual.iter().copied().collect();
-    io::npy::write_f32(&residual_path, &[cube.rows(), cube.cols()], &residual)?;
-
     // over the pixels that could be unmixed (missing ones are NaN)
     let mean_abundance: Vec<f64> =
-        result.abundances.outer_iter().map(|m| crate::cube::value_stats(m.iter().copied()).mean).collect();
+        abundance_sums.iter().zip(&abundance_counts).map(|(s, &n)| if n > 0 { s / n as f64 } else { f64::NAN }).collect();
+    let mean_residual = if residual_count > 0 { residual_sum / residual_count as f64 } else { f64::NAN };
     let report = json!({
         "library": lib.name, "bands_used": bands_used, "endmembers": names, "mean_abundance": mean_abundance,
-        "mean_residual_rmse": result.mean_residual(), "abundances": output, "residual": residual_path,
+        "mean_residual_rmse": mean_residual, "abundances": output, "residual": residual_path,
         "seconds": started.elapsed().as_secs_f64(),
     });
     if as_json {
@@ -216,7 +249,7 @@ pub fn unmix(cube_path: &Path, library_name: &str, materials: &[String], max_k: 
         for (n, a) in names.iter().zip(&mean_abundance) {
             println!("  {a:6.3}  {n}");
         }
-        println!("mean residual RMSE {:.5}; wrote {} and {}", result.mean_residual(), output.display(), residual_path.display());
+        println!("mean residual RMSE {mean_residual:.5}; wrote {} and {}", output.display(), residual_path.display());
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ pub struct ReconstructArgs<'a> {
     /// Where to write the camera a usr model estimated (`--camera-out`).
     pub camera_out: Option<&'a Path>,
     pub json: bool,
+    /// Cubes larger than this many bytes are made tile by tile into the output file
+    /// (default [`io::source::DEFAULT_MEMORY_CAP`]).
+    pub memory_cap: Option<u64>,
 }
 
 /// The usr model `method` (or `model`) names, if it is one.
@@ -63,7 +66,6 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     inputs.extend(a.model);
     refuse_writing_inputs(&inputs, &[a.output])?;
     io::check_cube_output(a.output)?;
-    let rgb = io::open_rgb(a.rgb, a.srgb)?;
     let device = parse_device(a.device)?;
     let usr = usr_model(a.method, a.model);
     if a.camera_out.is_some() && (usr.is_none() || a.camera.is_some()) {
@@ -72,17 +74,32 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if let Some(out) = a.camera_out {
         refuse_writing_inputs(&inputs, &[out])?;
     }
+    let Some(files) = usr else {
+        let camera = assumed_camera(a.camera, a.method, a.model)?;
+        let method = load_method(a.method, a.model, &camera, &device)?;
+        note_inferred_card(a.model);
+        // A cube over the memory cap is made tile by tile, straight into the output file.
+        let (rows, cols) = io::rgb_dims(a.rgb)?;
+        let cube_bytes = (rows as u64) * (cols as u64) * (method.wavelengths().len() as u64) * 4;
+        let cap = a.memory_cap.unwrap_or(io::source::DEFAULT_MEMORY_CAP);
+        if cube_bytes > cap && io::extension(a.output) != "mat" {
+            return reconstruct_in_tiles(&a, method.as_ref(), &camera, cube_bytes);
+        }
+        let rgb = io::open_rgb(a.rgb, a.srgb)?;
+        return finish_reconstruction(&a, method.as_ref(), &camera, &rgb, None);
+    };
     // usr without --camera: the camera estimated from the picture is the one assumed, and the
     // model runs blind (its generator with the estimate and its white-balance gains, as
     // `usr-blind` and training run it), estimating once.
-    let (estimated, blind) = match (&usr, a.camera) {
-        (Some(files), None) => {
-            let mut blind = crate::recon::usr::UsrReconstructor::load(files, None, &device)?;
+    let rgb = io::open_rgb(a.rgb, a.srgb)?;
+    let (estimated, method): (Option<crate::recon::usr::EstimatedCamera>, Box<dyn recon::Reconstructor>) = match a.camera {
+        None => {
+            let mut blind = crate::recon::usr::UsrReconstructor::load(&files, None, &device)?;
             let est = blind.estimate(&rgb)?;
             blind.assume_estimate(&est);
-            (Some(est), Some(blind))
+            (Some(est), Box::new(blind))
         }
-        _ => (None, None),
+        Some(_) => (None, load_method(a.method, a.model, &assumed_camera(a.camera, a.method, a.model)?, &device)?),
     };
     let camera = match &estimated {
         Some(est) => est.response(&format!("estimated by {} from {}", a.method, a.rgb.display())),
@@ -91,17 +108,52 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if let (Some(out), Some(_)) = (a.camera_out, &estimated) {
         crate::io::atomic::write_bytes_atomically(out, camera.to_csv().as_bytes())?;
     }
-    let method: Box<dyn recon::Reconstructor> = match blind {
-        Some(blind) => Box::new(blind),
-        None => load_method(a.method, a.model, &camera, &device)?,
-    };
-    if let Some(p) = a.model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
+    note_inferred_card(a.model);
+    finish_reconstruction(&a, method.as_ref(), &camera, &rgb, estimated.as_ref())
+}
+
+fn note_inferred_card(model: Option<&Path>) {
+    if let Some(p) = model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
         eprintln!(
             "note: {}: no model card beside it, so its architecture and config were inferred from its tensors; the camera and data it was trained on are unknown",
             p.display()
         );
     }
-    let result = recon::reconstruct(method.as_ref(), &rgb, &camera, a.options, &JobContext::silent())?;
+}
+
+/// Reconstruct a picture whose cube would exceed the memory cap, tile by tile into the output.
+fn reconstruct_in_tiles(a: &ReconstructArgs, method: &dyn recon::Reconstructor, camera: &CameraResponse, cube_bytes: u64) -> Result<()> {
+    let rgb = io::open_rgb_source(a.rgb)?;
+    let r = recon::streamed::reconstruct_streamed(method, &*rgb, a.srgb, camera, a.options, a.output, None, &JobContext::silent())?;
+    let report = json!({
+        "method": r.method, "input": a.rgb, "output": a.output,
+        "rows": r.rows, "cols": r.cols, "bands": r.bands,
+        "camera": camera.name, "device": a.device, "seconds": r.seconds,
+        "exposure_scale": r.exposure_scale, "consistency": r.consistency,
+        "tiles": r.tiles, "cube_gib": cube_bytes as f64 / (1u64 << 30) as f64,
+        "input_storage": rgb.storage(),
+    });
+    if a.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{}: {}x{} px → {} bands in {:.2} s with {} (camera {}), {} tiles written straight to {} ({:.1} GiB)",
+            a.rgb.display(), r.rows, r.cols, r.bands, r.seconds, r.method, camera.name, r.tiles, a.output.display(),
+            cube_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// Reconstruct the whole picture in memory, save it and report.
+fn finish_reconstruction(
+    a: &ReconstructArgs,
+    method: &dyn recon::Reconstructor,
+    camera: &CameraResponse,
+    rgb: &crate::RgbImage,
+    estimated: Option<&crate::recon::usr::EstimatedCamera>,
+) -> Result<()> {
+    let result = recon::reconstruct(method, rgb, camera, a.options, &JobContext::silent())?;
     io::save(&result.cube, a.output)?;
     let report = json!({
         "method": result.method,
@@ -115,7 +167,7 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
         "seconds": result.seconds,
         "exposure_scale": result.exposure_scale,
         "consistency": result.consistency,
-        "estimated_camera": estimated.as_ref().map(|e| json!({ "gains": e.gains, "written": a.camera_out })),
+        "estimated_camera": estimated.map(|e| json!({ "gains": e.gains, "written": a.camera_out })),
     });
     if a.json {
         print_json(&report);

@@ -21,10 +21,39 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::i
 /// (sparse until written) in the same folder, which replaces `path` once `fill` succeeds. For
 /// writers that produce a file out of order (a BSQ cube from row blocks).
 pub fn fill_atomically(path: &Path, len: u64, fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>) -> Result<()> {
-    let tmp = temporary_beside(path)?;
-    tmp.as_file().set_len(len).map_err(|e| Error::io(path, e))?;
-    fill(tmp.as_file()).map_err(|e| Error::io(path, e))?;
-    persist(tmp, path)
+    let file = AtomicFile::create(path, len)?;
+    fill(file.file()).map_err(|e| Error::io(path, e))?;
+    file.commit()
+}
+
+/// A file being written atomically by positioned writes: a temporary file beside `path`,
+/// `len` bytes long, that replaces `path` on [`AtomicFile::commit`] and is removed if dropped
+/// uncommitted (an error, a cancelled job).
+pub struct AtomicFile {
+    tmp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path, len: u64) -> Result<AtomicFile> {
+        let tmp = temporary_beside(path)?;
+        tmp.as_file().set_len(len).map_err(|e| Error::io(path, e))?;
+        Ok(AtomicFile { tmp, path: path.to_path_buf() })
+    }
+
+    pub fn file(&self) -> &std::fs::File {
+        self.tmp.as_file()
+    }
+
+    /// The path this file will replace.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flush to disk and rename over `path`.
+    pub fn commit(self) -> Result<()> {
+        persist(self.tmp, &self.path)
+    }
 }
 
 /// An empty temporary file beside `path` with a saved file's usual permissions.

@@ -139,3 +139,66 @@ fn dims_u32(path: &Path, rows: usize, cols: usize) -> Result<(u32, u32)> {
         _ => Err(Error::invalid(format!("{}: cannot write a {rows}x{cols} image", path.display()))),
     }
 }
+
+/// An RGB image file held decoded at its stored depth (8 bits: 1 byte a sample, a quarter of
+/// f32) and converted to [0, 1] only for the tiles read, as a three-band
+/// [`CubeSource`](crate::io::source::CubeSource): a 20000 × 20000 photo takes 1.2 GB, not 4.8.
+/// Grey is replicated to three channels and alpha dropped, as [`read_rgb`] does.
+pub struct ImageSource {
+    image: DynamicImage,
+    wavelengths: Vec<f32>,
+    meta: crate::Metadata,
+}
+
+impl ImageSource {
+    pub fn open(path: &Path) -> Result<ImageSource> {
+        let image = open_image(path)?;
+        if image.as_flat_samples_u8().is_none() && image.as_flat_samples_u16().is_none() && image.as_flat_samples_f32().is_none() {
+            return Err(Error::format(path, format!("unsupported pixel type {:?}", image.color())));
+        }
+        let meta = crate::Metadata { source: Some(path.to_path_buf()), format: Some("image".into()), ..Default::default() };
+        Ok(ImageSource { image, wavelengths: crate::cube::band_numbers(3), meta })
+    }
+}
+
+impl crate::io::source::CubeSource for ImageSource {
+    fn shape(&self) -> (usize, usize, usize) {
+        (3, self.image.height() as usize, self.image.width() as usize)
+    }
+    fn wavelengths(&self) -> &[f32] {
+        &self.wavelengths
+    }
+    fn fwhm(&self) -> Option<&[f32]> {
+        None
+    }
+    fn meta(&self) -> &crate::Metadata {
+        &self.meta
+    }
+    fn storage(&self) -> String {
+        format!("decoded image ({:?})", self.image.color()).to_lowercase()
+    }
+    fn is_lazy(&self) -> bool {
+        false
+    }
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        self.meta.source.iter().cloned().collect()
+    }
+    fn read(&self, bands: &[usize], rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, step: usize) -> Result<Array3<f32>> {
+        crate::io::source::check_read(self.shape(), bands, &rows, &cols, step)?;
+        let channels = self.image.color().channel_count() as usize;
+        let width = self.image.width() as usize;
+        let (nr, nc) = (rows.len().div_ceil(step), cols.len().div_ceil(step));
+        let sample: Box<dyn Fn(usize) -> f32 + '_> = if let Some(s) = self.image.as_flat_samples_u8() {
+            Box::new(move |i| s.samples[i] as f32 / 255.0)
+        } else if let Some(s) = self.image.as_flat_samples_u16() {
+            Box::new(move |i| s.samples[i] as f32 / 65535.0)
+        } else {
+            let s = self.image.as_flat_samples_f32().expect("checked on opening");
+            Box::new(move |i| s.samples[i])
+        };
+        Ok(Array3::from_shape_fn((bands.len(), nr, nc), |(b, r, c)| {
+            let channel = if channels < 3 { 0 } else { bands[b] };
+            sample(((rows.start + r * step) * width + cols.start + c * step) * channels + channel)
+        }))
+    }
+}

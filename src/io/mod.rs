@@ -165,6 +165,40 @@ pub fn open_source(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<std::sy
     Ok(std::sync::Arc::new(source::MemorySource { cube: std::sync::Arc::new(open(path, opts)?) }))
 }
 
+/// Open an RGB image (PNG, JPEG, TIFF, or a (rows, cols, 3) `.npy`) as a three-band
+/// [`source::CubeSource`]: a `.npy` is read on demand, an image file is held decoded at its
+/// stored depth. Values as stored (sRGB decoding is the caller's).
+pub fn open_rgb_source(path: impl AsRef<Path>) -> Result<std::sync::Arc<dyn source::CubeSource>> {
+    let path = path.as_ref();
+    if extension(path) == "npy" {
+        let header = npy::read_header(path)?;
+        if !npy::is_rgb_shape(&header.shape, Layout::Hwc) {
+            return Err(Error::format(path, format!("an RGB .npy has shape (rows, cols, 3); this one is {:?}", header.shape)));
+        }
+        if let Some(s) = npy::open_source(path, Layout::Hwc)? {
+            return Ok(std::sync::Arc::new(s));
+        }
+        let rgb = npy::read_rgb(path, Layout::Hwc)?;
+        let cube = Cube::new(rgb.data, crate::cube::band_numbers(3)).map_err(|e| Error::format(path, e.to_string()))?;
+        return Ok(std::sync::Arc::new(source::MemorySource { cube: std::sync::Arc::new(cube) }));
+    }
+    Ok(std::sync::Arc::new(image_file::ImageSource::open(path)?))
+}
+
+/// (rows, cols) of an RGB image file or `.npy`, from its header alone.
+pub fn rgb_dims(path: impl AsRef<Path>) -> Result<(usize, usize)> {
+    let path = path.as_ref();
+    if extension(path) == "npy" {
+        let h = npy::read_header(path)?;
+        return match h.shape.as_slice() {
+            &[r, c, 3] => Ok((r, c)),
+            s => Err(Error::format(path, format!("an RGB .npy has shape (rows, cols, 3); this one is {s:?}"))),
+        };
+    }
+    let (w, h) = image::image_dimensions(path).map_err(|e| Error::format(path, format!("cannot read the image size: {e}")))?;
+    Ok((h as usize, w as usize))
+}
+
 /// Open an RGB image or a cube, whichever the file holds. A `.npy` of shape (rows, cols, 3)
 /// (or (3, rows, cols) with [`Layout::Chw`]) is taken as an RGB image, as `render` writes it.
 pub fn open_any(path: impl AsRef<Path>, opts: &OpenOptions, srgb: bool) -> Result<Loaded> {

@@ -224,7 +224,7 @@ impl Acc {
 }
 
 /// Rows per block of a streamed pass over `rect` with `bands` bands.
-fn block_rows(bands: usize, width: usize) -> usize {
+pub fn block_rows(bands: usize, width: usize) -> usize {
     (BLOCK_BYTES / (4 * bands * width).max(1)).max(1)
 }
 
@@ -569,78 +569,156 @@ fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::R
     Ok(())
 }
 
-/// Write a source as ENVI (BSQ float32, `.hdr`/`.img`) or `.npy` ((rows, cols, bands)
-/// float32), block by block: memory stays within a few [`BLOCK_BYTES`] whatever the size. The
-/// data are written to a temporary file and renamed, header last; nothing is written over a
-/// file the source reads.
-pub fn save_streamed(source: &dyn CubeSource, path: &Path, job: &JobContext) -> Result<()> {
-    let (bands, rows, cols) = source.shape();
-    let ext = super::extension(path);
-    let (header_path, data_path) = match ext.as_str() {
-        "hdr" | "img" => {
-            let (h, d) = super::envi::write::output_paths(path);
-            (Some(h), d)
-        }
-        "npy" => (None, path.to_path_buf()),
-        other => {
-            return Err(Error::invalid(format!(
-                "{}: cannot stream a cube into '.{other}' (use .hdr or .npy; .mat needs the cube in memory)",
-                path.display()
-            )))
-        }
-    };
-    for file in source.files() {
-        for out in header_path.iter().chain(std::iter::once(&data_path)) {
-            super::atomic::refuse_overwriting_source(Some(&file), out)?;
+/// A cube written row block by row block, never whole in memory: ENVI (BSQ float32
+/// little-endian, `.hdr`/`.img`) or `.npy` (float32, (rows, cols, bands), or (rows, cols) for a
+/// single band when asked). The data go to a temporary file renamed on [`CubeWriter::finish`],
+/// the ENVI header last; dropped unfinished, nothing is left behind.
+pub struct CubeWriter {
+    data: super::atomic::AtomicFile,
+    /// ENVI: the header's path and text, written after the data.
+    envi_header: Option<(PathBuf, String)>,
+    /// Bytes before the samples (the .npy header).
+    offset: u64,
+    shape: (usize, usize, usize),
+    bytes: Vec<u8>,
+}
+
+/// What a [`CubeWriter`] writes beside the samples.
+pub struct CubeHeader<'a> {
+    pub wavelengths: &'a [f32],
+    pub fwhm: Option<&'a [f32]>,
+    pub description: Option<&'a str>,
+    /// `.npy` of one band: shape (rows, cols) rather than (rows, cols, 1).
+    pub squeeze: bool,
+}
+
+impl CubeWriter {
+    /// Start writing a `(bands, rows, cols)` cube at `path` (its extension picks the format).
+    pub fn create(path: &Path, shape: (usize, usize, usize), header: &CubeHeader) -> Result<CubeWriter> {
+        let (bands, rows, cols) = shape;
+        let (envi_header, data_path, npy_header) = match super::extension(path).as_str() {
+            "hdr" | "img" => {
+                let (h, d) = super::envi::write::output_paths(path);
+                let text = super::envi::write::header_text_for(shape, header.wavelengths, header.fwhm, header.description);
+                (Some((h, text)), d, Vec::new())
+            }
+            "npy" => {
+                let dims: Vec<usize> = if header.squeeze && bands == 1 { vec![rows, cols] } else { vec![rows, cols, bands] };
+                (None, path.to_path_buf(), super::npy::header_bytes(&dims))
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "{}: cannot stream a cube into '.{other}' (use .hdr or .npy; .mat needs the cube in memory)",
+                    path.display()
+                )))
+            }
+        };
+        let samples = (bands as u64) * (rows as u64) * (cols as u64) * 4;
+        let data = super::atomic::AtomicFile::create(&data_path, npy_header.len() as u64 + samples)?;
+        write_all_at(data.file(), &npy_header, 0).map_err(|e| Error::io(&data_path, e))?;
+        Ok(CubeWriter { data, envi_header, offset: npy_header.len() as u64, shape, bytes: Vec::new() })
+    }
+
+    /// The files this writer will produce (to refuse writing over an input).
+    pub fn paths(path: &Path) -> Vec<PathBuf> {
+        match super::extension(path).as_str() {
+            "hdr" | "img" => {
+                let (h, d) = super::envi::write::output_paths(path);
+                vec![h, d]
+            }
+            _ => vec![path.to_path_buf()],
         }
     }
-    let npy_header = if header_path.is_none() { super::npy::header_bytes(&[rows, cols, bands]) } else { Vec::new() };
-    let total = npy_header.len() as u64 + memory_bytes(source);
-    let per_block = block_rows(bands, cols);
-    let all = all_bands(source);
-    super::atomic::fill_atomically(&data_path, total, |file| {
-        let io_err = |e: Error| std::io::Error::other(e.to_string());
-        write_all_at(file, &npy_header, 0)?;
-        let mut bytes = Vec::new();
-        let mut r0 = 0;
-        while r0 < rows {
-            job.check().map_err(io_err)?;
-            let r1 = (r0 + per_block).min(rows);
-            let block = source.read(&all, r0..r1, 0..cols, 1).map_err(io_err)?;
-            if header_path.is_some() {
-                // BSQ: each band's rows r0..r1 are one run of the output.
-                for (b, plane) in block.outer_iter().enumerate() {
+
+    /// Write rows `r0..r0 + block rows` of every band from `block` `(bands, rows, cols)`.
+    pub fn write_rows(&mut self, r0: usize, block: &Array3<f32>) -> Result<()> {
+        self.write_tile(r0, 0, block)
+    }
+
+    /// Write `block` `(bands, rows, cols)` with its top-left corner at (`r0`, `c0`).
+    pub fn write_tile(&mut self, r0: usize, c0: usize, block: &Array3<f32>) -> Result<()> {
+        let (bands, rows, cols) = self.shape;
+        let (nb, nr, nc) = block.dim();
+        if nb != bands || r0 + nr > rows || c0 + nc > cols {
+            return Err(Error::invalid(format!(
+                "a block of {nb} × {nr} × {nc} at ({r0}, {c0}) does not fit a {bands} × {rows} × {cols} cube"
+            )));
+        }
+        let path = self.data.path().to_path_buf();
+        let io = |e| Error::io(&path, e);
+        let flat = block.as_standard_layout();
+        let flat = flat.as_slice().expect("standard layout is contiguous");
+        let file = self.data.file();
+        let bytes = &mut self.bytes;
+        if self.envi_header.is_some() {
+            // BSQ: a band's rows are one run when the block spans the width, else one run per row.
+            for (b, plane) in flat.chunks_exact(nr * nc).enumerate() {
+                if nc == cols {
                     bytes.clear();
                     plane.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
-                    write_all_at(file, &bytes, (((b * rows + r0) * cols) * 4) as u64)?;
+                    write_all_at(file, bytes, self.offset + (((b * rows + r0) * cols) * 4) as u64).map_err(io)?;
+                    continue;
                 }
-            } else {
-                // (rows, cols, bands): the block transposed to pixel-major.
+                for (i, row) in plane.chunks_exact(nc).enumerate() {
+                    bytes.clear();
+                    row.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+                    write_all_at(file, bytes, self.offset + (((b * rows + r0 + i) * cols + c0) * 4) as u64).map_err(io)?;
+                }
+            }
+        } else {
+            // (rows, cols, bands): each row of the block is one run of whole spectra.
+            let n = nr * nc;
+            for i in 0..nr {
                 bytes.clear();
-                let n = (r1 - r0) * cols;
-                let flat = block.as_slice().expect("reads are C-contiguous");
-                for p in 0..n {
+                for p in i * nc..(i + 1) * nc {
                     for b in 0..bands {
                         bytes.extend_from_slice(&flat[b * n + p].to_le_bytes());
                     }
                 }
-                write_all_at(file, &bytes, npy_header.len() as u64 + (r0 * cols * bands * 4) as u64)?;
+                write_all_at(file, bytes, self.offset + (((r0 + i) * cols + c0) * bands * 4) as u64).map_err(io)?;
             }
-            r0 = r1;
-            job.report(r0 as f32 / rows as f32, "writing");
         }
         Ok(())
-    })?;
-    if let Some(header_path) = header_path {
-        let text = super::envi::write::header_text_for(
-            (bands, rows, cols),
-            source.wavelengths(),
-            source.fwhm(),
-            source.meta().description.as_deref(),
-        );
-        super::atomic::write_bytes_atomically(&header_path, text.as_bytes())?;
+    }
+
+    /// Rename the data into place, then write the ENVI header.
+    pub fn finish(self) -> Result<()> {
+        self.data.commit()?;
+        if let Some((path, text)) = self.envi_header {
+            super::atomic::write_bytes_atomically(&path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Nothing is written over a file `source` reads.
+pub fn refuse_writing_over(source: &dyn CubeSource, output: &Path) -> Result<()> {
+    for file in source.files() {
+        for out in CubeWriter::paths(output) {
+            super::atomic::refuse_overwriting_source(Some(&file), &out)?;
+        }
     }
     Ok(())
+}
+
+/// Write a source as ENVI or `.npy` (see [`CubeWriter`]), block by block: memory stays within
+/// a few [`BLOCK_BYTES`] whatever the size.
+pub fn save_streamed(source: &dyn CubeSource, path: &Path, job: &JobContext) -> Result<()> {
+    refuse_writing_over(source, path)?;
+    let (bands, rows, cols) = source.shape();
+    let header = CubeHeader { wavelengths: source.wavelengths(), fwhm: source.fwhm(), description: source.meta().description.as_deref(), squeeze: false };
+    let mut writer = CubeWriter::create(path, source.shape(), &header)?;
+    let per_block = block_rows(bands, cols);
+    let all = all_bands(source);
+    let mut r0 = 0;
+    while r0 < rows {
+        job.check()?;
+        let r1 = (r0 + per_block).min(rows);
+        writer.write_rows(r0, &source.read(&all, r0..r1, 0..cols, 1)?)?;
+        r0 = r1;
+        job.report(r0 as f32 / rows as f32, "writing");
+    }
+    writer.finish()
 }
 
 #[cfg(unix)]

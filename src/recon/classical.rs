@@ -116,6 +116,11 @@ impl Reconstructor for LinearMapReconstructor {
         job.report(1.0, "reconstructed");
         Ok(cube)
     }
+
+    fn locality(&self) -> Option<super::Locality> {
+        // Pixel by pixel: no context, any tile.
+        Some(super::Locality { margin: 0, align: 1, tile: 1024 })
+    }
 }
 
 /// Save a linear map or a PCA prior as a model (weights + card).

@@ -131,13 +131,33 @@ impl Reconstructor for NetReconstructor {
     }
 
     fn reconstruct_raw(&self, rgb: &RgbImage, job: &JobContext) -> Result<Array3<f32>> {
-        let camera = match &self.camera {
-            Some(batch) => Some(with_picture_cues(self.net.as_ref(), batch.clone(), rgb)?),
-            None => None,
+        self.reconstruct_raw_with_cues(rgb, None, job)
+    }
+
+    fn reads_picture_cues(&self) -> bool {
+        self.net.camera_prior().is_some_and(|p| p.wants_cues())
+    }
+
+    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
+        let camera = match (&self.camera, cues) {
+            (Some(batch), Some(cues)) if self.reads_picture_cues() => Some(batch.clone().with_cues(&[cues])?),
+            (Some(batch), _) => Some(with_picture_cues(self.net.as_ref(), batch.clone(), rgb)?),
+            (None, _) => None,
         };
         // Raw network output: [`super::reconstruct`] clips negative radiance after combining
         // an ensemble, as the MST++ authors' pipeline clips after its mean.
         run_tiled(self.net.as_ref(), rgb, camera.as_ref(), self.wavelengths().len(), self.tile, &self.device, job)
+    }
+
+    fn locality(&self) -> Option<super::Locality> {
+        // A net that sees the whole picture has no tiles (one that reads the picture's cues is
+        // given the whole picture's: see `reads_picture_cues`).
+        if self.net.whole_image() {
+            return None;
+        }
+        let align = self.net.size_multiple();
+        let margin = self.net.receptive_margin().div_ceil(align) * align;
+        Some(super::Locality { margin, align, tile: self.tile.max(2 * margin + align) })
     }
 }
 
@@ -145,7 +165,7 @@ impl Reconstructor for NetReconstructor {
 /// Output spans of `step` pixels are each computed from an input span with `margin` extra
 /// pixels either side (clipped at the image), so every output pixel sees its full context.
 /// Starts are multiples of `align` so pooling windows line up with the whole-image ones.
-fn spans(len: usize, tile: usize, margin: usize, align: usize) -> Vec<(usize, usize, usize, usize)> {
+pub(crate) fn spans(len: usize, tile: usize, margin: usize, align: usize) -> Vec<(usize, usize, usize, usize)> {
     if len <= tile {
         return vec![(0, len, 0, len)];
     }

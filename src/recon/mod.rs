@@ -16,6 +16,7 @@ pub mod learned;
 pub mod linalg;
 pub mod pytorch;
 pub mod registry;
+pub mod streamed;
 pub mod usr;
 
 use crate::engine::JobContext;
@@ -34,6 +35,35 @@ pub trait Reconstructor: Send + Sync {
     /// (3, rows, cols) linear RGB → (bands, rows, cols). Checks `job` for cancellation
     /// between units of work and reports progress.
     fn reconstruct_raw(&self, rgb: &RgbImage, job: &JobContext) -> Result<Array3<f32>>;
+    /// How far a pixel's result depends on its neighbours, so a picture too large to hold can
+    /// be reconstructed tile by tile ([`streamed::reconstruct_streamed`]); `None` (the default)
+    /// when the method needs the whole picture at once.
+    fn locality(&self) -> Option<Locality> {
+        None
+    }
+    /// Whether the method reads cues of the whole picture (its light: see
+    /// [`crate::models::camera::illumination_cues`]); a tiled run then gives every tile the
+    /// whole picture's through [`Reconstructor::reconstruct_raw_with_cues`].
+    fn reads_picture_cues(&self) -> bool {
+        false
+    }
+    /// [`Reconstructor::reconstruct_raw`] with the picture's cues given (`None`: taken from
+    /// `rgb`). Methods that read none ignore them.
+    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, _cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
+        self.reconstruct_raw(rgb, job)
+    }
+}
+
+/// What running a method tile by tile needs to know: output pixels of a tile computed from an
+/// input tile `margin` pixels larger on every side equal those of the whole picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locality {
+    /// Context pixels a result needs on each side.
+    pub margin: usize,
+    /// Tile starts must be multiples of this (pooling windows line up with the whole picture's).
+    pub align: usize,
+    /// The input tile side the method runs best at.
+    pub tile: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -112,15 +142,16 @@ fn dihedral(a: &Array3<f32>, t: usize, reverse: bool) -> Array3<f32> {
 }
 
 /// `method` on `rgb`, or on its 8 flips and transposes combined as `ensemble` says.
-fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, job: &JobContext) -> Result<Array3<f32>> {
+fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
     if ensemble == Ensemble::None {
-        return method.reconstruct_raw(rgb, job);
+        return method.reconstruct_raw_with_cues(rgb, cues, job);
     }
     let mut outputs = Vec::with_capacity(8);
     for t in 0..8 {
         job.check()?;
         let input = RgbImage::new(dihedral(&rgb.data, t, false))?;
-        outputs.push(dihedral(&method.reconstruct_raw(&input, job)?, t, true));
+        // flips and transposes leave the picture's cues as they are
+        outputs.push(dihedral(&method.reconstruct_raw_with_cues(&input, cues, job)?, t, true));
     }
     let mut out = outputs[0].clone();
     match ensemble {
@@ -161,18 +192,79 @@ pub struct Reconstruction {
 /// the picture (used for the consistency correction).
 pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraResponse, options: ReconOptions, job: &JobContext) -> Result<Reconstruction> {
     let start = Instant::now();
-    let non_finite = rgb.data.iter().filter(|v| !v.is_finite()).count();
-    if non_finite > 0 {
-        bail_invalid!("input RGB has {non_finite} NaN or infinite values; reconstruction needs finite pixels");
+    let stats = PictureStats::of(rgb.data.iter().copied());
+    if stats.non_finite > 0 {
+        bail_invalid!("input RGB has {} NaN or infinite values; reconstruction needs finite pixels", stats.non_finite);
     }
     if rgb.rows() == 0 || rgb.cols() == 0 {
         bail_invalid!("input RGB is empty ({}x{})", rgb.rows(), rgb.cols());
     }
+    let (data, exposure_scale, consistency) = reconstruct_part(method, rgb, camera, options, &stats, job)?;
+    let mut cube = Cube::new(data, method.wavelengths().to_vec())?;
+    cube.meta.description = Some(format!("reconstructed by {} from RGB", method.name()));
+    Ok(Reconstruction { cube, method: method.name().to_string(), seconds: start.elapsed().as_secs_f64(), exposure_scale, consistency })
+}
+
+/// What the shared options read from the whole picture: its range (min–max scaling) and mean
+/// (exposure invariance), and the cues of its light for the methods that read them. A picture
+/// reconstructed in tiles gives every tile the whole one's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PictureStats {
+    pub lo: f32,
+    pub hi: f32,
+    pub mean: f32,
+    pub non_finite: usize,
+    /// `None`: the method takes them from the picture it is given.
+    pub cues: Option<[f32; 6]>,
+}
+
+impl PictureStats {
+    pub fn of(values: impl Iterator<Item = f32>) -> PictureStats {
+        let mut acc = PictureStats::empty();
+        let (mut sum, mut n) = (0f64, 0usize);
+        acc.add(values, &mut sum, &mut n);
+        acc.finish(sum, n)
+    }
+
+    /// Nothing seen yet; fold values in with [`PictureStats::add`], then [`PictureStats::finish`].
+    pub fn empty() -> PictureStats {
+        PictureStats { lo: f32::INFINITY, hi: f32::NEG_INFINITY, mean: 0.0, non_finite: 0, cues: None }
+    }
+
+    pub fn add(&mut self, values: impl Iterator<Item = f32>, sum: &mut f64, n: &mut usize) {
+        for v in values {
+            if !v.is_finite() {
+                self.non_finite += 1;
+                continue;
+            }
+            self.lo = self.lo.min(v);
+            self.hi = self.hi.max(v);
+            *sum += v as f64;
+            *n += 1;
+        }
+    }
+
+    pub fn finish(mut self, sum: f64, n: usize) -> PictureStats {
+        self.mean = if n > 0 { (sum / n as f64) as f32 } else { 0.0 };
+        self
+    }
+}
+
+/// The method and the shared options on `rgb` (the whole picture or a tile of it), with the
+/// whole picture's `stats`: the raw result, the exposure scale used and the consistency report.
+pub fn reconstruct_part(
+    method: &dyn Reconstructor,
+    rgb: &RgbImage,
+    camera: &CameraResponse,
+    options: ReconOptions,
+    stats: &PictureStats,
+    job: &JobContext,
+) -> Result<(Array3<f32>, Option<f32>, Option<ConsistencyReport>)> {
     let scaled;
     let rgb = match options.input_scale {
         InputScale::AsStored => rgb,
         InputScale::MinMax => {
-            let (lo, hi) = rgb.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = (stats.lo, stats.hi);
             if hi <= lo {
                 bail_invalid!("the input RGB is constant ({lo}): min-max normalisation is undefined");
             }
@@ -182,7 +274,11 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     };
     let exposure_scale = match (options.exposure_invariant, method.reference_brightness()) {
         (true, Some(reference)) if reference > 0.0 => {
-            let mean = rgb.data.mean().unwrap_or(0.0);
+            // the mean of what the method sees (after min-max scaling, when asked)
+            let mean = match options.input_scale {
+                InputScale::AsStored => stats.mean,
+                InputScale::MinMax => (stats.mean - stats.lo) / (stats.hi - stats.lo),
+            };
             (mean > 0.0).then_some(mean / reference)
         }
         _ => None,
@@ -190,11 +286,11 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     let mut data = match exposure_scale {
         Some(scale) => {
             let normalised = RgbImage::new(rgb.data.mapv(|v| v / scale))?;
-            let mut y = run_ensemble(method, &normalised, options.ensemble, job)?;
+            let mut y = run_ensemble(method, &normalised, options.ensemble, stats.cues, job)?;
             y.mapv_inplace(|v| v * scale);
             y
         }
-        None => run_ensemble(method, rgb, options.ensemble, job)?,
+        None => run_ensemble(method, rgb, options.ensemble, stats.cues, job)?,
     };
     // Radiance is not negative; the closed-form methods clip the same way in their own pass.
     let top = if options.clip { 1.0 } else { f32::INFINITY };
@@ -207,9 +303,7 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     } else {
         None
     };
-    let mut cube = Cube::new(data, method.wavelengths().to_vec())?;
-    cube.meta.description = Some(format!("reconstructed by {} from RGB", method.name()));
-    Ok(Reconstruction { cube, method: method.name().to_string(), seconds: start.elapsed().as_secs_f64(), exposure_scale, consistency })
+    Ok((data, exposure_scale, consistency))
 }
 
 #[cfg(test)]

@@ -60,21 +60,63 @@ pub fn prepare(cube: &Cube, library: &SpectralLibrary) -> Result<(Cube, Array2<f
 /// bands the library covers (fewer than the cube's when the library is narrower).
 pub fn unmix_with_library(cube: &Cube, library: &SpectralLibrary, materials: &[String], max_k: usize) -> Result<(Unmixing, usize)> {
     let (cube, spectra) = prepare(cube, library)?;
-    let chosen: Vec<usize> = if materials.is_empty() {
-        select_endmembers(&cube, spectra.view(), max_k)?
-    } else {
-        materials
-            .iter()
-            .map(|m| {
-                library.names.iter().position(|n| n.eq_ignore_ascii_case(m)).ok_or_else(|| {
-                    crate::Error::invalid(format!("library '{}' has no material named '{m}'", library.name))
-                })
-            })
-            .collect::<Result<_>>()?
-    };
+    let chosen = choose(&cube, &spectra, library, materials, max_k)?;
     let endmembers = spectra.select(Axis(0), &chosen);
     let names: Vec<String> = chosen.iter().map(|&i| library.names[i].clone()).collect();
     Ok((fcls(&cube, endmembers.view(), &names)?, cube.bands()))
+}
+
+/// The library entries to unmix over: the named `materials`, or up to `max_k` chosen from
+/// `cube` (already cut to the library's range, `spectra` on its grid).
+fn choose(cube: &Cube, spectra: &Array2<f32>, library: &SpectralLibrary, materials: &[String], max_k: usize) -> Result<Vec<usize>> {
+    if materials.is_empty() {
+        return select_endmembers(cube, spectra.view(), max_k);
+    }
+    materials
+        .iter()
+        .map(|m| {
+            library.names.iter().position(|n| n.eq_ignore_ascii_case(m)).ok_or_else(|| {
+                crate::Error::invalid(format!("library '{}' has no material named '{m}'", library.name))
+            })
+        })
+        .collect()
+}
+
+/// [`unmix_with_library`] of a cube read on demand, row block by row block, so a cube larger
+/// than memory unmixes in bounded memory: endmembers are chosen on the source's overview (the
+/// choice samples about a thousand pixels on a grid anyway), then each block's FCLS result is
+/// handed to `emit` with its first row. Returns the endmember names and the bands used.
+pub fn unmix_source(
+    source: &dyn crate::io::source::CubeSource,
+    library: &SpectralLibrary,
+    materials: &[String],
+    max_k: usize,
+    job: &crate::engine::JobContext,
+    mut emit: impl FnMut(usize, &Unmixing) -> Result<()>,
+) -> Result<(Vec<String>, usize)> {
+    use crate::io::source;
+    let quiet = crate::engine::JobContext::new(job.cancel.clone(), |_, _| {});
+    let overview = source::overview(source, source::OVERVIEW_PIXELS, &quiet)?;
+    let (sample, spectra) = prepare(&overview.cube, library)?;
+    let chosen = choose(&sample, &spectra, library, materials, max_k)?;
+    let endmembers = spectra.select(Axis(0), &chosen);
+    let names: Vec<String> = chosen.iter().map(|&i| library.names[i].clone()).collect();
+    // Only the bands the library covers are read.
+    let (lo, hi) = (sample.wavelengths[0], sample.wavelengths[sample.bands() - 1]);
+    let bands: Vec<usize> = (0..source.shape().0).filter(|&b| (lo..=hi).contains(&source.wavelengths()[b])).collect();
+    let wavelengths: Vec<f32> = bands.iter().map(|&b| source.wavelengths()[b]).collect();
+    let (_, rows, cols) = source.shape();
+    let per_block = source::block_rows(bands.len(), cols);
+    let mut r0 = 0;
+    while r0 < rows {
+        job.check()?;
+        let r1 = (r0 + per_block).min(rows);
+        let block = Cube::new(source.read(&bands, r0..r1, 0..cols, 1)?, wavelengths.clone())?;
+        emit(r0, &fcls(&block, endmembers.view(), &names)?)?;
+        r0 = r1;
+        job.report(r0 as f32 / rows as f32, "unmixing");
+    }
+    Ok((names, bands.len()))
 }
 
 /// FCLS abundances of every pixel over `endmembers` `(k, bands)`, already on the cube's grid.
