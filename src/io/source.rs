@@ -120,23 +120,30 @@ pub fn overview_step(rows: usize, cols: usize, max_pixels: usize) -> usize {
 /// Read the decimated overview of every band, in row blocks so progress is reported and the
 /// job can be cancelled.
 pub fn overview(source: &dyn CubeSource, max_pixels: usize, job: &JobContext) -> Result<Overview> {
-    let (bands, rows, cols) = source.shape();
+    overview_of(source, &all_bands(source), max_pixels, job)
+}
+
+/// [`overview`] of some `bands` only (their wavelengths must increase, as the source's do).
+pub fn overview_of(source: &dyn CubeSource, bands: &[usize], max_pixels: usize, job: &JobContext) -> Result<Overview> {
+    let (_, rows, cols) = source.shape();
     let step = overview_step(rows, cols, max_pixels);
     let (orows, ocols) = (rows.div_ceil(step), cols.div_ceil(step));
-    let mut data = Array3::<f32>::zeros((bands, orows, ocols));
-    let all = all_bands(source);
+    let mut data = Array3::<f32>::zeros((bands.len(), orows, ocols));
     // Overview rows per read: about BLOCK_BYTES of output.
-    let per_block = (BLOCK_BYTES / (4 * bands * ocols).max(1)).clamp(1, orows);
+    let per_block = (BLOCK_BYTES / (4 * bands.len() * ocols).max(1)).clamp(1, orows);
     let mut r0 = 0;
     while r0 < orows {
         job.check()?;
         let r1 = (r0 + per_block).min(orows);
-        let part = source.read(&all, r0 * step..((r1 - 1) * step + 1), 0..cols, step)?;
+        let part = source.read(bands, r0 * step..((r1 - 1) * step + 1), 0..cols, step)?;
         data.slice_mut(s![.., r0..r1, ..]).assign(&part);
         r0 = r1;
         job.report(r0 as f32 / orows as f32, "reading the overview");
     }
-    Ok(Overview { cube: with_header(source, data)?, step })
+    let mut cube = Cube::new(data, bands.iter().map(|&b| source.wavelengths()[b]).collect())?;
+    cube.fwhm = source.fwhm().map(|f| bands.iter().map(|&b| f[b]).collect());
+    cube.meta = source.meta().clone();
+    Ok(Overview { cube, step })
 }
 
 /// Per-band and whole-cube statistics of a streamed pass.

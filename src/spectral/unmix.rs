@@ -95,16 +95,21 @@ pub fn unmix_source(
     mut emit: impl FnMut(usize, &Unmixing) -> Result<()>,
 ) -> Result<(Vec<String>, usize)> {
     use crate::io::source;
+    let (Some(&lo), Some(&hi)) = (library.wavelengths.first(), library.wavelengths.last()) else {
+        bail_invalid!("library '{}' has no wavelengths", library.name);
+    };
+    // Only the bands the library covers are read, for the choice and for the unmixing.
+    let bands: Vec<usize> = (0..source.shape().0).filter(|&b| (lo..=hi).contains(&source.wavelengths()[b])).collect();
+    if bands.is_empty() {
+        bail_invalid!("library '{}' covers {lo}..{hi} nm, none of the cube's bands", library.name);
+    }
     let quiet = crate::engine::JobContext::new(job.cancel.clone(), |_, _| {});
-    let overview = source::overview(source, source::OVERVIEW_PIXELS, &quiet)?;
+    let overview = source::overview_of(source, &bands, source::OVERVIEW_PIXELS, &quiet)?;
     let (sample, spectra) = prepare(&overview.cube, library)?;
     let chosen = choose(&sample, &spectra, library, materials, max_k)?;
     let endmembers = spectra.select(Axis(0), &chosen);
     let names: Vec<String> = chosen.iter().map(|&i| library.names[i].clone()).collect();
-    // Only the bands the library covers are read.
-    let (lo, hi) = (sample.wavelengths[0], sample.wavelengths[sample.bands() - 1]);
-    let bands: Vec<usize> = (0..source.shape().0).filter(|&b| (lo..=hi).contains(&source.wavelengths()[b])).collect();
-    let wavelengths: Vec<f32> = bands.iter().map(|&b| source.wavelengths()[b]).collect();
+    let wavelengths = sample.wavelengths.clone();
     let (_, rows, cols) = source.shape();
     let per_block = source::block_rows(bands.len(), cols);
     let mut r0 = 0;
