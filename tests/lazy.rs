@@ -285,7 +285,7 @@ fn the_cli_reconstructs_over_the_memory_cap_in_tiles_and_unmixes_into_envi() {
     let dir = tempfile::tempdir().unwrap();
     let camera = CameraResponse::builtin("canon-eos-5d-mark-ii").unwrap();
     let cube = mixed_cube(90, 70);
-    io::save(&cube, &dir.path().join("cube.hdr")).unwrap();
+    io::save(&cube, dir.path().join("cube.hdr")).unwrap();
     let rgb = render::clean_rgb_lit(&cube, &camera, None).unwrap();
     io::image_file::write_png(&rgb, &dir.path().join("rgb.png"), true, false).unwrap();
     let run = |args: &[&str]| {

@@ -62,7 +62,7 @@ impl TileRegion {
 /// pixel, for an image of `rows` × `cols` whose overview has step `overview_step`; `None`
 /// when the overview is as fine as the screen.
 pub fn wanted(rows: usize, cols: usize, overview_step: usize, visible: Rect, zoom: f32) -> Option<TileRegion> {
-    if !(zoom > 0.0) || zoom * overview_step as f32 <= 1.0 {
+    if zoom.is_nan() || zoom <= 0.0 || zoom * overview_step as f32 <= 1.0 {
         return None;
     }
     let mut step = ((1.0 / zoom).floor() as usize).max(1);

@@ -230,6 +230,9 @@ impl Acc {
     }
 }
 
+/// Each block's index and its per-band sums.
+type BlockSums = Vec<(usize, Vec<Acc>)>;
+
 /// Rows per block of a streamed pass over `rect` with `bands` bands.
 pub fn block_rows(bands: usize, width: usize) -> usize {
     (BLOCK_BYTES / (4 * bands * width).max(1)).max(1)
@@ -252,7 +255,7 @@ pub fn band_stats(source: &dyn CubeSource, rect: Option<Rect>, job: &JobContext)
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).clamp(1, 4).min(blocks.max(1));
     // Each block's sums are kept apart and merged in block order, so the result does not depend
     // on which thread summed which block: the same file gives the same bits every time.
-    let work = || -> Result<Vec<(usize, Vec<Acc>)>> {
+    let work = || -> Result<BlockSums> {
         let mut mine = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -278,8 +281,8 @@ pub fn band_stats(source: &dyn CubeSource, rect: Option<Rect>, job: &JobContext)
             job.report(n as f32 / blocks as f32, "statistics");
         }
     };
-    let results: Vec<Result<Vec<(usize, Vec<Acc>)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(&work)).collect();
+    let results: Vec<Result<BlockSums>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
         let mut out = vec![work()];
         out.extend(handles.into_iter().map(|h| h.join().expect("statistics workers do not panic")));
         out
