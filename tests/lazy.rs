@@ -146,6 +146,30 @@ fn npy_cubes_read_in_place_in_both_layouts() {
 }
 
 #[test]
+fn hdf5_datasets_in_c_order_read_in_place_and_matlab_arrays_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nb, nr, nc) = (4, 6, 8);
+    let hwc: Vec<f32> = (0..nr).flat_map(|r| (0..nc).flat_map(move |c| (0..nb).map(move |b| value(b, r, c) as f32))).collect();
+    let chw: Vec<f32> = (0..nb).flat_map(|b| (0..nr).flat_map(move |r| (0..nc).map(move |c| value(b, r, c) as f32))).collect();
+    for (name, data, shape, layout) in [("hwc.h5", &hwc, [nr, nc, nb], Layout::Hwc), ("chw.h5", &chw, [nb, nr, nc], Layout::Chw)] {
+        let mut builder = hdf5_pure::FileBuilder::new();
+        builder.create_dataset("cube").with_f32_data(data).with_shape(&shape.map(|d| d as u64));
+        builder.create_dataset("bands").with_f64_data(&[450.0, 500.0, 550.0, 600.0]).with_shape(&[4]);
+        let path = dir.path().join(name);
+        builder.write(&path).unwrap();
+        check_source(&path, layout);
+        assert_eq!(io::open_source(&path, &OpenOptions { layout, ..OpenOptions::default() }).unwrap().wavelengths(), &[450.0, 500.0, 550.0, 600.0]);
+    }
+    // a MATLAB v7.3 file (column-major) is read whole, and reads the same
+    let cube = mixed_cube(7, 5);
+    let path = dir.path().join("matlab.mat");
+    io::save(&cube, &path).unwrap();
+    let src = io::open_source(&path, &OpenOptions::default()).unwrap();
+    assert!(!src.is_lazy());
+    assert_eq!(source::to_cube(&*src).unwrap().data, cube.data);
+}
+
+#[test]
 fn streamed_conversion_writes_what_a_whole_save_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_envi(dir.path(), "in", (6, 11, 5), "bip", 2, true, "reflectance scale factor = 10\n");

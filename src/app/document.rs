@@ -177,12 +177,12 @@ pub struct LoadedFile {
 /// Read `path` as an RGB image (the input) or a cube (the ground truth when it is the first
 /// cube of a scene whose RGB is open: pairing is by the studio, see `Studio::apply_loaded`).
 /// A cube whose f32 data would exceed `memory_cap` bytes, in a format that can be read in
-/// place (ENVI, `.npy`), opens as a [`LargeCube`] instead of being read whole.
+/// place (ENVI, C-order `.npy` and HDF5), opens as a [`LargeCube`] instead of being read whole.
 pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) -> Result<LoadedFile> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
     let format = io::detect(path)?;
     let opts = OpenOptions::default();
-    if matches!(format, io::Format::Envi | io::Format::Npy) {
+    if matches!(format, io::Format::Envi | io::Format::Npy | io::Format::MatV73) {
         let is_rgb = format == io::Format::Npy && io::npy::is_rgb_shape(&io::npy::read_header(path)?.shape, opts.layout);
         if !is_rgb {
             let src = io::open_source(path, &opts)?;

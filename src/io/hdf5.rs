@@ -211,6 +211,79 @@ pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube>
     mat5::assemble_cube(path, &name, array, wavelengths.as_ref().map(|(n, w)| (n.as_str(), w.clone())))
 }
 
+/// Open a cube in an HDF5 file as a [`RawSource`](crate::io::source::RawSource) read on demand,
+/// when its samples lie in the file as one run a [`RawSource`] can address: a contiguous,
+/// unfiltered dataset in C order ((rows, cols, bands) with [`Layout::Hwc`], which reads
+/// band-interleaved by pixel; (bands, rows, cols) with [`Layout::Chw`], band-sequential).
+/// `Ok(None)` otherwise (chunked or compressed data; MATLAB's column-major arrays, whose rows
+/// are strided in the file; int8): the caller reads it whole.
+pub fn open_source(path: &Path, key: Option<&str>, layout: Layout) -> Result<Option<crate::io::source::RawSource>> {
+    use crate::io::envi::{ByteOrder, DataType, Interleave};
+    use hdf5_pure::{Datatype, DatatypeByteOrder};
+    let matlab_file = has_matlab_userblock(path)?;
+    let file = hdf5_pure::File::open(path).map_err(|e| h5_err(path, "cannot open as HDF5", e))?;
+    let names = file.root().datasets().map_err(|e| h5_err(path, "cannot list datasets", e))?;
+    let mut candidates = Vec::new();
+    for name in &names {
+        let ds = file.dataset(name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
+        candidates.push(candidate(name, &ds, is_matlab_array(matlab_file, &ds)));
+    }
+    let name = mat5::choose_key(&candidates, key).map_err(|m| Error::format(path, m))?;
+    let ds = file.dataset(&name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
+    if is_matlab_array(matlab_file, &ds) || !ds.filters().is_empty() {
+        return Ok(None);
+    }
+    let Ok(hdf5_pure::Layout::Contiguous { address: Some(offset), size }) = ds.layout() else { return Ok(None) };
+    let data_type = match ds.dtype() {
+        Ok(DType::F32) => DataType::F32,
+        Ok(DType::F64) => DataType::F64,
+        Ok(DType::I16) => DataType::I16,
+        Ok(DType::I32) => DataType::I32,
+        Ok(DType::I64) => DataType::I64,
+        Ok(DType::U8) => DataType::U8,
+        Ok(DType::U16) => DataType::U16,
+        Ok(DType::U32) => DataType::U32,
+        Ok(DType::U64) => DataType::U64,
+        _ => return Ok(None),
+    };
+    let byte_order = match ds.datatype() {
+        Ok(Datatype::FixedPoint { byte_order, .. } | Datatype::FloatingPoint { byte_order, .. }) => match byte_order {
+            DatatypeByteOrder::LittleEndian => ByteOrder::LittleEndian,
+            DatatypeByteOrder::BigEndian => ByteOrder::BigEndian,
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let shape = ds.shape().map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
+    checked_len(path, &name, &ds, &shape, file.file_size())?;
+    let dims = logical_dims(&shape, false);
+    let (bands, rows, cols, interleave) = match (dims.as_slice(), layout) {
+        (&[r, c], _) => (1, r, c, Interleave::Bsq),
+        (&[r, c, b], Layout::Hwc) => (b, r, c, Interleave::Bip),
+        (&[b, r, c], Layout::Chw) => (b, r, c, Interleave::Bsq),
+        _ => return Ok(None),
+    };
+    let raw = crate::io::source::RawLayout { bands, rows, cols, interleave, data_type, byte_order, offset };
+    if raw.data_bytes() != Some(size) {
+        return Err(Error::format(path, format!("'{name}': {size} bytes stored for shape {shape:?} of {data_type:?}")));
+    }
+    let wavelengths = match read_wavelengths(&file, &names, &name, path)? {
+        Some((_, w)) if w.len() == bands => mat5::wavelengths_from_vector(&w),
+        Some((wname, w)) => {
+            return Err(Error::format(path, format!("'{wname}' holds {} wavelengths but '{name}' has {bands} bands", w.len())));
+        }
+        None => crate::cube::assumed_wavelengths(bands),
+    };
+    let meta = crate::Metadata {
+        source: Some(path.to_path_buf()),
+        format: Some(super::Format::MatV73.name().to_string()),
+        description: Some(format!("variable '{name}'")),
+        ..Default::default()
+    };
+    let fix = crate::io::envi::raster::Fixes::default();
+    crate::io::source::RawSource::new(path, raw, fix, "hdf5", wavelengths, None, meta).map(Some)
+}
+
 /// The first wavelength vector among [`WAVELENGTH_KEYS`] (a dataset with at most one
 /// dimension longer than 1), if any.
 fn read_wavelengths(

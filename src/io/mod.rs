@@ -146,8 +146,9 @@ pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Cube> {
     Ok(cube)
 }
 
-/// Open a cube as a [`source::CubeSource`]: ENVI images and C-order `.npy` files are read on
-/// demand from the file (see [`source`]); other formats, and any subset, are read whole now.
+/// Open a cube as a [`source::CubeSource`]: ENVI images, C-order `.npy` files and contiguous
+/// C-order HDF5 datasets are read on demand from the file (see [`source`]); other formats
+/// (MATLAB's column-major arrays included), and any subset, are read whole now.
 pub fn open_source(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<std::sync::Arc<dyn source::CubeSource>> {
     let path = path.as_ref();
     let format = detect(path)?;
@@ -156,6 +157,11 @@ pub fn open_source(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<std::sy
             Format::Envi => return Ok(std::sync::Arc::new(envi::open_source(path)?)),
             Format::Npy => {
                 if let Some(s) = npy::open_source(path, opts.layout)? {
+                    return Ok(std::sync::Arc::new(s));
+                }
+            }
+            Format::MatV73 => {
+                if let Some(s) = hdf5::open_source(path, opts.key.as_deref(), opts.layout)? {
                     return Ok(std::sync::Arc::new(s));
                 }
             }
