@@ -173,16 +173,19 @@ fn c_order_to_cube_array(dims: &[usize], data: Vec<f32>, layout: Layout) -> std:
     }
 }
 
-/// Read a cube from a MATLAB v7.3 (or any HDF5) file; datasets at the root are the variables.
-///
-/// MATLAB arrays (a MAT-file's user block, or a `MATLAB_class` attribute) are read in
-/// MATLAB's orientation and `layout` applies to MATLAB's dims, as in the v5 reader; other
-/// datasets are read in C order and `layout` applies to the HDF5 shape.
-pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube> {
+/// The open file, its root datasets, the one holding the cube, and whether it is a MATLAB array.
+struct Chosen {
+    file: hdf5_pure::File,
+    names: Vec<String>,
+    name: String,
+    matlab: bool,
+}
+
+/// Open `path` and choose the cube's dataset: `key`, or as the v5 reader chooses.
+fn choose_dataset(path: &Path, key: Option<&str>) -> Result<Chosen> {
     let matlab_file = has_matlab_userblock(path)?;
     let file = hdf5_pure::File::open(path).map_err(|e| h5_err(path, "cannot open as HDF5", e))?;
-    let root = file.root();
-    let names = root.datasets().map_err(|e| h5_err(path, "cannot list datasets", e))?;
+    let names = file.root().datasets().map_err(|e| h5_err(path, "cannot list datasets", e))?;
     let mut candidates = Vec::new();
     for name in &names {
         let ds = file.dataset(name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
@@ -191,6 +194,18 @@ pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube>
     let name = mat5::choose_key(&candidates, key).map_err(|m| Error::format(path, m))?;
     let ds = file.dataset(&name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
     let matlab = is_matlab_array(matlab_file, &ds);
+    drop(ds);
+    Ok(Chosen { file, names, name, matlab })
+}
+
+/// Read a cube from a MATLAB v7.3 (or any HDF5) file; datasets at the root are the variables.
+///
+/// MATLAB arrays (a MAT-file's user block, or a `MATLAB_class` attribute) are read in
+/// MATLAB's orientation and `layout` applies to MATLAB's dims, as in the v5 reader; other
+/// datasets are read in C order and `layout` applies to the HDF5 shape.
+pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube> {
+    let Chosen { file, names, name, matlab } = choose_dataset(path, key)?;
+    let ds = file.dataset(&name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
     let shape = ds.shape().map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
     let n = checked_len(path, &name, &ds, &shape, file.file_size())?;
     let dims = logical_dims(&shape, matlab);
@@ -220,17 +235,9 @@ pub fn read_cube(path: &Path, key: Option<&str>, layout: Layout) -> Result<Cube>
 pub fn open_source(path: &Path, key: Option<&str>, layout: Layout) -> Result<Option<crate::io::source::RawSource>> {
     use crate::io::envi::{ByteOrder, DataType, Interleave};
     use hdf5_pure::{Datatype, DatatypeByteOrder};
-    let matlab_file = has_matlab_userblock(path)?;
-    let file = hdf5_pure::File::open(path).map_err(|e| h5_err(path, "cannot open as HDF5", e))?;
-    let names = file.root().datasets().map_err(|e| h5_err(path, "cannot list datasets", e))?;
-    let mut candidates = Vec::new();
-    for name in &names {
-        let ds = file.dataset(name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
-        candidates.push(candidate(name, &ds, is_matlab_array(matlab_file, &ds)));
-    }
-    let name = mat5::choose_key(&candidates, key).map_err(|m| Error::format(path, m))?;
+    let Chosen { file, names, name, matlab } = choose_dataset(path, key)?;
     let ds = file.dataset(&name).map_err(|e| h5_err(path, &format!("dataset '{name}'"), e))?;
-    if is_matlab_array(matlab_file, &ds) || !ds.filters().is_empty() {
+    if matlab || !ds.filters().is_empty() {
         return Ok(None);
     }
     let Ok(hdf5_pure::Layout::Contiguous { address: Some(offset), size }) = ds.layout() else { return Ok(None) };
