@@ -11,6 +11,17 @@ use spectral_studio::app::spectra::SeriesStyle;
 use spectral_studio::app::Tab;
 use std::time::{Duration, Instant};
 
+const CANON: &str = "canon-eos-5d-mark-ii";
+
+/// The active scene's reconstruction made by `method`.
+fn by_method<'a>(s: &'a spectral_studio::app::Studio, method: &str) -> &'a spectral_studio::app::document::Layer {
+    s.doc
+        .reconstructions()
+        .map(|(l, _)| l)
+        .find(|l| matches!(&l.role, Role::Reconstruction { method: m, .. } if m == method))
+        .unwrap_or_else(|| panic!("no {method} layer; messages {:?}", s.messages.iter().map(|m| &m.text).collect::<Vec<_>>()))
+}
+
 #[test]
 fn the_demo_opens_with_its_input_ground_truth_and_an_image_view() {
     let h = demo();
@@ -64,7 +75,8 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
     let s = h.state();
     let names: Vec<String> = s.doc.reconstructions().map(|(l, _)| l.name.clone()).collect();
     for m in ["spline", "pca", "basisnet"] {
-        assert!(names.contains(&m.to_string()), "{m} missing from {names:?}; messages {:?}", s.messages);
+        // a result is named by method, camera assumed and options
+        assert!(names.contains(&format!("{m} · {CANON}")), "{m} missing from {names:?}; messages {:?}", s.messages);
     }
     for (layer, _) in s.doc.reconstructions() {
         let score = s.scores.get(&layer.id).unwrap_or_else(|| panic!("{} was not scored", layer.name));
@@ -72,15 +84,12 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
         assert!(matches!(layer.role, Role::Reconstruction { seconds, .. } if seconds > 0.0));
     }
     // pca must beat the spline baseline on this scene, as the held-out figures say it does
-    let mrae = |name: &str| {
-        let (l, _) = s.doc.reconstructions().find(|(l, _)| l.name == name).unwrap();
-        s.scores[&l.id].metrics.mrae
-    };
+    let mrae = |method: &str| s.scores[&by_method(s, method).id].metrics.mrae;
     assert!(mrae("pca") < mrae("spline"), "pca {} spline {}", mrae("pca"), mrae("spline"));
 
     click_and_settle(&mut h, "Compare");
     for m in ["spline", "pca", "basisnet"] {
-        h.get_by_label(&format!("Image: {m}"));
+        h.get_by_label(&format!("Image: {m} · {CANON}"));
     }
     h.get_by_label("MRAE (asc)");
     // error maps are built on job threads: wait for them like for any job
@@ -90,7 +99,7 @@ fn reconstructing_adds_scored_layers_shown_in_compare_with_error_maps() {
     // every panel rendered its map: no "no ground truth" complaint anywhere
     assert!(h.query_by_label_contains("no ground truth").is_none());
     // linked picks: a click in one view pins the same pixel for all
-    click_at(&h, "Image: pca", egui::Vec2::ZERO, egui::Modifiers::NONE);
+    click_at(&h, &format!("Image: pca · {CANON}"), egui::Vec2::ZERO, egui::Modifiers::NONE);
     h.run_steps(2);
     let series = h.state().spectra_series();
     assert_eq!(series.iter().filter(|s| s.style == SeriesStyle::Reconstruction).count(), 3);
@@ -104,7 +113,7 @@ fn swipe_compare_shows_two_layers_in_one_view_split_where_the_divider_is_dragged
     click_and_settle(&mut h, "swipe");
     // ground truth on the left, the first reconstruction on the right
     let view = h.get_by_label_contains("Swipe: demo 7: ground truth | ").rect();
-    assert!(h.query_by_label("Image: pca").is_none(), "the grid should be gone");
+    assert!(h.query_by_label(&format!("Image: pca · {CANON}")).is_none(), "the grid should be gone");
     assert!((h.state().compare.split - 0.5).abs() < 1e-6);
     let handle = h.get_by_label("Swipe divider").rect().center();
     assert!((handle.x - view.center().x).abs() < 2.0, "divider starts in the middle");
@@ -139,7 +148,8 @@ fn the_fitted_camera_is_offered_to_the_reconstruct_panel_and_used() {
     h.state_mut().recon.chosen = ["pca".to_string()].into_iter().collect();
     click_and_settle(&mut h, "Reconstruct");
     let s = h.state();
-    let (layer, _) = s.doc.reconstructions().find(|(l, _)| l.name == "pca").expect("no pca layer");
+    let layer = by_method(s, "pca");
+    assert_eq!(layer.name, format!("pca · {fitted_name}"), "the layer names the camera assumed");
     let mrae = s.scores[&layer.id].metrics.mrae;
     // fitted curves are close to the true ones, so pca under them is still far better than chance
     assert!(mrae.is_finite() && mrae < 0.3, "pca with the fitted camera: MRAE {mrae}");
@@ -360,7 +370,7 @@ fn a_dropped_pytorch_checkpoint_joins_the_reconstruct_panel_and_runs() {
     h.get_by_label("tiny-mstpp (learned)");
     click_and_settle(&mut h, "Reconstruct");
     let s = h.state();
-    let (layer, cube) = s.doc.reconstructions().find(|(l, _)| l.name == "tiny-mstpp").unwrap_or_else(|| panic!("no tiny-mstpp layer; messages {:?}", s.messages));
+    let (layer, cube) = s.doc.reconstructions().find(|(l, _)| l.name.starts_with("tiny-mstpp · ")).unwrap_or_else(|| panic!("no tiny-mstpp layer; messages {:?}", s.messages));
     assert_eq!(cube.bands(), 4, "{}", layer.name);
 }
 
@@ -473,4 +483,55 @@ fn a_cube_over_the_memory_cap_opens_from_its_overview_and_reads_spectra_and_tile
     }
     let upper = series.iter().find(|s| s.name.ends_with("+1σ")).unwrap();
     assert!((upper.values[3] - (mean[3] + std[3])).abs() < 1e-5);
+}
+
+#[test]
+fn two_scenes_keep_their_results_spectra_and_scores_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    for (seed, size) in [("3", "48x40"), ("4", "40x56")] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+            .args(["scene", "--seed", seed, "--size", size, "-o"])
+            .arg(dir.path().join(format!("s{seed}")))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let files = ["s3/rgb.png", "s3/cube.npy", "s4/rgb.png", "s4/cube.npy"].map(|f| dir.path().join(f)).to_vec();
+    let mut h = studio(files, None);
+    settle(&mut h);
+    let s = h.state();
+    assert_eq!(s.doc.scenes.len(), 2, "{:?}", s.doc.scenes);
+    for scene in &s.doc.scenes {
+        assert!(s.doc.input_of(scene.id).is_some() && s.doc.ground_truth_of(scene.id).is_some(), "{} is not paired", scene.name);
+    }
+    let names: Vec<String> = s.doc.scenes.iter().map(|sc| sc.name.clone()).collect();
+    assert_eq!(names, ["rgb.png", "s4/rgb.png"], "scenes of the same file name are told apart by folder");
+    // pca in each scene: the second does not replace the first
+    h.state_mut().recon.chosen = ["pca".to_string()].into_iter().collect();
+    click_and_settle(&mut h, "Reconstruct");
+    click_and_settle(&mut h, "Scene: rgb.png");
+    click_and_settle(&mut h, "Reconstruct");
+    let s = h.state();
+    for scene in &s.doc.scenes {
+        let results: Vec<_> = s.doc.layers_of(scene.id).filter(|l| l.is_reconstruction()).collect();
+        assert_eq!(results.len(), 1, "{}: {:?}", scene.name, results.iter().map(|l| &l.name).collect::<Vec<_>>());
+        let (gt, cube) = s.doc.ground_truth_of(scene.id).unwrap();
+        let score = s.scores.get(&results[0].id).expect("scored");
+        assert_eq!(score.gt, gt.id, "{} scored against its own ground truth", scene.name);
+        assert_eq!(s.doc.get(results[0].id).and_then(|l| l.data.cube()).map(|c| (c.rows(), c.cols())), Some((cube.rows(), cube.cols())));
+    }
+    // a pick in the active scene plots that scene's cubes only: its ground truth and its pca
+    // (the view shows the scene's first layer, its RGB; layer names repeat across scenes, so
+    // the view is found by the active layer's name)
+    let active = s.doc.active_scene.unwrap();
+    let label = format!("Image: {}", s.doc.get(s.active.unwrap()).unwrap().name);
+    assert_eq!(s.doc.get(s.active.unwrap()).unwrap().scene, active);
+    click_at(&h, &label, egui::Vec2::ZERO, egui::Modifiers::NONE);
+    h.run_steps(2);
+    let series = h.state().spectra_series();
+    assert_eq!(series.len(), 2, "{:?}", series.iter().map(|s| &s.name).collect::<Vec<_>>());
+    // switching scenes clears the pins, which belong to the scene left
+    click_and_settle(&mut h, "Scene: s4/rgb.png");
+    assert!(h.state().pins.is_empty());
+    assert_ne!(h.state().doc.active_scene, Some(active));
 }

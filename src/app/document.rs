@@ -1,5 +1,7 @@
-//! What the studio has open: layers of RGB images and cubes, which RGB is the input, which
-//! cube is the ground truth, and the reconstructions made from them.
+//! What the studio has open: **scenes**, each a group of layers: an input (an RGB image or a
+//! cube), its ground truth, and every result derived from them (reconstructions, fusions).
+//! Each scene has at most one input and one ground truth; the views, the metrics and the
+//! spectra plot work on the active scene, so results from different inputs never meet.
 
 use crate::io::source::{self, CubeSource, Overview};
 use crate::io::{self, Loaded, OpenOptions};
@@ -86,6 +88,8 @@ pub struct Layer {
     pub data: LayerData,
     pub role: Role,
     pub path: Option<PathBuf>,
+    /// The scene the layer belongs to.
+    pub scene: u64,
 }
 
 impl Layer {
@@ -94,73 +98,150 @@ impl Layer {
     }
 }
 
+/// A group of layers about one picture or cube: see the module doc.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scene {
+    pub id: u64,
+    pub name: String,
+}
+
 #[derive(Default)]
 pub struct Document {
     pub layers: Vec<Layer>,
+    pub scenes: Vec<Scene>,
+    /// The scene the views show; the scene of the selected layer.
+    pub active_scene: Option<u64>,
     next_id: u64,
 }
 
 impl Document {
-    pub fn add(&mut self, name: String, data: LayerData, role: Role, path: Option<PathBuf>) -> u64 {
+    /// Start an empty scene; it becomes the active one when there is none.
+    pub fn new_scene(&mut self, name: String) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.scenes.push(Scene { id, name });
+        self.active_scene.get_or_insert(id);
+        id
+    }
+
+    /// Add a layer to `scene` (an input or ground truth replaces the scene's own, which
+    /// becomes an ordinary layer).
+    pub fn add_to(&mut self, scene: u64, name: String, data: LayerData, role: Role, path: Option<PathBuf>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         if matches!(role, Role::Input | Role::GroundTruth) {
-            self.demote(&role);
+            self.demote(scene, &role);
         }
-        self.layers.push(Layer { id, name, data, role, path });
+        self.layers.push(Layer { id, name, data, role, path, scene });
         id
+    }
+
+    /// Add a layer to the active scene (a new scene named after it when there is none).
+    pub fn add(&mut self, name: String, data: LayerData, role: Role, path: Option<PathBuf>) -> u64 {
+        let scene = match self.active_scene {
+            Some(s) => s,
+            None => self.new_scene(name.clone()),
+        };
+        self.add_to(scene, name, data, role, path)
     }
 
     pub fn get(&self, id: u64) -> Option<&Layer> {
         self.layers.iter().find(|l| l.id == id)
     }
 
-    pub fn remove(&mut self, id: u64) {
-        self.layers.retain(|l| l.id != id);
+    pub fn scene(&self, id: u64) -> Option<&Scene> {
+        self.scenes.iter().find(|s| s.id == id)
     }
 
+    /// The layers of scene `id`, in the order they were added.
+    pub fn layers_of(&self, scene: u64) -> impl Iterator<Item = &Layer> {
+        self.layers.iter().filter(move |l| l.scene == scene)
+    }
+
+    /// The layers of the active scene.
+    pub fn active_layers(&self) -> impl Iterator<Item = &Layer> {
+        let scene = self.active_scene;
+        self.layers.iter().filter(move |l| Some(l.scene) == scene)
+    }
+
+    /// Remove a layer; a scene left empty goes with it.
+    pub fn remove(&mut self, id: u64) {
+        let scene = self.get(id).map(|l| l.scene);
+        self.layers.retain(|l| l.id != id);
+        if let Some(scene) = scene.filter(|&s| self.layers_of(s).next().is_none()) {
+            self.scenes.retain(|s| s.id != scene);
+            if self.active_scene == Some(scene) {
+                self.active_scene = self.scenes.first().map(|s| s.id);
+            }
+        }
+    }
+
+    /// The active scene's input RGB.
     pub fn input(&self) -> Option<(&Layer, &Arc<RgbImage>)> {
-        self.layers.iter().find_map(|l| match (&l.role, &l.data) {
+        self.input_of(self.active_scene?)
+    }
+
+    pub fn input_of(&self, scene: u64) -> Option<(&Layer, &Arc<RgbImage>)> {
+        self.layers_of(scene).find_map(|l| match (&l.role, &l.data) {
             (Role::Input, LayerData::Rgb(rgb)) => Some((l, rgb)),
             _ => None,
         })
     }
 
+    /// The active scene's ground truth.
     pub fn ground_truth(&self) -> Option<(&Layer, &Arc<Cube>)> {
-        self.layers.iter().find_map(|l| match (&l.role, &l.data) {
+        self.ground_truth_of(self.active_scene?)
+    }
+
+    pub fn ground_truth_of(&self, scene: u64) -> Option<(&Layer, &Arc<Cube>)> {
+        self.layers_of(scene).find_map(|l| match (&l.role, &l.data) {
             (Role::GroundTruth, LayerData::Cube(c)) => Some((l, c)),
             _ => None,
         })
     }
 
+    /// The active scene's reconstructions.
     pub fn reconstructions(&self) -> impl Iterator<Item = (&Layer, &Arc<Cube>)> {
-        self.layers.iter().filter(|l| l.is_reconstruction()).filter_map(|l| l.data.cube().map(|c| (l, c)))
+        self.active_layers().filter(|l| l.is_reconstruction()).filter_map(|l| l.data.cube().map(|c| (l, c)))
     }
 
-    /// Make cube layer `id` the ground truth (the "use as ground truth" action).
+    /// Every scene's reconstructions, with their scene's ground truth when it has one.
+    pub fn all_reconstructions(&self) -> impl Iterator<Item = (&Layer, &Arc<Cube>, Option<(&Layer, &Arc<Cube>)>)> {
+        self.layers
+            .iter()
+            .filter(|l| l.is_reconstruction())
+            .filter_map(|l| l.data.cube().map(|c| (l, c, self.ground_truth_of(l.scene))))
+    }
+
+    /// Make the scene of `layer` the active one.
+    pub fn activate(&mut self, layer: u64) {
+        if let Some(scene) = self.get(layer).map(|l| l.scene) {
+            self.active_scene = Some(scene);
+        }
+    }
+
+    /// Make cube layer `id` the ground truth of its scene (the "use as ground truth" action).
     pub fn set_ground_truth(&mut self, id: u64) {
         self.give_role(id, Role::GroundTruth, |d| matches!(d, LayerData::Cube(_)));
     }
 
-    /// Make RGB layer `id` the input of reconstructions.
+    /// Make RGB layer `id` the input of its scene's reconstructions.
     pub fn set_input(&mut self, id: u64) {
         self.give_role(id, Role::Input, |d| matches!(d, LayerData::Rgb(_)));
     }
 
-    /// Give layer `id` a one-of-a-kind role, if its data fits it.
+    /// Give layer `id` a one-of-a-kind role in its scene, if its data fits it.
     fn give_role(&mut self, id: u64, role: Role, fits: impl Fn(&LayerData) -> bool) {
-        if !self.get(id).is_some_and(|l| fits(&l.data)) {
-            return;
-        }
-        self.demote(&role);
+        let Some(scene) = self.get(id).filter(|l| fits(&l.data)).map(|l| l.scene) else { return };
+        self.demote(scene, &role);
         if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
             l.role = role;
         }
     }
 
-    /// One input and one ground truth at a time: whoever holds `role` gives it up.
-    fn demote(&mut self, role: &Role) {
-        for l in self.layers.iter_mut().filter(|l| &l.role == role) {
+    /// One input and one ground truth per scene: whoever holds `role` there gives it up.
+    fn demote(&mut self, scene: u64, role: &Role) {
+        for l in self.layers.iter_mut().filter(|l| l.scene == scene && &l.role == role) {
             l.role = Role::Other;
         }
     }
@@ -172,6 +253,9 @@ pub struct LoadedFile {
     pub data: LayerData,
     pub role: Role,
     pub path: Option<PathBuf>,
+    /// Files loaded together that form one scene (the demo's RGB, cube and reflectance) name
+    /// it here; `None`: the studio decides (a scene of its own, or a pairing).
+    pub scene: Option<String>,
 }
 
 /// Read `path` as an RGB image (the input) or a cube (the ground truth when it is the first
@@ -188,7 +272,7 @@ pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) 
             let src = io::open_source(path, &opts)?;
             if src.is_lazy() && source::memory_bytes(&*src) > memory_cap {
                 let large = LargeCube::open(src, job)?;
-                return Ok(LoadedFile { name, data: LayerData::Large(Arc::new(large)), role: Role::Other, path: Some(path.to_path_buf()) });
+                return Ok(LoadedFile { name, data: LayerData::Large(Arc::new(large)), role: Role::Other, path: Some(path.to_path_buf()), scene: None });
             }
         }
     }
@@ -196,7 +280,7 @@ pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) 
         Loaded::Rgb(rgb) => (LayerData::Rgb(Arc::new(rgb)), Role::Input),
         Loaded::Cube(cube) => (LayerData::Cube(Arc::new(cube)), Role::Other),
     };
-    Ok(LoadedFile { name, data, role, path: Some(path.to_path_buf()) })
+    Ok(LoadedFile { name, data, role, path: Some(path.to_path_buf()), scene: None })
 }
 
 /// Read several files; RGB images come first so a cube of the same scene finds its input
@@ -229,9 +313,10 @@ pub fn demo_scene() -> Result<Vec<LoadedFile>> {
     let mut cfg = SceneConfig::new(DEMO_SEED, DEMO_SIZE, DEMO_SIZE)?;
     cfg.camera = CameraResponse::builtin("canon-eos-5d-mark-ii")?;
     let scene = scene::generate(&cfg)?;
+    let demo = format!("demo {DEMO_SEED} (synthetic)");
     Ok(vec![
-        LoadedFile { name: format!("demo {DEMO_SEED}: RGB (Canon)"), data: LayerData::Rgb(Arc::new(scene.rgb)), role: Role::Input, path: None },
-        LoadedFile { name: format!("demo {DEMO_SEED}: ground truth"), data: LayerData::Cube(Arc::new(scene.cube)), role: Role::GroundTruth, path: None },
-        LoadedFile { name: format!("demo {DEMO_SEED}: reflectance"), data: LayerData::Cube(Arc::new(scene.reflectance)), role: Role::Other, path: None },
+        LoadedFile { name: format!("demo {DEMO_SEED}: RGB (Canon)"), data: LayerData::Rgb(Arc::new(scene.rgb)), role: Role::Input, path: None, scene: Some(demo.clone()) },
+        LoadedFile { name: format!("demo {DEMO_SEED}: ground truth"), data: LayerData::Cube(Arc::new(scene.cube)), role: Role::GroundTruth, path: None, scene: Some(demo.clone()) },
+        LoadedFile { name: format!("demo {DEMO_SEED}: reflectance"), data: LayerData::Cube(Arc::new(scene.reflectance)), role: Role::Other, path: None, scene: Some(demo) },
     ])
 }

@@ -350,57 +350,71 @@ impl Studio {
         if self.doc.layers.is_empty() {
             ui.label("Nothing open.");
         }
-        for layer in &self.doc.layers {
-            ui.horizontal(|ui| {
-                let role = match &layer.role {
-                    Role::Input => " · input",
-                    Role::GroundTruth => " · ground truth",
-                    Role::Reconstruction { .. } => " · reconstruction",
-                    Role::Other => "",
-                };
-                if ui.selectable_label(self.active == Some(layer.id), format!("{}{role}", layer.name)).clicked() {
-                    self.commands.push(Command::Select(layer.id));
+        // Scenes as groups: a header per scene (clicking it shows the scene), its layers under it.
+        for scene in &self.doc.scenes {
+            let active = self.doc.active_scene == Some(scene.id);
+            let first = self.doc.layers_of(scene.id).next().map(|l| l.id);
+            let header = egui::RichText::new(format!("Scene: {}", scene.name)).strong();
+            let response = ui.selectable_label(active, header).on_hover_text("a scene: an input, its ground truth and what was made from them");
+            if response.clicked() {
+                if let Some(first) = first {
+                    self.commands.push(Command::Select(first));
                 }
-            });
-            ui.horizontal(|ui| {
-                ui.add_space(12.0);
-                match &layer.data {
-                    LayerData::Cube(_) if layer.role != Role::GroundTruth => {
-                        if ui.small_button("use as ground truth").clicked() {
-                            self.commands.push(Command::SetGroundTruth(layer.id));
-                        }
-                    }
-                    LayerData::Rgb(_) if layer.role != Role::Input => {
-                        if ui.small_button("use as input").clicked() {
-                            self.commands.push(Command::SetInput(layer.id));
-                        }
-                    }
-                    _ => {}
-                }
-                if let LayerData::Cube(_) | LayerData::Large(_) = layer.data {
-                    if ui.small_button("save cube…").clicked() {
-                        self.commands.push(Command::ExportCube(layer.id));
-                    }
-                }
-                if ui.small_button("PNG…").on_hover_text("save this layer as it is shown").clicked() {
-                    self.commands.push(Command::ExportView(layer.id));
-                }
-                if ui.small_button("close").clicked() {
-                    self.commands.push(Command::RemoveLayer(layer.id));
-                }
-            });
-            if let LayerData::Large(large) = &layer.data {
-                let file_mib = crate::io::source::memory_bytes(&*large.source) as f64 / (1u64 << 20) as f64;
-                ui.horizontal_wrapped(|ui| {
-                    ui.add_space(12.0);
-                    ui.weak(format!(
-                        "read on demand ({}): {file_mib:.0} MiB as f32; overview 1:{} ({:.0} MiB) in memory",
-                        large.source.storage(),
-                        large.overview.step,
-                        large.resident_bytes() as f64 / (1u64 << 20) as f64
-                    ));
-                });
             }
+            ui.indent(scene.id, |ui| {
+                for layer in self.doc.layers_of(scene.id) {
+                    ui.horizontal(|ui| {
+                        let role = match &layer.role {
+                            Role::Input => " · input",
+                            Role::GroundTruth => " · ground truth",
+                            Role::Reconstruction { .. } => " · reconstruction",
+                            Role::Other => "",
+                        };
+                        if ui.selectable_label(self.active == Some(layer.id), format!("{}{role}", layer.name)).clicked() {
+                            self.commands.push(Command::Select(layer.id));
+                        }
+                    });
+                    ui.horizontal(|ui| {
+                        ui.add_space(12.0);
+                        match &layer.data {
+                            LayerData::Cube(_) if layer.role != Role::GroundTruth => {
+                                if ui.small_button("use as ground truth").clicked() {
+                                    self.commands.push(Command::SetGroundTruth(layer.id));
+                                }
+                            }
+                            LayerData::Rgb(_) if layer.role != Role::Input => {
+                                if ui.small_button("use as input").clicked() {
+                                    self.commands.push(Command::SetInput(layer.id));
+                                }
+                            }
+                            _ => {}
+                        }
+                        if let LayerData::Cube(_) | LayerData::Large(_) = layer.data {
+                            if ui.small_button("save cube…").clicked() {
+                                self.commands.push(Command::ExportCube(layer.id));
+                            }
+                        }
+                        if ui.small_button("PNG…").on_hover_text("save this layer as it is shown").clicked() {
+                            self.commands.push(Command::ExportView(layer.id));
+                        }
+                        if ui.small_button("close").clicked() {
+                            self.commands.push(Command::RemoveLayer(layer.id));
+                        }
+                    });
+                    if let LayerData::Large(large) = &layer.data {
+                        let file_mib = crate::io::source::memory_bytes(&*large.source) as f64 / (1u64 << 20) as f64;
+                        ui.horizontal_wrapped(|ui| {
+                            ui.add_space(12.0);
+                            ui.weak(format!(
+                                "read on demand ({}): {file_mib:.0} MiB as f32; overview 1:{} ({:.0} MiB) in memory",
+                                large.source.storage(),
+                                large.overview.step,
+                                large.resident_bytes() as f64 / (1u64 << 20) as f64
+                            ));
+                        });
+                    }
+                }
+            });
         }
         ui.separator();
         self.display_settings(ui);
@@ -540,18 +554,16 @@ impl Studio {
             }
             Command::OpenDemo => self.spawn("generate the demo scene".into(), |_| Ok(document::demo_scene()?.into_iter().map(Ok).collect()), JobKind::Load),
             Command::OpenDialog => self.spawn("choose files".into(), |_| Ok(rfd::FileDialog::new().set_title("Open images or cubes").pick_files().unwrap_or_default()), JobKind::Dialog),
-            Command::Reconstruct(request) => self.recon_queue.push_back(request),
+            Command::Reconstruct(mut request) => {
+                request.scene = request.scene.or(self.doc.active_scene);
+                self.recon_queue.push_back(request)
+            }
             Command::CancelJob(id) => {
                 if let Some(j) = self.jobs.iter().find(|j| j.id == id) {
                     j.cancel();
                 }
             }
-            Command::Select(id) => {
-                if self.active.and_then(|a| self.doc.get(a)).map(|l| l.data.rows_cols()) != self.doc.get(id).map(|l| l.data.rows_cols()) {
-                    self.transform.fit_pending = true;
-                }
-                self.active = Some(id);
-            }
+            Command::Select(id) => self.select(id),
             Command::SetGroundTruth(id) => self.doc.set_ground_truth(id),
             Command::SetInput(id) => self.doc.set_input(id),
             Command::RemoveLayer(id) => {
@@ -559,7 +571,11 @@ impl Studio {
                 self.probes.forget(id);
                 self.scores.remove(&id);
                 if self.active == Some(id) {
-                    self.active = self.doc.layers.first().map(|l| l.id);
+                    // the next layer of the same scene, else of the scene now active
+                    self.active = self.doc.active_layers().next().map(|l| l.id).or_else(|| self.doc.layers.first().map(|l| l.id));
+                    if let Some(next) = self.active {
+                        self.select(next);
+                    }
                 }
             }
             Command::Pick { row, col, add } => {
@@ -666,7 +682,13 @@ impl Studio {
                 run.kernel = Some(fused.kernel.clone());
                 run.status = format!("finished in {seconds:.0} s{}", fused.steps.last().map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default());
                 let (name, role) = fusion::result_layer(seconds, run.scale, fused.steps.len(), &run.camera);
-                let id = self.doc.add(name.clone(), LayerData::Cube(Arc::new(fused.cube)), role, None);
+                // The fusion belongs to the scene of its high-resolution RGB.
+                let scene = self.doc.get(run.pair.0).map(|l| l.scene);
+                let cube = LayerData::Cube(Arc::new(fused.cube));
+                let id = match scene {
+                    Some(scene) => self.doc.add_to(scene, name.clone(), cube, role, None),
+                    None => self.doc.add(name.clone(), cube, role, None),
+                };
                 self.active.get_or_insert(id);
                 self.info(format!("{name}: {seconds:.1} s"));
             }
@@ -715,35 +737,31 @@ impl Studio {
             return; // one at a time: two would only split the same two cores
         }
         let Some(request) = self.recon_queue.pop_front() else { return };
-        let Some((_, rgb)) = self.doc.input() else {
-            self.recon_queue.clear();
-            return self.error("reconstruction: no input RGB image is open");
+        let Some((_, rgb)) = request.scene.and_then(|s| self.doc.input_of(s)) else {
+            return self.error(format!("reconstruct with {}: the scene has no input RGB image", request.method));
         };
         let rgb = rgb.clone();
         let r = request.clone();
         self.spawn(format!("reconstruct with {}", request.method), move |ctx| reconstruct::run(&r, &rgb, ctx), move |job| JobKind::Recon(job, request));
     }
 
-    /// Score every reconstruction that has no scores against the current ground truth.
+    /// Score every reconstruction that has no scores against its scene's ground truth.
     fn start_scoring(&mut self) {
-        let Some((gt_layer, gt)) = self.doc.ground_truth() else { return };
-        let gt_id = gt_layer.id;
         let scoring: Vec<u64> = self.jobs.iter().filter_map(|j| if let JobKind::Score(_, id, _) = j.kind { Some(id) } else { None }).collect();
         // The consistency test assumes the camera the Reconstruct panel names.
         let camera = self.recon.camera.clone();
-        let todo: Vec<(u64, Arc<crate::Cube>)> = self
+        let todo: Vec<_> = self
             .doc
-            .reconstructions()
-            .filter(|(l, _)| !scoring.contains(&l.id) && self.scores.get(&l.id).is_none_or(|s| s.gt != gt_id))
-            .map(|(l, c)| (l.id, c.clone()))
+            .all_reconstructions()
+            .filter_map(|(l, c, gt)| gt.map(|(g, gc)| (l, c, g.id, gc)))
+            .filter(|(l, _, gt_id, _)| !scoring.contains(&l.id) && self.scores.get(&l.id).is_none_or(|s| s.gt != *gt_id))
+            .map(|(l, c, gt_id, gt)| (l.id, c.clone(), gt_id, gt.clone(), self.doc.input_of(l.scene).map(|(_, rgb)| rgb.clone())))
             .collect();
-        let input = self.doc.input().map(|(_, rgb)| rgb.clone());
-        let gt = gt.clone();
-        for (id, cube) in todo {
+        for (id, cube, gt_id, gt, input) in todo {
             if (cube.rows(), cube.cols(), cube.bands()) != (gt.rows(), gt.cols(), gt.bands()) {
-                continue; // not the same scene: nothing to score
+                continue; // a cube of another shape: nothing to score
             }
-            let (gt, input, camera) = (gt.clone(), input.clone(), camera.clone());
+            let camera = camera.clone();
             self.spawn("score".into(), move |_| compare::score(&cube, &gt, input.as_deref().map(|rgb| (rgb, camera.as_ref()))), move |job| JobKind::Score(job, id, gt_id));
         }
     }
@@ -816,9 +834,10 @@ impl Studio {
             jobs::Outcome::Failed(crate::Error::Cancelled) => self.info(format!("{name}: cancelled")),
             jobs::Outcome::Failed(e) => self.error(format!("{name}: {e}")),
             jobs::Outcome::Loaded(files) => {
+                let mut batch = HashMap::new();
                 for f in files {
                     match f {
-                        Ok(f) => self.apply_loaded(f),
+                        Ok(f) => self.apply_loaded(f, &mut batch),
                         Err(e) => self.error(e.to_string()),
                     }
                 }
@@ -829,27 +848,33 @@ impl Studio {
                 }
             }
             jobs::Outcome::Reconstructed(r, request) => {
-                let mut name = r.method.clone();
+                // Named by what made it: method, camera assumed, options. Only a re-run of the
+                // same method, camera and options in the same scene replaces a layer.
+                let mut name = format!("{} · {}", r.method, request.camera.name);
                 if request.options.consistent {
-                    name.push_str(" +consistent");
+                    name.push_str(" · consistent");
                 }
                 if request.options.exposure_invariant {
-                    name.push_str(" +exposure");
+                    name.push_str(" · exposure-invariant");
                 }
+                let Some(scene) = request.scene.filter(|&s| self.doc.scene(s).is_some()) else {
+                    return self.info(format!("{name}: its scene was closed; the result is dropped"));
+                };
                 let role = Role::Reconstruction { method: r.method.clone(), seconds: r.seconds, consistent: request.options.consistent, exposure_invariant: request.options.exposure_invariant };
-                // A re-run of the same method replaces its layer rather than piling up copies.
-                if let Some(old) = self.doc.layers.iter().find(|l| l.name == name && l.is_reconstruction()).map(|l| l.id) {
+                let old = self.doc.layers_of(scene).find(|l| l.name == name && l.is_reconstruction()).map(|l| l.id);
+                if let Some(old) = old {
                     self.doc.remove(old);
                     self.scores.remove(&old);
                 }
-                let id = self.doc.add(name.clone(), LayerData::Cube(Arc::new(r.cube)), role, None);
+                let id = self.doc.add_to(scene, name.clone(), LayerData::Cube(Arc::new(r.cube)), role, None);
                 if self.active.is_none() {
-                    self.active = Some(id);
+                    self.select(id);
                 }
                 self.info(format!("{name}: {:.2} s", r.seconds));
             }
             jobs::Outcome::Simulated(rgb, lr, kernel_name, kernel) => {
                 let scale = self.fusion.scale;
+                // The pair is simulated from the active scene's ground truth: it joins that scene.
                 let rgb_id = self.doc.add(format!("pair: RGB ({})", self.fusion.camera), LayerData::Rgb(Arc::new(rgb)), Role::Other, None);
                 let lr_id = self.doc.add(format!("pair: cube ×{scale} {kernel_name}"), LayerData::Cube(Arc::new(lr)), Role::Other, None);
                 (self.fusion.rgb, self.fusion.cube) = (Some(rgb_id), Some(lr_id));
@@ -892,22 +917,71 @@ impl Studio {
         }
     }
 
-    fn apply_loaded(&mut self, f: LoadedFile) {
-        let LoadedFile { name, data, mut role, path } = f;
-        // Pairing by name: a cube opened beside the input RGB of the same scene (same folder or
-        // same file stem) becomes its ground truth when there is none yet.
-        if role == Role::Other && data.cube().is_some() && self.doc.ground_truth().is_none() {
-            if let (Some((input, rgb)), Some(p)) = (self.doc.input(), &path) {
-                let same_size = data.rows_cols() == (rgb.rows(), rgb.cols());
-                if same_size && input.path.as_ref().is_some_and(|ip| same_scene(ip, p)) {
-                    role = Role::GroundTruth;
-                }
+    /// Place a loaded file in a scene: the scene its batch names (`batch` maps the names to the
+    /// scenes made for this batch); a cube opened beside an open scene's input RGB (same folder
+    /// or same file stem, same size) joins that scene as its ground truth when it has none;
+    /// anything else starts a scene of its own, which becomes the active one.
+    fn apply_loaded(&mut self, f: LoadedFile, batch: &mut HashMap<String, u64>) {
+        let LoadedFile { name, data, mut role, path, scene } = f;
+        let paired = match (&scene, &path) {
+            (None, Some(p)) if role == Role::Other && data.cube().is_some() => self.doc.scenes.iter().map(|s| s.id).find(|&s| {
+                self.doc.ground_truth_of(s).is_none()
+                    && self.doc.input_of(s).is_some_and(|(input, rgb)| {
+                        data.rows_cols() == (rgb.rows(), rgb.cols()) && input.path.as_ref().is_some_and(|ip| same_scene(ip, p))
+                    })
+            }),
+            _ => None,
+        };
+        let (scene, new) = match (paired, scene) {
+            (Some(s), _) => {
+                role = Role::GroundTruth;
+                (s, false)
             }
+            (None, Some(group)) => match batch.get(&group) {
+                Some(&s) => (s, false),
+                None => {
+                    let s = self.doc.new_scene(group.clone());
+                    batch.insert(group, s);
+                    (s, true)
+                }
+            },
+            (None, None) => (self.doc.new_scene(self.scene_name(&name, path.as_deref())), true),
+        };
+        let id = self.doc.add_to(scene, name, data, role, path);
+        if self.active.is_none() || new {
+            self.select(id);
         }
-        let first_of_size = self.doc.layers.iter().all(|l| l.data.rows_cols() != data.rows_cols());
-        let id = self.doc.add(name, data, role, path);
-        if self.active.is_none() || first_of_size {
-            self.active = Some(id);
+    }
+
+    /// A scene's name: its first file's name, or "folder/name" when another scene has that name.
+    fn scene_name(&self, name: &str, path: Option<&std::path::Path>) -> String {
+        let taken = |n: &str| self.doc.scenes.iter().any(|s| s.name == n);
+        if !taken(name) {
+            return name.to_string();
+        }
+        let folder = path.and_then(|p| p.parent()).and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned());
+        let mut candidate = folder.map(|f| format!("{f}/{name}")).unwrap_or_else(|| name.to_string());
+        let base = candidate.clone();
+        let mut k = 2;
+        while taken(&candidate) {
+            candidate = format!("{base} ({k})");
+            k += 1;
+        }
+        candidate
+    }
+
+    /// Select layer `id`; when that changes the scene, the view refits and the pins and region
+    /// (which belong to the scene left) are cleared.
+    fn select(&mut self, id: u64) {
+        let before = self.doc.active_scene;
+        let size_before = self.active.and_then(|a| self.doc.get(a)).map(|l| l.data.rows_cols());
+        self.doc.activate(id);
+        self.active = Some(id);
+        if before != self.doc.active_scene {
+            self.pins.clear();
+            self.roi = None;
+        }
+        if before != self.doc.active_scene || size_before != self.doc.get(id).map(|l| l.data.rows_cols()) {
             self.transform.fit_pending = true;
         }
     }

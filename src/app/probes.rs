@@ -41,7 +41,7 @@ impl Probes {
     /// each is marked as being read (the caller starts a job per item with [`read`]).
     pub fn missing(&mut self, doc: &Document, pins: &[Pin], roi: Option<Roi>) -> Vec<(ProbeKey, Arc<LargeCube>)> {
         let mut out = Vec::new();
-        for layer in &doc.layers {
+        for layer in doc.active_layers() {
             let LayerData::Large(large) = &layer.data else { continue };
             let (rows, cols) = layer.data.rows_cols();
             let keys = pins

@@ -44,6 +44,8 @@ impl Default for ReconPanel {
 /// One method to run on the input.
 #[derive(Clone, Debug)]
 pub struct ReconRequest {
+    /// The scene whose input is reconstructed (set when the request is queued: the active one).
+    pub scene: Option<u64>,
     pub method: String,
     /// The model file the method was listed with (None for `spline`).
     pub model: Option<std::path::PathBuf>,
@@ -136,7 +138,7 @@ impl ReconPanel {
         if button.clicked() {
             for method in chosen.iter() {
                 let model = methods.iter().find(|m| &m.name == method).and_then(|m| m.model.clone());
-                commands.push(Command::Reconstruct(ReconRequest { method: method.clone(), model, camera: camera.clone(), options: *options }));
+                commands.push(Command::Reconstruct(ReconRequest { scene: None, method: method.clone(), model, camera: camera.clone(), options: *options }));
             }
         }
     }

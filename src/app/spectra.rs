@@ -40,12 +40,12 @@ pub const PIN_COLOURS: [Color32; 6] = [
 
 pub const ROI_COLOUR: Color32 = Color32::YELLOW;
 
-/// Every series the plot shows for these pins and region. Large cubes contribute what
-/// `probes` has read from their files so far.
+/// Every series the plot shows for these pins and region, from the active scene's cubes only.
+/// Large cubes contribute what `probes` has read from their files so far.
 pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, usize)>, probes: &Probes) -> Vec<Series> {
     let mut out = Vec::new();
     for pin in pins {
-        for layer in &doc.layers {
+        for layer in doc.active_layers() {
             let (rows, cols) = layer.data.rows_cols();
             if pin.row >= rows || pin.col >= cols {
                 continue;
@@ -67,7 +67,7 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
         }
     }
     if let Some((r0, c0, r1, c1)) = roi {
-        for layer in &doc.layers {
+        for layer in doc.active_layers() {
             let rect = CubeRect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 };
             let (w, (mean, std)) = match &layer.data {
                 LayerData::Cube(cube) => match cube.roi_stats(rect) {
