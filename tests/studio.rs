@@ -535,3 +535,67 @@ fn two_scenes_keep_their_results_spectra_and_scores_apart() {
     assert!(h.state().pins.is_empty());
     assert_ne!(h.state().doc.active_scene, Some(active));
 }
+
+#[test]
+fn a_right_drag_selects_a_region_whose_mean_and_spread_are_plotted() {
+    let mut h = demo();
+    click_and_settle(&mut h, "demo 7: ground truth · ground truth");
+    let centre = h.get_by_label("Image: demo 7: ground truth").rect().center();
+    drag_with(&mut h, egui::PointerButton::Secondary, centre - egui::vec2(30.0, 20.0), centre + egui::vec2(30.0, 20.0));
+    settle(&mut h);
+    let (r0, c0, r1, c1) = h.state().roi.expect("a right-drag selects a region");
+    assert!(r1 > r0 && c1 > c0);
+    let series = h.state().spectra_series();
+    assert!(series.iter().any(|s| s.name.ends_with("mean")), "{:?}", series.iter().map(|s| &s.name).collect::<Vec<_>>());
+    h.get_by_label("Clear region").click();
+    h.run_steps(2);
+    assert!(h.state().roi.is_none());
+}
+
+#[test]
+fn a_cube_without_wavelengths_is_labelled_in_bands_and_shown_in_false_colour_without_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, r, c) = (5usize, 20usize, 24usize);
+    let data: Vec<f32> = (0..r * c * b).map(|i| (i % 97) as f32 / 97.0).collect();
+    let path = dir.path().join("five.npy");
+    spectral_studio::io::npy::write_f32(&path, &[r, c, b], &data).unwrap();
+    let mut h = studio(vec![path], None);
+    settle(&mut h);
+    assert!(h.state().messages.iter().all(|m| !m.is_error), "{:?}", h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    h.get_by_label("Image: five.npy");
+    h.get_by_label_contains("colour shows three bands as false colour");
+    assert!(h.query_by_label_contains("luminance").is_none());
+    // band view: the readout counts bands, not nanometres
+    click_and_settle(&mut h, "band");
+    h.get_by_label("Image: five.npy").hover();
+    h.run_steps(2);
+    h.get_by_label_contains("band 5");
+    assert!(h.query_by_label_contains(" nm ").is_none());
+    // an error map without a ground truth falls back to colour and says why
+    click_and_settle(&mut h, "RMSE error");
+    h.get_by_label_contains("no error map");
+    h.get_by_label("Image: five.npy");
+}
+
+#[test]
+fn recent_files_keep_what_opened_and_forget_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.npy");
+    spectral_studio::io::npy::write_f32(&good, &[4, 5, 3], &[0.5f32; 60]).unwrap();
+    let missing = dir.path().join("missing.npy");
+    let mut h = studio(vec![good.clone(), missing.clone()], None);
+    settle(&mut h);
+    let recent = h.state().recent.clone();
+    assert!(recent.iter().any(|p| p.ends_with("good.npy")), "{recent:?}");
+    assert!(!recent.iter().any(|p| p.ends_with("missing.npy")), "{recent:?}");
+    assert!(h.state().messages.iter().any(|m| m.is_error && m.text.contains("missing.npy")));
+}
+
+#[test]
+fn the_demo_says_it_is_synthetic_and_what_to_try_and_explore_has_fit() {
+    let mut h = demo();
+    assert!(h.state().messages.iter().any(|m| !m.is_error && m.text.contains("synthetic")), "{:?}", h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    h.get_by_label("Fit").click();
+    h.run_steps(1);
+    assert!(h.state().transform.fit_pending || h.state().transform.zoom > 0.0);
+}

@@ -172,6 +172,12 @@ pub fn tile_pixels(large: &LargeCube, s: &DisplaySettings, region: &TileRegion, 
     let src = &*large.source;
     let TileRegion { rows, cols, step } = region.clone();
     let (nr, nc) = (rows.len().div_ceil(step), cols.len().div_ceil(step));
+    // Colour of a cube the eye cannot see is false colour, as the overview shows it.
+    let mut s = s.clone();
+    if s.mode == DisplayMode::Colour && !super::view::sees_visible_light(&overview.wavelengths) {
+        s.mode = DisplayMode::FalseColour;
+        s.false_bands = super::view::spread_bands(overview.bands());
+    }
     let rgba = match s.mode {
         DisplayMode::Band => {
             let b = s.band.min(overview.bands() - 1);

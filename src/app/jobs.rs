@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub enum JobKind {
-    Load(Job<Vec<Result<LoadedFile>>>),
+    /// Files read, and the paths asked for (none for the demo).
+    Load(Job<Vec<Result<LoadedFile>>>, Vec<PathBuf>),
     Dialog(Job<Vec<PathBuf>>),
     Recon(Job<Reconstruction>, ReconRequest),
     /// Scores of reconstruction layer `.1` against ground-truth layer `.2`.
@@ -41,7 +42,7 @@ pub struct BackgroundJob {
 /// A finished job's result, typed by its kind.
 pub enum Outcome {
     Failed(crate::Error),
-    Loaded(Vec<Result<LoadedFile>>),
+    Loaded(Vec<Result<LoadedFile>>, Vec<PathBuf>),
     Chosen(Vec<PathBuf>),
     Reconstructed(Reconstruction, ReconRequest),
     Scored(MetricSet, BandErrors, u64, u64),
@@ -57,7 +58,7 @@ pub enum Outcome {
 macro_rules! each_job {
     ($kind:expr, $job:ident => $body:expr) => {
         match $kind {
-            JobKind::Load($job) => $body,
+            JobKind::Load($job, _) => $body,
             JobKind::Dialog($job) => $body,
             JobKind::Recon($job, _) => $body,
             JobKind::Score($job, _, _) => $body,
@@ -99,7 +100,10 @@ impl BackgroundJob {
             r.map(f).unwrap_or_else(Outcome::Failed)
         }
         let outcome = match &mut self.kind {
-            JobKind::Load(j) => j.poll().map(|r| wrap(r, Outcome::Loaded)),
+            JobKind::Load(j, asked) => {
+                let asked = asked.clone();
+                j.poll().map(|r| wrap(r, |files| Outcome::Loaded(files, asked)))
+            }
             JobKind::Dialog(j) => j.poll().map(|r| wrap(r, Outcome::Chosen)),
             JobKind::Recon(j, req) => j.poll().map(|r| wrap(r, |x| Outcome::Reconstructed(x, req.clone()))),
             JobKind::Score(j, layer, gt) => {

@@ -332,14 +332,14 @@ impl Studio {
             }
             LayerData::Cube(cube) if row < cube.rows() && col < cube.cols() => {
                 let b = self.display.band.min(cube.bands() - 1);
-                format!("x {col}  y {row}  {:.0} nm  {:.5}", cube.wavelengths[b], cube.data[[b, row, col]])
+                format!("x {col}  y {row}  {}  {:.5}", view::band_label(&cube.wavelengths, b), cube.data[[b, row, col]])
             }
             LayerData::Large(large) => {
                 // The readout comes from the overview: the file is read only for picks.
                 let ov = &large.overview;
                 let b = self.display.band.min(ov.cube.bands() - 1);
                 let (r, c) = ((row / ov.step).min(ov.cube.rows() - 1), (col / ov.step).min(ov.cube.cols() - 1));
-                format!("x {col}  y {row}  {:.0} nm  {:.5} (overview, 1:{})", ov.cube.wavelengths[b], ov.cube.data[[b, r, c]], ov.step)
+                format!("x {col}  y {row}  {}  {:.5} (overview, 1:{})", view::band_label(&ov.cube.wavelengths, b), ov.cube.data[[b, r, c]], ov.step)
             }
             _ => return None,
         })
@@ -439,7 +439,10 @@ impl Studio {
         let Some((n, wavelengths)) = bands else {
             return;
         };
-        let nm = |b: usize| wavelengths.get(b).map(|w| format!("{w:.0} nm")).unwrap_or_default();
+        let nm = |b: usize| view::band_label(&wavelengths, b);
+        if d.mode == DisplayMode::Colour && !view::sees_visible_light(&wavelengths) {
+            ui.weak("no band in 380–780 nm (or no wavelengths): colour shows three bands as false colour");
+        }
         match d.mode {
             DisplayMode::Band => {
                 d.band = d.band.min(n - 1);
@@ -547,12 +550,10 @@ impl Studio {
                 };
                 let to_load = paths.clone();
                 let cap = self.options.memory_cap.unwrap_or(crate::io::source::DEFAULT_MEMORY_CAP);
-                self.spawn(name, move |ctx| Ok(document::load_files(&to_load, cap, ctx)), JobKind::Load);
-                for path in paths {
-                    self.remember_recent(path);
-                }
+                // Recent files are remembered once they opened (and forgotten when they fail).
+                self.spawn(name, move |ctx| Ok(document::load_files(&to_load, cap, ctx)), move |job| JobKind::Load(job, paths));
             }
-            Command::OpenDemo => self.spawn("generate the demo scene".into(), |_| Ok(document::demo_scene()?.into_iter().map(Ok).collect()), JobKind::Load),
+            Command::OpenDemo => self.spawn("generate the demo scene".into(), |_| Ok(document::demo_scene()?.into_iter().map(Ok).collect()), |job| JobKind::Load(job, Vec::new())),
             Command::OpenDialog => self.spawn("choose files".into(), |_| Ok(rfd::FileDialog::new().set_title("Open images or cubes").pick_files().unwrap_or_default()), JobKind::Dialog),
             Command::Reconstruct(mut request) => {
                 request.scene = request.scene.or(self.doc.active_scene);
@@ -833,13 +834,31 @@ impl Studio {
         match job.into_outcome() {
             jobs::Outcome::Failed(crate::Error::Cancelled) => self.info(format!("{name}: cancelled")),
             jobs::Outcome::Failed(e) => self.error(format!("{name}: {e}")),
-            jobs::Outcome::Loaded(files) => {
+            jobs::Outcome::Loaded(files, asked) => {
                 let mut batch = HashMap::new();
+                let mut opened = Vec::new();
+                let demo = asked.is_empty();
                 for f in files {
                     match f {
-                        Ok(f) => self.apply_loaded(f, &mut batch),
+                        Ok(f) => {
+                            opened.extend(f.path.clone());
+                            self.apply_loaded(f, &mut batch);
+                        }
                         Err(e) => self.error(e.to_string()),
                     }
+                }
+                for path in asked {
+                    if opened.contains(&path) {
+                        self.remember_recent(path);
+                    } else {
+                        self.forget_recent(&path);
+                    }
+                }
+                if demo && self.doc.scenes.len() == 1 {
+                    self.info(format!(
+                        "the demo is a synthetic scene made from measured spectra (seed {}); try: click a pixel to plot its spectrum, tick methods and press Reconstruct, then Compare",
+                        document::DEMO_SEED
+                    ));
                 }
             }
             jobs::Outcome::Chosen(paths) => {
@@ -983,6 +1002,20 @@ impl Studio {
         }
         if before != self.doc.active_scene || size_before != self.doc.get(id).map(|l| l.data.rows_cols()) {
             self.transform.fit_pending = true;
+        }
+    }
+
+    /// Drop `path` from the recent files (it failed to open).
+    fn forget_recent(&mut self, path: &std::path::Path) {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let before = self.recent.len();
+        self.recent.retain(|p| p != &canonical && p != path);
+        if self.recent.len() != before {
+            if let Some(file) = &self.options.recent_file {
+                if let Err(e) = save_recent(file, &self.recent) {
+                    self.error(format!("could not remember recent files: {e}"));
+                }
+            }
         }
     }
 

@@ -27,6 +27,9 @@ impl Studio {
             if ui.button("Export spectra CSV…").clicked() {
                 self.commands.push(Command::ExportSpectra);
             }
+            if ui.button("Fit").on_hover_text("fit the image to the view").clicked() {
+                self.transform.fit_pending = true;
+            }
         });
         spectra::plot(ui, &self.spectra_series(), ui.available_height().max(120.0));
     }
@@ -35,7 +38,16 @@ impl Studio {
     pub(super) fn image_with_picking(&mut self, ui: &mut egui::Ui, id: u64, size: Vec2) {
         let Some(layer) = self.doc.get(id).cloned() else { return };
         let gt = self.doc.ground_truth().map(|(l, c)| (l.id, c.clone()));
-        let texture = self.textures.get(ui.ctx(), &layer, &self.display, gt.as_ref().map(|(i, c)| (*i, c)));
+        let mut display = self.display.clone();
+        // An error map that cannot be made for this layer (no ground truth, another size, a
+        // large cube) falls back to colour, and says why.
+        if matches!(display.mode, DisplayMode::Error(_)) {
+            if let view::Shown::Failed(why) = self.textures.get(ui.ctx(), &layer, &display, gt.as_ref().map(|(i, c)| (*i, c))) {
+                ui.colored_label(Color32::from_rgb(255, 190, 90), format!("{}: no error map ({why}); showing colour", layer.name));
+                display.mode = DisplayMode::Colour;
+            }
+        }
+        let texture = self.textures.get(ui.ctx(), &layer, &display, gt.as_ref().map(|(i, c)| (*i, c)));
         match texture {
             view::Shown::Failed(e) => {
                 ui.colored_label(Color32::from_rgb(255, 150, 90), format!("{}: {e}", layer.name));
@@ -51,7 +63,7 @@ impl Studio {
                 let base = view::Paint { texture: &t.texture.clone(), extent: t.paint().extent };
                 // A large cube under a magnifying view gets a full-resolution tile on top.
                 let visible = egui::Rect::from_center_size(self.transform.centre, size / self.transform.zoom);
-                let detail = if self.transform.fit_pending { None } else { self.details.get(ui.ctx(), &layer, &self.display, visible, self.transform.zoom) };
+                let detail = if self.transform.fit_pending { None } else { self.details.get(ui.ctx(), &layer, &display, visible, self.transform.zoom) };
                 let paints: Vec<view::Paint> = std::iter::once(base).chain(detail).collect();
                 let pick = view::image_widget(ui, &layer.name, &paints, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
                 self.take_pick(pick);
@@ -61,9 +73,9 @@ impl Studio {
                         ui.label("updating the view…");
                     });
                 } else if let (Some(range), LayerData::Cube(_) | LayerData::Large(_)) = (range, &layer.data) {
-                    let (cmap, unit) = match self.display.mode {
+                    let (cmap, unit) = match display.mode {
                         DisplayMode::Error(m) => (crate::display::Colormap::Inferno, m.name()),
-                        _ => (self.display.colormap, ""),
+                        _ => (display.colormap, ""),
                     };
                     view::colour_bar(ui, cmap, range, unit, size.x);
                 }

@@ -310,8 +310,35 @@ pub fn layer_rgba(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: 
     }
 }
 
+/// Whether a cube with these wavelengths has a band the CIE observer sees (380–780 nm); band
+/// numbers see nothing.
+pub fn sees_visible_light(wavelengths: &[f32]) -> bool {
+    !crate::cube::are_band_numbers(wavelengths) && wavelengths.iter().any(|w| (380.0..=780.0).contains(w))
+}
+
+/// Three bands at three quarters, half and a quarter of the cube, as R, G, B.
+pub fn spread_bands(bands: usize) -> [usize; 3] {
+    [(3 * bands) / 4, bands / 2, bands / 4].map(|b| b.min(bands.saturating_sub(1)))
+}
+
+/// How a band is labelled: its wavelength, or its number when the cube has none.
+pub fn band_label(wavelengths: &[f32], band: usize) -> String {
+    if crate::cube::are_band_numbers(wavelengths) {
+        format!("band {}", band + 1)
+    } else {
+        wavelengths.get(band).map(|w| format!("{w:.0} nm")).unwrap_or_default()
+    }
+}
+
 fn cube_rgba(cube: &Cube, mode: DisplayMode, s: &DisplaySettings, gt: Option<&Arc<Cube>>) -> Result<(Vec<u8>, Option<Range>), String> {
     Ok(match mode {
+        DisplayMode::Colour if !sees_visible_light(&cube.wavelengths) => {
+            // Nothing the eye sees (a SWIR or thermal cube, or band numbers): false colour from
+            // bands spread over the cube instead of an error.
+            let bands = spread_bands(cube.bands());
+            let rgb = render::false_colour(cube, bands, true).map_err(|e| e.to_string())?;
+            (display::rgb_rgba(&rgb, 1.0, false), None)
+        }
         DisplayMode::Colour => {
             let rgb = render::true_colour_srgb(cube, None).map_err(|e| e.to_string())?;
             (display::rgb_rgba(&rgb, 1.0, false), None)
