@@ -599,3 +599,27 @@ fn the_demo_says_it_is_synthetic_and_what_to_try_and_explore_has_fit() {
     h.run_steps(1);
     assert!(h.state().transform.fit_pending || h.state().transform.zoom > 0.0);
 }
+
+#[test]
+fn a_jpeg_photo_is_decoded_as_srgb_says_so_and_can_be_read_as_linear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("photo.jpg");
+    // a flat grey photo: JPEG keeps a flat field exactly
+    image::RgbImage::from_pixel(32, 24, image::Rgb([128, 128, 128])).save(&path).unwrap();
+    let mut h = studio(vec![path], None);
+    settle(&mut h);
+    let value = |h: &egui_kittest::Harness<'static, spectral_studio::app::Studio>| {
+        let (_, rgb) = h.state().doc.input().expect("the photo is the input");
+        rgb.data[[1, 10, 10]]
+    };
+    let layer = h.state().doc.input().unwrap().0.clone();
+    assert!(layer.decoding.as_ref().is_some_and(|d| d.srgb), "{:?}", layer.decoding);
+    let srgb = spectral_studio::rgb::srgb_to_linear(128.0 / 255.0);
+    assert!((value(&h) - srgb).abs() < 2e-3, "{} vs {srgb}", value(&h));
+    h.get_by_label_contains("decoded as sRGB");
+    h.get_by_label_contains("a photo from an unknown camera");
+    click_and_settle(&mut h, "read as linear");
+    assert!((value(&h) - 128.0 / 255.0).abs() < 2e-3, "{}", value(&h));
+    assert!(h.state().doc.input().unwrap().0.decoding.as_ref().is_some_and(|d| !d.srgb));
+    h.get_by_label_contains("read as linear camera RGB");
+}

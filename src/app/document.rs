@@ -90,6 +90,8 @@ pub struct Layer {
     pub path: Option<PathBuf>,
     /// The scene the layer belongs to.
     pub scene: u64,
+    /// How an RGB file's numbers were read (sRGB or linear, and why); None for anything else.
+    pub decoding: Option<crate::io::image_file::RgbEncoding>,
 }
 
 impl Layer {
@@ -132,7 +134,7 @@ impl Document {
         if matches!(role, Role::Input | Role::GroundTruth) {
             self.demote(scene, &role);
         }
-        self.layers.push(Layer { id, name, data, role, path, scene });
+        self.layers.push(Layer { id, name, data, role, path, scene, decoding: None });
         id
     }
 
@@ -213,6 +215,21 @@ impl Document {
             .filter_map(|l| l.data.cube().map(|c| (l, c, self.ground_truth_of(l.scene))))
     }
 
+    /// Record how RGB layer `id` was decoded.
+    pub fn set_decoding(&mut self, id: u64, decoding: Option<crate::io::image_file::RgbEncoding>) {
+        if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
+            l.decoding = decoding;
+        }
+    }
+
+    /// Replace RGB layer `id`'s pixels (decoded again), keeping its place and role.
+    pub fn replace_rgb(&mut self, id: u64, rgb: Arc<RgbImage>, decoding: crate::io::image_file::RgbEncoding) {
+        if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
+            l.data = LayerData::Rgb(rgb);
+            l.decoding = Some(decoding);
+        }
+    }
+
     /// Make the scene of `layer` the active one.
     pub fn activate(&mut self, layer: u64) {
         if let Some(scene) = self.get(layer).map(|l| l.scene) {
@@ -256,6 +273,8 @@ pub struct LoadedFile {
     /// Files loaded together that form one scene (the demo's RGB, cube and reflectance) name
     /// it here; `None`: the studio decides (a scene of its own, or a pairing).
     pub scene: Option<String>,
+    /// How an RGB file was decoded.
+    pub decoding: Option<crate::io::image_file::RgbEncoding>,
 }
 
 /// Read `path` as an RGB image (the input) or a cube (the ground truth when it is the first
@@ -272,15 +291,25 @@ pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) 
             let src = io::open_source(path, &opts)?;
             if src.is_lazy() && source::memory_bytes(&*src) > memory_cap {
                 let large = LargeCube::open(src, job)?;
-                return Ok(LoadedFile { name, data: LayerData::Large(Arc::new(large)), role: Role::Other, path: Some(path.to_path_buf()), scene: None });
+                return Ok(LoadedFile { name, data: LayerData::Large(Arc::new(large)), role: Role::Other, path: Some(path.to_path_buf()), scene: None, decoding: None });
             }
         }
     }
-    let (data, role) = match io::open_any(path, &opts, false)? {
-        Loaded::Rgb(rgb) => (LayerData::Rgb(Arc::new(rgb)), Role::Input),
-        Loaded::Cube(cube) => (LayerData::Cube(Arc::new(cube)), Role::Other),
+    // An RGB file is decoded as the file says it is encoded (see `guess_encoding`).
+    let encoding = if format.is_rgb_image() || format == io::Format::Npy { Some(io::image_file::guess_encoding(path)?) } else { None };
+    let srgb = encoding.as_ref().is_some_and(|e| e.srgb);
+    let (data, role, decoding) = match io::open_any(path, &opts, srgb)? {
+        Loaded::Rgb(rgb) => (LayerData::Rgb(Arc::new(rgb)), Role::Input, encoding),
+        Loaded::Cube(cube) => (LayerData::Cube(Arc::new(cube)), Role::Other, None),
     };
-    Ok(LoadedFile { name, data, role, path: Some(path.to_path_buf()), scene: None })
+    Ok(LoadedFile { name, data, role, path: Some(path.to_path_buf()), scene: None, decoding })
+}
+
+/// Read RGB file `path` again, as sRGB-encoded or linear as the user chose.
+pub fn redecode(path: &Path, srgb: bool) -> Result<(Arc<RgbImage>, io::image_file::RgbEncoding)> {
+    let rgb = io::open_rgb(path, srgb)?;
+    let why = if srgb { "chosen by you: sRGB-encoded" } else { "chosen by you: linear camera RGB" };
+    Ok((Arc::new(rgb), io::image_file::RgbEncoding { srgb, why: why.to_string() }))
 }
 
 /// Read several files; RGB images come first so a cube of the same scene finds its input
@@ -315,8 +344,8 @@ pub fn demo_scene() -> Result<Vec<LoadedFile>> {
     let scene = scene::generate(&cfg)?;
     let demo = format!("demo {DEMO_SEED} (synthetic)");
     Ok(vec![
-        LoadedFile { name: format!("demo {DEMO_SEED}: RGB (Canon)"), data: LayerData::Rgb(Arc::new(scene.rgb)), role: Role::Input, path: None, scene: Some(demo.clone()) },
-        LoadedFile { name: format!("demo {DEMO_SEED}: ground truth"), data: LayerData::Cube(Arc::new(scene.cube)), role: Role::GroundTruth, path: None, scene: Some(demo.clone()) },
-        LoadedFile { name: format!("demo {DEMO_SEED}: reflectance"), data: LayerData::Cube(Arc::new(scene.reflectance)), role: Role::Other, path: None, scene: Some(demo) },
+        LoadedFile { name: format!("demo {DEMO_SEED}: RGB (Canon)"), data: LayerData::Rgb(Arc::new(scene.rgb)), role: Role::Input, path: None, scene: Some(demo.clone()), decoding: None },
+        LoadedFile { name: format!("demo {DEMO_SEED}: ground truth"), data: LayerData::Cube(Arc::new(scene.cube)), role: Role::GroundTruth, path: None, scene: Some(demo.clone()), decoding: None },
+        LoadedFile { name: format!("demo {DEMO_SEED}: reflectance"), data: LayerData::Cube(Arc::new(scene.reflectance)), role: Role::Other, path: None, scene: Some(demo), decoding: None },
     ])
 }

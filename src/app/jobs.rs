@@ -31,6 +31,8 @@ pub enum JobKind {
     Simulate(Job<(crate::RgbImage, Cube, String, ndarray::Array2<f32>)>),
     /// A spectrum or region statistics read from a large cube's file.
     Probe(Job<super::probes::ProbeValue>, super::probes::ProbeKey),
+    /// An RGB file read again with another decoding, for layer `.1`.
+    Redecode(Job<(Arc<crate::RgbImage>, crate::io::image_file::RgbEncoding)>, u64),
 }
 
 pub struct BackgroundJob {
@@ -53,6 +55,7 @@ pub enum Outcome {
     Saved(Option<PathBuf>),
     Simulated(crate::RgbImage, Cube, String, ndarray::Array2<f32>),
     Probed(super::probes::ProbeKey, Result<super::probes::ProbeValue>),
+    Redecoded((Arc<crate::RgbImage>, crate::io::image_file::RgbEncoding), u64),
 }
 
 macro_rules! each_job {
@@ -69,6 +72,7 @@ macro_rules! each_job {
             JobKind::Saved($job) => $body,
             JobKind::Simulate($job) => $body,
             JobKind::Probe($job, _) => $body,
+            JobKind::Redecode($job, _) => $body,
         }
     };
 }
@@ -124,6 +128,10 @@ impl BackgroundJob {
             JobKind::Simulate(j) => j.poll().map(|r| wrap(r, |(rgb, lr, name, k)| Outcome::Simulated(rgb, lr, name, k))),
             // A failed read is the probe's to record (it must not be read again), not an error outcome.
             JobKind::Probe(j, key) => j.poll().map(|r| Outcome::Probed(key.clone(), r)),
+            JobKind::Redecode(j, id) => {
+                let id = *id;
+                j.poll().map(|r| wrap(r, |x| Outcome::Redecoded(x, id)))
+            }
         };
         if outcome.is_some() {
             self.outcome = outcome;

@@ -75,6 +75,8 @@ pub enum Command {
     FitCamera,
     /// Estimate the input's camera from the picture alone (USR's estimator).
     EstimateCamera,
+    /// Read RGB layer `.0`'s file again, as sRGB-encoded (`.1` true) or linear.
+    Redecode(u64, bool),
     LoadCameraCsv,
     StartTraining { resume: bool },
     StopTraining,
@@ -401,6 +403,26 @@ impl Studio {
                             self.commands.push(Command::RemoveLayer(layer.id));
                         }
                     });
+                    if let (Some(decoding), Some(_)) = (&layer.decoding, &layer.path) {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.add_space(12.0);
+                            let how = if decoding.srgb { "decoded as sRGB" } else { "read as linear camera RGB" };
+                            ui.weak(format!("{how}: {}", decoding.why));
+                            let switch = if decoding.srgb { "read as linear" } else { "read as sRGB" };
+                            if ui.small_button(switch).clicked() {
+                                self.commands.push(Command::Redecode(layer.id, !decoding.srgb));
+                            }
+                        });
+                        if decoding.srgb {
+                            ui.horizontal_wrapped(|ui| {
+                                ui.add_space(12.0);
+                                ui.colored_label(egui::Color32::from_rgb(255, 190, 90), format!(
+                                    "a photo from an unknown camera: reconstructions assume {}; the Camera response tab's Estimate from input alone (usr) guesses its curves",
+                                    self.recon.camera.name
+                                ));
+                            });
+                        }
+                    }
                     if let LayerData::Large(large) = &layer.data {
                         let file_mib = crate::io::source::memory_bytes(&*large.source) as f64 / (1u64 << 20) as f64;
                         ui.horizontal_wrapped(|ui| {
@@ -635,6 +657,10 @@ impl Studio {
                     move |_| crate::recon::usr::UsrReconstructor::load(&files, None, &candle_core::Device::Cpu)?.estimate(&rgb),
                     move |job| JobKind::Estimate(job, name),
                 );
+            }
+            Command::Redecode(id, srgb) => {
+                let Some(path) = self.doc.get(id).and_then(|l| l.path.clone()) else { return };
+                self.spawn(format!("read {} again", path.display()), move |_| document::redecode(&path, srgb), move |job| JobKind::Redecode(job, id));
             }
             Command::LoadCameraCsv => self.spawn("choose curves".into(), |_| Ok(rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()), JobKind::CameraDialog),
             Command::StartTraining { resume } => self.start_training(resume),
@@ -931,6 +957,11 @@ impl Studio {
                     self.error(format!("{name}: {e}"));
                 }
             }
+            jobs::Outcome::Redecoded((rgb, decoding), id) => {
+                self.info(format!("{}: {}", self.doc.get(id).map(|l| l.name.as_str()).unwrap_or("RGB"), decoding.why));
+                self.doc.replace_rgb(id, rgb, decoding);
+                self.textures.forget(id);
+            }
             jobs::Outcome::Saved(Some(path)) => self.info(format!("saved {}", path.display())),
             jobs::Outcome::Saved(None) => {}
         }
@@ -941,7 +972,7 @@ impl Studio {
     /// or same file stem, same size) joins that scene as its ground truth when it has none;
     /// anything else starts a scene of its own, which becomes the active one.
     fn apply_loaded(&mut self, f: LoadedFile, batch: &mut HashMap<String, u64>) {
-        let LoadedFile { name, data, mut role, path, scene } = f;
+        let LoadedFile { name, data, mut role, path, scene, decoding } = f;
         let paired = match (&scene, &path) {
             (None, Some(p)) if role == Role::Other && data.cube().is_some() => self.doc.scenes.iter().map(|s| s.id).find(|&s| {
                 self.doc.ground_truth_of(s).is_none()
@@ -967,6 +998,7 @@ impl Studio {
             (None, None) => (self.doc.new_scene(self.scene_name(&name, path.as_deref())), true),
         };
         let id = self.doc.add_to(scene, name, data, role, path);
+        self.doc.set_decoding(id, decoding);
         if self.active.is_none() || new {
             self.select(id);
         }

@@ -204,6 +204,11 @@ impl TextureCache {
         }
     }
 
+    /// Drop layer `id`'s texture: its pixels changed (an RGB decoded again).
+    pub fn forget(&mut self, id: u64) {
+        self.entries.remove(&id);
+    }
+
     /// Whether any layer's pixels are being built (tests wait for them like for jobs).
     pub fn is_building(&self) -> bool {
         self.entries.values().any(|e| e.building.is_some())

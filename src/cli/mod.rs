@@ -48,7 +48,8 @@ pub fn info(file: &Path, key: Option<String>, layout: Layout, as_json: bool, per
             "file": file, "format": format.name(),
             "rows": rgb.rows(), "cols": rgb.cols(), "bands": 3,
             "wavelengths": [], "min": min, "max": max, "mean": mean,
-            "units": "linear camera RGB",
+            "units": "values as stored",
+            "encoding_guess": io::image_file::guess_encoding(file)?,
         })
     } else {
         let source = io::open_source(file, &opts)?;

@@ -112,6 +112,15 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     finish_reconstruction(&a, method.as_ref(), &camera, &rgb, estimated.as_ref())
 }
 
+/// How the input's numbers were read, as the JSON report says it.
+fn decoding(srgb: bool) -> &'static str {
+    if srgb {
+        "srgb (--srgb: linearised)"
+    } else {
+        "linear (as stored; --srgb linearises an sRGB-encoded photo)"
+    }
+}
+
 fn note_inferred_card(model: Option<&Path>) {
     if let Some(p) = model.filter(|p| crate::recon::pytorch::is_checkpoint(p) && !p.with_extension("json").is_file()) {
         eprintln!(
@@ -131,6 +140,7 @@ fn reconstruct_in_tiles(a: &ReconstructArgs, method: &dyn recon::Reconstructor, 
         "camera": camera.name, "device": a.device, "seconds": r.seconds,
         "exposure_scale": r.exposure_scale, "consistency": r.consistency,
         "tiles": r.tiles, "cube_gib": cube_bytes as f64 / (1u64 << 30) as f64,
+        "decoding": decoding(a.srgb),
         "input_storage": rgb.storage(),
     });
     if a.json {
@@ -168,6 +178,7 @@ fn finish_reconstruction(
         "exposure_scale": result.exposure_scale,
         "consistency": result.consistency,
         "estimated_camera": estimated.map(|e| json!({ "gains": e.gains, "written": a.camera_out })),
+        "decoding": decoding(a.srgb),
     });
     if a.json {
         print_json(&report);

@@ -202,3 +202,109 @@ impl crate::io::source::CubeSource for ImageSource {
         }))
     }
 }
+
+/// How an RGB file's numbers are to be read, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RgbEncoding {
+    /// sRGB-encoded (linearised on reading), else linear camera RGB.
+    pub srgb: bool,
+    /// What in the file says so, for people.
+    pub why: String,
+}
+
+/// Guess how an RGB file is encoded from the file itself: an 8-bit JPEG is sRGB by
+/// convention (that is what phones and cameras write), a PNG with an `sRGB` or `iCCP` chunk,
+/// or a `gAMA` near 1/2.2, declares sRGB; a PNG with `gAMA` 1.0, and anything without colour
+/// information (16-bit PNGs `render` writes, TIFF, `.npy`), is read as linear camera RGB, the
+/// studio's convention.
+pub fn guess_encoding(path: &Path) -> Result<RgbEncoding> {
+    let linear = |why: &str| Ok(RgbEncoding { srgb: false, why: why.to_string() });
+    let srgb = |why: &str| Ok(RgbEncoding { srgb: true, why: why.to_string() });
+    match crate::io::extension(path).as_str() {
+        "jpg" | "jpeg" => return srgb("an 8-bit JPEG: sRGB by convention"),
+        "png" => {}
+        "npy" => return linear("a .npy array: linear camera RGB"),
+        _ => return linear("no colour information in the file: read as linear camera RGB"),
+    }
+    let bytes = {
+        use std::io::Read;
+        let mut head = Vec::new();
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // The colour chunks come before the image data; 1 MiB is plenty for any ICC profile.
+        file.take(1 << 20).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+        head
+    };
+    if bytes.len() < 8 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" {
+        return Err(Error::format(path, "not a PNG file (bad signature)"));
+    }
+    let mut at = 8;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        let data = bytes.get(at + 8..at + 8 + len);
+        match kind {
+            b"sRGB" => return srgb("the PNG declares sRGB (sRGB chunk)"),
+            b"iCCP" => return srgb("the PNG carries an ICC colour profile (iCCP chunk): read as sRGB"),
+            b"gAMA" => {
+                if let Some(d) = data.filter(|d| d.len() == 4) {
+                    let gamma = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as f64 / 100_000.0;
+                    if (gamma - 1.0 / 2.2).abs() < 0.02 {
+                        return srgb("the PNG declares gamma 1/2.2 (gAMA chunk): read as sRGB");
+                    }
+                    if (gamma - 1.0).abs() < 0.02 {
+                        return linear("the PNG declares gamma 1.0 (gAMA chunk): linear");
+                    }
+                }
+            }
+            b"IDAT" | b"IEND" => break,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    linear("a PNG without colour information: read as linear camera RGB")
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    /// A PNG signature, an IHDR and the given chunks (CRCs are not checked by the guess).
+    fn png_with(chunks: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+            out.extend((data.len() as u32).to_be_bytes());
+            out.extend(kind);
+            out.extend(data);
+            out.extend([0u8; 4]);
+        };
+        chunk(b"IHDR", &[0u8; 13]);
+        for (kind, data) in chunks {
+            chunk(kind, data);
+        }
+        chunk(b"IDAT", &[]);
+        out
+    }
+
+    #[test]
+    fn the_encoding_is_guessed_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, Vec<(&[u8; 4], Vec<u8>)>, bool); 5] = [
+            ("srgb.png", vec![(b"sRGB", vec![0])], true),
+            ("icc.png", vec![(b"iCCP", b"x\0\0".to_vec())], true),
+            ("gamma22.png", vec![(b"gAMA", 45455u32.to_be_bytes().to_vec())], true),
+            ("gamma1.png", vec![(b"gAMA", 100000u32.to_be_bytes().to_vec())], false),
+            ("plain.png", vec![(b"tEXt", b"hello".to_vec())], false),
+        ];
+        for (name, chunks, srgb) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, png_with(&chunks)).unwrap();
+            assert_eq!(guess_encoding(&p).unwrap().srgb, srgb, "{name}");
+        }
+        let jpg = dir.path().join("photo.jpg");
+        std::fs::write(&jpg, b"not even read").unwrap();
+        assert!(guess_encoding(&jpg).unwrap().srgb);
+        let bad = dir.path().join("bad.png");
+        std::fs::write(&bad, b"GIF89a").unwrap();
+        assert!(guess_encoding(&bad).unwrap_err().to_string().contains("bad.png"));
+    }
+}
