@@ -228,6 +228,8 @@ impl Studio {
         }
         egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui));
         egui::Panel::left("side").resizable(true).default_size(270.0).show(ui, |ui| {
+            // Jobs (progress, Cancel) stay in sight however long the layer list grows.
+            egui::Panel::bottom("jobs").show(ui, |ui| self.jobs_ui(ui));
             egui::ScrollArea::vertical().show(ui, |ui| self.side_panel(ui));
         });
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
@@ -444,8 +446,6 @@ impl Studio {
         egui::CollapsingHeader::new("Reconstruction").default_open(true).show(ui, |ui| {
             self.recon.ui(ui, self.doc.input().is_some(), &self.camera.assumable(), &mut self.commands);
         });
-        ui.separator();
-        self.jobs_ui(ui);
     }
 
     fn display_settings(&mut self, ui: &mut egui::Ui) {
