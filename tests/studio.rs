@@ -623,3 +623,25 @@ fn a_jpeg_photo_is_decoded_as_srgb_says_so_and_can_be_read_as_linear() {
     assert!(h.state().doc.input().unwrap().0.decoding.as_ref().is_some_and(|d| !d.srgb));
     h.get_by_label_contains("read as linear camera RGB");
 }
+
+#[test]
+fn hovering_an_error_map_reads_out_each_methods_error_at_that_pixel() {
+    let mut h = demo_with_three_reconstructions();
+    click_and_settle(&mut h, "Compare");
+    click_and_settle(&mut h, "RMSE map");
+    h.get_by_label(&format!("Image: pca · {CANON}")).hover();
+    h.run_steps(2);
+    let (row, col) = h.state().hovered.expect("a pixel under the pointer");
+    let s = h.state();
+    let (_, gt) = s.doc.ground_truth().unwrap();
+    let pca = s.doc.get(by_method(s, "pca").id).and_then(|l| l.data.cube()).unwrap();
+    let want = spectral_studio::metrics::rmse_map(&pca.data, &gt.data).unwrap()[[row, col]];
+    h.get_by_label_contains("RMSE: ");
+    let readout = h.state().hover_readout().unwrap_or_default();
+    let value: f32 = readout
+        .split(", ")
+        .find_map(|part| part.split(&format!("pca · {CANON} ")).nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pca value in {readout:?}"));
+    assert!((value - want).abs() < 1e-4, "readout {value} vs map {want}");
+}

@@ -35,7 +35,7 @@ impl AbundancePanel {
         ui.add(egui::Slider::new(&mut self.endmembers, 1..=12).text("endmembers at most"));
     }
 
-    /// Bars of the abundances at `pixel`.
+    /// Bars of the abundances at `pixel`, each under its material's name.
     pub fn pixel_bars(&self, ui: &mut egui::Ui, pixel: Option<(usize, usize)>) {
         let (Some((_, result)), Some((row, col))) = (&self.result, pixel) else { return };
         if row >= result.abundances.shape()[1] || col >= result.abundances.shape()[2] {
@@ -43,6 +43,34 @@ impl AbundancePanel {
         }
         ui.label(format!("abundances at ({col}, {row}), residual RMSE {:.4}", result.residual[[row, col]]));
         let bars = result.names.iter().enumerate().map(|(i, n)| Bar::new(i as f64, result.abundances[[i, row, col]] as f64).name(n)).collect();
-        Plot::new("abundance-bars").height(140.0).include_y(0.0).include_y(1.0).show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("abundance", bars)));
+        let names = result.names.clone();
+        Plot::new("abundance-bars")
+            .height(140.0)
+            .include_y(0.0)
+            .include_y(1.0)
+            .x_axis_formatter(move |mark, _| bar_label(&names, mark.value))
+            .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("abundance", bars)));
+    }
+}
+
+/// The label under bar `value` of a bar chart whose bars are `names` at 0, 1, 2, …: the name at
+/// a whole number, nothing between bars.
+pub fn bar_label(names: &[String], value: f64) -> String {
+    let i = value.round();
+    if (value - i).abs() > 1e-6 || i < 0.0 {
+        return String::new();
+    }
+    names.get(i as usize).cloned().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bars_are_labelled_by_name_at_whole_numbers_only() {
+        let names = vec!["grass".to_string(), "soil".to_string()];
+        assert_eq!(super::bar_label(&names, 1.0), "soil");
+        assert_eq!(super::bar_label(&names, 0.5), "");
+        assert_eq!(super::bar_label(&names, 2.0), "");
+        assert_eq!(super::bar_label(&names, -1.0), "");
     }
 }

@@ -134,7 +134,8 @@ impl CameraPanel {
                     plot_ui.line(Line::new(format!("c_{}(λ)·y(λ) ×10", CHANNELS[c]), product).color(CHANNEL_COLOURS[c]));
                 }
             });
-            Plot::new("teaching-rgb").height(height).show(&mut cols[1], |plot_ui| {
+            let channels: Vec<String> = CHANNELS.iter().map(|c| c.to_string()).collect();
+            Plot::new("teaching-rgb").height(height).x_axis_formatter(move |mark, _| super::abundances::bar_label(&channels, mark.value)).show(&mut cols[1], |plot_ui| {
                 let bars = (0..3).map(|c| Bar::new(c as f64, rgb[c] as f64).name(CHANNELS[c]).fill(CHANNEL_COLOURS[c])).collect();
                 plot_ui.bar_chart(BarChart::new("R, G, B", bars));
             });

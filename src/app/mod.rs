@@ -327,8 +327,20 @@ impl Studio {
         Some((t[t.len() / 2], t[t.len() - 1]))
     }
 
-    fn hover_readout(&self) -> Option<String> {
+    /// What the status bar reads out for the pixel under the pointer.
+    pub fn hover_readout(&self) -> Option<String> {
         let (row, col) = self.hovered?;
+        // Error maps read out the error at the pixel, for every reconstruction of the scene.
+        if let (DisplayMode::Error(metric), Some((_, gt))) = (self.display.mode, self.doc.ground_truth()) {
+            let errors: Vec<String> = self
+                .doc
+                .reconstructions()
+                .filter_map(|(l, c)| view::error_at(metric, c, gt, row, col).map(|e| format!("{} {e:.4}", l.name)))
+                .collect();
+            if !errors.is_empty() {
+                return Some(format!("x {col}  y {row}  {}: {}", metric.name(), errors.join(", ")));
+            }
+        }
         let layer = self.doc.get(self.active?)?;
         Some(match &layer.data {
             LayerData::Rgb(rgb) if row < rgb.rows() && col < rgb.cols() => {

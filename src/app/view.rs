@@ -315,6 +315,17 @@ pub fn layer_rgba(data: &LayerData, mode: DisplayMode, s: &DisplaySettings, gt: 
     }
 }
 
+/// `metric` at one pixel of `pred` against `gt` (the map's own rule, on a 1 × 1 crop); None off
+/// either cube or when their shapes differ.
+pub fn error_at(metric: ErrorMetric, pred: &Cube, gt: &Cube, row: usize, col: usize) -> Option<f32> {
+    if pred.data.dim() != gt.data.dim() || row >= gt.rows() || col >= gt.cols() {
+        return None;
+    }
+    let px = crate::Rect { row, col, height: 1, width: 1 };
+    let map = metric.map(&pred.crop(px).ok()?, &gt.crop(px).ok()?).ok()?;
+    map.get([0, 0]).copied().filter(|v| v.is_finite())
+}
+
 /// Whether a cube with these wavelengths has a band the CIE observer sees (380–780 nm); band
 /// numbers see nothing.
 pub fn sees_visible_light(wavelengths: &[f32]) -> bool {
