@@ -275,6 +275,33 @@ fn a_training_run_starts_reports_steps_and_can_be_stopped() {
     assert!(run.status.contains("stopped"), "{}", run.status);
     assert!(run.losses.iter().all(|[_, l]| l.is_finite()));
     assert!(run.losses.len() < 100_000);
+    // stopping wrote a checkpoint at the last step done, so Resume has one to continue from
+    let stopped_at = run.losses.last().unwrap()[0] as usize;
+    let ckpt = run.last_checkpoint().cloned().expect("a checkpoint written on Stop");
+    assert!(ckpt.is_file(), "{}", ckpt.display());
+    let ckpt_step = spectral_studio::app::training::checkpoint_step(&ckpt).unwrap();
+    assert!(ckpt_step >= 1 && ckpt_step <= stopped_at, "checkpoint {ckpt_step}, stopped at {stopped_at}");
+    let first_dir = run.out_dir.clone();
+    // Resume continues from there: the loss curve never steps back
+    h.get_by_label("Resume").click();
+    h.run_steps(1);
+    let start = Instant::now();
+    while h.state().training.runs[0].losses.len() <= stopped_at + 1 {
+        assert!(start.elapsed() < Duration::from_secs(300), "the resumed run reported no step; status {}", h.state().training.runs[0].status);
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    click_and_settle(&mut h, "Stop training");
+    let steps: Vec<f64> = h.state().training.runs[0].losses.iter().map(|p| p[0]).collect();
+    assert!(steps.windows(2).all(|w| w[1] > w[0]), "the curve steps back: {steps:?}");
+    assert_eq!(h.state().training.runs[0].out_dir, first_dir, "a resume stays in the run's folder");
+    // a new run of the same name gets a folder of its own
+    h.get_by_label("Start training").click();
+    h.run_steps(2);
+    click_and_settle(&mut h, "Stop training");
+    let second = &h.state().training.runs[1];
+    assert_ne!(second.out_dir, first_dir);
+    assert!(h.state().messages.iter().any(|m| m.text.contains("exists")), "the new folder is announced");
 }
 
 #[test]

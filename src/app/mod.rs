@@ -740,27 +740,36 @@ impl Studio {
     }
 
     fn start_training(&mut self, resume: bool) {
-        let (settings, resume_from) = if resume {
+        let (settings, resume_from, out_dir) = if resume {
             let Some(run) = self.training.runs.get(self.training.selected) else { return };
-            (run.settings.clone(), run.last_checkpoint().cloned())
+            // A resume continues in the run's own folder from its last checkpoint.
+            (run.settings.clone(), run.last_checkpoint().cloned(), run.out_dir.clone())
         } else {
-            (self.training.settings.clone(), None)
+            let runs = self.models_dir().join("runs");
+            let dir = training::fresh_run_dir(&runs, &sanitise(&self.training.settings.name));
+            if dir.file_name().map(|n| n.to_string_lossy().into_owned()) != Some(sanitise(&self.training.settings.name)) {
+                self.info(format!("a run named '{}' exists: this one writes to {}", self.training.settings.name, dir.display()));
+            }
+            (self.training.settings.clone(), None, dir)
         };
         let cfg = match settings.config() {
             Ok(c) => c,
             Err(e) => return self.error(format!("training: {e}")),
         };
-        let models_dir = self.models_dir();
-        let out_dir = models_dir.join("runs").join(sanitise(&settings.name));
+        let rewind = resume_from.as_deref().and_then(training::checkpoint_step);
         let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.waker());
-        let run = training::Run { settings, out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
+        let run = training::Run { settings, validation_on: String::new(), out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
         if resume {
             let old = &mut self.training.runs[self.training.selected];
-            let (losses, validation, checkpoints) = (std::mem::take(&mut old.losses), std::mem::take(&mut old.validation), std::mem::take(&mut old.checkpoints));
+            old.rewind_to(rewind.unwrap_or(0));
+            let (losses, validation, checkpoints, terms, on) =
+                (std::mem::take(&mut old.losses), std::mem::take(&mut old.validation), std::mem::take(&mut old.checkpoints), std::mem::take(&mut old.terms), std::mem::take(&mut old.validation_on));
             *old = run;
             old.losses = losses;
             old.validation = validation;
             old.checkpoints = checkpoints;
+            old.terms = terms;
+            old.validation_on = on;
         } else {
             self.training.runs.push(run);
             self.training.selected = self.training.runs.len() - 1;

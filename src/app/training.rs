@@ -65,6 +65,8 @@ impl RunSettings {
 /// One run, live or finished.
 pub struct Run {
     pub settings: RunSettings,
+    /// What the validation curve is measured on, for its label.
+    pub validation_on: String,
     pub out_dir: PathBuf,
     pub job: Option<Job<TrainSummary>>,
     pub events: crossbeam_channel::Receiver<TrainEvent>,
@@ -84,8 +86,9 @@ impl Run {
         while let Ok(e) = self.events.try_recv() {
             changed = true;
             match e {
-                TrainEvent::Started { total_steps, parameters, train_scenes, .. } => {
+                TrainEvent::Started { total_steps, parameters, train_scenes, validation_scenes, .. } => {
                     self.status = format!("training: {parameters} parameters, {train_scenes} scenes, {total_steps} steps");
+                    self.validation_on = format!("{validation_scenes} held-out scenes of the training data's kind");
                 }
                 TrainEvent::Step { step, total_steps, loss, samples_per_s, eta_s, .. } => {
                     self.losses.push([step as f64, loss]);
@@ -111,6 +114,17 @@ impl Run {
     /// The latest checkpoint, to resume from.
     pub fn last_checkpoint(&self) -> Option<&PathBuf> {
         self.checkpoints.last()
+    }
+
+    /// Forget the curves' points after `step` (a resume starts again from there, so the curves
+    /// continue instead of drawing back).
+    pub fn rewind_to(&mut self, step: usize) {
+        let keep = |p: &[f64; 2]| p[0] <= step as f64;
+        self.losses.retain(keep);
+        self.validation.retain(keep);
+        for points in self.terms.values_mut() {
+            points.retain(keep);
+        }
     }
 }
 
@@ -212,7 +226,8 @@ impl TrainingPanel {
             });
         }
         Plot::new("train-validation").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("validation MRAE").show(ui, |plot_ui| {
-            plot_ui.line(Line::new("validation MRAE", PlotPoints::from(run.validation.clone())));
+            let label = if run.validation_on.is_empty() { "validation MRAE".to_string() } else { format!("validation MRAE on {}", run.validation_on) };
+            plot_ui.line(Line::new(label, PlotPoints::from(run.validation.clone())));
         });
         if !run.checkpoints.is_empty() {
             ui.label("checkpoints:");
@@ -232,4 +247,21 @@ pub fn start(cfg: TrainConfig, out_dir: PathBuf, resume: Option<PathBuf>, waker:
         train::train(&cfg, &out_dir, resume.as_deref(), &device, &tx, ctx)
     });
     (job, rx)
+}
+
+/// The step of checkpoint `path` (`…/ckpt-000500.safetensors` → 500).
+pub fn checkpoint_step(path: &Path) -> Option<usize> {
+    path.file_stem()?.to_str()?.strip_prefix("ckpt-")?.parse().ok()
+}
+
+/// `base`, or `base-2`, `base-3`, … : the first folder under `runs` that does not exist yet, so a
+/// new run never writes into an old run's folder.
+pub fn fresh_run_dir(runs: &Path, base: &str) -> PathBuf {
+    let mut dir = runs.join(base);
+    let mut k = 2;
+    while dir.exists() {
+        dir = runs.join(format!("{base}-{k}"));
+        k += 1;
+    }
+    dir
 }

@@ -362,7 +362,16 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         Ok(files.weights)
     };
     for step in start_step..cfg.steps {
-        job.check()?;
+        if let Err(stopped) = job.check() {
+            // Stopping keeps what was learned: a checkpoint at the last step done, so Resume
+            // always has one to continue from.
+            if step > start_step {
+                card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), step, start, device, last_loss, last_val));
+                let path = save_checkpoint(step, &card, &optimiser)?;
+                send(events, TrainEvent::Checkpoint { step, path });
+            }
+            return Err(stopped);
+        }
         // Each step's batch depends only on (seed, step): a resumed run sees the same data.
         let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
         let batch = sampler.sample(cfg.batch, &mut rng)?;
