@@ -470,7 +470,7 @@ fn a_cube_over_the_memory_cap_opens_from_its_overview_and_reads_spectra_and_tile
     let header = format!("ENVI\nsamples = {cols}\nlines = {rows}\nbands = {bands}\nheader offset = 0\ndata type = 4\ninterleave = bip\nbyte order = 0\nwavelength = {{{}}}\n", wl.join(", "));
     std::fs::write(dir.path().join("big.hdr"), header).unwrap();
     let path = dir.path().join("big.hdr");
-    let options = StudioOptions { files: vec![path.clone()], models_dir: None, recent_file: None, memory_cap: Some(1 << 20) };
+    let options = StudioOptions { files: vec![path.clone()], models_dir: None, recent_file: None, memory_cap: Some(1 << 20), file_dialogs: Some(false) };
     let mut h = with_options(options, WINDOW);
     settle(&mut h);
     let s = h.state();
@@ -671,4 +671,33 @@ fn hovering_an_error_map_reads_out_each_methods_error_at_that_pixel() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no pca value in {readout:?}"));
     assert!((value - want).abs() < 1e-4, "readout {value} vs map {want}");
+}
+
+#[test]
+fn without_a_file_dialog_open_says_so_and_saves_take_a_typed_path() {
+    let mut h = demo();
+    // Open…: no portal here (the harness says so), and the studio says what to do instead
+    h.get_by_label("Open…").click();
+    h.run_steps(2);
+    assert!(h.state().messages.iter().any(|m| m.is_error && m.text.contains("no file dialog")), "{:?}", h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    // save the ground truth: a window asks for the path
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("gt.npy");
+    h.get_all_by_label("save cube…").next().unwrap().click();
+    h.run_steps(2);
+    assert!(h.state().pending_save.is_some(), "no path window");
+    h.state_mut().pending_save.as_mut().unwrap().path = target.display().to_string();
+    h.run_steps(3);
+    h.get_by_label_contains("Save as (npy, hdr, mat)");
+    click_and_settle(&mut h, "Save");
+    assert!(h.state().pending_save.is_none());
+    let saved = spectral_studio::io::open(&target, &spectral_studio::io::OpenOptions::default()).unwrap();
+    assert_eq!(saved.bands(), 31);
+    assert!(h.state().messages.iter().any(|m| m.text.contains("saved") && m.text.contains("gt.npy")));
+    // camera curves by typed path: a .csv in the path box joins the Camera tab
+    let csv = dir.path().join("cam.csv");
+    std::fs::write(&csv, spectral_studio::spectral::camera::CameraResponse::builtin("nikon-5100").unwrap().to_csv()).unwrap();
+    h.state_mut().open_path = csv.display().to_string();
+    click_and_settle(&mut h, "Open path");
+    assert!(h.state().camera.assumable().iter().any(|c| c.name.contains("cam")), "{:?}", h.state().camera.assumable().iter().map(|c| &c.name).collect::<Vec<_>>());
 }

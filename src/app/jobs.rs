@@ -146,6 +146,40 @@ impl BackgroundJob {
     }
 }
 
+/// Whether a native file dialog can work here. On Linux, rfd talks to the XDG desktop portal
+/// over the D-Bus session bus; without a session bus the dialog returns at once as if the
+/// user had cancelled, so the studio asks for a typed path instead.
+pub fn file_dialogs_available() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
+    let runtime_bus = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).join("bus").exists());
+    bus || runtime_bus
+}
+
+type SaveFn = Box<dyn FnOnce(&Path, &crate::engine::JobContext) -> Result<()> + Send>;
+
+/// A save waiting for the user to type its path.
+pub struct PendingSave {
+    pub title: String,
+    /// The path being typed.
+    pub path: String,
+    pub extensions: &'static [&'static str],
+    write: SaveFn,
+}
+
+impl PendingSave {
+    pub fn new(title: &str, path: String, extensions: &'static [&'static str], write: impl FnOnce(&Path, &crate::engine::JobContext) -> Result<()> + Send + 'static) -> Self {
+        PendingSave { title: title.to_string(), path, extensions, write: Box::new(write) }
+    }
+
+    /// The job's name, the path typed and the writer.
+    pub fn into_parts(self) -> (String, PathBuf, SaveFn) {
+        (self.title, PathBuf::from(self.path.trim()), self.write)
+    }
+}
+
 /// Ask for a file name to save to (on the job's thread), then write it with `write`.
 /// None when the user cancels the dialog.
 pub fn save_with_dialog(suggested: &str, extensions: &[&str], write: impl FnOnce(&Path) -> Result<()>) -> Result<Option<PathBuf>> {

@@ -95,6 +95,8 @@ pub struct StudioOptions {
     /// Cubes whose f32 data exceed this many bytes open read-on-demand; None is
     /// [`crate::io::source::DEFAULT_MEMORY_CAP`].
     pub memory_cap: Option<u64>,
+    /// Whether native file dialogs work here; None asks the system ([`jobs::file_dialogs_available`]).
+    pub file_dialogs: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,11 +143,15 @@ pub struct Studio {
     options: StudioOptions,
     next_job_id: u64,
     last_band_step: Instant,
+    /// A save waiting for a typed path (there is no file dialog on this system).
+    pub pending_save: Option<jobs::PendingSave>,
+    file_dialogs: bool,
 }
 
 impl Studio {
     pub fn new(options: StudioOptions) -> Studio {
         let recent = options.recent_file.as_deref().map(load_recent).unwrap_or_default();
+        let file_dialogs = options.file_dialogs.unwrap_or_else(jobs::file_dialogs_available);
         let first = if options.files.is_empty() { Command::OpenDemo } else { Command::OpenFiles(options.files.clone()) };
         Studio {
             doc: Document::default(),
@@ -179,6 +185,8 @@ impl Studio {
             options,
             next_job_id: 0,
             last_band_step: Instant::now(),
+            pending_save: None,
+            file_dialogs,
         }
     }
 
@@ -241,6 +249,7 @@ impl Studio {
             Tab::Training => self.training_tab(ui),
         });
 
+        self.pending_save_window(ui.ctx());
         self.textures.end_frame();
         self.details.end_frame();
         self.hovered = self.hovered_this_frame.take();
@@ -569,6 +578,14 @@ impl Studio {
         match command {
             Command::OpenFiles(paths) => {
                 // PyTorch checkpoints are methods, not images: they join the Reconstruct panel.
+                // Camera curves (a .csv) join the Camera tab.
+                let (curves, paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| crate::io::extension(p) == "csv");
+                for path in curves {
+                    match crate::spectral::camera::CameraResponse::from_csv(&path).and_then(|c| self.camera.add_loaded(c)) {
+                        Ok(()) => self.info(format!("loaded camera curves from {} (Camera response tab)", path.display())),
+                        Err(e) => self.error(e.to_string()),
+                    }
+                }
                 let (checkpoints, paths): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| crate::recon::pytorch::is_checkpoint(p));
                 for path in &checkpoints {
                     self.recon.add_checkpoint(path);
@@ -588,6 +605,7 @@ impl Studio {
                 self.spawn(name, move |ctx| Ok(document::load_files(&to_load, cap, ctx)), move |job| JobKind::Load(job, paths));
             }
             Command::OpenDemo => self.spawn("generate the demo scene".into(), |_| Ok(document::demo_scene()?.into_iter().map(Ok).collect()), |job| JobKind::Load(job, Vec::new())),
+            Command::OpenDialog if !self.file_dialogs => self.error(NO_DIALOG_OPEN),
             Command::OpenDialog => self.spawn("choose files".into(), |_| Ok(rfd::FileDialog::new().set_title("Open images or cubes").pick_files().unwrap_or_default()), JobKind::Dialog),
             Command::Reconstruct(mut request) => {
                 request.scene = request.scene.or(self.doc.active_scene);
@@ -627,26 +645,26 @@ impl Studio {
                 if let Some(LayerData::Large(large)) = self.doc.get(id).map(|l| &l.data) {
                     // Written block by block from the file: never whole in memory.
                     let source = large.source.clone();
-                    self.spawn("save cube".into(), move |job| jobs::save_with_dialog(&format!("{name}.hdr"), &["hdr", "npy"], |path| crate::io::source::save_streamed(&*source, path, job)), JobKind::Saved);
+                    self.save_as("save cube", format!("{name}.hdr"), &["hdr", "npy"], move |path, job| crate::io::source::save_streamed(&*source, path, job));
                     return;
                 }
                 let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
-                self.spawn("save cube".into(), move |_| jobs::save_with_dialog(&format!("{name}.npy"), &["npy", "hdr", "mat"], |path| crate::io::save(&cube, path)), JobKind::Saved);
+                self.save_as("save cube", format!("{name}.npy"), &["npy", "hdr", "mat"], move |path, _| crate::io::save(&cube, path));
             }
             Command::ExportView(id) => {
                 let Some(layer) = self.doc.get(id).cloned() else { return };
                 let gt = self.doc.ground_truth().map(|(_, c)| c.clone());
                 let display = self.display.clone();
                 let name = sanitise(&layer.name);
-                self.spawn("save PNG".into(), move |_| jobs::save_with_dialog(&format!("{name}.png"), &["png"], |path| jobs::write_view_png(&layer, &display, gt.as_ref(), path)), JobKind::Saved);
+                self.save_as("save PNG", format!("{name}.png"), &["png"], move |path, _| jobs::write_view_png(&layer, &display, gt.as_ref(), path));
             }
             Command::ExportSpectra => {
                 let csv = spectra::to_csv(&self.spectra_series());
-                self.spawn("save spectra".into(), move |_| jobs::save_with_dialog("spectra.csv", &["csv"], |path| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes())), JobKind::Saved);
+                self.save_as("save spectra", "spectra.csv".into(), &["csv"], move |path, _| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes()));
             }
             Command::ExportMetrics => {
                 let csv = jobs::metrics_csv(&self.compare.rows(&self.doc, &self.scores));
-                self.spawn("save metrics".into(), move |_| jobs::save_with_dialog("metrics.csv", &["csv"], |path| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes())), JobKind::Saved);
+                self.save_as("save metrics", "metrics.csv".into(), &["csv"], move |path, _| crate::io::atomic::write_bytes_atomically(path, csv.as_bytes()));
             }
             Command::Unmix(id) => {
                 let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
@@ -674,6 +692,7 @@ impl Studio {
                 let Some(path) = self.doc.get(id).and_then(|l| l.path.clone()) else { return };
                 self.spawn(format!("read {} again", path.display()), move |_| document::redecode(&path, srgb), move |job| JobKind::Redecode(job, id));
             }
+            Command::LoadCameraCsv if !self.file_dialogs => self.error(NO_DIALOG_OPEN),
             Command::LoadCameraCsv => self.spawn("choose curves".into(), |_| Ok(rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()), JobKind::CameraDialog),
             Command::StartTraining { resume } => self.start_training(resume),
             Command::StopTraining => {
@@ -1058,6 +1077,38 @@ impl Studio {
         }
     }
 
+    /// Save with `write`: through the native dialog where there is one, else through a small
+    /// window where the path is typed (`pending_save`).
+    fn save_as(&mut self, title: &str, suggested: String, extensions: &'static [&'static str], write: impl FnOnce(&std::path::Path, &crate::engine::JobContext) -> crate::Result<()> + Send + 'static) {
+        if self.file_dialogs {
+            self.spawn(title.into(), move |job| jobs::save_with_dialog(&suggested, extensions, |path| write(path, job)), JobKind::Saved);
+        } else {
+            let dir = std::env::current_dir().unwrap_or_default();
+            self.pending_save = Some(jobs::PendingSave::new(title, dir.join(&suggested).display().to_string(), extensions, write));
+        }
+    }
+
+    /// The typed-path save window, while a save waits for its path.
+    fn pending_save_window(&mut self, ctx: &egui::Context) {
+        let Some(pending) = &mut self.pending_save else { return };
+        let (mut save, mut cancel) = (false, false);
+        egui::Window::new(format!("{}: type a path", pending.title)).collapsible(false).show(ctx, |ui| {
+            ui.label(format!("There is no file dialog here (no XDG desktop portal). Save as ({}):", pending.extensions.join(", ")));
+            ui.add(egui::TextEdit::singleline(&mut pending.path).desired_width(420.0));
+            ui.horizontal(|ui| {
+                save = ui.button("Save").clicked();
+                cancel = ui.button("Cancel").clicked();
+            });
+        });
+        if cancel {
+            self.pending_save = None;
+        } else if save {
+            let pending = self.pending_save.take().expect("shown above");
+            let (title, path, write) = pending.into_parts();
+            self.spawn(title, move |job| write(&path, job).map(|()| Some(path)), JobKind::Saved);
+        }
+    }
+
     /// Drop `path` from the recent files (it failed to open).
     fn forget_recent(&mut self, path: &std::path::Path) {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -1106,6 +1157,9 @@ impl Studio {
 
 /// Two files of the same scene: the same folder (a scene folder such as `scene` writes), or the
 /// same file stem (`img1.png` beside `img1.mat`).
+/// What the studio says when a file dialog is asked for and there is none.
+const NO_DIALOG_OPEN: &str = "there is no file dialog here (no XDG desktop portal): type a path into the box beside Open… and press Open path (a .csv there loads camera curves)";
+
 fn same_scene(a: &std::path::Path, b: &std::path::Path) -> bool {
     a.parent() == b.parent() || a.file_stem() == b.file_stem()
 }
@@ -1155,7 +1209,7 @@ pub fn run(files: Vec<PathBuf>, memory_cap: Option<u64>) -> crate::Result<()> {
         viewport: egui::ViewportBuilder::default().with_title("Spectral Studio").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
         ..Default::default()
     };
-    let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file(), memory_cap });
+    let studio = Studio::new(StudioOptions { files, models_dir: None, recent_file: default_recent_file(), memory_cap, file_dialogs: None });
     let frame_log = match std::env::var_os("SPECTRAL_STUDIO_FRAME_LOG") {
         Some(path) => Some(frame_log::FrameLog::create(std::path::Path::new(&path))?),
         None => None,

@@ -17,7 +17,7 @@ pub fn studio(files: Vec<PathBuf>, models_dir: Option<PathBuf>) -> Harness<'stat
 }
 
 pub fn studio_sized(files: Vec<PathBuf>, models_dir: Option<PathBuf>, size: [f32; 2]) -> Harness<'static, Studio> {
-    with_options(StudioOptions { files, models_dir, recent_file: None, memory_cap: None }, size)
+    with_options(StudioOptions { files, models_dir, recent_file: None, memory_cap: None, file_dialogs: Some(false) }, size)
 }
 
 pub fn with_options(options: StudioOptions, size: [f32; 2]) -> Harness<'static, Studio> {
