@@ -951,7 +951,11 @@ impl Studio {
                     self.doc.remove(old);
                     self.scores.remove(&old);
                 }
-                let id = self.doc.add_to(scene, name.clone(), LayerData::Cube(Arc::new(r.cube)), role, None);
+                // A reconstruction estimates what its scene's ground truth measures, in the input's
+                // scale; without one, radiance as the camera saw it.
+                let mut cube = r.cube;
+                cube.meta.units = self.doc.ground_truth_of(scene).and_then(|(_, gt)| gt.meta.units.clone()).or_else(|| Some("radiance (in the input RGB's scale)".into()));
+                let id = self.doc.add_to(scene, name.clone(), LayerData::Cube(Arc::new(cube)), role, None);
                 if self.active.is_none() {
                     self.select(id);
                 }

@@ -17,6 +17,41 @@ pub struct Series {
     pub values: Vec<f32>,
     pub colour: Color32,
     pub style: SeriesStyle,
+    /// What the values measure (the cube's units), when known.
+    pub unit: Option<String>,
+}
+
+/// The y axis a series is drawn on: reflectance apart from everything else (radiance, raw
+/// counts, values of unknown unit), so the two never share one unlabelled axis.
+pub fn axis_of(unit: Option<&str>) -> &'static str {
+    match unit {
+        Some(u) if u.to_ascii_lowercase().contains("reflectance") => "reflectance",
+        _ => "radiance or values as stored",
+    }
+}
+
+/// The series grouped by axis, in order of first appearance, each with its axis label: the
+/// series' common unit when they share one, else the axis name.
+pub fn axes(series: &[Series]) -> Vec<(String, Vec<&Series>)> {
+    let mut groups: Vec<(&'static str, Vec<&Series>)> = Vec::new();
+    for s in series {
+        let axis = axis_of(s.unit.as_deref());
+        match groups.iter_mut().find(|(a, _)| *a == axis) {
+            Some((_, members)) => members.push(s),
+            None => groups.push((axis, vec![s])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(axis, members)| {
+            let first = members[0].unit.clone();
+            let label = match first {
+                Some(u) if members.iter().all(|m| m.unit.as_ref() == Some(&u)) => u,
+                _ => axis.to_string(),
+            };
+            (label, members)
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +85,10 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
             if pin.row >= rows || pin.col >= cols {
                 continue;
             }
-            let (wavelengths, values) = match &layer.data {
-                LayerData::Cube(cube) => (cube.wavelengths.clone(), cube.spectrum(pin.row, pin.col)),
+            let (wavelengths, values, unit) = match &layer.data {
+                LayerData::Cube(cube) => (cube.wavelengths.clone(), cube.spectrum(pin.row, pin.col), cube.meta.units.clone()),
                 LayerData::Large(large) => match probes.spectrum(layer.id, pin.row, pin.col) {
-                    Some(v) => (large.source.wavelengths().to_vec(), v.to_vec()),
+                    Some(v) => (large.source.wavelengths().to_vec(), v.to_vec(), large.source.meta().units.clone()),
                     None => continue,
                 },
                 LayerData::Rgb(_) => continue,
@@ -63,19 +98,19 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
                 Role::Reconstruction { .. } => SeriesStyle::Reconstruction,
                 _ => SeriesStyle::Other,
             };
-            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style });
+            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style, unit });
         }
     }
     if let Some((r0, c0, r1, c1)) = roi {
         for layer in doc.active_layers() {
             let rect = CubeRect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 };
-            let (w, (mean, std)) = match &layer.data {
+            let (w, (mean, std), unit) = match &layer.data {
                 LayerData::Cube(cube) => match cube.roi_stats(rect) {
-                    Ok(ms) => (cube.wavelengths.clone(), ms),
+                    Ok(ms) => (cube.wavelengths.clone(), ms, cube.meta.units.clone()),
                     Err(_) => continue,
                 },
                 LayerData::Large(large) => match probes.region(layer.id, (r0, c0, r1, c1)) {
-                    Some((m, s)) => (large.source.wavelengths().to_vec(), (m.to_vec(), s.to_vec())),
+                    Some((m, s)) => (large.source.wavelengths().to_vec(), (m.to_vec(), s.to_vec()), large.source.meta().units.clone()),
                     None => continue,
                 },
                 LayerData::Rgb(_) => continue,
@@ -83,16 +118,32 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
             let name = format!("{} ROI {}×{}", layer.name, rect.width, rect.height);
             let upper = mean.iter().zip(&std).map(|(m, s)| m + s).collect();
             let lower = mean.iter().zip(&std).map(|(m, s)| m - s).collect();
-            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other });
-            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread });
-            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread });
+            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other, unit: unit.clone() });
+            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit: unit.clone() });
+            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit });
         }
     }
     out
 }
 
+/// The spectra plot: one plot per y axis (reflectance beside radiance, see [`axes`]), each
+/// labelled with its unit; a legend entry hides its line when clicked.
 pub fn plot(ui: &mut egui::Ui, series: &[Series], height: f32) {
-    let mut plot = Plot::new("spectra").height(height);
+    let groups = axes(series);
+    if groups.len() <= 1 {
+        let (label, members) = groups.into_iter().next().unwrap_or_else(|| ("value".to_string(), Vec::new()));
+        axis_plot(ui, "spectra", &label, &members, height);
+        return;
+    }
+    ui.columns(groups.len(), |cols| {
+        for (i, (col, (label, members))) in cols.iter_mut().zip(groups).enumerate() {
+            axis_plot(col, &format!("spectra-{i}"), &label, &members, height);
+        }
+    });
+}
+
+fn axis_plot(ui: &mut egui::Ui, id: &str, label: &str, series: &[&Series], height: f32) {
+    let mut plot = Plot::new(id).height(height);
     if series.is_empty() {
         // Before the first pick, frame the axes as a spectrum will be (400–700 nm, values from
         // 0) rather than egui_plot's default −0.5…0.5.
@@ -101,7 +152,7 @@ pub fn plot(ui: &mut egui::Ui, series: &[Series], height: f32) {
     plot
         .legend(Legend::default())
         .x_axis_label("wavelength (nm)")
-        .y_axis_label("value")
+        .y_axis_label(label)
         .include_y(0.0)
         .show(ui, |plot_ui| {
             for s in series {
@@ -185,6 +236,19 @@ mod tests {
         assert_eq!(mean.values[0], 5.0);
         assert!((s[1].values[0] - 10.0).abs() < 1e-4, "{}", s[1].values[0]);
         assert_eq!(s[1].style, SeriesStyle::Spread);
+    }
+
+    #[test]
+    fn reflectance_and_radiance_get_axes_of_their_own_labelled_with_their_units() {
+        let line = |unit: Option<&str>| Series { name: "x".into(), wavelengths: vec![400.0], values: vec![0.5], colour: Color32::RED, style: SeriesStyle::Other, unit: unit.map(String::from) };
+        let series = [line(Some("radiance (relative)")), line(Some("reflectance")), line(Some("radiance (relative)"))];
+        let groups = axes(&series);
+        assert_eq!(groups.iter().map(|(l, m)| (l.as_str(), m.len())).collect::<Vec<_>>(), [("radiance (relative)", 2), ("reflectance", 1)]);
+        // values of several or unknown units share the non-reflectance axis, named as such
+        let mixed = [line(Some("DN")), line(None)];
+        let groups = axes(&mixed);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].0, "radiance or values as stored");
     }
 
     #[test]
