@@ -244,6 +244,10 @@ fn fitting_the_camera_recovers_curves_close_to_the_canon() {
         let err: f32 = fitted.curves[ch].iter().zip(&canon.curves[ch]).map(|(a, b)| (a - b).abs()).sum();
         assert!(err < 0.5, "channel {ch}: L1 distance {err}");
     }
+    // the demo knows its camera, so the fit is reported against it
+    let report = s.messages.iter().find(|m| m.text.starts_with("camera fitted")).expect("a fit report");
+    let rmse: f64 = report.text.split("curve RMSE against the true canon-eos-5d-mark-ii: ").nth(1).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("{}", report.text));
+    assert!(rmse < 0.01, "{rmse}");
 }
 
 #[test]

@@ -105,6 +105,8 @@ impl Layer {
 pub struct Scene {
     pub id: u64,
     pub name: String,
+    /// The camera that took the scene's RGB, when it is known (the demo's, rendered by us).
+    pub true_camera: Option<String>,
 }
 
 #[derive(Default)]
@@ -121,7 +123,7 @@ impl Document {
     pub fn new_scene(&mut self, name: String) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.scenes.push(Scene { id, name });
+        self.scenes.push(Scene { id, name, true_camera: None });
         self.active_scene.get_or_insert(id);
         id
     }
@@ -213,6 +215,13 @@ impl Document {
             .iter()
             .filter(|l| l.is_reconstruction())
             .filter_map(|l| l.data.cube().map(|c| (l, c, self.ground_truth_of(l.scene))))
+    }
+
+    /// Record the camera that took scene `id`'s RGB.
+    pub fn set_true_camera(&mut self, id: u64, camera: &str) {
+        if let Some(s) = self.scenes.iter_mut().find(|s| s.id == id) {
+            s.true_camera = Some(camera.to_string());
+        }
     }
 
     /// Record how RGB layer `id` was decoded.
@@ -336,11 +345,14 @@ pub fn load_files(paths: &[PathBuf], memory_cap: u64, job: &crate::engine::JobCo
 pub const DEMO_SEED: u64 = 7;
 pub const DEMO_SIZE: usize = 256;
 
+/// The camera the demo's RGB is rendered with.
+pub const DEMO_CAMERA: &str = "canon-eos-5d-mark-ii";
+
 /// The bundled demo: the RGB a Canon EOS 5D Mark II records of synthetic scene 7, and the
 /// scene's radiance cube as ground truth. Generated from the shipped spectra (about a second).
 pub fn demo_scene() -> Result<Vec<LoadedFile>> {
     let mut cfg = SceneConfig::new(DEMO_SEED, DEMO_SIZE, DEMO_SIZE)?;
-    cfg.camera = CameraResponse::builtin("canon-eos-5d-mark-ii")?;
+    cfg.camera = CameraResponse::builtin(DEMO_CAMERA)?;
     let scene = scene::generate(&cfg)?;
     let demo = format!("demo {DEMO_SEED} (synthetic)");
     Ok(vec![

@@ -979,7 +979,14 @@ impl Studio {
             }
             jobs::Outcome::Fitted(fit) => {
                 let set = camera::CurveSet::from_fit(&fit);
-                self.info(format!("camera fitted: RMSE {:.5}, relative error {:.4}", fit.rmse, fit.relative_error));
+                // Against the camera that really took the picture, when the scene knows it.
+                let truth = self.doc.active_scene.and_then(|s| self.doc.scene(s)).and_then(|s| s.true_camera.clone());
+                let curve_error = truth.as_deref().and_then(|name| {
+                    let camera = crate::spectral::camera::CameraResponse::parse(name).ok()?;
+                    let truth = camera.on_grid(&fit.wavelengths).ok()?;
+                    crate::spectral::fit::curve_rmse(&fit.matrix, &truth).ok().map(|e| format!("; curve RMSE against the true {name}: {e:.5}"))
+                });
+                self.info(format!("camera fitted: RMSE {:.5}, relative error {:.4}{}", fit.rmse, fit.relative_error, curve_error.unwrap_or_default()));
                 self.camera.fitted = Some(set);
                 let name = format!("fitted from {}", self.doc.input().map(|(l, _)| l.name.as_str()).unwrap_or("the input"));
                 self.camera.fitted_response = Some(Arc::new(crate::spectral::camera::CameraResponse { name, wavelengths: fit.wavelengths.clone(), matrix: fit.matrix.clone() }));
@@ -1035,6 +1042,9 @@ impl Studio {
                 Some(&s) => (s, false),
                 None => {
                     let s = self.doc.new_scene(group.clone());
+                    if path.is_none() && group.starts_with("demo ") {
+                        self.doc.set_true_camera(s, document::DEMO_CAMERA);
+                    }
                     batch.insert(group, s);
                     (s, true)
                 }
