@@ -74,6 +74,8 @@ pub struct Metadata {
     pub scale: Option<f32>,
     /// Free text carried over from the file (ENVI description, MATLAB key).
     pub description: Option<String>,
+    /// The file's suggested R, G, B bands (ENVI `default bands`, 0-based), when it names three.
+    pub default_bands: Option<[usize; 3]>,
 }
 
 /// A rectangle of pixels: rows `row..row+height`, cols `col..col+width`.
@@ -216,6 +218,7 @@ impl Cube {
         let mut out = Cube { data, ..self.clone_header() };
         out.wavelengths = keep.iter().map(|&b| self.wavelengths[b]).collect();
         out.fwhm = self.fwhm.as_ref().map(|f| keep.iter().map(|&b| f[b]).collect());
+        out.meta.default_bands = None; // the bands are renumbered
         Ok(out)
     }
 
@@ -231,6 +234,7 @@ impl Cube {
         let mut cube = Cube { data, ..self.clone_header() };
         cube.wavelengths = target.to_vec();
         cube.fwhm = None;
+        cube.meta.default_bands = None; // other bands now
         Ok(cube)
     }
 

@@ -705,3 +705,20 @@ fn without_a_file_dialog_open_says_so_and_saves_take_a_typed_path() {
     click_and_settle(&mut h, "Open path");
     assert!(h.state().camera.assumable().iter().any(|c| c.name.contains("cam")), "{:?}", h.state().camera.assumable().iter().map(|c| &c.name).collect::<Vec<_>>());
 }
+
+#[test]
+fn an_envi_cube_s_default_bands_are_its_false_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, r, c) = (6usize, 12usize, 10usize);
+    let bytes: Vec<u8> = (0..b * r * c).flat_map(|i| ((i % 13) as f32 / 13.0).to_le_bytes()).collect();
+    std::fs::write(dir.path().join("six.img"), bytes).unwrap();
+    std::fs::write(
+        dir.path().join("six.hdr"),
+        format!("ENVI\nsamples = {c}\nlines = {r}\nbands = {b}\nheader offset = 0\ndata type = 4\ninterleave = bsq\nbyte order = 0\ndefault bands = {{5, 3, 1}}\nwavelength = {{450, 500, 550, 600, 650, 700}}\n"),
+    )
+    .unwrap();
+    let mut h = studio(vec![dir.path().join("six.hdr")], None);
+    settle(&mut h);
+    // ENVI numbers bands from 1: {5, 3, 1} are bands 4, 2, 0
+    assert_eq!(h.state().display.false_bands, [4, 2, 0]);
+}

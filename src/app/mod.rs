@@ -1089,6 +1089,15 @@ impl Studio {
         if before != self.doc.active_scene || size_before != self.doc.get(id).map(|l| l.data.rows_cols()) {
             self.transform.fit_pending = true;
         }
+        // A file that suggests its R, G, B bands (ENVI `default bands`) gets them as false colour.
+        let suggested = self.doc.get(id).and_then(|l| match &l.data {
+            LayerData::Cube(c) => c.meta.default_bands,
+            LayerData::Large(l) => l.source.meta().default_bands,
+            LayerData::Rgb(_) => None,
+        });
+        if let Some(bands) = suggested {
+            self.display.false_bands = bands;
+        }
     }
 
     /// Save with `write`: through the native dialog where there is one, else through a small

@@ -276,11 +276,15 @@ pub fn apply_subset(cube: Cube, subset: &Subset) -> Result<Cube> {
     let cols = check_range(subset.cols.clone(), c, "cols")?;
     let bands = check_range(subset.bands.clone(), b, "bands")?;
     let data = cube.data.slice(ndarray::s![bands.clone(), rows, cols]).to_owned();
+    let mut meta = cube.meta;
+    if bands != (0..b) {
+        meta.default_bands = None; // the bands are renumbered
+    }
     Ok(Cube {
         data,
         wavelengths: cube.wavelengths[bands.clone()].to_vec(),
         fwhm: cube.fwhm.map(|f| f[bands].to_vec()),
-        meta: cube.meta,
+        meta,
     })
 }
 

@@ -179,6 +179,8 @@ pub fn read_with_header(path: &Path, subset: &Subset) -> Result<(Cube, Header)> 
         format: Some(Format::Envi.name().to_string()),
         scale: header.reflectance_scale_factor.map(|k| k as f32),
         description: describe(&header),
+        // only when every band is read: a band subset renumbers them
+        default_bands: if window.bands.start == 0 && window.bands.len() == header.bands { default_rgb(&header) } else { None },
         ..Metadata::default()
     };
     Ok((cube, header))
@@ -206,12 +208,21 @@ pub fn open_source(path: &Path) -> Result<crate::io::source::RawSource> {
         format: Some(Format::Envi.name().to_string()),
         scale: header.reflectance_scale_factor.map(|k| k as f32),
         description: describe(&header),
+        default_bands: default_rgb(&header),
         ..Metadata::default()
     };
     let wavelengths = header.wavelengths.iter().map(|&w| w as f32).collect();
     let fwhm = header.fwhm.as_ref().map(|f| f.iter().map(|&w| w as f32).collect());
     raster::check_data_size(&data_path, &header)?;
     crate::io::source::RawSource::new(&data_path, layout, raster::Fixes::from_header(&header), "envi", wavelengths, fwhm, meta)
+}
+
+/// The header's `default bands` when they name three bands (R, G, B) that exist.
+fn default_rgb(header: &Header) -> Option<[usize; 3]> {
+    match header.default_bands.as_deref() {
+        Some(&[r, g, b]) if [r, g, b].iter().all(|&x| x < header.bands) => Some([r, g, b]),
+        _ => None,
+    }
 }
 
 /// The header's description, plus a note when the wavelengths are placeholders or guesses.
