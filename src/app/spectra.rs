@@ -1,6 +1,7 @@
-//! The spectra plot: the spectrum of every pinned pixel in every cube layer (ground truth
-//! solid, reconstructions dashed, one colour per pixel), a region's mean ± standard deviation,
-//! and the same series as CSV.
+//! The spectra plot: the spectrum of every pinned pixel in every cube layer of the active
+//! scene (one colour per pin, as its marker on the image; ground truth thick and solid, every
+//! other layer its own dash pattern), a region's mean ± standard deviation, and the same
+//! series as CSV.
 
 use super::document::{Document, LayerData, Role};
 use super::probes::Probes;
@@ -19,7 +20,20 @@ pub struct Series {
     pub style: SeriesStyle,
     /// What the values measure (the cube's units), when known.
     pub unit: Option<String>,
+    /// The layer's place among the scene's cubes: reconstructions and other layers are told
+    /// apart by their dash pattern (the colour belongs to the pin).
+    pub layer_index: usize,
 }
+
+/// Dash patterns of the layers of a scene, in order (ground truth is drawn thick and solid).
+const DASHES: [LineStyle; 6] = [
+    LineStyle::Dashed { length: 5.0 },
+    LineStyle::Dotted { spacing: 4.0 },
+    LineStyle::Dashed { length: 12.0 },
+    LineStyle::Dotted { spacing: 9.0 },
+    LineStyle::Dashed { length: 2.5 },
+    LineStyle::Solid,
+];
 
 /// The y axis a series is drawn on: reflectance apart from everything else (radiance, raw
 /// counts, values of unknown unit), so the two never share one unlabelled axis.
@@ -80,7 +94,7 @@ pub const ROI_COLOUR: Color32 = Color32::YELLOW;
 pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, usize)>, probes: &Probes) -> Vec<Series> {
     let mut out = Vec::new();
     for pin in pins {
-        for layer in doc.active_layers() {
+        for (layer_index, layer) in doc.active_layers().filter(|l| !matches!(l.data, LayerData::Rgb(_))).enumerate() {
             let (rows, cols) = layer.data.rows_cols();
             if pin.row >= rows || pin.col >= cols {
                 continue;
@@ -98,7 +112,7 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
                 Role::Reconstruction { .. } => SeriesStyle::Reconstruction,
                 _ => SeriesStyle::Other,
             };
-            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style, unit });
+            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style, unit, layer_index });
         }
     }
     if let Some((r0, c0, r1, c1)) = roi {
@@ -118,9 +132,9 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
             let name = format!("{} ROI {}×{}", layer.name, rect.width, rect.height);
             let upper = mean.iter().zip(&std).map(|(m, s)| m + s).collect();
             let lower = mean.iter().zip(&std).map(|(m, s)| m - s).collect();
-            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other, unit: unit.clone() });
-            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit: unit.clone() });
-            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit });
+            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other, unit: unit.clone(), layer_index: 0 });
+            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit: unit.clone(), layer_index: 0 });
+            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit, layer_index: 0 });
         }
     }
     out
@@ -159,8 +173,7 @@ fn axis_plot(ui: &mut egui::Ui, id: &str, label: &str, series: &[&Series], heigh
                 let points: PlotPoints = s.wavelengths.iter().zip(&s.values).map(|(&w, &v)| [w as f64, v as f64]).collect();
                 let (width, style) = match s.style {
                     SeriesStyle::GroundTruth => (2.5, LineStyle::Solid),
-                    SeriesStyle::Reconstruction => (1.5, LineStyle::dashed_dense()),
-                    SeriesStyle::Other => (1.5, LineStyle::Solid),
+                    SeriesStyle::Reconstruction | SeriesStyle::Other => (1.5, DASHES[s.layer_index % DASHES.len()]),
                     SeriesStyle::Spread => (1.0, LineStyle::dotted_dense()),
                 };
                 plot_ui.line(Line::new(s.name.clone(), points).color(s.colour).width(width).style(style));
@@ -225,6 +238,10 @@ mod tests {
         assert_eq!(s[1].style, SeriesStyle::Reconstruction);
         assert_eq!(s[2].colour, PIN_COLOURS[1]);
         assert_eq!(s[2].values[0], 30.0);
+        // one colour per pin, one dash pattern per layer: the two layers of a pin differ
+        assert_eq!(s[0].colour, s[1].colour);
+        assert_ne!(s[0].layer_index, s[1].layer_index);
+        assert_eq!((s[1].layer_index, s[3].layer_index), (1, 1), "a layer keeps its pattern at every pin");
     }
 
     #[test]
@@ -240,7 +257,7 @@ mod tests {
 
     #[test]
     fn reflectance_and_radiance_get_axes_of_their_own_labelled_with_their_units() {
-        let line = |unit: Option<&str>| Series { name: "x".into(), wavelengths: vec![400.0], values: vec![0.5], colour: Color32::RED, style: SeriesStyle::Other, unit: unit.map(String::from) };
+        let line = |unit: Option<&str>| Series { name: "x".into(), wavelengths: vec![400.0], values: vec![0.5], colour: Color32::RED, style: SeriesStyle::Other, unit: unit.map(String::from), layer_index: 0 };
         let series = [line(Some("radiance (relative)")), line(Some("reflectance")), line(Some("radiance (relative)"))];
         let groups = axes(&series);
         assert_eq!(groups.iter().map(|(l, m)| (l.as_str(), m.len())).collect::<Vec<_>>(), [("radiance (relative)", 2), ("reflectance", 1)]);
