@@ -652,7 +652,7 @@ fn a_jpeg_photo_is_decoded_as_srgb_says_so_and_can_be_read_as_linear() {
     click_and_settle(&mut h, "read as linear");
     assert!((value(&h) - 128.0 / 255.0).abs() < 2e-3, "{}", value(&h));
     assert!(h.state().doc.input().unwrap().0.decoding.as_ref().is_some_and(|d| !d.srgb));
-    h.get_by_label_contains("read as linear camera RGB");
+    h.get_by_label_contains("read as linear camera RGB (chosen by you)");
 }
 
 #[test]

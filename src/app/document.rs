@@ -317,7 +317,7 @@ pub fn load_file(path: &Path, memory_cap: u64, job: &crate::engine::JobContext) 
 /// Read RGB file `path` again, as sRGB-encoded or linear as the user chose.
 pub fn redecode(path: &Path, srgb: bool) -> Result<(Arc<RgbImage>, io::image_file::RgbEncoding)> {
     let rgb = io::open_rgb(path, srgb)?;
-    let why = if srgb { "chosen by you: sRGB-encoded" } else { "chosen by you: linear camera RGB" };
+    let why = "chosen by you";
     Ok((Arc::new(rgb), io::image_file::RgbEncoding { srgb, why: why.to_string() }))
 }
 

@@ -430,7 +430,7 @@ impl Studio {
                         ui.horizontal_wrapped(|ui| {
                             ui.add_space(12.0);
                             let how = if decoding.srgb { "decoded as sRGB" } else { "read as linear camera RGB" };
-                            ui.weak(format!("{how}: {}", decoding.why));
+                            ui.weak(format!("{how} ({})", decoding.why));
                             let switch = if decoding.srgb { "read as linear" } else { "read as sRGB" };
                             if ui.small_button(switch).clicked() {
                                 self.commands.push(Command::Redecode(layer.id, !decoding.srgb));
@@ -1009,7 +1009,8 @@ impl Studio {
                 }
             }
             jobs::Outcome::Redecoded((rgb, decoding), id) => {
-                self.info(format!("{}: {}", self.doc.get(id).map(|l| l.name.as_str()).unwrap_or("RGB"), decoding.why));
+                let how = if decoding.srgb { "decoded as sRGB" } else { "read as linear camera RGB" };
+                self.info(format!("{}: {how}", self.doc.get(id).map(|l| l.name.as_str()).unwrap_or("RGB")));
                 self.doc.replace_rgb(id, rgb, decoding);
                 self.textures.forget(id);
             }

@@ -221,10 +221,10 @@ pub fn guess_encoding(path: &Path) -> Result<RgbEncoding> {
     let linear = |why: &str| Ok(RgbEncoding { srgb: false, why: why.to_string() });
     let srgb = |why: &str| Ok(RgbEncoding { srgb: true, why: why.to_string() });
     match crate::io::extension(path).as_str() {
-        "jpg" | "jpeg" => return srgb("an 8-bit JPEG: sRGB by convention"),
+        "jpg" | "jpeg" => return srgb("an 8-bit JPEG (sRGB by convention)"),
         "png" => {}
-        "npy" => return linear("a .npy array: linear camera RGB"),
-        _ => return linear("no colour information in the file: read as linear camera RGB"),
+        "npy" => return linear("a .npy array"),
+        _ => return linear("no colour information in the file"),
     }
     let bytes = {
         use std::io::Read;
@@ -244,15 +244,15 @@ pub fn guess_encoding(path: &Path) -> Result<RgbEncoding> {
         let data = bytes.get(at + 8..at + 8 + len);
         match kind {
             b"sRGB" => return srgb("the PNG declares sRGB (sRGB chunk)"),
-            b"iCCP" => return srgb("the PNG carries an ICC colour profile (iCCP chunk): read as sRGB"),
+            b"iCCP" => return srgb("the PNG carries an ICC colour profile (iCCP chunk)"),
             b"gAMA" => {
                 if let Some(d) = data.filter(|d| d.len() == 4) {
                     let gamma = u32::from_be_bytes([d[0], d[1], d[2], d[3]]) as f64 / 100_000.0;
                     if (gamma - 1.0 / 2.2).abs() < 0.02 {
-                        return srgb("the PNG declares gamma 1/2.2 (gAMA chunk): read as sRGB");
+                        return srgb("the PNG declares gamma 1/2.2 (gAMA chunk)");
                     }
                     if (gamma - 1.0).abs() < 0.02 {
-                        return linear("the PNG declares gamma 1.0 (gAMA chunk): linear");
+                        return linear("the PNG declares gamma 1.0 (gAMA chunk)");
                     }
                 }
             }
@@ -261,7 +261,7 @@ pub fn guess_encoding(path: &Path) -> Result<RgbEncoding> {
         }
         at += 12 + len;
     }
-    linear("a PNG without colour information: read as linear camera RGB")
+    linear("a PNG without colour information")
 }
 
 #[cfg(test)]
