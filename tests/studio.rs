@@ -722,3 +722,34 @@ fn an_envi_cube_s_default_bands_are_its_false_colour() {
     // ENVI numbers bands from 1: {5, 3, 1} are bands 4, 2, 0
     assert_eq!(h.state().display.false_bands, [4, 2, 0]);
 }
+
+#[test]
+fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
+    let mut h = demo();
+    h.get_by_label("Fusion").click();
+    h.run_steps(2);
+    h.state_mut().fusion.scale = 8;
+    click_and_settle(&mut h, "Simulate a pair");
+    let lr_id = h.state().fusion.cube.unwrap();
+    h.get_by_label("Explore").click();
+    h.run_steps(2);
+    click_and_settle(&mut h, "demo 7: ground truth · ground truth");
+    click_at(&h, "Image: demo 7: ground truth", egui::vec2(37.0, -23.0), egui::Modifiers::NONE);
+    h.run_steps(2);
+    let pin = h.state().pins[0];
+    let s = h.state();
+    let lr_layer = s.doc.get(lr_id).unwrap();
+    let lr = lr_layer.data.cube().unwrap();
+    let (r, c) = (pin.row * 32 / 256, pin.col * 32 / 256);
+    let series = s.spectra_series();
+    let got = series.iter().find(|x| x.name.starts_with(&lr_layer.name)).expect("the ×8 cube is plotted at the pin");
+    assert_eq!(got.values, lr.spectrum(r, c), "pin ({}, {}) lies in the ×8 cube's pixel ({r}, {c})", pin.row, pin.col);
+    // its view shows the same place, zoomed to its own size, with the pin on it
+    let name = lr_layer.name.clone();
+    click_and_settle(&mut h, &name);
+    let view = h.get_by_label(&format!("Image: {name}")).rect();
+    h.get_by_label(&format!("Image: {name}")).hover();
+    h.run_steps(2);
+    assert!(view.width() > 100.0);
+    assert_eq!(h.state().pins.len(), 1, "a layer of the same scene keeps the pins");
+}

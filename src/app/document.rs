@@ -239,6 +239,29 @@ impl Document {
         }
     }
 
+    /// The pixel grid a scene's pins, regions and zoom are kept in: its input's (rows, cols),
+    /// else its first layer's. Layers of other sizes (a low-resolution cube) map onto it
+    /// proportionally ([`map_pixel`]).
+    pub fn frame_of(&self, scene: u64) -> Option<(usize, usize)> {
+        self.input_of(scene).map(|(l, _)| l.data.rows_cols()).or_else(|| self.layers_of(scene).next().map(|l| l.data.rows_cols()))
+    }
+
+    /// Pixel `px` of `layer`'s scene frame, in `layer`'s own pixels.
+    pub fn to_layer(&self, layer: &Layer, px: (usize, usize)) -> (usize, usize) {
+        match self.frame_of(layer.scene) {
+            Some(frame) => map_pixel(px, frame, layer.data.rows_cols()),
+            None => px,
+        }
+    }
+
+    /// Pixel `px` of `layer`, in its scene's frame.
+    pub fn to_frame(&self, layer: &Layer, px: (usize, usize)) -> (usize, usize) {
+        match self.frame_of(layer.scene) {
+            Some(frame) => map_pixel(px, layer.data.rows_cols(), frame),
+            None => px,
+        }
+    }
+
     /// Make the scene of `layer` the active one.
     pub fn activate(&mut self, layer: u64) {
         if let Some(scene) = self.get(layer).map(|l| l.scene) {
@@ -271,6 +294,16 @@ impl Document {
             l.role = Role::Other;
         }
     }
+}
+
+/// Pixel `(row, col)` of a `from` (rows, cols) grid mapped onto a `to` grid covering the same
+/// scene: the `to` pixel whose area holds the `from` pixel's centre.
+pub fn map_pixel((row, col): (usize, usize), from: (usize, usize), to: (usize, usize)) -> (usize, usize) {
+    if from == to || from.0 == 0 || from.1 == 0 {
+        return (row, col);
+    }
+    let along = |i: usize, f: usize, t: usize| ((((i as f64) + 0.5) * t as f64 / f as f64).floor() as usize).min(t.saturating_sub(1));
+    (along(row, from.0, to.0), along(col, from.1, to.1))
 }
 
 /// A file read off the UI thread, with the role the studio gives it.

@@ -344,13 +344,18 @@ impl Studio {
             let errors: Vec<String> = self
                 .doc
                 .reconstructions()
-                .filter_map(|(l, c)| view::error_at(metric, c, gt, row, col).map(|e| format!("{} {e:.4}", l.name)))
+                .filter_map(|(l, c)| {
+                    let (r, c2) = self.doc.to_layer(l, (row, col));
+                    view::error_at(metric, c, gt, r, c2).map(|e| format!("{} {e:.4}", l.name))
+                })
                 .collect();
             if !errors.is_empty() {
                 return Some(format!("x {col}  y {row}  {}: {}", metric.name(), errors.join(", ")));
             }
         }
         let layer = self.doc.get(self.active?)?;
+        // the pointer's pixel is in the scene's frame: read the layer at the same place
+        let (row, col) = self.doc.to_layer(layer, (row, col));
         Some(match &layer.data {
             LayerData::Rgb(rgb) if row < rgb.rows() && col < rgb.cols() => {
                 format!("x {col}  y {row}  R {:.4} G {:.4} B {:.4}", rgb.data[[0, row, col]], rgb.data[[1, row, col]], rgb.data[[2, row, col]])

@@ -44,10 +44,16 @@ impl Probes {
         for layer in doc.active_layers() {
             let LayerData::Large(large) = &layer.data else { continue };
             let (rows, cols) = layer.data.rows_cols();
+            // pins and regions are in the scene's frame: read the layer's own pixels
+            let pins: Vec<(usize, usize)> = pins.iter().map(|p| doc.to_layer(layer, (p.row, p.col))).collect();
+            let roi = roi.map(|(r0, c0, r1, c1)| {
+                let ((a, b), (c, d)) = (doc.to_layer(layer, (r0, c0)), doc.to_layer(layer, (r1, c1)));
+                (a, b, c, d)
+            });
             let keys = pins
                 .iter()
-                .filter(|p| p.row < rows && p.col < cols)
-                .map(|p| ProbeKey::Spectrum(layer.id, p.row, p.col))
+                .filter(|p| p.0 < rows && p.1 < cols)
+                .map(|p| ProbeKey::Spectrum(layer.id, p.0, p.1))
                 .chain(roi.filter(|r| r.2 < rows && r.3 < cols).map(|r| ProbeKey::Region(layer.id, r)));
             for key in keys {
                 if !self.values.contains_key(&key) && !self.pending.contains(&key) && !self.failed.contains(&key) {

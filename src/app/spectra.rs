@@ -95,6 +95,10 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
     let mut out = Vec::new();
     for pin in pins {
         for (layer_index, layer) in doc.active_layers().filter(|l| !matches!(l.data, LayerData::Rgb(_))).enumerate() {
+            // Pins are kept in the scene's frame; a layer of another size is read at the pixel
+            // covering the same place.
+            let (row, col) = doc.to_layer(layer, (pin.row, pin.col));
+            let pin = Pin { row, col, colour: pin.colour };
             let (rows, cols) = layer.data.rows_cols();
             if pin.row >= rows || pin.col >= cols {
                 continue;
@@ -117,6 +121,7 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
     }
     if let Some((r0, c0, r1, c1)) = roi {
         for layer in doc.active_layers() {
+            let ((r0, c0), (r1, c1)) = (doc.to_layer(layer, (r0, c0)), doc.to_layer(layer, (r1, c1)));
             let rect = CubeRect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 };
             let (w, (mean, std), unit) = match &layer.data {
                 LayerData::Cube(cube) => match cube.roi_stats(rect) {
@@ -253,6 +258,23 @@ mod tests {
         assert_eq!(mean.values[0], 5.0);
         assert!((s[1].values[0] - 10.0).abs() < 1e-4, "{}", s[1].values[0]);
         assert_eq!(s[1].style, SeriesStyle::Spread);
+    }
+
+    #[test]
+    fn a_layer_of_another_size_is_read_where_the_pin_is_in_the_scene() {
+        let mut doc = Document::default();
+        let rgb = crate::RgbImage::new(Array3::from_elem((3, 8, 8), 0.5)).unwrap();
+        doc.add("rgb".into(), LayerData::Rgb(Arc::new(rgb)), Role::Input, None);
+        // a 2 × 2 cube of the same scene: each of its pixels covers 4 × 4 of the RGB's
+        let low = Cube::on_default_grid(Array3::from_shape_fn((31, 2, 2), |(_, r, c)| (10 * r + c) as f32)).unwrap();
+        doc.add("low".into(), LayerData::Cube(Arc::new(low)), Role::Other, None);
+        let pin = Pin { row: 5, col: 2, colour: PIN_COLOURS[0] };
+        let s = series(&doc, &[pin], None, &Probes::default());
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].values[0], 10.0, "RGB pixel (5, 2) lies in the cube's pixel (1, 0)");
+        assert_eq!(crate::app::document::map_pixel((5, 2), (8, 8), (2, 2)), (1, 0));
+        assert_eq!(crate::app::document::map_pixel((1, 0), (2, 2), (8, 8)), (6, 2));
+        assert_eq!(crate::app::document::map_pixel((7, 7), (8, 8), (8, 8)), (7, 7));
     }
 
     #[test]

@@ -61,12 +61,24 @@ impl Studio {
             view::Shown::Ready { texture: t, updating } => {
                 let range = t.range;
                 let base = view::Paint { texture: &t.texture.clone(), extent: t.paint().extent };
+                // The scene's zoom, pins and region, in this layer's pixels (it may be of
+                // another size than the scene's frame: a low-resolution cube).
+                let mut transform = self.transform_for(&layer);
+                let pins: Vec<view::Pin> = self.pins.iter().map(|p| {
+                    let (row, col) = self.doc.to_layer(&layer, (p.row, p.col));
+                    view::Pin { row, col, colour: p.colour }
+                }).collect();
+                let roi = self.roi.map(|(r0, c0, r1, c1)| {
+                    let ((a, b), (c, d)) = (self.doc.to_layer(&layer, (r0, c0)), self.doc.to_layer(&layer, (r1, c1)));
+                    (a, b, c, d)
+                });
                 // A large cube under a magnifying view gets a full-resolution tile on top.
-                let visible = egui::Rect::from_center_size(self.transform.centre, size / self.transform.zoom);
-                let detail = if self.transform.fit_pending { None } else { self.details.get(ui.ctx(), &layer, &display, visible, self.transform.zoom) };
+                let visible = egui::Rect::from_center_size(transform.centre, size / transform.zoom);
+                let detail = if transform.fit_pending { None } else { self.details.get(ui.ctx(), &layer, &display, visible, transform.zoom) };
                 let paints: Vec<view::Paint> = std::iter::once(base).chain(detail).collect();
-                let pick = view::image_widget(ui, &layer.name, &paints, layer.data.rows_cols(), &mut self.transform, &self.pins, self.roi, size);
-                self.take_pick(pick);
+                let pick = view::image_widget(ui, &layer.name, &paints, layer.data.rows_cols(), &mut transform, &pins, roi, size);
+                self.set_transform_from(&layer, transform);
+                self.take_pick_on(&layer, pick);
                 if updating {
                     ui.horizontal(|ui| {
                         ui.spinner();
@@ -81,6 +93,41 @@ impl Studio {
                 }
             }
         }
+    }
+
+    /// The scene's view transform in `layer`'s pixels (scaled when its size differs from the
+    /// scene's frame, so every view of the scene shows the same place).
+    pub(super) fn transform_for(&self, layer: &super::document::Layer) -> view::ViewTransform {
+        let (sx, sy) = self.frame_scale(layer);
+        let t = self.transform;
+        view::ViewTransform { zoom: t.zoom / sx, centre: egui::pos2(t.centre.x * sx, t.centre.y * sy), fit_pending: t.fit_pending }
+    }
+
+    /// Store a view's transform (in `layer`'s pixels) as the scene's.
+    pub(super) fn set_transform_from(&mut self, layer: &super::document::Layer, t: view::ViewTransform) {
+        let (sx, sy) = self.frame_scale(layer);
+        self.transform = view::ViewTransform { zoom: t.zoom * sx, centre: egui::pos2(t.centre.x / sx, t.centre.y / sy), fit_pending: t.fit_pending };
+    }
+
+    /// `layer`'s pixels per frame pixel, along columns and rows.
+    fn frame_scale(&self, layer: &super::document::Layer) -> (f32, f32) {
+        let (rows, cols) = layer.data.rows_cols();
+        match self.doc.frame_of(layer.scene) {
+            Some((fr, fc)) if fr > 0 && fc > 0 => (cols as f32 / fc as f32, rows as f32 / fr as f32),
+            _ => (1.0, 1.0),
+        }
+    }
+
+    /// [`Self::take_pick`] of a view of `layer`: its pixels mapped to the scene's frame.
+    pub(super) fn take_pick_on(&mut self, layer: &super::document::Layer, mut pick: view::PickResponse) {
+        let to_frame = |px: (usize, usize)| self.doc.to_frame(layer, px);
+        pick.hovered = pick.hovered.map(to_frame);
+        pick.clicked = pick.clicked.map(|(px, add)| (to_frame(px), add));
+        pick.roi = pick.roi.map(|(r0, c0, r1, c1)| {
+            let ((a, b), (c, d)) = (to_frame((r0, c0)), to_frame((r1, c1)));
+            (a, b, c, d)
+        });
+        self.take_pick(pick);
     }
 
     pub(super) fn take_pick(&mut self, pick: view::PickResponse) {
