@@ -100,6 +100,9 @@ impl Layer {
     }
 }
 
+/// A reconstruction layer and its cube, with its scene's ground truth (layer and cube) if any.
+pub type ScoredPair<'a> = (&'a Layer, &'a Arc<Cube>, Option<(&'a Layer, &'a Arc<Cube>)>);
+
 /// A group of layers about one picture or cube: see the module doc.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scene {
@@ -210,7 +213,7 @@ impl Document {
     }
 
     /// Every scene's reconstructions, with their scene's ground truth when it has one.
-    pub fn all_reconstructions(&self) -> impl Iterator<Item = (&Layer, &Arc<Cube>, Option<(&Layer, &Arc<Cube>)>)> {
+    pub fn all_reconstructions(&self) -> impl Iterator<Item = ScoredPair<'_>> {
         self.layers
             .iter()
             .filter(|l| l.is_reconstruction())

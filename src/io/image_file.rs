@@ -288,7 +288,8 @@ mod encoding_tests {
     #[test]
     fn the_encoding_is_guessed_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&str, Vec<(&[u8; 4], Vec<u8>)>, bool); 5] = [
+        type Case<'a> = (&'a str, Vec<(&'a [u8; 4], Vec<u8>)>, bool);
+        let cases: [Case; 5] = [
             ("srgb.png", vec![(b"sRGB", vec![0])], true),
             ("icc.png", vec![(b"iCCP", b"x\0\0".to_vec())], true),
             ("gamma22.png", vec![(b"gAMA", 45455u32.to_be_bytes().to_vec())], true),
