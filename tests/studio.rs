@@ -753,3 +753,17 @@ fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
     assert!(view.width() > 100.0);
     assert_eq!(h.state().pins.len(), 1, "a layer of the same scene keeps the pins");
 }
+
+#[test]
+fn a_result_that_cannot_be_scored_says_why() {
+    let mut h = demo_with_three_reconstructions();
+    h.get_by_label("Fusion").click();
+    h.run_steps(2);
+    h.state_mut().fusion.scale = 8;
+    click_and_settle(&mut h, "Simulate a pair");
+    // the ×8 cube as ground truth: the 256 × 256 reconstructions cannot be scored against it
+    let lr = h.state().fusion.cube.unwrap();
+    h.state_mut().doc.set_ground_truth(lr);
+    click_and_settle(&mut h, "Compare");
+    assert!(h.query_all_by_label_contains("not scored: 256×256×31 against a 32×32×31 ground truth").count() >= 3);
+}

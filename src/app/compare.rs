@@ -60,6 +60,8 @@ pub struct Row {
     pub name: String,
     pub metrics: Option<MetricSet>,
     pub seconds: f64,
+    /// Why the row has no scores and will get none (None: being scored, or scored).
+    pub unscorable: Option<String>,
 }
 
 impl Row {
@@ -115,16 +117,26 @@ impl ComparePanel {
 
     /// The table rows in the chosen order (unscored rows last).
     pub fn rows(&self, doc: &Document, scores: &HashMap<u64, Scores>) -> Vec<Row> {
-        let gt = doc.ground_truth().map(|(l, _)| l.id);
+        let gt_cube = doc.ground_truth();
+        let gt = gt_cube.map(|(l, _)| l.id);
         let mut rows: Vec<Row> = doc
             .reconstructions()
-            .map(|(layer, _)| {
+            .map(|(layer, cube)| {
                 let seconds = match &layer.role {
                     Role::Reconstruction { seconds, .. } => *seconds,
                     _ => f64::NAN,
                 };
                 let metrics = scores.get(&layer.id).filter(|s| Some(s.gt) == gt).map(|s| s.metrics);
-                Row { layer: layer.id, name: layer.name.clone(), metrics, seconds }
+                let unscorable = match gt_cube {
+                    None => Some("no ground truth in this scene".to_string()),
+                    Some((_, g)) if g.data.dim() != cube.data.dim() => {
+                        let (b, r, c) = cube.data.dim();
+                        let (gb, gr, gc) = g.data.dim();
+                        Some(format!("not scored: {r}×{c}×{b} against a {gr}×{gc}×{gb} ground truth"))
+                    }
+                    _ => None,
+                };
+                Row { layer: layer.id, name: layer.name.clone(), metrics, seconds, unscorable }
             })
             .collect();
         let key = self.sort_by;
@@ -166,10 +178,15 @@ impl ComparePanel {
             ui.end_row();
             for row in rows {
                 ui.label(&row.name);
-                for c in &Column::ALL[1..] {
+                for (i, c) in Column::ALL[1..].iter().enumerate() {
                     let v = row.value(*c);
                     let text = if row.metrics.is_none() && *c != Column::Seconds {
-                        "…".to_string()
+                        // the reason once, in the first column; "…" while scores are on their way
+                        match (&row.unscorable, i) {
+                            (Some(why), 0) => why.clone(),
+                            (Some(_), _) => String::new(),
+                            (None, _) => "…".to_string(),
+                        }
                     } else if v.is_nan() {
                         "–".to_string()
                     } else {
