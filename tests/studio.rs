@@ -228,6 +228,13 @@ fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
     assert!((sum - 1.0).abs() < 1e-2, "abundances sum to {sum}");
     h.get_by_label(&format!("Image: {}", result.names[0]));
     h.get_by_label("Image: residual RMSE");
+    // hovering a map reads out every material's abundance at the pixel
+    h.get_by_label(&format!("Image: {}", result.names[0])).hover();
+    h.run_steps(2);
+    let (row, col) = h.state().hovered.expect("a pixel under the pointer");
+    let readout = h.state().hover_readout().unwrap_or_default();
+    let want = format!("{} {:.3}", result.names[0], result.abundances[[0, row, col]]);
+    assert!(readout.contains("abundances: ") && readout.contains(&want), "{readout:?} lacks {want:?}");
 }
 
 #[test]

@@ -339,6 +339,18 @@ impl Studio {
     /// What the status bar reads out for the pixel under the pointer.
     pub fn hover_readout(&self) -> Option<String> {
         let (row, col) = self.hovered?;
+        // Abundance maps read out each material's abundance at the pixel, largest first.
+        if self.tab == Tab::Abundances {
+            if let Some((_, result)) = &self.abundances.result {
+                let (_, rows, cols) = result.abundances.dim();
+                if row < rows && col < cols {
+                    let mut parts: Vec<(f32, &str)> = result.names.iter().enumerate().map(|(i, n)| (result.abundances[[i, row, col]], n.as_str())).collect();
+                    parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    let list: Vec<String> = parts.iter().map(|(a, n)| format!("{n} {a:.3}")).collect();
+                    return Some(format!("x {col}  y {row}  abundances: {}; residual RMSE {:.4}", list.join(", "), result.residual[[row, col]]));
+                }
+            }
+        }
         // Error maps read out the error at the pixel, for every reconstruction of the scene.
         if let (DisplayMode::Error(metric), Some((_, gt))) = (self.display.mode, self.doc.ground_truth()) {
             let errors: Vec<String> = self
