@@ -568,10 +568,13 @@ fn two_scenes_keep_their_results_spectra_and_scores_apart() {
     h.run_steps(2);
     let series = h.state().spectra_series();
     assert_eq!(series.len(), 2, "{:?}", series.iter().map(|s| &s.name).collect::<Vec<_>>());
-    // switching scenes clears the pins, which belong to the scene left
+    // pins belong to their scene: the other scene has none, and coming back brings them back
+    let pins = h.state().pins.clone();
     click_and_settle(&mut h, "Scene: s4/rgb.png");
     assert!(h.state().pins.is_empty());
     assert_ne!(h.state().doc.active_scene, Some(active));
+    click_and_settle(&mut h, "Scene: rgb.png");
+    assert_eq!(h.state().pins, pins);
 }
 
 #[test]

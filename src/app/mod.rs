@@ -145,6 +145,8 @@ pub struct Studio {
     last_band_step: Instant,
     /// A save waiting for a typed path (there is no file dialog on this system).
     pub pending_save: Option<jobs::PendingSave>,
+    /// The pins, region and zoom of the scenes not shown now.
+    scene_views: HashMap<u64, (Vec<Pin>, Option<(usize, usize, usize, usize)>, ViewTransform)>,
     file_dialogs: bool,
 }
 
@@ -186,6 +188,7 @@ impl Studio {
             next_job_id: 0,
             last_band_step: Instant::now(),
             pending_save: None,
+            scene_views: HashMap::new(),
             file_dialogs,
         }
     }
@@ -638,6 +641,7 @@ impl Studio {
             Command::SetInput(id) => self.doc.set_input(id),
             Command::RemoveLayer(id) => {
                 self.doc.remove(id);
+                self.scene_views.retain(|scene, _| self.doc.scene(*scene).is_some());
                 self.probes.forget(id);
                 self.scores.remove(&id);
                 if self.active == Some(id) {
@@ -1097,15 +1101,16 @@ impl Studio {
     /// (which belong to the scene left) are cleared.
     fn select(&mut self, id: u64) {
         let before = self.doc.active_scene;
-        let size_before = self.active.and_then(|a| self.doc.get(a)).map(|l| l.data.rows_cols());
         self.doc.activate(id);
         self.active = Some(id);
         if before != self.doc.active_scene {
-            self.pins.clear();
-            self.roi = None;
-        }
-        if before != self.doc.active_scene || size_before != self.doc.get(id).map(|l| l.data.rows_cols()) {
-            self.transform.fit_pending = true;
+            // Each scene keeps its own pins, region and zoom: park the old scene's, bring back
+            // the new one's (a scene seen for the first time starts fitted, with no pins).
+            if let Some(old) = before {
+                self.scene_views.insert(old, (std::mem::take(&mut self.pins), self.roi.take(), self.transform));
+            }
+            let (pins, roi, transform) = self.doc.active_scene.and_then(|s| self.scene_views.remove(&s)).unwrap_or_default();
+            (self.pins, self.roi, self.transform) = (pins, roi, transform);
         }
         // A file that suggests its R, G, B bands (ENVI `default bands`) gets them as false colour.
         let suggested = self.doc.get(id).and_then(|l| match &l.data {
