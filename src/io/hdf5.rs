@@ -288,7 +288,7 @@ pub fn open_source(path: &Path, key: Option<&str>, layout: Layout) -> Result<Opt
         ..Default::default()
     };
     let fix = crate::io::envi::raster::Fixes::default();
-    crate::io::source::RawSource::new(path, raw, fix, "hdf5", wavelengths, None, meta).map(Some)
+    crate::io::source::RawSource::new(path, crate::io::source::RawCube { layout: raw, fix, format: "hdf5", wavelengths, fwhm: None, meta }).map(Some)
 }
 
 /// The first wavelength vector among [`WAVELENGTH_KEYS`] (a dataset with at most one

@@ -663,7 +663,7 @@ pub fn open_source(path: &Path, layout: Layout) -> Result<Option<crate::io::sour
         meta.description = Some(format!("{bands} bands without wavelengths: band numbers 1..={bands} used"));
     }
     let fix = crate::io::envi::raster::Fixes::default();
-    crate::io::source::RawSource::new(path, layout, fix, "npy", wavelengths, None, meta).map(Some)
+    crate::io::source::RawSource::new(path, crate::io::source::RawCube { layout, fix, format: "npy", wavelengths, fwhm: None, meta }).map(Some)
 }
 
 /// Whether an array of `shape` is an RGB image: `(rows, cols, 3)` for [`Layout::Hwc`],

@@ -396,63 +396,63 @@ impl RawLayout {
     }
 }
 
+/// What a file's header says of its cube: where and how the samples lie, how to fix them up,
+/// and the facts a [`Cube`] carries beside its data.
+pub struct RawCube {
+    pub layout: RawLayout,
+    /// Ignore value → NaN and scale factor, as whole reads apply them.
+    pub(crate) fix: Fixes,
+    /// The format's short name, for [`CubeSource::storage`].
+    pub format: &'static str,
+    pub wavelengths: Vec<f32>,
+    pub fwhm: Option<Vec<f32>>,
+    pub meta: Metadata,
+}
+
 /// A cube read from its file on demand with positioned reads (see the module doc).
 pub struct RawSource {
     file: File,
     data_path: PathBuf,
-    layout: RawLayout,
-    fix: Fixes,
-    format: &'static str,
-    wavelengths: Vec<f32>,
-    fwhm: Option<Vec<f32>>,
-    meta: Metadata,
+    header: RawCube,
 }
 
 impl RawSource {
-    /// Open `data_path` (its size checked against `layout`) with the header facts that go
-    /// with it. `fix` maps ignore values to NaN and applies a scale factor, as whole reads do.
-    pub(crate) fn new(
-        data_path: &Path,
-        layout: RawLayout,
-        fix: Fixes,
-        format: &'static str,
-        wavelengths: Vec<f32>,
-        fwhm: Option<Vec<f32>>,
-        meta: Metadata,
-    ) -> Result<RawSource> {
+    /// Open `data_path` (its size checked against the layout) for the cube `cube` describes.
+    pub(crate) fn new(data_path: &Path, cube: RawCube) -> Result<RawSource> {
         let file = File::open(data_path).map_err(|e| Error::io(data_path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(data_path, e))?.len();
-        let need = layout
+        let need = cube
+            .layout
             .data_bytes()
-            .and_then(|n| n.checked_add(layout.offset))
+            .and_then(|n| n.checked_add(cube.layout.offset))
             .ok_or_else(|| Error::format(data_path, "header sizes overflow"))?;
         if file_len < need {
             return Err(Error::format(data_path, format!("truncated: expected {need} bytes, file has {file_len}")));
         }
-        if wavelengths.len() != layout.bands {
+        if cube.wavelengths.len() != cube.layout.bands {
             return Err(Error::format(
                 data_path,
-                format!("{} wavelengths for {} bands", wavelengths.len(), layout.bands),
+                format!("{} wavelengths for {} bands", cube.wavelengths.len(), cube.layout.bands),
             ));
         }
-        Ok(RawSource { file, data_path: data_path.to_path_buf(), layout, fix, format, wavelengths, fwhm, meta })
+        Ok(RawSource { file, data_path: data_path.to_path_buf(), header: cube })
     }
 
     pub fn layout(&self) -> &RawLayout {
-        &self.layout
+        &self.header.layout
     }
 
     /// Read `count` samples starting at sample index `first` and convert them into `dst`.
     fn read_run(&self, first: u64, dst: &mut [f32], raw: &mut Vec<u8>) -> Result<()> {
-        let size = self.layout.data_type.size();
+        let size = self.header.layout.data_type.size();
         let per_chunk = (READ_CHUNK_BYTES / size).max(1);
         let mut done = 0usize;
         while done < dst.len() {
             let m = per_chunk.min(dst.len() - done);
             raw.resize(m * size, 0);
-            let at = self.layout.offset + (first + done as u64) * size as u64;
+            let at = self.header.layout.offset + (first + done as u64) * size as u64;
             read_exact_at(&self.file, raw, at).map_err(|e| Error::io(&self.data_path, e))?;
-            convert(self.layout.data_type, self.layout.byte_order, raw, &mut dst[done..done + m], &self.fix);
+            convert(self.header.layout.data_type, self.header.layout.byte_order, raw, &mut dst[done..done + m], &self.header.fix);
             done += m;
         }
         Ok(())
@@ -461,37 +461,37 @@ impl RawSource {
 
 impl CubeSource for RawSource {
     fn shape(&self) -> (usize, usize, usize) {
-        (self.layout.bands, self.layout.rows, self.layout.cols)
+        (self.header.layout.bands, self.header.layout.rows, self.header.layout.cols)
     }
     fn wavelengths(&self) -> &[f32] {
-        &self.wavelengths
+        &self.header.wavelengths
     }
     fn fwhm(&self) -> Option<&[f32]> {
-        self.fwhm.as_deref()
+        self.header.fwhm.as_deref()
     }
     fn meta(&self) -> &Metadata {
-        &self.meta
+        &self.header.meta
     }
     fn storage(&self) -> String {
-        let interleave = match self.layout.interleave {
+        let interleave = match self.header.layout.interleave {
             Interleave::Bsq => "bsq",
             Interleave::Bil => "bil",
             Interleave::Bip => "bip",
         };
-        format!("{} {interleave} {:?}", self.format, self.layout.data_type).to_lowercase()
+        format!("{} {interleave} {:?}", self.header.format, self.header.layout.data_type).to_lowercase()
     }
     fn is_lazy(&self) -> bool {
         true
     }
     fn files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self.meta.source.iter().cloned().collect();
+        let mut files: Vec<PathBuf> = self.header.meta.source.iter().cloned().collect();
         files.push(self.data_path.clone());
         files
     }
 
     fn read(&self, bands: &[usize], rows: Range<usize>, cols: Range<usize>, step: usize) -> Result<Array3<f32>> {
         check_read(self.shape(), bands, &rows, &cols, step)?;
-        let RawLayout { bands: nbands, rows: nrows, cols: ncols, interleave, .. } = self.layout;
+        let RawLayout { bands: nbands, rows: nrows, cols: ncols, interleave, .. } = self.header.layout;
         let (nb, nr, nc) = (bands.len(), rows.len().div_ceil(step), cols.len().div_ceil(step));
         let mut out = crate::io::buffer::zeroed_f32(nb * nr * nc);
         let mut raw = Vec::new();

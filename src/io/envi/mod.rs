@@ -214,7 +214,8 @@ pub fn open_source(path: &Path) -> Result<crate::io::source::RawSource> {
     let wavelengths = header.wavelengths.iter().map(|&w| w as f32).collect();
     let fwhm = header.fwhm.as_ref().map(|f| f.iter().map(|&w| w as f32).collect());
     raster::check_data_size(&data_path, &header)?;
-    crate::io::source::RawSource::new(&data_path, layout, raster::Fixes::from_header(&header), "envi", wavelengths, fwhm, meta)
+    let fix = raster::Fixes::from_header(&header);
+    crate::io::source::RawSource::new(&data_path, crate::io::source::RawCube { layout, fix, format: "envi", wavelengths, fwhm, meta })
 }
 
 /// The header's `default bands` when they name three bands (R, G, B) that exist.
