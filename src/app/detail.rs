@@ -22,6 +22,9 @@ use crate::{Cube, Result};
 /// At most this many pixels per tile (a 16 MiB texture).
 pub const MAX_TILE_PIXELS: usize = 2048 * 2048;
 
+/// Why a tile cannot be in true colour.
+const NO_VISIBLE_BAND: &str = "no band lies in 380–780 nm: true colour cannot be shown";
+
 /// Tiles are snapped to cells of this many pixels at their step, so a small pan reuses one.
 const CELL: usize = 256;
 
@@ -193,11 +196,11 @@ pub fn tile_pixels(large: &LargeCube, s: &DisplaySettings, region: &TileRegion, 
             display::rgb_rgba(&render::false_colour_in(&tile, [0, 1, 2], ranges)?, 1.0, false)
         }
         DisplayMode::Colour => {
-            let (_, exposure) = render::true_colour_srgb_exposed(overview, None, None)?;
+            let exposure = large.exposure.ok_or_else(|| crate::Error::invalid(NO_VISIBLE_BAND))?;
             // Only the bands the eye sees, in row blocks: memory stays bounded at any tile size.
             let visible: Vec<usize> = (0..overview.bands()).filter(|&b| (380.0..=780.0).contains(&overview.wavelengths[b])).collect();
             if visible.is_empty() {
-                return Err(crate::Error::invalid("no band lies in 380–780 nm: true colour cannot be shown"));
+                return Err(crate::Error::invalid(NO_VISIBLE_BAND));
             }
             let wavelengths: Vec<f32> = visible.iter().map(|&b| overview.wavelengths[b]).collect();
             let per_block = (source::BLOCK_BYTES / (4 * visible.len() * nc).max(1)).max(1);

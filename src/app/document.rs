@@ -24,13 +24,17 @@ pub enum LayerData {
 pub struct LargeCube {
     pub source: Arc<dyn CubeSource>,
     pub overview: Overview,
+    /// The true-colour exposure the overview picked (None when no band is visible): every
+    /// full-resolution tile uses it, so tiles join the overview without seams.
+    pub exposure: Option<f32>,
 }
 
 impl LargeCube {
     /// Open `source` with an overview of at most [`source::OVERVIEW_PIXELS`] pixels.
     pub fn open(source: Arc<dyn CubeSource>, job: &crate::engine::JobContext) -> Result<LargeCube> {
         let overview = source::overview(&*source, source::OVERVIEW_PIXELS, job)?;
-        Ok(LargeCube { source, overview })
+        let exposure = crate::spectral::render::true_colour_srgb_exposed(&overview.cube, None, None).ok().map(|(_, e)| e);
+        Ok(LargeCube { source, overview, exposure })
     }
 
     /// Bytes this layer holds in memory (the overview).
