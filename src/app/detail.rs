@@ -205,17 +205,14 @@ pub fn tile_pixels(large: &LargeCube, s: &DisplaySettings, region: &TileRegion, 
             let wavelengths: Vec<f32> = visible.iter().map(|&b| overview.wavelengths[b]).collect();
             let per_block = (source::BLOCK_BYTES / (4 * visible.len() * nc).max(1)).max(1);
             let mut out = Vec::with_capacity(nr * nc * 4);
-            let mut r = 0;
-            while r < nr {
+            for block in source::row_blocks(nr, per_block) {
                 job.check()?;
-                let r1 = (r + per_block).min(nr);
-                let from = rows.start + r * step;
-                let to = (rows.start + (r1 - 1) * step + 1).min(rows.end);
-                let block = Cube::new(src.read(&visible, from..to, cols.clone(), step)?, wavelengths.clone())?;
-                let (rgb, _) = render::true_colour_srgb_exposed(&block, None, Some(exposure))?;
+                let from = rows.start + block.start * step;
+                let to = (rows.start + (block.end - 1) * step + 1).min(rows.end);
+                let block_cube = Cube::new(src.read(&visible, from..to, cols.clone(), step)?, wavelengths.clone())?;
+                let (rgb, _) = render::true_colour_srgb_exposed(&block_cube, None, Some(exposure))?;
                 out.extend(display::rgb_rgba(&rgb, 1.0, false));
-                r = r1;
-                job.report(r as f32 / nr as f32, "reading the tile");
+                job.report(block.end as f32 / nr as f32, "reading the tile");
             }
             out
         }

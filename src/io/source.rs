@@ -131,14 +131,11 @@ pub fn overview_of(source: &dyn CubeSource, bands: &[usize], max_pixels: usize, 
     let mut data = Array3::<f32>::zeros((bands.len(), orows, ocols));
     // Overview rows per read: about BLOCK_BYTES of output.
     let per_block = (BLOCK_BYTES / (4 * bands.len() * ocols).max(1)).clamp(1, orows);
-    let mut r0 = 0;
-    while r0 < orows {
+    for Range { start: r0, end: r1 } in row_blocks(orows, per_block) {
         job.check()?;
-        let r1 = (r0 + per_block).min(orows);
         let part = source.read(bands, r0 * step..((r1 - 1) * step + 1), 0..cols, step)?;
         data.slice_mut(s![.., r0..r1, ..]).assign(&part);
-        r0 = r1;
-        job.report(r0 as f32 / orows as f32, "reading the overview");
+        job.report(r1 as f32 / orows as f32, "reading the overview");
     }
     let mut cube = Cube::new(data, bands.iter().map(|&b| source.wavelengths()[b]).collect())?;
     cube.fwhm = source.fwhm().map(|f| bands.iter().map(|&b| f[b]).collect());
@@ -232,6 +229,13 @@ impl Acc {
 
 /// Each block's index and its per-band sums.
 type BlockSums = Vec<(usize, Vec<Acc>)>;
+
+/// `0..rows` cut into consecutive blocks of `per_block` rows (the last may be shorter): the
+/// order every streamed pass reads a source in.
+pub fn row_blocks(rows: usize, per_block: usize) -> impl Iterator<Item = Range<usize>> {
+    let per_block = per_block.max(1);
+    (0..rows).step_by(per_block).map(move |r0| r0..(r0 + per_block).min(rows))
+}
 
 /// Rows per block of a streamed pass over `rect` with `bands` bands.
 pub fn block_rows(bands: usize, width: usize) -> usize {
@@ -720,13 +724,10 @@ pub fn save_streamed(source: &dyn CubeSource, path: &Path, job: &JobContext) -> 
     let mut writer = CubeWriter::create(path, source.shape(), &header)?;
     let per_block = block_rows(bands, cols);
     let all = all_bands(source);
-    let mut r0 = 0;
-    while r0 < rows {
+    for Range { start: r0, end: r1 } in row_blocks(rows, per_block) {
         job.check()?;
-        let r1 = (r0 + per_block).min(rows);
         writer.write_rows(r0, &source.read(&all, r0..r1, 0..cols, 1)?)?;
-        r0 = r1;
-        job.report(r0 as f32 / rows as f32, "writing");
+        job.report(r1 as f32 / rows as f32, "writing");
     }
     writer.finish()
 }
@@ -766,6 +767,14 @@ mod tests {
         assert!(src.read(&[3], 0..1, 0..1, 1).is_err());
         assert!(src.read(&[0], 0..6, 0..1, 1).is_err());
         assert!(src.read(&[0], 0..1, 0..1, 0).is_err());
+    }
+
+    #[test]
+    fn row_blocks_cover_the_rows_once_in_order() {
+        assert_eq!(row_blocks(10, 4).collect::<Vec<_>>(), [0..4, 4..8, 8..10]);
+        assert_eq!(row_blocks(3, 8).collect::<Vec<_>>(), vec![0..3]);
+        assert_eq!(row_blocks(0, 8).count(), 0);
+        assert_eq!(row_blocks(2, 0).collect::<Vec<_>>(), [0..1, 1..2]);
     }
 
     #[test]

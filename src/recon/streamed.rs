@@ -46,13 +46,10 @@ fn picture_stats(rgb: &dyn CubeSource, srgb: bool, job: &JobContext) -> Result<P
     let (_, rows, cols) = rgb.shape();
     let per_block = source::block_rows(3, cols);
     let (mut stats, mut sum, mut n) = (PictureStats::empty(), 0f64, 0usize);
-    let mut r0 = 0;
-    while r0 < rows {
+    for block_rows in source::row_blocks(rows, per_block) {
         job.check()?;
-        let r1 = (r0 + per_block).min(rows);
-        let block = read_rgb(rgb, r0..r1, 0..cols, srgb)?;
+        let block = read_rgb(rgb, block_rows, 0..cols, srgb)?;
         stats.add(block.data.iter().copied(), &mut sum, &mut n);
-        r0 = r1;
     }
     Ok(stats.finish(sum, n))
 }

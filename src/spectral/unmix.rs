@@ -112,14 +112,12 @@ pub fn unmix_source(
     let wavelengths = sample.wavelengths.clone();
     let (_, rows, cols) = source.shape();
     let per_block = source::block_rows(bands.len(), cols);
-    let mut r0 = 0;
-    while r0 < rows {
+    for block_rows in source::row_blocks(rows, per_block) {
         job.check()?;
-        let r1 = (r0 + per_block).min(rows);
-        let block = Cube::new(source.read(&bands, r0..r1, 0..cols, 1)?, wavelengths.clone())?;
+        let (r0, r1) = (block_rows.start, block_rows.end);
+        let block = Cube::new(source.read(&bands, block_rows, 0..cols, 1)?, wavelengths.clone())?;
         emit(r0, &fcls(&block, endmembers.view(), &names)?)?;
-        r0 = r1;
-        job.report(r0 as f32 / rows as f32, "unmixing");
+        job.report(r1 as f32 / rows as f32, "unmixing");
     }
     Ok((names, bands.len()))
 }
