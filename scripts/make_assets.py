@@ -261,6 +261,46 @@ def earthlib_assets() -> None:
     )
 
 
+# --------------------------------------------------------------------------- sensor band centres
+def sensor_assets() -> None:
+    """earthlib's sensor definitions (earthlib/sensors.py): the band centres of the imaging
+    sensors it resamples its library to, so the studio can label a cube that came without
+    wavelengths. earthlib's own library grid ('Earthlib') is not a sensor and is left out."""
+    import earthlib
+    import earthlib.sensors
+
+    rows = []
+    for name in earthlib.list_sensors():
+        if name == "Earthlib":
+            continue
+        sensor = earthlib.sensors.get_sensor(name)
+        centres = np.asarray(sensor.band_centers, dtype=float)
+        if sensor.wavelength_unit == "micrometers":
+            centres = centres * 1000.0
+        # Some multispectral sensors list their bands out of wavelength order (Pelican's first
+        # band is its red); the studio's cubes need increasing wavelengths, so such a sensor
+        # is kept only if its centres are increasing as listed (a cube's bands follow the list).
+        if np.any(np.diff(centres) <= 0):
+            print(f"sensor {name}: band centres not increasing as listed, left out")
+            continue
+        rows.append([name] + [fmt(c, 6) for c in centres])
+    rows.sort(key=lambda r: r[0].lower())
+    path = os.path.join(ASSETS, "sensors", "earthlib_band_centres.csv")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="\n") as f:
+        f.write("sensor,band_centres_nm...\n")
+        for r in rows:
+            f.write(",".join(r) + "\n")
+    note(
+        "sensors/earthlib_band_centres.csv",
+        f"earthlib {ver('earthlib')}, earthlib/sensors.py (the band centres of the sensors earthlib resamples to: "
+        + ", ".join(r[0] for r in rows) + ")",
+        "MIT (earthlib)",
+        "one sensor per row: its name, then its band centres in nm (µm × 1000), in earthlib's band order; "
+        "rows differ in length; sensors whose listed centres are not increasing are left out",
+    )
+
+
 # --------------------------------------------------------------------------- colorimetry (crates.io)
 def find_colorimetry_src(explicit: str | None) -> str | None:
     if explicit:
@@ -323,6 +363,7 @@ def write_sources() -> None:
         "  then one column per channel, on the source's native grid (no resampling).",
         "- libraries (`libraries/`): one spectrum per row, `name,category,400,410,...,700`: reflectance",
         "  (0–1) on the studio's default grid 400–700 nm step 10.",
+        "- sensors (`sensors/`): one sensor per row, its name then its band centres in nm.",
         "- illuminants are relative spectral power, divided by their maximum over 380–780 nm (peak = 1).",
         "",
         "| file | origin (package version, dataset) | licence | conversion |",
@@ -335,6 +376,14 @@ def write_sources() -> None:
         "Notes:",
         "- Nikon 5100: colour-science ships it as 'Nikon 5100 (NPL)'; that is the curve used.",
         "- earthlib has no water spectra, so the synthetic scenes contain no water.",
+        "- USR's camera dictionary is not a file: `train::world::camera_dictionary` builds it in code from",
+        "  the shipped files above, the same 28 curves on every run (fixed seed): the Canon EOS 5D Mark II",
+        "  as measured, 9 perturbations of it (each channel shifted by up to ±10 nm and tilted smoothly)",
+        "  and 18 random cameras of the Dyer 2017 basis (each channel's first component plus the others",
+        "  with normal weights of the spread measured cameras show, clipped at zero). Each channel sums",
+        "  to 1. The paper's dictionary (the 28 cameras of Jiang et al. 2013) is in no registry package;",
+        "  the Nikon 5100 is kept out so the `cross-camera` protocol shows a camera the estimator never",
+        "  saw, and no curve of the Nikon D700 or the Sigma SD Merrill is shipped or used.",
         "",
     ]
     with open(os.path.join(ASSETS, "SOURCES.md"), "w") as f:
@@ -348,6 +397,7 @@ def main() -> None:
     colour_assets()
     astm_g173()
     earthlib_assets()
+    sensor_assets()
     munsell_assets(find_colorimetry_src(args.colorimetry_src))
     write_sources()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ASSETS) for f in fs)

@@ -239,6 +239,13 @@ static ASSETS: &[Embedded] = &[
         "1269 matte Munsell chips (University of Eastern Finland), 400-700 nm / 10 nm",
         "colorimetry 0.1.0 crate (MIT OR Apache-2.0)"
     ),
+    asset!(
+        "sensor-bands",
+        "earthlib-sensors",
+        "sensors/earthlib_band_centres.csv",
+        "band centres of 16 sensors (NEON AOP, Sentinel-2, Landsat 4-9, MODIS, ASD, ...), nm",
+        "earthlib 1.1.0 (MIT)"
+    ),
 ];
 
 fn embedded(kind: &str, name: &str) -> Option<&'static Embedded> {
@@ -287,6 +294,41 @@ pub fn illuminant(name: &str) -> Result<Spectrum> {
     let curves = parse_curves(asset.text, &asset_path(asset))?;
     let values = curves.columns.into_iter().next().unwrap_or_default();
     Ok(Spectrum { name: key, wavelengths: curves.wavelengths, values })
+}
+
+/// A sensor whose band centres ship (to label a cube that came without wavelengths).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sensor {
+    pub name: String,
+    /// One centre per band, nm, strictly increasing.
+    pub centres: Vec<f32>,
+}
+
+/// The sensors whose band centres ship (`assets/sensors/`), by name (parsed once).
+pub fn sensors() -> &'static [Sensor] {
+    static SENSORS: OnceLock<Vec<Sensor>> = OnceLock::new();
+    SENSORS.get_or_init(|| {
+        let asset = embedded("sensor-bands", "earthlib-sensors").expect("the sensor asset is in the table");
+        // Written by make_assets.py and checked by the tests: a parse failure is a build defect.
+        parse_sensors(asset.text, &asset_path(asset)).expect("embedded sensor table parses")
+    })
+}
+
+/// Rows `name,centre,centre,...` (nm) after a header line.
+fn parse_sensors(text: &str, path: &Path) -> Result<Vec<Sensor>> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let mut fields = line.split(',');
+        let name = fields.next().unwrap_or_default().trim().to_string();
+        let centres = fields
+            .map(|f| f.trim().parse::<f32>().map_err(|_| Error::format(path, format!("line {}: '{f}' is not a number", i + 1))))
+            .collect::<Result<Vec<f32>>>()?;
+        if centres.is_empty() || centres.windows(2).any(|w| !(w[1] > w[0])) {
+            return Err(Error::format(path, format!("line {}: sensor '{name}' needs increasing band centres", i + 1)));
+        }
+        out.push(Sensor { name, centres });
+    }
+    Ok(out)
 }
 
 /// The CIE 1931 2° colour-matching functions (parsed once).
@@ -578,6 +620,12 @@ mod tests {
                     assert!(s.wavelengths[0] <= 400.0 && *s.wavelengths.last().unwrap() >= 700.0);
                     let max = s.values.iter().cloned().fold(0.0, f32::max);
                     assert!((max - 1.0).abs() < 1e-4, "{} peak {max}", a.name);
+                }
+                "sensor-bands" => {
+                    let sensors = parse_sensors(a.text, Path::new(a.file)).unwrap();
+                    assert!(sensors.len() >= 10, "{}", sensors.len());
+                    let neon = sensors.iter().find(|s| s.name == "NEON").expect("NEON ships");
+                    assert!(neon.centres.len() > 300 && neon.centres[0] < 420.0 && *neon.centres.last().unwrap() > 2400.0);
                 }
                 _ => {
                     parse_curves(a.text, Path::new(a.file)).unwrap();
