@@ -61,6 +61,66 @@ pub fn wavelengths_to_nm(values: &[f32]) -> Vec<f32> {
     }
 }
 
+/// `bands` wavelengths evenly spaced from `first` to `last` nm (both included): what a user
+/// gives for a cube that came without wavelengths.
+pub fn evenly_spaced(first: f32, last: f32, bands: usize) -> Result<Vec<f32>> {
+    if bands == 0 || !first.is_finite() || !last.is_finite() || first <= 0.0 {
+        bail_invalid!("wavelengths need a positive first value and at least one band");
+    }
+    if bands == 1 {
+        return Ok(vec![first]);
+    }
+    if last <= first {
+        bail_invalid!("the last wavelength ({last} nm) must be above the first ({first} nm)");
+    }
+    let step = (last as f64 - first as f64) / (bands - 1) as f64;
+    Ok((0..bands).map(|i| (first as f64 + step * i as f64) as f32).collect())
+}
+
+/// One wavelength per band from a text file: numbers separated by newlines, commas, semicolons
+/// or spaces (a header line is skipped), or a table whose first column is the wavelength (an
+/// ENVI-style `wavelength,fwhm` list); nm, or µm when every value is below 100. The count
+/// must be `bands` and the values strictly increasing; errors name the file.
+pub fn read_wavelength_list(path: &std::path::Path, bands: usize) -> Result<Vec<f32>> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    parse_wavelength_list(&text, bands).map_err(|e| crate::Error::format(path, e))
+}
+
+/// [`read_wavelength_list`] on text already read; the error is a sentence without the file.
+pub fn parse_wavelength_list(text: &str, bands: usize) -> std::result::Result<Vec<f32>, String> {
+    let split = |line: &str| -> Vec<String> { line.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).filter(|t| !t.is_empty()).map(String::from).collect() };
+    let mut rows: Vec<Vec<f32>> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let tokens = split(line);
+        if tokens.is_empty() {
+            continue;
+        }
+        let numbers: std::result::Result<Vec<f32>, _> = tokens.iter().map(|t| t.parse::<f32>()).collect();
+        match numbers {
+            Ok(n) => rows.push(n),
+            // a header before the first number
+            Err(_) if rows.is_empty() => continue,
+            Err(_) => return Err(format!("line {}: '{}' is not a list of numbers", i + 1, line.trim())),
+        }
+    }
+    let all: Vec<f32> = rows.iter().flatten().copied().collect();
+    let values = if all.len() == bands {
+        all
+    } else if rows.len() == bands && rows.iter().all(|r| r.len() > 1) {
+        rows.iter().map(|r| r[0]).collect()
+    } else {
+        return Err(format!("{} value(s) in {} line(s), but the cube has {bands} bands: give one wavelength per band", all.len(), rows.len()));
+    };
+    if let Some(v) = values.iter().find(|v| !v.is_finite() || **v <= 0.0) {
+        return Err(format!("wavelength {v} is not a positive number"));
+    }
+    let nm = wavelengths_to_nm(&values);
+    if let Some(i) = nm.windows(2).position(|w| !(w[1] > w[0])) {
+        return Err(format!("wavelengths must increase band by band: band {} is {} nm after {} nm", i + 2, nm[i + 1], nm[i]));
+    }
+    Ok(nm)
+}
+
 /// Where a cube came from and how its numbers are to be read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Metadata {
@@ -332,6 +392,30 @@ pub fn interpolate(source_nm: &[f32], values: &[f32], target: &[f32]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wavelength_lists_read_nm_micrometres_tables_and_say_what_is_wrong() {
+        assert_eq!(parse_wavelength_list("400\n450\n500\n", 3).unwrap(), [400.0, 450.0, 500.0]);
+        assert_eq!(parse_wavelength_list("400, 450; 500", 3).unwrap(), [400.0, 450.0, 500.0]);
+        // a header, then µm in a wavelength,fwhm table
+        let w = parse_wavelength_list("wavelength,fwhm\n0.4,0.01\n0.45,0.01\n0.5,0.01\n", 3).unwrap();
+        assert!(w.iter().zip([400.0, 450.0, 500.0]).all(|(a, b)| (a - b).abs() < 1e-3), "{w:?}");
+        assert!(parse_wavelength_list("400\n450\n", 3).unwrap_err().contains("the cube has 3 bands"));
+        assert!(parse_wavelength_list("400\n390\n500\n", 3).unwrap_err().contains("band 2 is 390 nm after 400 nm"));
+        assert!(parse_wavelength_list("400\nx\n500\n", 3).unwrap_err().contains("line 2"));
+        assert!(parse_wavelength_list("400\n-1\n500\n", 3).unwrap_err().contains("not a positive"));
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_wavelength_list(&dir.path().join("none.txt"), 3).unwrap_err().to_string();
+        assert!(err.contains("none.txt"), "{err}");
+    }
+
+    #[test]
+    fn evenly_spaced_wavelengths_include_both_ends() {
+        assert_eq!(evenly_spaced(400.0, 700.0, 4).unwrap(), [400.0, 500.0, 600.0, 700.0]);
+        assert_eq!(evenly_spaced(550.0, 0.0, 1).unwrap(), [550.0]);
+        assert!(evenly_spaced(700.0, 400.0, 4).is_err());
+        assert!(evenly_spaced(0.0, 400.0, 4).is_err());
+    }
 
     fn ramp() -> Cube {
         // value = band*100 + row*10 + col

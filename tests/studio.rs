@@ -6,6 +6,8 @@ mod common;
 
 use common::*;
 use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use spectral_studio::app::Studio;
 use spectral_studio::app::document::{LayerData, Role};
 use spectral_studio::app::spectra::SeriesStyle;
 use spectral_studio::app::Tab;
@@ -616,6 +618,89 @@ fn a_cube_without_wavelengths_is_labelled_in_bands_and_shown_in_false_colour_wit
     click_and_settle(&mut h, "RMSE error");
     h.get_by_label_contains("no error map");
     h.get_by_label("Image: five.npy");
+}
+
+#[test]
+fn a_cube_without_wavelengths_gets_them_from_a_range_a_file_or_a_sensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, c) = (12usize, 16usize);
+    let write = |name: &str, b: usize| {
+        let data: Vec<f32> = (0..r * c * b).map(|i| 0.2 + (i % 13) as f32 / 20.0).collect();
+        let path = dir.path().join(name);
+        spectral_studio::io::npy::write_f32(&path, &[r, c, b], &data).unwrap();
+        path
+    };
+    let (five, ten) = (write("five.npy", 5), write("ten.npy", 10));
+    let mut h = studio(vec![five, ten], None);
+    settle(&mut h);
+    let layer_of = |h: &Harness<'static, Studio>, name: &str| h.state().doc.layers.iter().find(|l| l.name == name).unwrap().id;
+    let wavelengths_of = |h: &Harness<'static, Studio>, name: &str| h.state().doc.layers.iter().find(|l| l.name == name).unwrap().data.wavelengths().unwrap().to_vec();
+    // five.npy: a range (the window offers 400-700 nm for band numbers)
+    click_and_settle(&mut h, "Scene: five.npy");
+    h.get_by_label_contains("no wavelengths in the file: bands 1-5");
+    click_and_settle(&mut h, "Set wavelengths…");
+    h.get_by_label_contains("five.npy: 5 bands");
+    h.get_by_label_contains("75.00 nm apart");
+    click_and_settle(&mut h, "Apply range");
+    assert_eq!(wavelengths_of(&h, "five.npy"), [400.0, 475.0, 550.0, 625.0, 700.0]);
+    assert!(h.state().wavelength_editor.is_none(), "the window closes once applied");
+    // now visible light: true colour, no false-colour note, the band slider in nm
+    assert!(h.query_by_label_contains("colour shows three bands as false colour").is_none());
+    h.get_by_label_contains("5 bands, 400-700 nm");
+    // a file that does not fit says why and changes nothing; one that fits is applied
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "wavelength\n0.45\n0.50\n").unwrap();
+    click_and_settle(&mut h, "Set wavelengths…");
+    h.state_mut().wavelength_editor.as_mut().unwrap().file = bad.display().to_string();
+    click_and_settle(&mut h, "Apply file");
+    h.get_by_label_contains("bad.txt");
+    h.get_by_label_contains("the cube has 5 bands");
+    let good = dir.path().join("good.txt");
+    std::fs::write(&good, "wavelength,fwhm\n0.45,0.01\n0.50,0.01\n0.55,0.01\n0.60,0.01\n0.65,0.01\n").unwrap();
+    h.state_mut().wavelength_editor.as_mut().unwrap().file = good.display().to_string();
+    click_and_settle(&mut h, "Apply file");
+    let w = wavelengths_of(&h, "five.npy");
+    assert!(w.iter().zip([450.0, 500.0, 550.0, 600.0, 650.0]).all(|(a, b)| (a - b).abs() < 1e-3), "µm read as µm: {w:?}");
+    // ten.npy: ten bands are Sentinel-2's count, offered by name
+    click_and_settle(&mut h, "Scene: ten.npy");
+    let ten_id = layer_of(&h, "ten.npy");
+    assert_eq!(h.state().active.and_then(|a| h.state().doc.get(a)).map(|l| l.id), Some(ten_id));
+    click_and_settle(&mut h, "Set wavelengths…");
+    h.get_by_label_contains("ten.npy: 10 bands");
+    h.get_by_label_contains("Sentinel2 (").click();
+    h.run_steps(1);
+    settle(&mut h);
+    let sentinel = spectral_studio::spectral::library::sensors().iter().find(|s| s.name == "Sentinel2").unwrap();
+    assert_eq!(wavelengths_of(&h, "ten.npy"), sentinel.centres);
+    assert!(h.state().messages.iter().any(|m| m.text.contains("Sentinel2's band centres")));
+    assert!(h.state().messages.iter().all(|m| !m.is_error), "{:?}", h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_scene_group_folds_away_its_layers_and_unfolds() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = ["a.npy", "b.npy"].iter().map(|n| {
+        let path = dir.path().join(n);
+        spectral_studio::io::npy::write_f32(&path, &[6, 8, 31], &[0.5f32; 6 * 8 * 31]).unwrap();
+        path
+    }).collect();
+    let mut h = studio(files, None);
+    settle(&mut h);
+    // a layer's row is labelled with its name and role (a lone cube: "a.npy · input" or "a.npy")
+    let layer_rows = |h: &Harness<'static, Studio>, name: &str| ["", " · input", " · ground truth"].iter().map(|role| h.query_all_by_label(&format!("{name}{role}")).count()).sum::<usize>();
+    let before = layer_rows(&h, "a.npy");
+    assert!(before >= 1);
+    // the fold arrow sits left of the scene's name
+    let header = h.get_by_label("Scene: a.npy").rect();
+    click(&h, egui::pos2(header.left() - 8.0, header.center().y), egui::Modifiers::NONE);
+    h.run_steps(8);
+    h.get_by_label("Scene: a.npy (1 layer)");
+    assert!(layer_rows(&h, "a.npy") < before, "the folded scene's layer rows are gone");
+    assert!(layer_rows(&h, "b.npy") >= 1, "the other scene stays open");
+    let header = h.get_by_label("Scene: a.npy (1 layer)").rect();
+    click(&h, egui::pos2(header.left() - 8.0, header.center().y), egui::Modifiers::NONE);
+    h.run_steps(8);
+    assert_eq!(layer_rows(&h, "a.npy"), before);
 }
 
 #[test]

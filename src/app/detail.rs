@@ -154,6 +154,11 @@ impl DetailCache {
         Some(Paint { texture: &tile.texture, extent: tile.key.region.extent() })
     }
 
+    /// Drop layer `id`'s tiles: its data changed (wavelengths set).
+    pub fn forget(&mut self, id: u64) {
+        self.entries.remove(&id);
+    }
+
     pub fn is_building(&self) -> bool {
         self.entries.values().any(|e| e.building.is_some())
     }

@@ -239,6 +239,13 @@ impl Document {
     }
 
     /// Replace RGB layer `id`'s pixels (decoded again), keeping its place and role.
+    /// Put `data` in place of layer `id`'s (its wavelengths were set, see [`relabel`]).
+    pub fn replace_data(&mut self, id: u64, data: LayerData) {
+        if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
+            l.data = data;
+        }
+    }
+
     pub fn replace_rgb(&mut self, id: u64, rgb: Arc<RgbImage>, decoding: crate::io::image_file::RgbEncoding) {
         if let Some(l) = self.layers.iter_mut().find(|l| l.id == id) {
             l.data = LayerData::Rgb(rgb);
@@ -359,6 +366,28 @@ pub fn redecode(path: &Path, srgb: bool) -> Result<(Arc<RgbImage>, io::image_fil
     let rgb = io::open_rgb(path, srgb)?;
     let why = "chosen by you";
     Ok((Arc::new(rgb), io::image_file::RgbEncoding { srgb, why: why.to_string() }))
+}
+
+/// A cube layer's data under `wavelengths` (one per band, strictly increasing nm): the user
+/// labelled a cube that came without wavelengths, or with wrong ones. An in-memory cube is
+/// copied; a large cube keeps reading its file, relabelled, and its overview is relabelled
+/// too (its true-colour exposure is found again: the visible bands may have changed).
+pub fn relabel(data: &LayerData, wavelengths: Vec<f32>) -> Result<LayerData> {
+    match data {
+        LayerData::Cube(cube) => {
+            let mut out = Cube::new(cube.data.clone(), wavelengths)?;
+            out.meta = cube.meta.clone();
+            Ok(LayerData::Cube(Arc::new(out)))
+        }
+        LayerData::Large(large) => {
+            let source: Arc<dyn CubeSource> = Arc::new(source::Relabelled::new(large.source.clone(), wavelengths.clone())?);
+            let mut cube = Cube::new(large.overview.cube.data.clone(), wavelengths)?;
+            cube.meta = large.overview.cube.meta.clone();
+            let exposure = crate::spectral::render::true_colour_srgb_exposed(&cube, None, None).ok().map(|(_, e)| e);
+            Ok(LayerData::Large(Arc::new(LargeCube { source, overview: Overview { cube, step: large.overview.step }, exposure })))
+        }
+        LayerData::Rgb(_) => Err(crate::Error::invalid("an RGB image has no wavelengths to set")),
+    }
 }
 
 /// Read several files; RGB images come first so a cube of the same scene finds its input

@@ -33,6 +33,8 @@ pub enum JobKind {
     Probe(Job<super::probes::ProbeValue>, super::probes::ProbeKey),
     /// An RGB file read again with another decoding, for layer `.1`.
     Redecode(Job<(Arc<crate::RgbImage>, crate::io::image_file::RgbEncoding)>, u64),
+    /// Layer `.1`'s data under new wavelengths, and how they were given.
+    Relabel(Job<super::document::LayerData>, u64, String),
 }
 
 pub struct BackgroundJob {
@@ -56,6 +58,7 @@ pub enum Outcome {
     Simulated(crate::RgbImage, Cube, String, ndarray::Array2<f32>),
     Probed(super::probes::ProbeKey, Result<super::probes::ProbeValue>),
     Redecoded((Arc<crate::RgbImage>, crate::io::image_file::RgbEncoding), u64),
+    Relabelled(super::document::LayerData, u64, String),
 }
 
 macro_rules! each_job {
@@ -73,6 +76,7 @@ macro_rules! each_job {
             JobKind::Simulate($job) => $body,
             JobKind::Probe($job, _) => $body,
             JobKind::Redecode($job, _) => $body,
+            JobKind::Relabel($job, _, _) => $body,
         }
     };
 }
@@ -131,6 +135,10 @@ impl BackgroundJob {
             JobKind::Redecode(j, id) => {
                 let id = *id;
                 j.poll().map(|r| wrap(r, |x| Outcome::Redecoded(x, id)))
+            }
+            JobKind::Relabel(j, id, how) => {
+                let (id, how) = (*id, how.clone());
+                j.poll().map(|r| wrap(r, |x| Outcome::Relabelled(x, id, how)))
             }
         };
         if outcome.is_some() {

@@ -17,6 +17,7 @@ pub mod reconstruct;
 pub mod spectra;
 pub mod training;
 pub mod view;
+pub mod wavelengths;
 
 use crate::engine::{Job, Waker};
 use document::{Document, LayerData, LoadedFile, Role};
@@ -77,6 +78,10 @@ pub enum Command {
     EstimateCamera,
     /// Read RGB layer `.0`'s file again, as sRGB-encoded (`.1` true) or linear.
     Redecode(u64, bool),
+    /// Open the Wavelengths window for cube layer `.0`.
+    EditWavelengths(u64),
+    /// Give cube layer `.0` these wavelengths (nm, one per band); `.2` says where they came from.
+    SetWavelengths(u64, Vec<f32>, String),
     LoadCameraCsv,
     StartTraining { resume: bool },
     StopTraining,
@@ -148,6 +153,8 @@ pub struct Studio {
     /// The pins, region and zoom of the scenes not shown now.
     scene_views: HashMap<u64, (Vec<Pin>, Option<(usize, usize, usize, usize)>, ViewTransform)>,
     file_dialogs: bool,
+    /// The Wavelengths window, while open.
+    pub wavelength_editor: Option<wavelengths::WavelengthEditor>,
 }
 
 impl Studio {
@@ -190,6 +197,7 @@ impl Studio {
             pending_save: None,
             scene_views: HashMap::new(),
             file_dialogs,
+            wavelength_editor: None,
         }
     }
 
@@ -253,6 +261,11 @@ impl Studio {
         });
 
         self.pending_save_window(ui.ctx());
+        if let Some(editor) = &mut self.wavelength_editor {
+            if !editor.ui(ui.ctx(), &mut self.commands) {
+                self.wavelength_editor = None;
+            }
+        }
         self.textures.end_frame();
         self.details.end_frame();
         self.hovered = self.hovered_this_frame.take();
@@ -395,18 +408,24 @@ impl Studio {
         if self.doc.layers.is_empty() {
             ui.label("Nothing open.");
         }
-        // Scenes as groups: a header per scene (clicking it shows the scene), its layers under it.
+        // Scenes as groups: a header per scene (clicking its name shows the scene, its arrow
+        // folds the group), its layers under it.
         for scene in &self.doc.scenes {
             let active = self.doc.active_scene == Some(scene.id);
             let first = self.doc.layers_of(scene.id).next().map(|l| l.id);
-            let header = egui::RichText::new(format!("Scene: {}", scene.name)).strong();
-            let response = ui.selectable_label(active, header).on_hover_text("a scene: an input, its ground truth and what was made from them");
-            if response.clicked() {
-                if let Some(first) = first {
-                    self.commands.push(Command::Select(first));
+            let count = self.doc.layers_of(scene.id).count();
+            let state = egui::collapsing_header::CollapsingState::load_with_default_open(ui.ctx(), ui.make_persistent_id(("scene", scene.id)), true);
+            let folded = !state.is_open();
+            let header = state.show_header(ui, |ui| {
+                let name = if folded { format!("Scene: {} ({count} layer{})", scene.name, if count == 1 { "" } else { "s" }) } else { format!("Scene: {}", scene.name) };
+                let response = ui.selectable_label(active, egui::RichText::new(name).strong()).on_hover_text("a scene: an input, its ground truth and what was made from them");
+                if response.clicked() {
+                    if let Some(first) = first {
+                        self.commands.push(Command::Select(first));
+                    }
                 }
-            }
-            ui.indent(scene.id, |ui| {
+            });
+            header.body(|ui| {
                 for layer in self.doc.layers_of(scene.id) {
                     ui.horizontal(|ui| {
                         let role = match &layer.role {
@@ -505,6 +524,20 @@ impl Studio {
         let nm = |b: usize| view::band_label(&wavelengths, b);
         if d.mode == DisplayMode::Colour && !view::sees_visible_light(&wavelengths) {
             ui.weak("no band in 380–780 nm (or no wavelengths): colour shows three bands as false colour");
+        }
+        // The active layer's own wavelengths (not its scene's ground truth's) can be set.
+        let own = self.active.and_then(|id| self.doc.get(id)).filter(|l| l.data.wavelengths().is_some()).map(|l| l.id);
+        if let Some(id) = own {
+            ui.horizontal_wrapped(|ui| {
+                if crate::cube::are_band_numbers(&wavelengths) {
+                    ui.colored_label(egui::Color32::from_rgb(255, 190, 90), format!("no wavelengths in the file: bands 1-{n}"));
+                } else {
+                    ui.weak(format!("{n} bands, {:.0}-{:.0} nm", wavelengths[0], wavelengths[n - 1]));
+                }
+                if ui.small_button("Set wavelengths…").on_hover_text("a range, a text file, or a sensor's band centres").clicked() {
+                    self.commands.push(Command::EditWavelengths(id));
+                }
+            });
         }
         match d.mode {
             DisplayMode::Band => {
@@ -712,6 +745,15 @@ impl Studio {
             Command::Redecode(id, srgb) => {
                 let Some(path) = self.doc.get(id).and_then(|l| l.path.clone()) else { return };
                 self.spawn(format!("read {} again", path.display()), move |_| document::redecode(&path, srgb), move |job| JobKind::Redecode(job, id));
+            }
+            Command::EditWavelengths(id) => {
+                let Some(layer) = self.doc.get(id) else { return };
+                let Some(current) = layer.data.wavelengths() else { return };
+                self.wavelength_editor = Some(wavelengths::WavelengthEditor::new(id, layer.name.clone(), current));
+            }
+            Command::SetWavelengths(id, wavelengths, how) => {
+                let Some(data) = self.doc.get(id).map(|l| l.data.clone()) else { return };
+                self.spawn(format!("set wavelengths ({how})"), move |_| document::relabel(&data, wavelengths), move |job| JobKind::Relabel(job, id, how));
             }
             Command::LoadCameraCsv if !self.file_dialogs => self.error(NO_DIALOG_OPEN),
             Command::LoadCameraCsv => self.spawn("choose curves".into(), |_| Ok(rfd::FileDialog::new().add_filter("CSV", &["csv"]).pick_file()), JobKind::CameraDialog),
@@ -1034,6 +1076,12 @@ impl Studio {
                 self.info(format!("{}: {how}", self.doc.get(id).map(|l| l.name.as_str()).unwrap_or("RGB")));
                 self.doc.replace_rgb(id, rgb, decoding);
                 self.textures.forget(id);
+            }
+            jobs::Outcome::Relabelled(data, id, how) => {
+                self.info(format!("{}: wavelengths set, {how}", self.doc.get(id).map(|l| l.name.as_str()).unwrap_or("cube")));
+                self.doc.replace_data(id, data);
+                self.textures.forget(id);
+                self.details.forget(id);
             }
             jobs::Outcome::Saved(Some(path)) => self.info(format!("saved {}", path.display())),
             jobs::Outcome::Saved(None) => {}

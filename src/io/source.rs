@@ -378,6 +378,49 @@ impl CubeSource for MemorySource {
     }
 }
 
+/// Another source's samples under wavelengths the user gave (the file had none, or wrong
+/// ones); the band widths, which belonged to the old wavelengths, are dropped.
+pub struct Relabelled {
+    pub inner: Arc<dyn CubeSource>,
+    pub wavelengths: Vec<f32>,
+}
+
+impl Relabelled {
+    /// `inner` under `wavelengths`: one per band, strictly increasing nm.
+    pub fn new(inner: Arc<dyn CubeSource>, wavelengths: Vec<f32>) -> Result<Relabelled> {
+        // the same rule as an in-memory cube's
+        Cube::new(Array3::zeros((inner.shape().0, 0, 0)), wavelengths.clone())?;
+        Ok(Relabelled { inner, wavelengths })
+    }
+}
+
+impl CubeSource for Relabelled {
+    fn shape(&self) -> (usize, usize, usize) {
+        self.inner.shape()
+    }
+    fn wavelengths(&self) -> &[f32] {
+        &self.wavelengths
+    }
+    fn fwhm(&self) -> Option<&[f32]> {
+        None
+    }
+    fn meta(&self) -> &Metadata {
+        self.inner.meta()
+    }
+    fn storage(&self) -> String {
+        self.inner.storage()
+    }
+    fn is_lazy(&self) -> bool {
+        self.inner.is_lazy()
+    }
+    fn files(&self) -> Vec<PathBuf> {
+        self.inner.files()
+    }
+    fn read(&self, bands: &[usize], rows: Range<usize>, cols: Range<usize>, step: usize) -> Result<Array3<f32>> {
+        self.inner.read(bands, rows, cols, step)
+    }
+}
+
 /// Where and how a file stores its samples: one uniform block from `offset`.
 #[derive(Clone, Debug)]
 pub struct RawLayout {
@@ -767,6 +810,16 @@ mod tests {
         assert!(src.read(&[3], 0..1, 0..1, 1).is_err());
         assert!(src.read(&[0], 0..6, 0..1, 1).is_err());
         assert!(src.read(&[0], 0..1, 0..1, 0).is_err());
+    }
+
+    #[test]
+    fn a_relabelled_source_reads_the_same_samples_under_the_new_wavelengths() {
+        let inner: Arc<dyn CubeSource> = Arc::new(MemorySource { cube: Arc::new(ramp(3, 4, 4)) });
+        let src = Relabelled::new(inner.clone(), vec![500.0, 600.0, 700.0]).unwrap();
+        assert_eq!(src.wavelengths(), [500.0, 600.0, 700.0]);
+        assert_eq!(src.read(&[1], 0..4, 0..4, 1).unwrap(), inner.read(&[1], 0..4, 0..4, 1).unwrap());
+        assert!(Relabelled::new(inner.clone(), vec![500.0, 600.0]).is_err(), "one per band");
+        assert!(Relabelled::new(inner, vec![500.0, 500.0, 700.0]).is_err(), "increasing");
     }
 
     #[test]
