@@ -677,6 +677,24 @@ fn a_cube_without_wavelengths_gets_them_from_a_range_a_file_or_a_sensor() {
 }
 
 #[test]
+fn a_result_whose_negative_values_were_set_to_zero_says_so_under_its_layer() {
+    // mstpp dips a little below zero on this small scene (the CLI reports 11 values)
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(["scene", "--seed", "3", "--size", "48x40", "-o"]).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let mut h = studio(vec![dir.path().join("rgb.png"), dir.path().join("cube.npy")], None);
+    settle(&mut h);
+    h.state_mut().recon.chosen = ["mstpp".to_string(), "pca".to_string()].into_iter().collect();
+    click_and_settle(&mut h, "Reconstruct");
+    let mstpp = by_method(h.state(), "mstpp");
+    let warning = mstpp.warning.clone().expect("mstpp's negatives are reported");
+    assert!(warning.contains("below zero") && warning.contains("set to 0"), "{warning}");
+    assert!(mstpp.data.cube().unwrap().data.iter().all(|&v| v >= 0.0));
+    h.get_by_label(&warning);
+    assert!(by_method(h.state(), "pca").warning.is_none(), "pca has no negative value");
+}
+
+#[test]
 fn a_scene_group_folds_away_its_layers_and_unfolds() {
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<_> = ["a.npy", "b.npy"].iter().map(|n| {

@@ -96,6 +96,9 @@ pub struct Layer {
     pub scene: u64,
     /// How an RGB file's numbers were read (sRGB or linear, and why); None for anything else.
     pub decoding: Option<crate::io::image_file::RgbEncoding>,
+    /// A warning about the layer's values shown under it (a result whose negative values
+    /// were set to zero).
+    pub warning: Option<String>,
 }
 
 impl Layer {
@@ -143,7 +146,7 @@ impl Document {
         if matches!(role, Role::Input | Role::GroundTruth) {
             self.demote(scene, &role);
         }
-        self.layers.push(Layer { id, name, data, role, path, scene, decoding: None });
+        self.layers.push(Layer { id, name, data, role, path, scene, decoding: None, warning: None });
         id
     }
 

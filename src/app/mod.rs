@@ -485,6 +485,12 @@ impl Studio {
                             });
                         }
                     }
+                    if let Some(warning) = &layer.warning {
+                        ui.horizontal_wrapped(|ui| {
+                            ui.add_space(12.0);
+                            ui.colored_label(egui::Color32::from_rgb(255, 190, 90), warning);
+                        });
+                    }
                     if let LayerData::Large(large) = &layer.data {
                         let file_mib = crate::io::source::memory_bytes(&*large.source) as f64 / (1u64 << 20) as f64;
                         ui.horizontal_wrapped(|ui| {
@@ -1022,7 +1028,15 @@ impl Studio {
                 if self.active.is_none() {
                     self.select(id);
                 }
-                self.info(format!("{name}: {:.2} s", r.seconds));
+                // Values below zero were set to zero: say how many rather than hide it.
+                let clamped = r.clamped.describe();
+                if let Some(layer) = self.doc.layers.iter_mut().find(|l| l.id == id) {
+                    layer.warning = clamped.clone();
+                }
+                match clamped {
+                    Some(what) => self.info(format!("{name}: {:.2} s; {what}", r.seconds)),
+                    None => self.info(format!("{name}: {:.2} s", r.seconds)),
+                }
             }
             jobs::Outcome::Simulated(rgb, lr, kernel_name, kernel) => {
                 let scale = self.fusion.scale;

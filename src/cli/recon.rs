@@ -139,6 +139,7 @@ fn reconstruct_in_tiles(a: &ReconstructArgs, method: &dyn recon::Reconstructor, 
         "rows": r.rows, "cols": r.cols, "bands": r.bands,
         "camera": camera.name, "device": a.device, "seconds": r.seconds,
         "exposure_scale": r.exposure_scale, "consistency": r.consistency,
+        "clamped": r.clamped,
         "tiles": r.tiles, "cube_gib": cube_bytes as f64 / (1u64 << 30) as f64,
         "decoding": decoding(a.srgb),
         "input_storage": rgb.storage(),
@@ -151,6 +152,9 @@ fn reconstruct_in_tiles(a: &ReconstructArgs, method: &dyn recon::Reconstructor, 
             a.rgb.display(), r.rows, r.cols, r.bands, r.seconds, r.method, camera.name, r.tiles, a.output.display(),
             cube_bytes as f64 / (1u64 << 30) as f64
         );
+        if let Some(what) = r.clamped.describe() {
+            println!("{what}");
+        }
     }
     Ok(())
 }
@@ -177,6 +181,7 @@ fn finish_reconstruction(
         "seconds": result.seconds,
         "exposure_scale": result.exposure_scale,
         "consistency": result.consistency,
+        "clamped": result.clamped,
         "estimated_camera": estimated.map(|e| json!({ "gains": e.gains, "written": a.camera_out })),
         "decoding": decoding(a.srgb),
     });
@@ -194,6 +199,9 @@ fn finish_reconstruction(
             camera.name,
             a.output.display()
         );
+        if let Some(what) = result.clamped.describe() {
+            println!("{what}");
+        }
         if let Some(c) = result.consistency {
             println!(
                 "consistency MRAE {:.2e} → {:.2e}{}",

@@ -186,6 +186,42 @@ pub struct Reconstruction {
     /// Input brightness ÷ the method's reference, when exposure invariance rescaled it.
     pub exposure_scale: Option<f32>,
     pub consistency: Option<ConsistencyReport>,
+    /// The values the method gave below zero, set to zero (radiance is not negative).
+    pub clamped: Clamped,
+}
+
+/// Values a method gave below zero, which the shared pass set to zero: a network without the
+/// consistency option can dip below zero, and the user is told how much rather than shown a
+/// negative radiance or a silently changed one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Clamped {
+    /// How many values were below zero.
+    pub below_zero: u64,
+    /// Of how many.
+    pub samples: u64,
+    /// The most negative value (0 when none was).
+    pub min: f32,
+}
+
+impl Clamped {
+    pub fn of(data: &Array3<f32>) -> Clamped {
+        let (below_zero, min) = data.iter().fold((0u64, 0f32), |(n, m), &v| if v < 0.0 { (n + 1, m.min(v)) } else { (n, m) });
+        Clamped { below_zero, samples: data.len() as u64, min }
+    }
+
+    /// Two counts as one (tiles of one picture).
+    pub fn merge(self, other: Clamped) -> Clamped {
+        Clamped { below_zero: self.below_zero + other.below_zero, samples: self.samples + other.samples, min: self.min.min(other.min) }
+    }
+
+    pub fn fraction(&self) -> f64 {
+        if self.samples == 0 { 0.0 } else { self.below_zero as f64 / self.samples as f64 }
+    }
+
+    /// "0.31 % of values were below zero (down to -0.012) and were set to 0", or None.
+    pub fn describe(&self) -> Option<String> {
+        (self.below_zero > 0).then(|| format!("{:.2} % of values were below zero (down to {:.3}) and were set to 0", 100.0 * self.fraction(), self.min))
+    }
 }
 
 /// Run `method` on `rgb` with the shared options. `camera` is the camera assumed to have taken
@@ -199,10 +235,10 @@ pub fn reconstruct(method: &dyn Reconstructor, rgb: &RgbImage, camera: &CameraRe
     if rgb.rows() == 0 || rgb.cols() == 0 {
         bail_invalid!("input RGB is empty ({}x{})", rgb.rows(), rgb.cols());
     }
-    let (data, exposure_scale, consistency) = reconstruct_part(method, rgb, camera, options, &stats, job)?;
+    let (data, exposure_scale, consistency, clamped) = reconstruct_part(method, rgb, camera, options, &stats, job)?;
     let mut cube = Cube::new(data, method.wavelengths().to_vec())?;
     cube.meta.description = Some(format!("reconstructed by {} from RGB", method.name()));
-    Ok(Reconstruction { cube, method: method.name().to_string(), seconds: start.elapsed().as_secs_f64(), exposure_scale, consistency })
+    Ok(Reconstruction { cube, method: method.name().to_string(), seconds: start.elapsed().as_secs_f64(), exposure_scale, consistency, clamped })
 }
 
 /// What the shared options read from the whole picture: its range (min–max scaling) and mean
@@ -259,7 +295,7 @@ pub fn reconstruct_part(
     options: ReconOptions,
     stats: &PictureStats,
     job: &JobContext,
-) -> Result<(Array3<f32>, Option<f32>, Option<ConsistencyReport>)> {
+) -> Result<(Array3<f32>, Option<f32>, Option<ConsistencyReport>, Clamped)> {
     let scaled;
     let rgb = match options.input_scale {
         InputScale::AsStored => rgb,
@@ -293,6 +329,7 @@ pub fn reconstruct_part(
         None => run_ensemble(method, rgb, options.ensemble, stats.cues, job)?,
     };
     // Radiance is not negative; the closed-form methods clip the same way in their own pass.
+    let clamped = Clamped::of(&data);
     let top = if options.clip { 1.0 } else { f32::INFINITY };
     data.mapv_inplace(|v| v.clamp(0.0, top));
     let consistency = if options.consistent {
@@ -303,7 +340,7 @@ pub fn reconstruct_part(
     } else {
         None
     };
-    Ok((data, exposure_scale, consistency))
+    Ok((data, exposure_scale, consistency, clamped))
 }
 
 #[cfg(test)]
@@ -325,6 +362,37 @@ mod tests {
             assert!(!seen.contains(&forward), "transform {t} repeats another");
             seen.push(forward);
         }
+    }
+
+    #[test]
+    fn values_below_zero_are_set_to_zero_and_counted() {
+        /// Band b of every pixel is its red value minus b/10: negative in the last bands.
+        struct Dipping(Vec<f32>);
+        impl Reconstructor for Dipping {
+            fn name(&self) -> &str {
+                "dipping"
+            }
+            fn wavelengths(&self) -> &[f32] {
+                &self.0
+            }
+            fn reference_brightness(&self) -> Option<f32> {
+                None
+            }
+            fn reconstruct_raw(&self, rgb: &RgbImage, _: &JobContext) -> Result<Array3<f32>> {
+                Ok(Array3::from_shape_fn((self.0.len(), rgb.rows(), rgb.cols()), |(b, r, c)| rgb.data[[0, r, c]] - b as f32 / 10.0))
+            }
+        }
+        let camera = CameraResponse::builtin("canon").unwrap();
+        let method = Dipping(vec![400.0, 500.0, 600.0, 700.0]);
+        let rgb = RgbImage::new(Array3::from_elem((3, 2, 5), 0.15)).unwrap();
+        let r = reconstruct(&method, &rgb, &camera, ReconOptions::default(), &JobContext::silent()).unwrap();
+        // bands 2 and 3 (0.15 - 0.2, 0.15 - 0.3) of 10 pixels dip below zero
+        assert_eq!((r.clamped.below_zero, r.clamped.samples), (20, 40));
+        assert!((r.clamped.min + 0.15).abs() < 1e-6, "{}", r.clamped.min);
+        assert!(r.cube.data.iter().all(|&v| v >= 0.0));
+        assert_eq!(r.clamped.describe().unwrap(), "50.00 % of values were below zero (down to -0.150) and were set to 0");
+        let bright = RgbImage::new(Array3::from_elem((3, 2, 5), 0.5)).unwrap();
+        assert_eq!(reconstruct(&method, &bright, &camera, ReconOptions::default(), &JobContext::silent()).unwrap().clamped.describe(), None);
     }
 
     #[test]

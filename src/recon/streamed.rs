@@ -30,6 +30,8 @@ pub struct StreamedReconstruction {
     pub exposure_scale: Option<f32>,
     /// Over every tile: pixel-weighted MRAEs, summed unreachable pixels.
     pub consistency: Option<ConsistencyReport>,
+    /// Values below zero set to zero, over every tile as computed (context margins included).
+    pub clamped: super::Clamped,
 }
 
 /// Read a tile of `rgb` (a three-band source) as linear RGB.
@@ -104,14 +106,16 @@ pub fn reconstruct_streamed(
     let total = row_spans.len() * col_spans.len();
     let quiet = JobContext::new(job.cancel.clone(), |_, _| {});
     let (mut exposure_scale, mut consistency) = (None, None::<(f64, f64, usize, usize)>);
+    let mut clamped = super::Clamped::default();
     for (i, &(r0, r1, o_r0, o_r1)) in row_spans.iter().enumerate() {
         for (j, &(c0, c1, o_c0, o_c1)) in col_spans.iter().enumerate() {
             job.check()?;
             job.report((i * col_spans.len() + j) as f32 / total as f32, "reconstructing tile by tile");
             let input = read_rgb(rgb, r0..r1, c0..c1, srgb)?;
             // Consistency is per pixel: applied to the tile's own pixels, not its context.
-            let (data, scale, _) = reconstruct_part(method, &input, camera, ReconOptions { consistent: false, ..options }, &stats, &quiet)?;
+            let (data, scale, _, below) = reconstruct_part(method, &input, camera, ReconOptions { consistent: false, ..options }, &stats, &quiet)?;
             exposure_scale = scale;
+            clamped = clamped.merge(below);
             let (ir, ic) = (o_r0 - r0..o_r1 - r0, o_c0 - c0..o_c1 - c0);
             let mut inner = data.slice(s![.., ir.clone(), ic.clone()]).to_owned();
             if options.consistent {
@@ -143,6 +147,7 @@ pub fn reconstruct_streamed(
         tiles: total,
         seconds: start.elapsed().as_secs_f64(),
         exposure_scale,
+        clamped,
         consistency: consistency.map(|(b, a, u, n)| ConsistencyReport { before_mrae: b / n as f64, after_mrae: a / n as f64, unreachable_pixels: u }),
     })
 }
