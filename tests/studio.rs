@@ -62,6 +62,22 @@ fn clicking_pixels_plots_their_spectra_and_shift_click_pins_more() {
     assert_ne!(pins[0].colour, pins[1].colour);
     assert_eq!(h.state().spectra_series().len(), 4);
 
+    // the legend: one entry per pin (its place) and one box per layer, not one per line;
+    // unticking a layer hides its lines at every pin, ticking it brings them back
+    h.get_by_label(&format!("({}, {})", pins[1].col, pins[1].row));
+    let other = first[1].layer;
+    let other_name = h.state().doc.get(other).unwrap().name.clone();
+    let checkbox = egui::accesskit::Role::CheckBox;
+    assert_eq!(h.query_all_by_role_and_label(checkbox, &other_name).count() + h.query_all_by_role_and_label(checkbox, "demo 7: ground truth").count(), 2, "one legend box per layer");
+    h.get_by_role_and_label(checkbox, &other_name).click();
+    h.run_steps(2);
+    let shown = h.state().spectra_series();
+    assert_eq!(shown.len(), 2, "{:?}", shown.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert!(shown.iter().all(|s| s.layer != other));
+    h.get_by_role_and_label(checkbox, &other_name).click();
+    h.run_steps(2);
+    assert_eq!(h.state().spectra_series().len(), 4);
+
     // a plain click replaces the pins
     click_at(&h, label, egui::vec2(-30.0, 0.0), egui::Modifiers::NONE);
     h.run_steps(2);
@@ -204,16 +220,18 @@ fn band_view_switches_bands_and_reports_the_wavelength() {
     h.run_steps(2);
     h.state_mut().display.band = 30;
     h.run_steps(2);
+    // (the Display panel names the cube's range, "400-700 nm", and the band slider its band)
+    let elsewhere = h.query_all_by_label_contains("700 nm").count();
     h.get_by_label("Image: demo 7: ground truth").hover();
     h.run_steps(2);
     // the status bar's readout names the band's wavelength and the pixel's value
-    h.get_by_label_contains("700 nm");
+    assert_eq!(h.query_all_by_label_contains("700 nm").count(), elsewhere + 1, "no readout of band 31");
     let err = h.query_by_label_contains("no ground truth");
     assert!(err.is_none());
     // the readout is of the pixel under the pointer: it goes when the pointer leaves the view
     h.get_by_label("Layers").hover();
     h.run_steps(2);
-    assert!(h.query_by_label_contains("700 nm").is_none(), "the readout outlived the hover");
+    assert_eq!(h.query_all_by_label_contains("700 nm").count(), elsewhere, "the readout outlived the hover");
 }
 
 #[test]
@@ -859,12 +877,35 @@ fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
     assert_eq!(got.values, lr.spectrum(r, c), "pin ({}, {}) lies in the ×8 cube's pixel ({r}, {c})", pin.row, pin.col);
     // its view shows the same place, zoomed to its own size, with the pin on it
     let name = lr_layer.name.clone();
-    click_and_settle(&mut h, &name);
+    // the layer list's entry (the spectra legend has a box of the same name)
+    h.get_all_by_label(&name).next().unwrap().click();
+    h.run_steps(1);
+    settle(&mut h);
     let view = h.get_by_label(&format!("Image: {name}")).rect();
     h.get_by_label(&format!("Image: {name}")).hover();
     h.run_steps(2);
     assert!(view.width() > 100.0);
     assert_eq!(h.state().pins.len(), 1, "a layer of the same scene keeps the pins");
+    // swipe between the ground truth (256²) and the ×8 cube (32²): both cover the scene's
+    // frame, and a click on the ×8 side pins the scene's pixel under the pointer
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    click_and_settle(&mut h, "swipe");
+    let gt_id = h.state().doc.ground_truth().unwrap().0.id;
+    h.state_mut().compare.swipe = (Some(gt_id), Some(lr_id));
+    h.run_steps(2);
+    settle(&mut h);
+    assert!(h.query_by_label_contains("swipe needs two images").is_none());
+    h.get_by_label_contains("both are drawn over the scene's 256×256 frame");
+    let rect = h.get_by_label(&format!("Swipe: demo 7: ground truth | {name}")).rect();
+    let t = h.state().transform;
+    let dx = 40.0;
+    click(&h, rect.center() + egui::vec2(dx, 0.0), egui::Modifiers::NONE);
+    h.run_steps(2);
+    let pin = h.state().pins[0];
+    let (row, col) = (t.centre.y, t.centre.x + dx / t.zoom);
+    assert!((pin.row as f32 - row).abs() <= 1.0 && (pin.col as f32 - col).abs() <= 1.0, "pinned {pin:?}, the scene's pixel under the pointer is ({row}, {col})");
+    assert!(t.zoom > 1.0, "the 256² frame fills the view, not the 32² cube's size: zoom {}", t.zoom);
 }
 
 #[test]

@@ -155,6 +155,8 @@ pub struct Studio {
     file_dialogs: bool,
     /// The Wavelengths window, while open.
     pub wavelength_editor: Option<wavelengths::WavelengthEditor>,
+    /// Layers whose lines the spectra legend hides.
+    pub hidden_layers: std::collections::HashSet<u64>,
 }
 
 impl Studio {
@@ -198,6 +200,7 @@ impl Studio {
             scene_views: HashMap::new(),
             file_dialogs,
             wavelength_editor: None,
+            hidden_layers: Default::default(),
         }
     }
 
@@ -215,8 +218,14 @@ impl Studio {
         self.jobs.iter().map(|j| j.name().to_string()).collect()
     }
 
-    /// The series the spectra plot shows now (what a test checks the plot against).
+    /// The series the spectra plot shows now (what a test checks the plot against, and what
+    /// the CSV export writes): the active scene's, less the layers hidden in the legend.
     pub fn spectra_series(&self) -> Vec<spectra::Series> {
+        self.all_spectra_series().into_iter().filter(|s| !self.hidden_layers.contains(&s.layer)).collect()
+    }
+
+    /// Every series of the active scene's pins and region, hidden layers' too (the legend's).
+    fn all_spectra_series(&self) -> Vec<spectra::Series> {
         spectra::series(&self.doc, &self.pins, self.roi, &self.probes)
     }
 

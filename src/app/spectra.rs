@@ -1,14 +1,14 @@
 //! The spectra plot: the spectrum of every pinned pixel in every cube layer of the active
 //! scene (one colour per pin, as its marker on the image; ground truth thick and solid, every
-//! other layer its own dash pattern), a region's mean ± standard deviation, and the same
-//! series as CSV.
+//! other layer its own dash pattern), a region's mean ± standard deviation, a legend grouped
+//! by pin and by layer (a layer's lines hidden or shown together), and the series as CSV.
 
 use super::document::{Document, LayerData, Role};
 use super::probes::Probes;
 use super::view::Pin;
 use crate::Rect as CubeRect;
 use egui::Color32;
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{Line, LineStyle, Plot, PlotPoints};
 
 /// One line of the plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub struct Series {
     /// The layer's place among the scene's cubes: reconstructions and other layers are told
     /// apart by their dash pattern (the colour belongs to the pin).
     pub layer_index: usize,
+    /// The layer it was read from (the legend hides a layer's lines together).
+    pub layer: u64,
 }
 
 /// Dash patterns of the layers of a scene, in order (ground truth is drawn thick and solid).
@@ -116,11 +118,11 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
                 Role::Reconstruction { .. } => SeriesStyle::Reconstruction,
                 _ => SeriesStyle::Other,
             };
-            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style, unit, layer_index });
+            out.push(Series { name: format!("{} @ ({}, {})", layer.name, pin.col, pin.row), wavelengths, values, colour: pin.colour, style, unit, layer_index, layer: layer.id });
         }
     }
     if let Some((r0, c0, r1, c1)) = roi {
-        for layer in doc.active_layers() {
+        for (layer_index, layer) in doc.active_layers().filter(|l| !matches!(l.data, LayerData::Rgb(_))).enumerate() {
             let ((r0, c0), (r1, c1)) = (doc.to_layer(layer, (r0, c0)), doc.to_layer(layer, (r1, c1)));
             let rect = CubeRect { row: r0, col: c0, height: r1 + 1 - r0, width: c1 + 1 - c0 };
             let (w, (mean, std), unit) = match &layer.data {
@@ -137,16 +139,106 @@ pub fn series(doc: &Document, pins: &[Pin], roi: Option<(usize, usize, usize, us
             let name = format!("{} ROI {}×{}", layer.name, rect.width, rect.height);
             let upper = mean.iter().zip(&std).map(|(m, s)| m + s).collect();
             let lower = mean.iter().zip(&std).map(|(m, s)| m - s).collect();
-            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style: SeriesStyle::Other, unit: unit.clone(), layer_index: 0 });
-            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit: unit.clone(), layer_index: 0 });
-            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit, layer_index: 0 });
+            // The region's colour, each layer's own dash (ground truth solid) for the mean.
+            let style = if layer.role == Role::GroundTruth { SeriesStyle::GroundTruth } else { SeriesStyle::Other };
+            let id = layer.id;
+            out.push(Series { name: format!("{name} mean"), wavelengths: w.clone(), values: mean, colour: ROI_COLOUR, style, unit: unit.clone(), layer_index, layer: id });
+            out.push(Series { name: format!("{name} +1σ"), wavelengths: w.clone(), values: upper, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit: unit.clone(), layer_index, layer: id });
+            out.push(Series { name: format!("{name} −1σ"), wavelengths: w, values: lower, colour: ROI_COLOUR, style: SeriesStyle::Spread, unit, layer_index, layer: id });
         }
     }
     out
 }
 
+/// One entry of the legend's layer row: a layer, drawn as its lines are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegendLayer {
+    pub layer: u64,
+    pub name: String,
+    pub style: SeriesStyle,
+    pub layer_index: usize,
+}
+
+/// The layers the series come from, once each, in order.
+pub fn legend_layers(doc: &Document, series: &[Series]) -> Vec<LegendLayer> {
+    let mut out: Vec<LegendLayer> = Vec::new();
+    for s in series.iter().filter(|s| s.style != SeriesStyle::Spread) {
+        if out.iter().all(|l| l.layer != s.layer) {
+            let name = doc.get(s.layer).map(|l| l.name.clone()).unwrap_or_default();
+            out.push(LegendLayer { layer: s.layer, name, style: s.style, layer_index: s.layer_index });
+        }
+    }
+    out
+}
+
+/// The line style and width a series is drawn with.
+fn line_look(style: SeriesStyle, layer_index: usize) -> (f32, LineStyle) {
+    match style {
+        SeriesStyle::GroundTruth => (2.5, LineStyle::Solid),
+        SeriesStyle::Reconstruction | SeriesStyle::Other => (1.5, DASHES[layer_index % DASHES.len()]),
+        SeriesStyle::Spread => (1.0, LineStyle::dotted_dense()),
+    }
+}
+
+/// A short sample of a line as the plot draws it.
+fn line_sample(ui: &mut egui::Ui, colour: Color32, style: SeriesStyle, layer_index: usize) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(30.0, 12.0), egui::Sense::hover());
+    let (width, look) = line_look(style, layer_index);
+    let stroke = egui::Stroke::new(width, colour);
+    let ends = [rect.left_center(), rect.right_center()];
+    let painter = ui.painter();
+    match look {
+        LineStyle::Solid => {
+            painter.line_segment(ends, stroke);
+        }
+        LineStyle::Dashed { length } => {
+            painter.extend(egui::Shape::dashed_line(&ends, stroke, length, length / 2.0));
+        }
+        LineStyle::Dotted { spacing } => {
+            painter.extend(egui::Shape::dotted_line(&ends, colour, spacing, width / 2.0 + 0.5));
+        }
+    }
+}
+
+/// The legend, grouped so it stays short with many layers: one entry per pin (its colour and
+/// place) and one per layer (its line pattern), each layer with a box that shows or hides all
+/// its lines. `hidden` holds the hidden layers.
+pub fn legend(ui: &mut egui::Ui, doc: &Document, pins: &[Pin], roi: bool, series: &[Series], hidden: &mut std::collections::HashSet<u64>) {
+    let layers = legend_layers(doc, series);
+    if layers.is_empty() {
+        return;
+    }
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("pins:");
+        for pin in pins {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, pin.colour);
+            ui.label(format!("({}, {})", pin.col, pin.row));
+        }
+        if roi {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+            ui.painter().rect_filled(rect, 2.0, ROI_COLOUR);
+            ui.label("region mean ± σ");
+        }
+    });
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("layers:");
+        for l in &layers {
+            let mut shown = !hidden.contains(&l.layer);
+            line_sample(ui, ui.visuals().text_color(), l.style, l.layer_index);
+            if ui.checkbox(&mut shown, &l.name).on_hover_text("show or hide this layer's lines").changed() {
+                if shown {
+                    hidden.remove(&l.layer);
+                } else {
+                    hidden.insert(l.layer);
+                }
+            }
+        }
+    });
+}
+
 /// The spectra plot: one plot per y axis (reflectance beside radiance, see [`axes`]), each
-/// labelled with its unit; a legend entry hides its line when clicked.
+/// labelled with its unit; the legend is [`legend`], above it.
 pub fn plot(ui: &mut egui::Ui, series: &[Series], height: f32) {
     let groups = axes(series);
     if groups.len() <= 1 {
@@ -169,18 +261,13 @@ fn axis_plot(ui: &mut egui::Ui, id: &str, label: &str, series: &[&Series], heigh
         plot = plot.include_x(400.0).include_x(700.0).include_y(1.0);
     }
     plot
-        .legend(Legend::default())
         .x_axis_label("wavelength (nm)")
         .y_axis_label(label)
         .include_y(0.0)
         .show(ui, |plot_ui| {
             for s in series {
                 let points: PlotPoints = s.wavelengths.iter().zip(&s.values).map(|(&w, &v)| [w as f64, v as f64]).collect();
-                let (width, style) = match s.style {
-                    SeriesStyle::GroundTruth => (2.5, LineStyle::Solid),
-                    SeriesStyle::Reconstruction | SeriesStyle::Other => (1.5, DASHES[s.layer_index % DASHES.len()]),
-                    SeriesStyle::Spread => (1.0, LineStyle::dotted_dense()),
-                };
+                let (width, style) = line_look(s.style, s.layer_index);
                 plot_ui.line(Line::new(s.name.clone(), points).color(s.colour).width(width).style(style));
             }
         });
@@ -279,7 +366,7 @@ mod tests {
 
     #[test]
     fn reflectance_and_radiance_get_axes_of_their_own_labelled_with_their_units() {
-        let line = |unit: Option<&str>| Series { name: "x".into(), wavelengths: vec![400.0], values: vec![0.5], colour: Color32::RED, style: SeriesStyle::Other, unit: unit.map(String::from), layer_index: 0 };
+        let line = |unit: Option<&str>| Series { name: "x".into(), wavelengths: vec![400.0], values: vec![0.5], colour: Color32::RED, style: SeriesStyle::Other, unit: unit.map(String::from), layer_index: 0, layer: 0 };
         let series = [line(Some("radiance (relative)")), line(Some("reflectance")), line(Some("radiance (relative)"))];
         let groups = axes(&series);
         assert_eq!(groups.iter().map(|(l, m)| (l.as_str(), m.len())).collect::<Vec<_>>(), [("radiance (relative)", 2), ("reflectance", 1)]);

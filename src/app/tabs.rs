@@ -31,7 +31,10 @@ impl Studio {
                 self.transform.fit_pending = true;
             }
         });
-        spectra::plot(ui, &self.spectra_series(), ui.available_height().max(120.0));
+        let all = self.all_spectra_series();
+        spectra::legend(ui, &self.doc, &self.pins, self.roi.is_some(), &all, &mut self.hidden_layers);
+        let shown: Vec<spectra::Series> = all.into_iter().filter(|s| !self.hidden_layers.contains(&s.layer)).collect();
+        spectra::plot(ui, &shown, ui.available_height().max(120.0));
     }
 
     /// The image view of layer `id`, with its colour bar; clicks become picks.
@@ -224,6 +227,10 @@ impl Studio {
         // The ground truth's error map against itself is black: error maps swipe between
         // reconstructions when there are two.
         let ids = if matches!(self.display.mode, DisplayMode::Error(_)) && ids.len() >= 3 { &ids[1..] } else { ids };
+        // Any other cube of the scene can be swiped too (a fusion's low-resolution input).
+        let others = self.doc.active_layers().filter(|l| matches!(l.data, LayerData::Cube(_) | LayerData::Large(_)) && !ids.contains(&l.id)).map(|l| l.id);
+        let ids: Vec<u64> = ids.iter().copied().chain(others).collect();
+        let ids = &ids[..];
         let Some((left, right)) = self.compare.swipe_pair(ids) else {
             ui.label("Swipe needs two cubes: run a reconstruction or open the ground truth.");
             return;
@@ -252,12 +259,15 @@ impl Studio {
             });
             return;
         };
-        let dims = self.doc.get(left).map(|l| l.data.rows_cols());
-        if dims != self.doc.get(right).map(|l| l.data.rows_cols()) {
-            ui.label("These two layers differ in size: swipe needs two images of the same scene.");
-            return;
+        // Both layers are drawn over the scene's frame, so two of different sizes (a
+        // low-resolution cube beside the RGB's reconstructions) cover the same place; the zoom,
+        // pins, region and picks are the scene's, in its frame.
+        let Some(frame) = self.doc.get(left).and_then(|l| self.doc.frame_of(l.scene)) else { return };
+        let sizes = [left, right].map(|id| self.doc.get(id).map(|l| l.data.rows_cols()).unwrap_or_default());
+        if sizes[0] != sizes[1] {
+            ui.weak(format!("{} is {}×{} px, {} is {}×{} px: both are drawn over the scene's {}×{} frame", name(left), sizes[0].1, sizes[0].0, name(right), sizes[1].1, sizes[1].0, frame.1, frame.0));
         }
-        let pick = view::swipe_widget(ui, (&name(left), &a), (&name(right), &b), dims.unwrap_or_default(), &mut self.transform, &mut self.compare.split, &self.pins, self.roi, size);
+        let pick = view::swipe_widget(ui, (&name(left), &a), (&name(right), &b), frame, &mut self.transform, &mut self.compare.split, &self.pins, self.roi, size);
         self.take_pick(pick);
         if let DisplayMode::Error(m) = self.display.mode {
             view::colour_bar(ui, crate::display::Colormap::Inferno, crate::display::Range { lo: 0.0, hi: self.display.error_max }, m.name(), size.x);
