@@ -154,16 +154,59 @@ impl BackgroundJob {
     }
 }
 
-/// Whether a native file dialog can work here. On Linux, rfd talks to the XDG desktop portal
-/// over the D-Bus session bus; without a session bus the dialog returns at once as if the
-/// user had cancelled, so the studio asks for a typed path instead.
+/// Whether a native file dialog can work here. On Linux, rfd asks the XDG desktop portal over
+/// the D-Bus session bus (through libdbus, loaded at run time); without the library, the bus
+/// or a portal on it the dialog returns at once as if the user had cancelled, so the studio
+/// asks for a typed path instead. All three are checked, the bus within a time limit.
+#[cfg(target_os = "linux")]
 pub fn file_dialogs_available() -> bool {
-    if !cfg!(target_os = "linux") {
-        return true;
+    let address = std::env::var("DBUS_SESSION_BUS_ADDRESS").ok().filter(|v| !v.is_empty()).or_else(|| {
+        let bus = Path::new(&std::env::var_os("XDG_RUNTIME_DIR")?).join("bus");
+        bus.exists().then(|| format!("unix:path={}", bus.display()))
+    });
+    libdbus_loads() && address.is_some_and(|a| portal_on_bus(&a, std::time::Duration::from_secs(2)))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn file_dialogs_available() -> bool {
+    true
+}
+
+/// Whether rfd's portal backend can load libdbus (it opens `libdbus-1.so.3` at run time).
+#[cfg(target_os = "linux")]
+fn libdbus_loads() -> bool {
+    let name = c"libdbus-1.so.3";
+    // SAFETY: dlopen with a valid C string; the handle is closed at once.
+    unsafe {
+        let handle = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return false;
+        }
+        libc::dlclose(handle);
     }
-    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty());
-    let runtime_bus = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).join("bus").exists());
-    bus || runtime_bus
+    true
+}
+
+/// Whether the D-Bus bus at `address` has the desktop portal running or can start it, asked
+/// on a thread of its own so that a bus that never answers costs `limit`, not a hang.
+#[cfg(target_os = "linux")]
+pub fn portal_on_bus(address: &str, limit: std::time::Duration) -> bool {
+    const PORTAL: &str = "org.freedesktop.portal.Desktop";
+    let (tx, rx) = std::sync::mpsc::channel();
+    let address = address.to_string();
+    std::thread::spawn(move || {
+        let found = pollster::block_on(async {
+            let connection = zbus::connection::Builder::address(address.as_str())?.build().await?;
+            let bus = zbus::fdo::DBusProxy::new(&connection).await?;
+            let name = zbus::names::BusName::try_from(PORTAL)?;
+            if bus.name_has_owner(name).await? {
+                return Ok::<bool, zbus::Error>(true);
+            }
+            Ok(bus.list_activatable_names().await?.iter().any(|n| n.as_str() == PORTAL))
+        });
+        let _ = tx.send(found.unwrap_or(false));
+    });
+    rx.recv_timeout(limit).unwrap_or(false)
 }
 
 type SaveFn = Box<dyn FnOnce(&Path, &crate::engine::JobContext) -> Result<()> + Send>;
@@ -228,4 +271,55 @@ pub fn metrics_csv(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::portal_on_bus;
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+
+    /// A private D-Bus daemon with no service files (so nothing on it is activatable).
+    fn private_bus(dir: &std::path::Path) -> (std::process::Child, String) {
+        let services = dir.join("services");
+        std::fs::create_dir_all(&services).unwrap();
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\" \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>session</type><listen>unix:dir={}</listen><servicedir>{}</servicedir><auth>EXTERNAL</auth>\
+                 <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/><allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n",
+                dir.display(),
+                services.display()
+            ),
+        )
+        .unwrap();
+        let mut daemon = std::process::Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--print-address", "--nofork", "--nopidfile"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon runs this test's private bus (Debian package dbus-daemon)");
+        let mut address = String::new();
+        std::io::BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut address).unwrap();
+        (daemon, address.trim().to_string())
+    }
+
+    #[test]
+    fn the_portal_is_found_only_on_a_bus_that_has_it_and_a_dead_bus_costs_no_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut daemon, address) = private_bus(dir.path());
+        let limit = Duration::from_secs(10);
+        assert!(!portal_on_bus(&address, limit), "a bus without the portal");
+        // something owns the portal's name: now a dialog would be answered
+        let owner = pollster::block_on(async { zbus::connection::Builder::address(address.as_str())?.name("org.freedesktop.portal.Desktop")?.build().await }).unwrap();
+        assert!(portal_on_bus(&address, limit), "a bus with the portal");
+        drop(owner);
+        daemon.kill().unwrap();
+        let _ = daemon.wait();
+        let start = Instant::now();
+        assert!(!portal_on_bus(&format!("unix:path={}", dir.path().join("none").display()), Duration::from_secs(2)));
+        assert!(start.elapsed() < Duration::from_secs(3));
+    }
 }
