@@ -39,7 +39,8 @@ impl WavelengthEditor {
     pub fn ui(&mut self, ctx: &egui::Context, commands: &mut Vec<Command>) -> bool {
         let mut open = true;
         let mut done = false;
-        egui::Window::new("Wavelengths").open(&mut open).collapsible(false).resizable(false).show(ctx, |ui| {
+        // Beside the side panel, not over the layer list it was opened from.
+        egui::Window::new("Wavelengths").open(&mut open).collapsible(false).resizable(false).default_pos([440.0, 90.0]).show(ctx, |ui| {
             ui.label(format!("{}: {} bands", self.layer_name, self.bands));
             ui.separator();
             ui.strong("Evenly spaced");

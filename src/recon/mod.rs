@@ -218,9 +218,13 @@ impl Clamped {
         if self.samples == 0 { 0.0 } else { self.below_zero as f64 / self.samples as f64 }
     }
 
-    /// "0.31 % of values were below zero (down to -0.012) and were set to 0", or None.
+    /// "12 of 59520 values (0.02 %) were below zero (down to -0.017) and were set to 0", or None.
     pub fn describe(&self) -> Option<String> {
-        (self.below_zero > 0).then(|| format!("{:.2} % of values were below zero (down to {:.3}) and were set to 0", 100.0 * self.fraction(), self.min))
+        (self.below_zero > 0).then(|| {
+            let pct = 100.0 * self.fraction();
+            let pct = if pct >= 0.01 { format!("{pct:.2} %") } else { format!("{pct:.1e} %") };
+            format!("{} of {} values ({pct}) were below zero (down to {:.3}) and were set to 0", self.below_zero, self.samples, self.min)
+        })
     }
 }
 
@@ -390,7 +394,7 @@ mod tests {
         assert_eq!((r.clamped.below_zero, r.clamped.samples), (20, 40));
         assert!((r.clamped.min + 0.15).abs() < 1e-6, "{}", r.clamped.min);
         assert!(r.cube.data.iter().all(|&v| v >= 0.0));
-        assert_eq!(r.clamped.describe().unwrap(), "50.00 % of values were below zero (down to -0.150) and were set to 0");
+        assert_eq!(r.clamped.describe().unwrap(), "20 of 40 values (50.00 %) were below zero (down to -0.150) and were set to 0");
         let bright = RgbImage::new(Array3::from_elem((3, 2, 5), 0.5)).unwrap();
         assert_eq!(reconstruct(&method, &bright, &camera, ReconOptions::default(), &JobContext::silent()).unwrap().clamped.describe(), None);
     }
