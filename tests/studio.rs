@@ -240,7 +240,7 @@ fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
     h.get_by_label("Abundances").click();
     h.run_steps(2);
     click_and_settle(&mut h, "Unmix demo 7: reflectance");
-    let (_, result) = h.state().abundances.result.clone().expect("no unmixing result");
+    let (_, result) = h.state().abundances.of_active_scene(&h.state().doc).cloned().expect("no unmixing result");
     assert!(!result.names.is_empty());
     let (k, rows, cols) = result.abundances.dim();
     let (r, c) = (rows / 2, cols / 3);
@@ -255,6 +255,36 @@ fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
     let readout = h.state().hover_readout().unwrap_or_default();
     let want = format!("{} {:.3}", result.names[0], result.abundances[[0, row, col]]);
     assert!(readout.contains("abundances: ") && readout.contains(&want), "{readout:?} lacks {want:?}");
+}
+
+#[test]
+fn an_unmixing_belongs_to_the_scene_of_the_cube_it_unmixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<_> = [("a.npy", 0.3f32), ("b.npy", 0.6)].iter().map(|(n, v)| {
+        let path = dir.path().join(n);
+        let data: Vec<f32> = (0..10 * 12 * 31).map(|i| v + (i % 7) as f32 / 100.0).collect();
+        spectral_studio::io::npy::write_f32(&path, &[10, 12, 31], &data).unwrap();
+        path
+    }).collect();
+    let mut h = studio(files, None);
+    settle(&mut h);
+    click_and_settle(&mut h, "Scene: a.npy");
+    h.get_by_label("Abundances").click();
+    h.run_steps(2);
+    // only the active scene's cubes are offered
+    assert!(h.query_by_label("Unmix b.npy").is_none());
+    click_and_settle(&mut h, "Unmix a.npy");
+    h.get_by_label_contains("a.npy: ");
+    let a = h.state().doc.layers.iter().find(|l| l.name == "a.npy").unwrap().id;
+    assert_eq!(h.state().abundances.of_active_scene(&h.state().doc).map(|(l, _)| *l), Some(a));
+    // the other scene has none of it
+    click_and_settle(&mut h, "Scene: b.npy");
+    h.get_by_label("No unmixing in this scene yet.");
+    h.get_by_label("Unmix b.npy");
+    assert!(h.query_by_label("Unmix a.npy").is_none());
+    // and coming back shows it again
+    click_and_settle(&mut h, "Scene: a.npy");
+    h.get_by_label_contains("a.npy: ");
 }
 
 #[test]

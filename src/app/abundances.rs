@@ -1,6 +1,7 @@
 //! Abundances: unmix a cube over a spectral library (FCLS) as a job, then a grid of named
 //! abundance maps, the residual map, and a pixel's abundances as bars.
 
+use super::document::Document;
 use crate::spectral::library;
 use crate::spectral::unmix::{self, Unmixing};
 use crate::{Cube, Result};
@@ -9,13 +10,14 @@ use egui_plot::{Bar, BarChart, Plot};
 pub struct AbundancePanel {
     pub library: String,
     pub endmembers: usize,
-    /// Layer the result belongs to, and the result.
-    pub result: Option<(u64, std::sync::Arc<Unmixing>)>,
+    /// Every unmixing made, with the layer it unmixed, oldest first (one per layer: unmixing a
+    /// layer again replaces its result). The tab shows the active scene's latest.
+    pub results: Vec<(u64, std::sync::Arc<Unmixing>)>,
 }
 
 impl Default for AbundancePanel {
     fn default() -> Self {
-        AbundancePanel { library: "munsell".into(), endmembers: 6, result: None }
+        AbundancePanel { library: "munsell".into(), endmembers: 6, results: Vec::new() }
     }
 }
 
@@ -26,6 +28,18 @@ pub fn run(cube: &Cube, library_name: &str, k: usize) -> Result<Unmixing> {
 }
 
 impl AbundancePanel {
+    /// Keep `result` as layer `layer`'s unmixing (in place of an earlier one of that layer).
+    pub fn insert(&mut self, layer: u64, result: Unmixing) {
+        self.results.retain(|(l, _)| *l != layer);
+        self.results.push((layer, std::sync::Arc::new(result)));
+    }
+
+    /// The latest unmixing of a layer of the active scene (an unmixing belongs to the scene of
+    /// the cube it unmixed).
+    pub fn of_active_scene(&self, doc: &Document) -> Option<&(u64, std::sync::Arc<Unmixing>)> {
+        self.results.iter().rev().find(|(layer, _)| doc.get(*layer).is_some_and(|l| doc.active_scene == Some(l.scene)))
+    }
+
     pub fn settings_ui(&mut self, ui: &mut egui::Ui) {
         egui::ComboBox::from_label("library").selected_text(self.library.as_str()).show_ui(ui, |ui| {
             for name in library::library_names() {
@@ -36,8 +50,8 @@ impl AbundancePanel {
     }
 
     /// Bars of the abundances at `pixel`, each under its material's name.
-    pub fn pixel_bars(&self, ui: &mut egui::Ui, pixel: Option<(usize, usize)>) {
-        let (Some((_, result)), Some((row, col))) = (&self.result, pixel) else { return };
+    pub fn pixel_bars(ui: &mut egui::Ui, result: &Unmixing, pixel: Option<(usize, usize)>) {
+        let Some((row, col)) = pixel else { return };
         if row >= result.abundances.shape()[1] || col >= result.abundances.shape()[2] {
             return;
         }

@@ -143,7 +143,8 @@ pub struct Studio {
     pub details: detail::DetailCache,
     /// Spectra and region statistics read from large cubes' files.
     pub probes: probes::Probes,
-    abundance_textures: HashMap<usize, egui::TextureHandle>,
+    /// The abundance maps' textures, by unmixed layer and map.
+    abundance_textures: HashMap<(u64, usize), egui::TextureHandle>,
     waker: Option<Waker>,
     options: StudioOptions,
     next_job_id: u64,
@@ -366,7 +367,7 @@ impl Studio {
         let (row, col) = self.hovered?;
         // Abundance maps read out each material's abundance at the pixel, largest first.
         if self.tab == Tab::Abundances {
-            if let Some((_, result)) = &self.abundances.result {
+            if let Some((_, result)) = self.abundances.of_active_scene(&self.doc) {
                 let (_, rows, cols) = result.abundances.dim();
                 if row < rows && col < cols {
                     let mut parts: Vec<(f32, &str)> = result.names.iter().enumerate().map(|(i, n)| (result.abundances[[i, row, col]], n.as_str())).collect();
@@ -692,6 +693,8 @@ impl Studio {
                 self.scene_views.retain(|scene, _| self.doc.scene(*scene).is_some());
                 self.probes.forget(id);
                 self.scores.remove(&id);
+                self.abundances.results.retain(|(layer, _)| *layer != id);
+                self.abundance_textures.retain(|(layer, _), _| *layer != id);
                 if self.active == Some(id) {
                     // the next layer of the same scene, else of the scene now active
                     self.active = self.doc.active_layers().next().map(|l| l.id).or_else(|| self.doc.layers.first().map(|l| l.id));
@@ -1060,8 +1063,8 @@ impl Studio {
                 self.scores.insert(layer, compare::Scores { gt, metrics, bands });
             }
             jobs::Outcome::Unmixed(result, layer) => {
-                self.abundance_textures.clear();
-                self.abundances.result = Some((layer, Arc::new(result)));
+                self.abundance_textures.retain(|(l, _), _| *l != layer);
+                self.abundances.insert(layer, result);
             }
             jobs::Outcome::Fitted(fit) => {
                 let set = camera::CurveSet::from_fit(&fit);

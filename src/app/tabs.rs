@@ -290,7 +290,8 @@ impl Studio {
     }
 
     pub(super) fn abundances_tab(&mut self, ui: &mut egui::Ui) {
-        let cubes: Vec<(u64, String)> = self.doc.layers.iter().filter(|l| l.data.cube().is_some()).map(|l| (l.id, l.name.clone())).collect();
+        // The active scene's cubes, and its unmixing: another scene's results are not shown here.
+        let cubes: Vec<(u64, String)> = self.doc.active_layers().filter(|l| l.data.cube().is_some()).map(|l| (l.id, l.name.clone())).collect();
         ui.horizontal(|ui| {
             self.abundances.settings_ui(ui);
         });
@@ -303,13 +304,14 @@ impl Studio {
             }
         });
         ui.small("Libraries hold reflectances: unmix a reflectance cube (the demo has one) for abundances that mean fractions of materials.");
-        let Some((layer, result)) = &self.abundances.result else {
-            ui.label("No unmixing yet.");
+        let Some((layer, result)) = self.abundances.of_active_scene(&self.doc) else {
+            ui.label("No unmixing in this scene yet.");
             return;
         };
         // An Arc clone: the maps themselves are copied only when a texture is built.
         let (layer, result) = (*layer, result.clone());
-        ui.label(format!("{} endmembers, mean residual RMSE {:.4}", result.names.len(), result.mean_residual()));
+        let unmixed = self.doc.get(layer).map(|l| l.name.clone()).unwrap_or_default();
+        ui.label(format!("{unmixed}: {} endmembers, mean residual RMSE {:.4}", result.names.len(), result.mean_residual()));
         let n = result.names.len() + 1;
         let columns = n.clamp(1, 4);
         let cell = ((ui.available_width() / columns as f32) - 10.0).min((ui.available_height() - 200.0) / n.div_ceil(columns) as f32 - 24.0).max(80.0);
@@ -319,7 +321,7 @@ impl Studio {
                 let is_abundance = i < result.names.len();
                 let map = if is_abundance { result.abundances.index_axis(ndarray::Axis(0), i) } else { result.residual.view() };
                 let name = if is_abundance { result.names[i].as_str() } else { "residual RMSE" };
-                let texture = self.abundance_textures.entry(i).or_insert_with(|| {
+                let texture = self.abundance_textures.entry((layer, i)).or_insert_with(|| {
                     // Abundances are fractions (0..1); the residual is scaled to its own maximum.
                     let (range, cmap) = if is_abundance {
                         (crate::display::Range { lo: 0.0, hi: 1.0 }, crate::display::Colormap::Viridis)
@@ -342,7 +344,7 @@ impl Studio {
             }
         });
         let pixel = self.pins.last().map(|p| (p.row, p.col));
-        self.abundances.pixel_bars(ui, pixel);
+        super::abundances::AbundancePanel::pixel_bars(ui, &result, pixel);
     }
 
     pub(super) fn camera_tab(&mut self, ui: &mut egui::Ui) {
