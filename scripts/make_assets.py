@@ -261,6 +261,89 @@ def earthlib_assets() -> None:
     )
 
 
+# --------------------------------------------------------------------------- earthlib, full range
+INSS_LIBRARY_SIZE = 345  # as the INSS paper's USGS subset
+
+
+def earthlib_wide_assets() -> None:
+    """The INSS library: INSS_LIBRARY_SIZE earthlib spectra over earthlib's whole range
+    (400-2450 nm, its native 10 nm grid, water-vapour gaps as earthlib has them), chosen to
+    cover the library: k-means (k-means++ seeding, numpy seed 0, 50 Lloyd iterations) on the
+    spectra scaled to unit L2 norm, then per cluster the member nearest its centre (a real
+    spectrum, not a mean). Deterministic."""
+    import earthlib
+    import pandas as pd
+    import spectral.io.envi as envi
+
+    d = os.path.join(os.path.dirname(earthlib.__file__), "data")
+    meta = pd.read_csv(os.path.join(d, "spectra.csv"))
+    lib = envi.open(os.path.join(d, "spectra.sli.hdr"))
+    wl_nm = np.round(np.array(lib.bands.centers) * 1000.0, 3)
+    spectra = np.asarray(lib.spectra, dtype=float)
+    ok = np.all(np.isfinite(spectra), axis=1) & np.all(spectra >= 0, axis=1) & np.all(spectra <= 1.5, axis=1) & (spectra.max(axis=1) > 0)
+    keep = np.nonzero(ok)[0]
+    x = spectra[keep] / np.linalg.norm(spectra[keep], axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    k = INSS_LIBRARY_SIZE
+    centres = [x[rng.integers(len(x))]]
+    dist = np.sum((x - centres[0]) ** 2, axis=1)
+    for _ in range(1, k):
+        centres.append(x[rng.choice(len(x), p=dist / dist.sum())])
+        dist = np.minimum(dist, np.sum((x - centres[-1]) ** 2, axis=1))
+    c = np.array(centres)
+    for _ in range(50):
+        d2 = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+        label = d2.argmin(axis=1)
+        for j in range(k):
+            members = x[label == j]
+            if len(members):
+                c[j] = members.mean(axis=0)
+    d2 = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+    label = d2.argmin(axis=1)
+    chosen = []
+    for j in range(k):
+        members = np.nonzero(label == j)[0]
+        if len(members):
+            chosen.append(members[np.argmin(d2[members, j])])
+    chosen = sorted(set(int(keep[i]) for i in chosen))
+    names = [meta["NAME"][i] for i in chosen]
+    categories = [f"{meta['LEVEL_2'][i]}/{meta['LEVEL_3'][i]}" for i in chosen]
+    for n in names:
+        if "," in n or '"' in n:
+            sys.exit(f"spectrum name with a comma or quote: {n!r}")
+    header = ["name", "category"] + [fmt(w) for w in wl_nm]
+    rows = [[n, cat] + [fmt(v, 4) for v in spectra[i]] for n, cat, i in zip(names, categories, chosen)]
+    write_csv("libraries/earthlib-wide.csv", header, rows)
+    counts = pd.Series([c.split("/")[0] for c in categories]).value_counts().to_dict()
+    note(
+        "libraries/earthlib-wide.csv",
+        f"earthlib {ver('earthlib')}, files earthlib/data/spectra.sli(.hdr) + spectra.csv (as libraries/earthlib.csv)",
+        "MIT (earthlib)",
+        f"INSS's library: {len(chosen)} of earthlib's spectra over its whole range, 400–2450 nm on its native 10 nm grid "
+        f"({len(wl_nm)} bands: earthlib leaves out 1360–1450 and 1800–1950 nm), chosen by k-means "
+        f"(k = {k}, k-means++ seeding with numpy seed 0, 50 iterations) on the spectra scaled to unit L2 norm, "
+        "keeping per cluster the member nearest its centre; by class: "
+        + ", ".join(f"{a} {b}" for a, b in sorted(counts.items())) + "; 4 significant digits",
+    )
+
+
+def astm_g173_wide() -> None:
+    import pvlib
+
+    path = os.path.join(os.path.dirname(pvlib.__file__), "data", "ASTMG173.csv")
+    data = np.genfromtxt(path, delimiter=",", skip_header=2)
+    wl, glob_tilt = data[:, 0], data[:, 2]
+    peak = glob_tilt[(wl >= 380) & (wl <= 780)].max()
+    write_csv("illuminants/astm-g173-wide.csv", ["wavelength", "value"], curve_rows(wl, (glob_tilt / peak)[:, None]))
+    note(
+        "illuminants/astm-g173-wide.csv",
+        f"pvlib {ver('pvlib')}, file pvlib/data/ASTMG173.csv, column 'global' (as illuminants/astm-g173.csv)",
+        "BSD-3-Clause (pvlib); the ASTM G173 reference spectrum is published by NREL",
+        "the whole table, 280–4000 nm on its native grid (0.5 nm to 400 nm, 1 nm to 1700 nm, 5 nm above), "
+        "divided by its maximum over 380–780 nm; the reference for INSS's learned signature and the light of wide-range scenes",
+    )
+
+
 # --------------------------------------------------------------------------- sensor band centres
 def sensor_assets() -> None:
     """earthlib's sensor definitions (earthlib/sensors.py): the band centres of the imaging
@@ -397,6 +480,8 @@ def main() -> None:
     colour_assets()
     astm_g173()
     earthlib_assets()
+    earthlib_wide_assets()
+    astm_g173_wide()
     sensor_assets()
     munsell_assets(find_colorimetry_src(args.colorimetry_src))
     write_sources()

@@ -212,6 +212,13 @@ static ASSETS: &[Embedded] = &[
         "pvlib 0.16.1 (BSD-3-Clause)"
     ),
     asset!(
+        "illuminant",
+        "astm-g173-wide",
+        "illuminants/astm-g173-wide.csv",
+        "ASTM G173-03 global tilt solar spectrum, whole table 280-4000 nm, peak 1 over 380-780 nm",
+        "pvlib 0.16.1 (BSD-3-Clause)"
+    ),
+    asset!(
         "library",
         "colorchecker",
         "libraries/colorchecker.csv",
@@ -230,6 +237,13 @@ static ASSETS: &[Embedded] = &[
         "earthlib",
         "libraries/earthlib.csv",
         "Earth Library: 7260 soil, vegetation, urban and NPV reflectances, 400-700 nm / 10 nm",
+        "earthlib 1.1.0 (MIT)"
+    ),
+    asset!(
+        "library",
+        "earthlib-wide",
+        "libraries/earthlib-wide.csv",
+        "345 earthlib spectra chosen to cover the library (k-means medoids), 400-2450 nm / 10 nm: INSS's library",
         "earthlib 1.1.0 (MIT)"
     ),
     asset!(
@@ -612,7 +626,12 @@ mod tests {
                 "library" => {
                     let lib = library(a.name).unwrap();
                     assert!(lib.len() >= 24, "{}", a.name);
-                    assert_eq!(lib.wavelengths, crate::default_wavelengths());
+                    if a.name == "earthlib-wide" {
+                        // earthlib's native grid, without its two water-vapour gaps
+                        assert_eq!((lib.wavelengths.len(), lib.wavelengths[0], *lib.wavelengths.last().unwrap()), (180, 400.0, 2450.0));
+                    } else {
+                        assert_eq!(lib.wavelengths, crate::default_wavelengths());
+                    }
                     assert!(lib.spectra.iter().all(|v| (0.0..=1.5).contains(v)), "{}", a.name);
                 }
                 "illuminant" => {
@@ -634,6 +653,9 @@ mod tests {
         }
         assert_eq!(library("earthlib").unwrap().len(), 7260);
         assert_eq!(library("munsell").unwrap().len(), 1269);
+        assert_eq!(library("earthlib-wide").unwrap().len(), 345);
+        let g173 = illuminant("astm-g173-wide").unwrap();
+        assert!(g173.wavelengths[0] <= 280.0 && *g173.wavelengths.last().unwrap() >= 4000.0);
         assert_eq!(library("ColorChecker").unwrap().len(), 24);
         let (wl, basis) = dyer2017_basis().unwrap();
         assert_eq!((wl.len(), basis.shape()), (31, &[6usize, 3, 31][..]));
