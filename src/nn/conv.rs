@@ -503,6 +503,16 @@ impl Conv {
         Ok(conv)
     }
 
+    /// Weights drawn from N(0, std²) and a zero bias (pix2pix-style initialisation, as the INSS
+    /// and PatchGAN authors' code does).
+    pub fn normal(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, std: f64, vb: candle_nn::VarBuilder) -> Result<Self> {
+        let mut conv = Self::with_init(c_in, c_out, kernel, padding, false, candle_nn::Init::Randn { mean: 0.0, stdev: std }, vb.clone())?;
+        if bias {
+            conv.bias = Some(vb.get_with_hints(c_out, "bias", candle_nn::Init::Const(0.0))?);
+        }
+        Ok(conv)
+    }
+
     fn with_init(c_in: usize, c_out: usize, kernel: usize, padding: usize, bias: bool, init: candle_nn::Init, vb: candle_nn::VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints((c_out, c_in, kernel, kernel), "weight", init)?;
         let bias = if bias {

@@ -25,6 +25,7 @@ pub mod norm;
 pub mod pixel_scale;
 pub mod pool;
 pub mod profile;
+pub mod resample;
 pub mod shuffle;
 pub mod strided_blur;
 pub mod threads;

@@ -143,7 +143,7 @@ pub fn camera_refusal(entry: &MethodEntry, camera: &CameraResponse) -> Option<St
         return None;
     }
     match card.architecture {
-        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp | Architecture::Inss => Some(format!("trained for the camera '{}' only: cannot use '{}'", card.camera, camera.name)),
         // `linear` refits itself from its spectral moment, which models from before it was
         // kept lack.
         Architecture::Linear => ModelFiles::resolve(weights).and_then(|files| LinearMapReconstructor::linear(&files, camera)).err().map(|_| format!("fitted for the camera '{}' and keeps no spectral moment to refit for '{}'", card.camera, camera.name)),
@@ -196,7 +196,7 @@ pub fn load_method(name: &str, model: Option<&Path>, camera: &CameraResponse, de
     Ok(match card.architecture {
         Architecture::Linear => Box::new(LinearMapReconstructor::linear(&files, camera)?),
         Architecture::Pca => Box::new(LinearMapReconstructor::pca(&files, camera)?),
-        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp => Box::new(NetReconstructor::load(&files, camera, device)?),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp | Architecture::Inss => Box::new(NetReconstructor::load(&files, camera, device)?),
         // Told the camera, as every method is here; `reconstruct` without `--camera` and
         // `usr-blind` estimate it from the picture ([`load_blind`]).
         Architecture::Usr => Box::new(super::usr::UsrReconstructor::load(&files, Some(camera), device)?),

@@ -219,7 +219,7 @@ fn fit_closed_form(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset
             let prior = fit_prior(&moments, PCA_COMPONENTS)?;
             vec![("components", prior.components), ("variances", prior.variances.insert_axis(ndarray::Axis(1)))]
         }
-        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp | Architecture::Usr => bail_invalid!("'{}' is a network: it is trained, not fitted", cfg.method.name()),
+        Architecture::Mscnn | Architecture::Basisnet | Architecture::Mstpp | Architecture::Usr | Architecture::Inss => bail_invalid!("'{}' is a network: it is trained, not fitted", cfg.method.name()),
     };
     card.input_mean = None; // linear maps are scale-equivariant
     card.training = Some(TrainingRecord { steps: 0, batch: 0, patch: 0, seconds: start.elapsed().as_secs_f64(), device: "cpu".into(), final_loss: None, val_mrae: None, config: serde_json::to_value(cfg).unwrap_or_default() });
