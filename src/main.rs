@@ -205,6 +205,10 @@ enum Command {
         /// usr without --camera: write the camera estimated from the picture (wavelength,r,g,b).
         #[arg(long)]
         camera_out: Option<PathBuf>,
+        /// inss: also write the abundances over its library, (rows, cols, N_g) .npy, with their
+        /// names, the learned signature and the per-pixel nonlinearity in a .json beside it.
+        #[arg(long, value_name = "A.npy")]
+        abundances: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         /// A cube larger than this many MiB is made tile by tile straight into the output file
@@ -406,6 +410,9 @@ enum Command {
         /// Transformer stages in sequence of mstpp (the paper's 3).
         #[arg(long)]
         stages: Option<usize>,
+        /// inss: the order of the mixing model (the paper's 3; 1 is linear mixing).
+        #[arg(long)]
+        order: Option<usize>,
         /// Down-sampling factor the ual fusion module is pretrained for (default 8).
         #[arg(long)]
         scale: Option<usize>,
@@ -583,7 +590,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             device: &device,
             json,
         }),
-        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, camera_out, json, memory_cap } => {
+        Command::Reconstruct { rgb, method, model, camera, consistent, exposure_invariant, input_scale, ensemble, clip, srgb, device, output, camera_out, abundances, json, memory_cap } => {
             use spectral_studio::recon::{Ensemble, InputScale, ReconOptions};
             cli::reconstruct(cli::ReconstructArgs {
                 rgb: &rgb,
@@ -595,6 +602,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
                 device: &device,
                 output: &output,
                 camera_out: camera_out.as_deref(),
+                abundances: abundances.as_deref(),
                 json,
                 memory_cap: memory_cap.map(|m| m << 20),
             })
@@ -644,10 +652,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

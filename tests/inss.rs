@@ -136,3 +136,43 @@ fn the_model_has_correct_gradients_through_the_picture_f_t_and_the_signature() {
     use spectral_studio::models::SpectralNet;
     assert!(!net.is_trainable("library") && net.is_trainable("signature"));
 }
+
+#[test]
+fn hsv_is_kornias_and_has_correct_gradients_away_from_ties() {
+    use spectral_studio::train::inss::hsv;
+    let rgb = Tensor::new(&[[[[1.0f64]], [[0.5]], [[0.0]]], [[[0.2]], [[0.4]], [[0.8]]], [[[0.5]], [[0.5]], [[0.5]]]], &Device::Cpu).unwrap();
+    let out: Vec<f64> = hsv(&rgb).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let tau = 2.0 * std::f64::consts::PI;
+    let want = [30.0 / 360.0 * tau, 1.0, 1.0, 220.0 / 360.0 * tau, 0.75, 0.8, 0.0, 0.0, 0.5];
+    for (got, want) in out.iter().zip(want) {
+        assert!((got - want).abs() < 1e-6, "{out:?}");
+    }
+    // random colours: no two channels equal, no hue at the 0/2π seam
+    let x = random(&[2, 3, 4, 5], 11).affine(0.45, 0.5).unwrap();
+    let err = gradient_error(&x, |v| weighted_sum(&hsv(v)?, 12));
+    assert!(err < 1e-6, "hsv gradient error {err}");
+}
+
+#[test]
+fn the_generator_terms_have_correct_gradients_and_the_band_weights_are_normalised_variances() {
+    use spectral_studio::train::inss::{band_weights, GeneratorTerms, InssLoss};
+    let cube = random(&[2, 6, 4, 4], 21).affine(0.4, 0.5).unwrap();
+    let target = random(&[2, 6, 4, 4], 22).affine(0.4, 0.5).unwrap();
+    let linear = random(&[2, 6, 4, 4], 23).affine(0.4, 0.5).unwrap();
+    let camera = random(&[3, 6], 24).abs().unwrap();
+    let weights = Tensor::new(&[0.1f64, 0.2, 0.3, 0.1, 0.2, 0.1], &Device::Cpu).unwrap();
+    let w = InssLoss::default();
+    let err = gradient_error(&cube, |c| GeneratorTerms::new(c, &linear, &target, &weights, &camera)?.total(&w));
+    assert!(err < 1e-6, "generator terms gradient error {err}");
+    // a perfect synthesis costs nothing but its nonlinear part
+    let t = GeneratorTerms::new(&target, &target, &target, &weights, &camera).unwrap();
+    for term in [&t.pixel, &t.cosine, &t.hsv, &t.nonlinear] {
+        assert!(term.to_scalar::<f64>().unwrap().abs() < 1e-7, "the cosine term keeps its ε");
+    }
+    // weights: per-band variance, summing to one
+    let cubes = [ndarray::Array3::from_shape_fn((3, 2, 2), |(b, r, c)| ((r * 2 + c) as f32) * (b as f32 + 1.0))];
+    let w = band_weights(&cubes).unwrap();
+    assert!((w.sum() - 1.0).abs() < 1e-6);
+    // variances scale as (b + 1)²: 1, 4, 9
+    assert!((w[1] / w[0] - 4.0).abs() < 1e-4 && (w[2] / w[0] - 9.0).abs() < 1e-4, "{w:?}");
+}

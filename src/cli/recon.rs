@@ -30,6 +30,8 @@ pub struct ReconstructArgs<'a> {
     pub output: &'a Path,
     /// Where to write the camera a usr model estimated (`--camera-out`).
     pub camera_out: Option<&'a Path>,
+    /// Where to write an inss model's abundances (`--abundances`).
+    pub abundances: Option<&'a Path>,
     pub json: bool,
     /// Cubes larger than this many bytes are made tile by tile into the output file
     /// (default [`io::source::DEFAULT_MEMORY_CAP`]).
@@ -74,6 +76,9 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     if let Some(out) = a.camera_out {
         refuse_writing_inputs(&inputs, &[out])?;
     }
+    if let Some(out) = a.abundances {
+        return reconstruct_inss(&a, out, &inputs, &device);
+    }
     let Some(files) = usr else {
         let camera = assumed_camera(a.camera, a.method, a.model)?;
         let method = load_method(a.method, a.model, &camera, &device)?;
@@ -110,6 +115,68 @@ pub fn reconstruct(a: ReconstructArgs) -> Result<()> {
     }
     note_inferred_card(a.model);
     finish_reconstruction(&a, method.as_ref(), &camera, &rgb, estimated.as_ref())
+}
+
+/// `reconstruct --method inss … --abundances A.npy`: the cube, and beside it the abundances
+/// (rows, cols, N_g) with a JSON of their names, the learned signature and each pixel's
+/// nonlinearity statistics.
+fn reconstruct_inss(a: &ReconstructArgs, out: &Path, inputs: &[&Path], device: &candle_core::Device) -> Result<()> {
+    if io::extension(out) != "npy" {
+        bail_invalid!("{}: --abundances writes a .npy file", out.display());
+    }
+    refuse_writing_inputs(inputs, &[out])?;
+    if out == a.output {
+        bail_invalid!("{}: the abundances and the cube need two files", out.display());
+    }
+    let files = match a.model {
+        Some(p) => crate::recon::card::ModelFiles::resolve(p)?,
+        None => crate::recon::registry::find_model(a.method).ok_or_else(|| Error::invalid(format!("no model for method '{}' (--abundances needs an inss model)", a.method)))?,
+    };
+    let card = crate::recon::card::ModelCard::load(&files.card)?;
+    if card.architecture != crate::models::Architecture::Inss {
+        bail_invalid!("--abundances needs an inss model; '{}' is a {} model", a.method, card.architecture.name());
+    }
+    let camera = assumed_camera(a.camera, a.method, a.model)?;
+    if !card.fits_camera(&camera)? {
+        bail_invalid!("model '{}' was trained for the camera '{}' only and cannot use '{}'", card.name, card.camera, camera.name);
+    }
+    let inss = crate::recon::inss::InssReconstructor::load(&files, device)?;
+    let names = inss.library_names()?;
+    let rgb = io::open_rgb(a.rgb, a.srgb)?;
+    let start = std::time::Instant::now();
+    let s = inss.synthesise(&rgb, &JobContext::silent())?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mut cube = crate::Cube::new(s.cube.mapv(|v| v.max(0.0)), card.wavelengths.clone())?;
+    cube.meta.description = Some(format!("synthesised by inss model '{}' from RGB", card.name));
+    io::save(&cube, a.output)?;
+    let (g, rows, cols) = s.abundances.dim();
+    // (N_g, rows, cols) → (rows, cols, N_g), atomically
+    io::npy::write_chw_as_hwc(out, s.abundances.view())?;
+    let means: Vec<f32> = s.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0)).collect();
+    let mut order: Vec<usize> = (0..g).collect();
+    order.sort_by(|&i, &j| means[j].total_cmp(&means[i]));
+    let strongest: Vec<serde_json::Value> = order.iter().take(10).map(|&i| json!({ "name": names[i], "mean_abundance": means[i] })).collect();
+    let nl = crate::cube::value_stats(s.nonlinearity.iter().copied());
+    let side = json!({
+        "model": card.name, "library": crate::train::inss::LIBRARY, "names": names, "shape": [rows, cols, g],
+        "wavelengths": card.wavelengths, "signature": inss.signature()?,
+        "nonlinearity": { "mean": nl.mean, "max": nl.max, "what": "per pixel, the norm of the nonlinear terms over the norm of the spectrum" },
+        "strongest": strongest,
+    });
+    let side_path = out.with_extension("json");
+    refuse_writing_inputs(inputs, &[&side_path])?;
+    crate::io::atomic::write_bytes_atomically(&side_path, serde_json::to_string_pretty(&side).map_err(|e| Error::invalid(e.to_string()))?.as_bytes())?;
+    let report = json!({
+        "method": card.name, "input": a.rgb, "output": a.output, "abundances": out, "abundances_json": side_path,
+        "rows": rows, "cols": cols, "bands": cube.bands(), "library_size": g, "camera": camera.name, "seconds": seconds,
+        "strongest": strongest, "decoding": decoding(a.srgb),
+    });
+    if a.json {
+        print_json(&report);
+    } else {
+        println!("{}: {rows}x{cols} px → {} bands and {g} abundance maps in {seconds:.2} s with inss ({}), wrote {} and {}", a.rgb.display(), cube.bands(), card.name, a.output.display(), out.display());
+    }
+    Ok(())
 }
 
 /// How the input's numbers were read, as the JSON report says it.
@@ -250,6 +317,8 @@ pub struct TrainArgs {
     pub depth: Option<usize>,
     pub basis: Option<usize>,
     pub stages: Option<usize>,
+    /// inss: the mixing model's order.
+    pub order: Option<usize>,
     pub scale: Option<usize>,
     pub residual: bool,
     /// usr: loss components left out (bp, s1, pos, clip, sem).
@@ -312,7 +381,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
             }
             model["dropout"] = json!(p);
         }
-        for (flag, key, value) in [("width", "width", a.width), ("depth", "depth", a.depth), ("basis", "basis", a.basis), ("stages", "stage", a.stages)] {
+        for (flag, key, value) in [("width", "width", a.width), ("depth", "depth", a.depth), ("basis", "basis", a.basis), ("stages", "stage", a.stages), ("order", "order", a.order)] {
             if let Some(v) = value {
                 if model.get(key).is_none() {
                     bail_invalid!("--{flag} does not apply to {}", method.name());

@@ -418,3 +418,86 @@ impl super::SpectralNet for Inss {
         name != "library" && !name.ends_with("running_mean") && !name.ends_with("running_var")
     }
 }
+
+/// The conditional spatial discriminator (`spatial.*`, training only): pix2pix's 70 × 70
+/// PatchGAN on [RGB, cube] (the paper takes its discriminators from R2HGAN): 4 × 4
+/// convolutions, stride 2, 2, 2, 1, 1, widths n, 2n, 4n, 8n, 1, batch norm after all but the
+/// first and last, LeakyReLU 0.2; one logit per patch of the picture.
+#[derive(Debug, Clone)]
+pub struct SpatialDiscriminator {
+    convs: Vec<(Conv, Option<BatchNorm2d>)>,
+}
+
+impl SpatialDiscriminator {
+    pub fn new(bands: usize, width: usize, vb: VarBuilder) -> Result<Self> {
+        let widths = [width, 2 * width, 4 * width, 8 * width, 1];
+        let strides = [2, 2, 2, 1, 1];
+        let mut convs = Vec::with_capacity(5);
+        let mut c_in = 3 + bands;
+        for (i, (&c, &stride)) in widths.iter().zip(&strides).enumerate() {
+            let conv = Conv::normal(c_in, c, 4, 1, true, 0.02, vb.pp(format!("conv{i}")))?.with_stride(stride);
+            let bn = if i > 0 && i < 4 { Some(BatchNorm2d::new(c, BatchNormConfig::default(), vb.pp(format!("bn{i}")))?) } else { None };
+            convs.push((conv, bn));
+            c_in = c;
+        }
+        Ok(Self { convs })
+    }
+
+    /// (b, 3, h, w) and (b, bands, h, w) → logits (b, 1, h', w'); h, w ≥ 32.
+    pub fn forward_t(&self, rgb: &Tensor, cube: &Tensor, train: bool) -> Result<Tensor> {
+        let mut x = Tensor::cat(&[rgb, cube], 1)?;
+        let last = self.convs.len() - 1;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            x = conv.forward(&x)?;
+            if i < last {
+                x = match bn {
+                    Some(bn) => bn.forward_act_t(&x, train, Some(F_SLOPE))?,
+                    None => leaky_relu(&x, F_SLOPE)?,
+                };
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// The spectral discriminator (`spectral.*`, training only): an MLP on single spectra, widths
+/// 2n, 4n, 8n, 16n, 8n, 1 with LeakyReLU (0.01) after every layer, the last included (the
+/// authors' code).
+#[derive(Debug, Clone)]
+pub struct SpectralDiscriminator {
+    layers: Vec<candle_nn::Linear>,
+}
+
+impl SpectralDiscriminator {
+    pub fn new(bands: usize, width: usize, vb: VarBuilder) -> Result<Self> {
+        let widths = [2 * width, 4 * width, 8 * width, 16 * width, 8 * width, 1];
+        let mut layers = Vec::with_capacity(widths.len());
+        let mut c_in = bands;
+        for (i, &c) in widths.iter().enumerate() {
+            layers.push(candle_nn::linear(c_in, c, vb.pp(i.to_string()))?);
+            c_in = c;
+        }
+        Ok(Self { layers })
+    }
+
+    /// Spectra (n, bands) → logits (n, 1).
+    pub fn forward(&self, spectra: &Tensor) -> Result<Tensor> {
+        let mut x = spectra.clone();
+        for layer in &self.layers {
+            x = leaky_relu(&layer.forward(&x)?, MLP_SLOPE)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The spectra a spectral discriminator judges: pixels (o_r + 16i, o_c + 16j) of every picture
+/// of `cube` (b, bands, h, w), as (b·⌈(h − o_r)/16⌉·⌈(w − o_c)/16⌉, bands).
+pub fn grid_spectra(cube: &Tensor, offset: (usize, usize)) -> Result<Tensor> {
+    let (b, bands, h, w) = cube.dims4()?;
+    let rows: Vec<u32> = (offset.0..h).step_by(16).map(|r| r as u32).collect();
+    let cols: Vec<u32> = (offset.1..w).step_by(16).map(|c| c as u32).collect();
+    let dev = cube.device();
+    let picked = cube.index_select(&Tensor::new(rows.as_slice(), dev)?, 2)?.index_select(&Tensor::new(cols.as_slice(), dev)?, 3)?;
+    // (b, bands, r, c) → (b·r·c, bands)
+    picked.permute((0, 2, 3, 1))?.contiguous()?.reshape((b * rows.len() * cols.len(), bands))
+}

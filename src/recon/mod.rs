@@ -12,6 +12,7 @@ pub mod compare;
 pub mod consistency;
 pub mod device;
 pub mod fusion;
+pub mod inss;
 pub mod learned;
 pub mod linalg;
 pub mod pytorch;

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod fusion;
+pub mod inss;
 pub mod loss;
 pub mod optim;
 pub mod seeded;
@@ -155,6 +156,10 @@ pub fn train(cfg: &TrainConfig, out_dir: &Path, resume: Option<&Path>, device: &
         // Unpaired adversarial training: a loop of its own (train/usr.rs).
         return usr::train_from(cfg, out_dir, resume, device, events, job);
     }
+    if cfg.method == Architecture::Inss {
+        // Several outputs, five loss terms and two discriminators: a loop of its own.
+        return inss::train_from(cfg, out_dir, resume, device, events, job);
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let camera = CameraResponse::parse(&cfg.camera)?;
     let dataset = data::load(&cfg.data, &camera, job)?;
@@ -173,7 +178,7 @@ fn camera_aware(config: &serde_json::Value) -> bool {
     config.get("camera_aware").and_then(|v| v.as_bool()) == Some(true)
 }
 
-fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
+pub(crate) fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
     let c = camera.on_grid(&default_wavelengths())?;
     let config = cfg.model_config()?;
     let aware = cfg.method.is_network() && camera_aware(&config);
@@ -252,7 +257,7 @@ fn pixel_moments(cubes: &[ndarray::Array3<f32>], c: &ndarray::Array2<f32>, job: 
 
 /// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, each rendered through its
 /// camera and reconstructed with `f(rgb, camera)`.
-fn validate(
+pub(crate) fn validate(
     cubes: &[ndarray::Array3<f32>],
     cameras: &[ndarray::Array2<f32>],
     mut f: impl FnMut(&RgbImage, &ndarray::Array2<f32>) -> Result<ndarray::Array3<f32>>,
@@ -275,7 +280,7 @@ pub(crate) fn tensor4(a: &ndarray::Array4<f32>, device: &Device) -> Result<Tenso
     Ok(Tensor::from_vec(a.as_standard_layout().iter().copied().collect::<Vec<f32>>(), shape, device)?)
 }
 
-fn var_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
+pub(crate) fn var_tensors(varmap: &VarMap) -> HashMap<String, Tensor> {
     let vars = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
     vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
 }
