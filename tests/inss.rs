@@ -2,6 +2,7 @@
 //! abundances that are fractions, the linear part t ⊙ R·A, the nonlinear terms of eq. 3–5, and
 //! gradients through F, T, the signature and the input.
 
+mod cli_util;
 mod finite_diff;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -175,4 +176,33 @@ fn the_generator_terms_have_correct_gradients_and_the_band_weights_are_normalise
     assert!((w.sum() - 1.0).abs() < 1e-6);
     // variances scale as (b + 1)²: 1, 4, 9
     assert!((w[1] / w[0] - 4.0).abs() < 1e-4 && (w[2] / w[0] - 9.0).abs() < 1e-4, "{w:?}");
+}
+
+#[test]
+fn a_tiny_model_trains_and_writes_a_cube_and_named_abundances_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli_util::ok(&["train", "--method", "inss", "--world", "2", "--size", "64", "--patch", "64", "--width", "4", "--steps", "2", "--batch", "2", "--validate-every", "2", "--out", "m", "--name", "tiny"], d);
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("m/tiny.json")).unwrap()).unwrap();
+    assert_eq!(card["architecture"], "inss");
+    cli_util::ok(&["scene", "--seed", "5", "--size", "40x72", "-o", "s"], d);
+    let out = cli_util::ok(&["reconstruct", "s/rgb.png", "--method", "inss", "--model", "m/tiny.safetensors", "-o", "cube.npy", "--abundances", "a.npy", "--json"], d);
+    let report = cli_util::last_json(&out);
+    assert_eq!((report["rows"].as_u64(), report["cols"].as_u64(), report["library_size"].as_u64()), (Some(40), Some(72), Some(345)));
+    let a = spectral_studio::io::npy::read_array(&d.join("a.npy")).unwrap();
+    assert_eq!(a.shape(), [40, 72, 345]);
+    // every pixel's abundances sum to one
+    let flat: Vec<f32> = a.iter().copied().collect();
+    for px in flat.chunks(345).step_by(97) {
+        assert!((px.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("a.json")).unwrap()).unwrap();
+    assert_eq!(side["names"].as_array().unwrap().len(), 345);
+    assert_eq!(side["signature"].as_array().unwrap().len(), 31);
+    let cube = spectral_studio::io::open(&d.join("cube.npy"), &Default::default()).unwrap();
+    assert_eq!((cube.bands(), cube.rows(), cube.cols()), (31, 40, 72));
+    // bad uses say what is wrong
+    cli_util::fails_with(&["train", "--method", "inss", "--world", "2", "--size", "64", "--patch", "64", "--width", "4", "--steps", "1", "--batch", "1", "--out", "m2"], d, "use --batch 2 or more");
+    cli_util::fails_with(&["reconstruct", "s/rgb.png", "--method", "pca", "-o", "c2.npy", "--abundances", "a2.npy"], d, "--abundances needs an inss model");
+    cli_util::fails_with(&["reconstruct", "s/rgb.png", "--method", "inss", "--model", "m/tiny.safetensors", "-o", "c3.npy", "--abundances", "a3.csv"], d, "writes a .npy");
 }

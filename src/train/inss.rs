@@ -226,6 +226,10 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     if cfg.patch % multiple != 0 || cfg.patch < 32 {
         bail_invalid!("patch {} must be a multiple of {multiple} (INSS has {} stride-2 stages) and at least 32", cfg.patch, model_cfg.stages);
     }
+    // Batch norm in training needs two values per channel at the deepest stage (as PyTorch's).
+    if cfg.batch * (cfg.patch / multiple).pow(2) < 2 {
+        bail_invalid!("inss: a batch of {} patch(es) of {} px leaves one value per channel at its deepest stage (1/{multiple}): use --batch 2 or more, or --patch {}", cfg.batch, cfg.patch, 2 * multiple);
+    }
     let mut card = super::base_card(cfg, &camera, &dataset)?;
     card.config = serde_json::to_value(&model_cfg).map_err(|e| Error::invalid(e.to_string()))?;
     card.notes = Some(format!("library: {LIBRARY} ({} spectra: {} …)", names.len(), names.iter().take(3).cloned().collect::<Vec<_>>().join(", ")));
