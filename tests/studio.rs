@@ -602,7 +602,7 @@ fn two_scenes_keep_their_results_spectra_and_scores_apart() {
     let s = h.state();
     for scene in &s.doc.scenes {
         let results: Vec<_> = s.doc.layers_of(scene.id).filter(|l| l.is_reconstruction()).collect();
-        assert_eq!(results.len(), 1, "{}: {:?}", scene.name, results.iter().map(|l| &l.name).collect::<Vec<_>>());
+        assert_eq!(results.len(), 1, "{}: {:?}; messages {:?}", scene.name, results.iter().map(|l| &l.name).collect::<Vec<_>>(), s.messages.iter().map(|m| &m.text).collect::<Vec<_>>());
         let (gt, cube) = s.doc.ground_truth_of(scene.id).unwrap();
         let score = s.scores.get(&results[0].id).expect("scored");
         assert_eq!(score.gt, gt.id, "{} scored against its own ground truth", scene.name);

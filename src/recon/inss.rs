@@ -1,6 +1,7 @@
 //! INSS at inference: the cube on the model's bands, and what the method says beside it (the
 //! abundances over its library, the learned signature, how nonlinear each pixel is). The whole
-//! picture runs at once, padded (by reflection) to a multiple of 2^stages: the abundances alone
+//! picture runs at once (its batch norm normalises by the picture's own statistics), padded by
+//! repeating its edges to a multiple of 2^stages: the abundances alone
 //! take N_g floats per pixel, so a picture of n pixels needs about 3·N_g·n·4 bytes.
 
 use super::card::{ModelCard, ModelFiles};
@@ -65,8 +66,7 @@ impl InssReconstructor {
         job.check()?;
         let (rows, cols) = (rgb.rows(), rgb.cols());
         let x = Tensor::from_vec(rgb.data.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (1, 3, rows, cols), &self.device)?;
-        let m = 1usize << self.net.config().stages;
-        let x = if rows < 2 || cols < 2 { crate::nn::pad_to_multiple(&x, m)? } else { crate::nn::reflect_pad_to_multiple(&x, m)? };
+        let x = self.net.pad_input(&x)?;
         job.report(0.1, "synthesising (inss)");
         let out = self.net.forward_parts(&x, false)?;
         let crop = |t: &Tensor| -> Result<Array3<f32>> {

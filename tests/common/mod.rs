@@ -39,8 +39,12 @@ pub fn settle(h: &mut Harness<'static, Studio>) {
     h.run_steps(3);
 }
 
-/// Click the widget labelled `label`, then wait for the jobs it starts.
+/// Click the widget labelled `label` (scrolled into view first, as a user would), then wait
+/// for the jobs it starts.
 pub fn click_and_settle(h: &mut Harness<'static, Studio>, label: &str) {
+    h.get_by_label(label).scroll_to_me();
+    // the scroll is animated over a few frames
+    h.run_steps(10);
     h.get_by_label(label).click();
     h.run_steps(1);
     settle(h);
