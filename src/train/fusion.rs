@@ -20,7 +20,6 @@ use crate::cube::{default_wavelengths, Cube};
 use crate::engine::JobContext;
 use crate::models::ual::{Fusion, UalConfig};
 use crate::recon::card::ModelFiles;
-use crate::recon::device::device_name;
 use crate::recon::fusion::FusionCard;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::degrade::{upsample_bicubic, BlurKernel, Degradation};
@@ -179,15 +178,7 @@ pub fn pretrain_fusion(cfg: &FusionTrainConfig, out_dir: &Path, device: &Device,
     let parameters: usize = vars.values().map(|v| v.elem_count()).sum();
     // The paper's Adam has no weight decay.
     let mut optimiser = AdamW::new(vars, 0.0)?;
-    super::send(events, TrainEvent::Started {
-        method: "ual".into(),
-        total_steps: cfg.steps,
-        start_step: 0,
-        parameters,
-        train_scenes: dataset.train.len(),
-        validation_scenes: dataset.validation.len(),
-        device: device_name(device).into(),
-    });
+    super::send(events, TrainEvent::started("ual", cfg.steps, 0, parameters, (dataset.train.len(), dataset.validation.len()), device));
     let mut card = FusionCard {
         name: cfg.name.clone(),
         architecture: "ual".into(),

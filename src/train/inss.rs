@@ -27,8 +27,7 @@ use super::{checkpoint, record, send, tensor4, var_tensors, TrainEvent, TrainSum
 use crate::engine::JobContext;
 use crate::models::inss::{grid_spectra, Inss, InssConfig, SpatialDiscriminator, SpectralDiscriminator};
 use crate::models::Architecture;
-use crate::recon::card::{ModelCard, ModelFiles};
-use crate::recon::device::device_name;
+use crate::recon::card::ModelCard;
 use crate::recon::learned::run_tiled;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::library;
@@ -257,15 +256,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let weights_t = Tensor::from_vec(band_weights(&dataset.train)?.to_vec(), wavelengths.len(), device)?;
     let camera_t = Tensor::from_vec(c.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (3, wavelengths.len()), device)?;
     let loss_weights = InssLoss::default();
-    send(events, TrainEvent::Started {
-        method: "inss".into(),
-        total_steps: cfg.steps,
-        start_step: 0,
-        parameters,
-        train_scenes: dataset.train.len(),
-        validation_scenes: dataset.validation.len(),
-        device: device_name(device).into(),
-    });
+    send(events, TrainEvent::started("inss", cfg.steps, 0, parameters, (dataset.train.len(), dataset.validation.len()), device));
     let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), random_cameras: false, light: None, patch: cfg.patch, simulation: cfg.simulation, brightness: cfg.brightness };
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let save_checkpoint = |step: usize, card: &ModelCard| -> Result<std::path::PathBuf> {
@@ -330,9 +321,5 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
-    card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), cfg.steps, start, device, last_loss, last_val));
-    let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
-    checkpoint::save_model(&var_tensors(&varmap), &card, &files)?;
-    send(events, TrainEvent::Finished { steps: cfg.steps, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
-    Ok(TrainSummary { model: files, card })
+    super::finish_run(cfg, card, &varmap, out_dir, start, device, (last_loss, last_val), events)
 }

@@ -132,6 +132,12 @@ pub struct TrainSummary {
 }
 
 impl TrainEvent {
+    /// `started` for a run of `method` over `total_steps` from `start_step`, training
+    /// `parameters` numbers on `scenes` (training, validation) images on `device`.
+    pub fn started(method: &str, total_steps: usize, start_step: usize, parameters: usize, scenes: (usize, usize), device: &Device) -> TrainEvent {
+        TrainEvent::Started { method: method.into(), total_steps, start_step, parameters, train_scenes: scenes.0, validation_scenes: scenes.1, device: device_name(device).into() }
+    }
+
     /// Step `done` of `total` with its loss and rate; samples/s measured since `since`
     /// (a time and the step then), the ETA from that rate.
     pub fn step(done: usize, total: usize, batch: usize, since: (Instant, usize), loss: f64, lr: f64) -> TrainEvent {
@@ -331,15 +337,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         optimiser.load_state(&state).map_err(|e| Error::format(&optim_path, e.to_string()))?;
         start_step = optimiser.step;
     }
-    send(events, TrainEvent::Started {
-        method: cfg.method.name().into(),
-        total_steps: cfg.steps,
-        start_step,
-        parameters,
-        train_scenes: dataset.train.len(),
-        validation_scenes: dataset.validation.len(),
-        device: device_name(device).into(),
-    });
+    send(events, TrainEvent::started(cfg.method.name(), cfg.steps, start_step, parameters, (dataset.train.len(), dataset.validation.len()), device));
     let random_cameras = aware && matches!(cfg.data, DataSource::World { .. });
     let wants_cues = net.camera_prior().is_some_and(|p| p.wants_cues());
     let light: Vec<[ndarray::Array1<f32>; 2]> = if wants_cues { dataset.train.iter().map(crate::models::camera::light_spectra).collect() } else { Vec::new() };
@@ -415,9 +413,16 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
-    card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), cfg.steps, start, device, last_loss, last_val));
+    finish_run(cfg, card, &varmap, out_dir, start, device, (last_loss, last_val), events)
+}
+
+/// The end of a network's run: its record on the card, the model written as `NAME.*` into
+/// `out_dir`, and the `finished` event.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_run(cfg: &TrainConfig, mut card: ModelCard, varmap: &VarMap, out_dir: &Path, start: Instant, device: &Device, (loss, val): (f64, Option<f64>), events: &Sender<TrainEvent>) -> Result<TrainSummary> {
+    card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), cfg.steps, start, device, loss, val));
     let files = ModelFiles { card: out_dir.join(format!("{}.json", cfg.name)), weights: out_dir.join(format!("{}.safetensors", cfg.name)) };
-    checkpoint::save_model(&var_tensors(&varmap), &card, &files)?;
+    checkpoint::save_model(&var_tensors(varmap), &card, &files)?;
     send(events, TrainEvent::Finished { steps: cfg.steps, seconds: start.elapsed().as_secs_f64(), model: files.weights.clone() });
     Ok(TrainSummary { model: files, card })
 }
