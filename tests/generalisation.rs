@@ -90,6 +90,7 @@ fn a_network_trained_for_one_camera_refuses_another_before_it_runs() {
         description: String::new(),
         model: Some(model.clone()),
         camera: Some("canon-eos-5d-mark-ii".into()),
+        architecture: Some(spectral_studio::models::Architecture::Basisnet),
     };
     let why = spectral_studio::recon::registry::camera_refusal(&entry, &CameraResponse::builtin("nikon").unwrap()).expect("refused");
     assert!(why.contains("cannot use 'nikon-5100'"), "{why}");

@@ -240,7 +240,7 @@ fn unmixing_the_demo_reflectance_gives_maps_that_sum_to_one() {
     h.get_by_label("Abundances").click();
     h.run_steps(2);
     click_and_settle(&mut h, "Unmix demo 7: reflectance");
-    let (_, result) = h.state().abundances.of_active_scene(&h.state().doc).cloned().expect("no unmixing result");
+    let result = h.state().abundances.of_active_scene(&h.state().doc).expect("no unmixing result").maps.clone();
     assert!(!result.names.is_empty());
     let (k, rows, cols) = result.abundances.dim();
     let (r, c) = (rows / 2, cols / 3);
@@ -274,9 +274,9 @@ fn an_unmixing_belongs_to_the_scene_of_the_cube_it_unmixed() {
     // only the active scene's cubes are offered
     assert!(h.query_by_label("Unmix b.npy").is_none());
     click_and_settle(&mut h, "Unmix a.npy");
-    h.get_by_label_contains("a.npy: ");
+    h.get_by_label_contains("a.npy, FCLS over");
     let a = h.state().doc.layers.iter().find(|l| l.name == "a.npy").unwrap().id;
-    assert_eq!(h.state().abundances.of_active_scene(&h.state().doc).map(|(l, _)| *l), Some(a));
+    assert_eq!(h.state().abundances.of_active_scene(&h.state().doc).map(|r| r.layer), Some(a));
     // the other scene has none of it
     click_and_settle(&mut h, "Scene: b.npy");
     h.get_by_label("No unmixing in this scene yet.");
@@ -284,7 +284,43 @@ fn an_unmixing_belongs_to_the_scene_of_the_cube_it_unmixed() {
     assert!(h.query_by_label("Unmix a.npy").is_none());
     // and coming back shows it again
     click_and_settle(&mut h, "Scene: a.npy");
-    h.get_by_label_contains("a.npy: ");
+    h.get_by_label_contains("a.npy, FCLS over");
+}
+
+#[test]
+fn an_inss_model_reads_named_abundances_and_its_signature_from_the_rgb() {
+    // a tiny model, two training steps: what is checked is the studio's path, not its quality
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+        .args(["train", "--method", "inss", "--world", "2", "--size", "64", "--patch", "64", "--width", "4", "--steps", "2", "--batch", "2", "--validate-every", "2", "--name", "tiny-inss", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let mut h = demo();
+    h.get_by_label("Abundances").click();
+    h.run_steps(2);
+    h.get_by_label_contains("no inss model yet");
+    h.state_mut().recon.add_checkpoint(&dir.path().join("tiny-inss.safetensors"));
+    h.run_steps(2);
+    click_and_settle(&mut h, "From the RGB (INSS)");
+    assert!(h.state().messages.iter().all(|m| !m.is_error), "{:?}", h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    let found = h.state().abundances.of_active_scene(&h.state().doc).expect("an inss result");
+    assert!(found.method.starts_with("INSS (model tiny-inss"), "{}", found.method);
+    assert_eq!(found.layer, h.state().doc.input().unwrap().0.id, "the abundances are the RGB input's");
+    let maps = found.maps.clone();
+    // the 11 strongest spectra and one map of the other 334
+    assert_eq!(maps.names.len(), 12);
+    assert_eq!(maps.names[11], "the other 334 spectra");
+    let (k, rows, cols) = maps.abundances.dim();
+    let sum: f32 = (0..k).map(|i| maps.abundances[[i, rows / 2, cols / 3]]).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "maps sum to {sum}");
+    let (w, t, sun) = found.signature.clone().expect("the signature");
+    assert_eq!((w.len(), t.len(), sun.len()), (31, 31, 31));
+    // shown: the maps by name, the leftover map, the signature plot's lines
+    h.get_by_label(&format!("Image: {}", maps.names[0]));
+    h.get_by_label("Image: nonlinear share");
+    h.get_by_label_contains("INSS (model tiny-inss");
 }
 
 #[test]

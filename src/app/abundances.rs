@@ -1,18 +1,40 @@
-//! Abundances: unmix a cube over a spectral library (FCLS) as a job, then a grid of named
-//! abundance maps, the residual map, and a pixel's abundances as bars.
+//! Abundances: unmix a cube over a spectral library (FCLS), or synthesise them from the RGB
+//! picture with an INSS model, as a job; then a grid of named abundance maps beside a map of
+//! what the method could not explain (FCLS's residual, INSS's nonlinear share), a pixel's
+//! abundances as bars, and for INSS its learned signature against the ASTM G173 sun.
 
 use super::document::Document;
+use crate::recon::card::ModelFiles;
 use crate::spectral::library;
 use crate::spectral::unmix::{self, Unmixing};
-use crate::{Cube, Result};
-use egui_plot::{Bar, BarChart, Plot};
+use crate::{Cube, Result, RgbImage};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use std::sync::Arc;
+
+/// INSS maps shown: the strongest by mean abundance, then one for all the others.
+pub const INSS_MAPS: usize = 11;
+
+/// One abundance result of a layer (a cube unmixed, or an RGB picture INSS read).
+pub struct AbundanceResult {
+    /// The layer the abundances are of.
+    pub layer: u64,
+    /// What made them, for the tab's header: "FCLS over munsell", "INSS (model NAME)".
+    pub method: String,
+    /// The maps (names, fractions summing to one per pixel) and the method's leftover map.
+    pub maps: Arc<Unmixing>,
+    /// What the leftover map is.
+    pub leftover: &'static str,
+    /// INSS's learned signature ReLU(t) and the ASTM G173 sun on the same bands, each divided
+    /// by its maximum: (wavelengths, signature, sun).
+    pub signature: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+}
 
 pub struct AbundancePanel {
     pub library: String,
     pub endmembers: usize,
-    /// Every unmixing made, with the layer it unmixed, oldest first (one per layer: unmixing a
-    /// layer again replaces its result). The tab shows the active scene's latest.
-    pub results: Vec<(u64, std::sync::Arc<Unmixing>)>,
+    /// Every result made, oldest first (one per layer: a layer's new result replaces its
+    /// old one). The tab shows the active scene's latest.
+    pub results: Vec<AbundanceResult>,
 }
 
 impl Default for AbundancePanel {
@@ -21,23 +43,57 @@ impl Default for AbundancePanel {
     }
 }
 
-/// The job: unmix `cube` over the named library with at most `k` endmembers.
-pub fn run(cube: &Cube, library_name: &str, k: usize) -> Result<Unmixing> {
+/// The job: unmix `cube` (layer `layer`) over the named library with at most `k` endmembers.
+pub fn run(layer: u64, cube: &Cube, library_name: &str, k: usize) -> Result<AbundanceResult> {
     let lib = library::parse_library(library_name)?;
-    Ok(unmix::unmix_with_library(cube, &lib, &[], k)?.0)
+    let maps = unmix::unmix_with_library(cube, &lib, &[], k)?.0;
+    Ok(AbundanceResult { layer, method: format!("FCLS over {library_name}"), maps: Arc::new(maps), leftover: "residual RMSE", signature: None })
+}
+
+/// The job: INSS model `files` reads the RGB picture `rgb` (layer `layer`): its
+/// [`INSS_MAPS`] strongest abundance maps, one map of the rest, the nonlinear share
+/// ‖S − L‖/‖S‖ as the leftover, and its signature against the sun.
+pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, job: &crate::engine::JobContext) -> Result<AbundanceResult> {
+    let inss = crate::recon::inss::InssReconstructor::load(files, &candle_core::Device::Cpu)?;
+    let names = inss.library_names()?;
+    let s = inss.synthesise(rgb, job)?;
+    let (g, rows, cols) = s.abundances.dim();
+    let means: Vec<f32> = s.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0)).collect();
+    let mut order: Vec<usize> = (0..g).collect();
+    order.sort_by(|&i, &j| means[j].total_cmp(&means[i]));
+    let kept = &order[..INSS_MAPS.min(g)];
+    let mut maps = ndarray::Array3::<f32>::zeros((kept.len() + 1, rows, cols));
+    let mut map_names = Vec::with_capacity(kept.len() + 1);
+    for (k, &i) in kept.iter().enumerate() {
+        maps.index_axis_mut(ndarray::Axis(0), k).assign(&s.abundances.index_axis(ndarray::Axis(0), i));
+        map_names.push(names[i].clone());
+    }
+    // the others together, so each pixel's maps still sum to one
+    let shown = maps.slice(ndarray::s![..kept.len(), .., ..]).sum_axis(ndarray::Axis(0));
+    maps.index_axis_mut(ndarray::Axis(0), kept.len()).assign(&shown.mapv(|v| (1.0 - v).max(0.0)));
+    map_names.push(format!("the other {} spectra", g - kept.len()));
+    let wavelengths = inss.card().wavelengths.clone();
+    let scaled = |v: Vec<f32>| {
+        let max = v.iter().cloned().fold(0.0, f32::max);
+        v.into_iter().map(|x| if max > 0.0 { x / max } else { x }).collect::<Vec<f32>>()
+    };
+    let sun = library::illuminant("astm-g173-wide")?.resample(&wavelengths)?.values;
+    let signature = Some((wavelengths, scaled(inss.signature()?), scaled(sun)));
+    let maps = Unmixing { names: map_names, abundances: maps, residual: s.nonlinearity };
+    Ok(AbundanceResult { layer, method: format!("INSS (model {}, {} of its {g} spectra shown)", inss.card().name, INSS_MAPS.min(g)), maps: Arc::new(maps), leftover: "nonlinear share", signature })
 }
 
 impl AbundancePanel {
-    /// Keep `result` as layer `layer`'s unmixing (in place of an earlier one of that layer).
-    pub fn insert(&mut self, layer: u64, result: Unmixing) {
-        self.results.retain(|(l, _)| *l != layer);
-        self.results.push((layer, std::sync::Arc::new(result)));
+    /// Keep `result` as its layer's (in place of an earlier one of that layer).
+    pub fn insert(&mut self, result: AbundanceResult) {
+        self.results.retain(|r| r.layer != result.layer);
+        self.results.push(result);
     }
 
-    /// The latest unmixing of a layer of the active scene (an unmixing belongs to the scene of
-    /// the cube it unmixed).
-    pub fn of_active_scene(&self, doc: &Document) -> Option<&(u64, std::sync::Arc<Unmixing>)> {
-        self.results.iter().rev().find(|(layer, _)| doc.get(*layer).is_some_and(|l| doc.active_scene == Some(l.scene)))
+    /// The latest result of a layer of the active scene (abundances belong to the scene of the
+    /// layer they are of).
+    pub fn of_active_scene(&self, doc: &Document) -> Option<&AbundanceResult> {
+        self.results.iter().rev().find(|r| doc.get(r.layer).is_some_and(|l| doc.active_scene == Some(l.scene)))
     }
 
     pub fn settings_ui(&mut self, ui: &mut egui::Ui) {
@@ -50,12 +106,12 @@ impl AbundancePanel {
     }
 
     /// Bars of the abundances at `pixel`, each under its material's name.
-    pub fn pixel_bars(ui: &mut egui::Ui, result: &Unmixing, pixel: Option<(usize, usize)>) {
+    pub fn pixel_bars(ui: &mut egui::Ui, result: &Unmixing, leftover: &str, pixel: Option<(usize, usize)>) {
         let Some((row, col)) = pixel else { return };
         if row >= result.abundances.shape()[1] || col >= result.abundances.shape()[2] {
             return;
         }
-        ui.label(format!("abundances at ({col}, {row}), residual RMSE {:.4}", result.residual[[row, col]]));
+        ui.label(format!("abundances at ({col}, {row}), {leftover} {:.4}", result.residual[[row, col]]));
         let bars = result.names.iter().enumerate().map(|(i, n)| Bar::new(i as f64, result.abundances[[i, row, col]] as f64).name(n)).collect();
         let names = result.names.clone();
         Plot::new("abundance-bars")
@@ -65,6 +121,21 @@ impl AbundancePanel {
             .x_axis_formatter(move |mark, _| bar_label(&names, mark.value))
             .show(ui, |plot_ui| plot_ui.bar_chart(BarChart::new("abundance", bars)));
     }
+}
+
+/// INSS's learned signature against the sun, both scaled to peak 1 (their shapes compare).
+pub fn signature_plot(ui: &mut egui::Ui, (wavelengths, signature, sun): &(Vec<f32>, Vec<f32>, Vec<f32>)) {
+    let line = |v: &[f32]| -> PlotPoints { wavelengths.iter().zip(v).map(|(&w, &y)| [w as f64, y as f64]).collect() };
+    Plot::new("inss-signature")
+        .height(140.0)
+        .legend(Legend::default())
+        .x_axis_label("wavelength (nm)")
+        .y_axis_label("relative (peak 1)")
+        .include_y(0.0)
+        .show(ui, |plot_ui| {
+            plot_ui.line(Line::new("learned signature ReLU(t)", line(signature)).width(2.0));
+            plot_ui.line(Line::new("ASTM G173 sun", line(sun)).style(egui_plot::LineStyle::dashed_loose()));
+        });
 }
 
 /// The label under bar `value` of a bar chart whose bars are `names` at 0, 1, 2, …: the name at

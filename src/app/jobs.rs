@@ -9,7 +9,6 @@ use crate::engine::Job;
 use crate::metrics::{BandErrors, MetricSet};
 use crate::recon::Reconstruction;
 use crate::spectral::fit::CameraFit;
-use crate::spectral::unmix::Unmixing;
 use crate::{Cube, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +20,8 @@ pub enum JobKind {
     Recon(Job<Reconstruction>, ReconRequest),
     /// Scores of reconstruction layer `.1` against ground-truth layer `.2`.
     Score(Job<(MetricSet, BandErrors)>, u64, u64),
-    Unmix(Job<Unmixing>, u64),
+    /// Abundances of a layer: FCLS of a cube or INSS of an RGB picture.
+    Unmix(Job<super::abundances::AbundanceResult>),
     Fit(Job<CameraFit>),
     /// The camera USR estimated from the input, and the input's name.
     Estimate(Job<crate::recon::usr::EstimatedCamera>, String),
@@ -50,7 +50,7 @@ pub enum Outcome {
     Chosen(Vec<PathBuf>),
     Reconstructed(Reconstruction, ReconRequest),
     Scored(MetricSet, BandErrors, u64, u64),
-    Unmixed(Unmixing, u64),
+    Unmixed(super::abundances::AbundanceResult),
     Fitted(CameraFit),
     Estimated(crate::recon::usr::EstimatedCamera, String),
     CameraChosen(Option<PathBuf>),
@@ -68,7 +68,7 @@ macro_rules! each_job {
             JobKind::Dialog($job) => $body,
             JobKind::Recon($job, _) => $body,
             JobKind::Score($job, _, _) => $body,
-            JobKind::Unmix($job, _) => $body,
+            JobKind::Unmix($job) => $body,
             JobKind::Fit($job) => $body,
             JobKind::Estimate($job, _) => $body,
             JobKind::CameraDialog($job) => $body,
@@ -118,10 +118,7 @@ impl BackgroundJob {
                 let (layer, gt) = (*layer, *gt);
                 j.poll().map(|r| wrap(r, |(m, b)| Outcome::Scored(m, b, layer, gt)))
             }
-            JobKind::Unmix(j, layer) => {
-                let layer = *layer;
-                j.poll().map(|r| wrap(r, |u| Outcome::Unmixed(u, layer)))
-            }
+            JobKind::Unmix(j) => j.poll().map(|r| wrap(r, Outcome::Unmixed)),
             JobKind::Fit(j) => j.poll().map(|r| wrap(r, Outcome::Fitted)),
             JobKind::Estimate(j, input) => {
                 let input = input.clone();

@@ -73,6 +73,8 @@ pub enum Command {
     ExportSpectra,
     ExportMetrics,
     Unmix(u64),
+    /// Abundances of RGB layer `.0` from the INSS model `.1`.
+    InssAbundances(u64, PathBuf),
     FitCamera,
     /// Estimate the input's camera from the picture alone (USR's estimator).
     EstimateCamera,
@@ -367,13 +369,14 @@ impl Studio {
         let (row, col) = self.hovered?;
         // Abundance maps read out each material's abundance at the pixel, largest first.
         if self.tab == Tab::Abundances {
-            if let Some((_, result)) = self.abundances.of_active_scene(&self.doc) {
+            if let Some(found) = self.abundances.of_active_scene(&self.doc) {
+                let result = &found.maps;
                 let (_, rows, cols) = result.abundances.dim();
                 if row < rows && col < cols {
                     let mut parts: Vec<(f32, &str)> = result.names.iter().enumerate().map(|(i, n)| (result.abundances[[i, row, col]], n.as_str())).collect();
                     parts.sort_by(|a, b| b.0.total_cmp(&a.0));
                     let list: Vec<String> = parts.iter().map(|(a, n)| format!("{n} {a:.3}")).collect();
-                    return Some(format!("x {col}  y {row}  abundances: {}; residual RMSE {:.4}", list.join(", "), result.residual[[row, col]]));
+                    return Some(format!("x {col}  y {row}  abundances: {}; {} {:.4}", list.join(", "), found.leftover, result.residual[[row, col]]));
                 }
             }
         }
@@ -693,7 +696,7 @@ impl Studio {
                 self.scene_views.retain(|scene, _| self.doc.scene(*scene).is_some());
                 self.probes.forget(id);
                 self.scores.remove(&id);
-                self.abundances.results.retain(|(layer, _)| *layer != id);
+                self.abundances.results.retain(|r| r.layer != id);
                 self.abundance_textures.retain(|(layer, _), _| *layer != id);
                 if self.active == Some(id) {
                     // the next layer of the same scene, else of the scene now active
@@ -741,7 +744,15 @@ impl Studio {
             Command::Unmix(id) => {
                 let Some(cube) = self.doc.get(id).and_then(|l| l.data.cube().cloned()) else { return };
                 let (library, k) = (self.abundances.library.clone(), self.abundances.endmembers);
-                self.spawn(format!("unmix over {library}"), move |_| abundances::run(&cube, &library, k), move |job| JobKind::Unmix(job, id));
+                self.spawn(format!("unmix over {library}"), move |_| abundances::run(id, &cube, &library, k), JobKind::Unmix);
+            }
+            Command::InssAbundances(id, model) => {
+                let Some(LayerData::Rgb(rgb)) = self.doc.get(id).map(|l| l.data.clone()) else { return };
+                let files = match crate::recon::card::ModelFiles::resolve(&model) {
+                    Ok(f) => f,
+                    Err(e) => return self.error(e.to_string()),
+                };
+                self.spawn("abundances from the RGB (inss)".into(), move |job| abundances::run_inss(id, &rgb, &files, job), JobKind::Unmix);
             }
             Command::FitCamera => {
                 let (Some((_, rgb)), Some((_, cube))) = (self.doc.input(), self.doc.ground_truth()) else { return };
@@ -1062,9 +1073,9 @@ impl Studio {
             jobs::Outcome::Scored(metrics, bands, layer, gt) => {
                 self.scores.insert(layer, compare::Scores { gt, metrics, bands });
             }
-            jobs::Outcome::Unmixed(result, layer) => {
-                self.abundance_textures.retain(|(l, _), _| *l != layer);
-                self.abundances.insert(layer, result);
+            jobs::Outcome::Unmixed(result) => {
+                self.abundance_textures.retain(|(l, _), _| *l != result.layer);
+                self.abundances.insert(result);
             }
             jobs::Outcome::Fitted(fit) => {
                 let set = camera::CurveSet::from_fit(&fit);

@@ -304,14 +304,32 @@ impl Studio {
             }
         });
         ui.small("Libraries hold reflectances: unmix a reflectance cube (the demo has one) for abundances that mean fractions of materials.");
-        let Some((layer, result)) = self.abundances.of_active_scene(&self.doc) else {
+        // INSS reads abundances from the scene's RGB picture, with an inss model if one is listed.
+        let inss_model = self.recon.methods.iter().chain(&self.recon.opened).filter(|m| m.architecture == Some(crate::models::Architecture::Inss)).find_map(|m| m.model.clone());
+        ui.horizontal_wrapped(|ui| {
+            ui.label("from the RGB:");
+            match (self.doc.input(), &inss_model) {
+                (Some((input, _)), Some(model)) => {
+                    if ui.button("From the RGB (INSS)").on_hover_text(format!("abundances over INSS's library, synthesised from {} by {}", input.name, model.display())).clicked() {
+                        self.commands.push(Command::InssAbundances(input.id, model.clone()));
+                    }
+                }
+                (None, _) => {
+                    ui.weak("this scene has no RGB input");
+                }
+                (_, None) => {
+                    ui.weak("no inss model yet (`spectral-studio train --method inss`, then it is listed here)");
+                }
+            }
+        });
+        let Some(found) = self.abundances.of_active_scene(&self.doc) else {
             ui.label("No unmixing in this scene yet.");
             return;
         };
         // An Arc clone: the maps themselves are copied only when a texture is built.
-        let (layer, result) = (*layer, result.clone());
+        let (layer, result, leftover, signature) = (found.layer, found.maps.clone(), found.leftover, found.signature.clone());
         let unmixed = self.doc.get(layer).map(|l| l.name.clone()).unwrap_or_default();
-        ui.label(format!("{unmixed}: {} endmembers, mean residual RMSE {:.4}", result.names.len(), result.mean_residual()));
+        ui.label(format!("{unmixed}, {}: {} maps, mean {leftover} {:.4}", found.method, result.names.len(), result.mean_residual()));
         let n = result.names.len() + 1;
         let columns = n.clamp(1, 4);
         let cell = ((ui.available_width() / columns as f32) - 10.0).min((ui.available_height() - 200.0) / n.div_ceil(columns) as f32 - 24.0).max(80.0);
@@ -320,7 +338,7 @@ impl Studio {
             for i in 0..n {
                 let is_abundance = i < result.names.len();
                 let map = if is_abundance { result.abundances.index_axis(ndarray::Axis(0), i) } else { result.residual.view() };
-                let name = if is_abundance { result.names[i].as_str() } else { "residual RMSE" };
+                let name = if is_abundance { result.names[i].as_str() } else { leftover };
                 let texture = self.abundance_textures.entry((layer, i)).or_insert_with(|| {
                     // Abundances are fractions (0..1); the residual is scaled to its own maximum.
                     let (range, cmap) = if is_abundance {
@@ -344,7 +362,10 @@ impl Studio {
             }
         });
         let pixel = self.pins.last().map(|p| (p.row, p.col));
-        super::abundances::AbundancePanel::pixel_bars(ui, &result, pixel);
+        super::abundances::AbundancePanel::pixel_bars(ui, &result, leftover, pixel);
+        if let Some(signature) = &signature {
+            super::abundances::signature_plot(ui, signature);
+        }
     }
 
     pub(super) fn camera_tab(&mut self, ui: &mut egui::Ui) {

@@ -39,6 +39,9 @@ pub struct MethodEntry {
     /// The model it loads by default (None for spline, or when the model is missing).
     pub model: Option<PathBuf>,
     pub camera: Option<String>,
+    /// What its model is (read from its card when the list is made); None for spline, or a
+    /// checkpoint without a card.
+    pub architecture: Option<Architecture>,
 }
 
 /// The `models/` folder that ships with the program.
@@ -72,13 +75,13 @@ pub fn find_model(name: &str) -> Option<ModelFiles> {
 /// Every method: the built-ins first, then any other model card in the model folders.
 pub fn list_methods() -> Vec<MethodEntry> {
     let mut out = Vec::new();
-    out.push(MethodEntry { name: SPLINE.into(), kind: Kind::Classical.name(), description: SPLINE_DESCRIPTION.into(), model: None, camera: None });
+    out.push(MethodEntry { name: SPLINE.into(), kind: Kind::Classical.name(), description: SPLINE_DESCRIPTION.into(), model: None, camera: None, architecture: None });
     for arch in Architecture::ALL {
         let info = arch.info();
         // Its model: weights beside a card, else a PyTorch checkpoint of that name.
         let model = find_model(info.name).map(|f| f.weights).or_else(|| find_checkpoint(info.name));
         let camera = model.as_deref().and_then(card_of).map(|c| c.camera);
-        out.push(MethodEntry { name: info.name.into(), kind: info.kind.name(), description: info.description.into(), model, camera });
+        out.push(MethodEntry { name: info.name.into(), kind: info.kind.name(), description: info.description.into(), model, camera, architecture: Some(arch) });
     }
     for dir in model_dirs() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -97,6 +100,7 @@ pub fn list_methods() -> Vec<MethodEntry> {
                 description: format!("{} model from {}", card.architecture.name(), dir.display()),
                 model: Some(files.weights),
                 camera: Some(card.camera),
+                architecture: Some(card.architecture),
             });
         }
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
@@ -125,12 +129,13 @@ pub fn card_of(path: &Path) -> Option<ModelCard> {
     ModelCard::load(&card).ok()
 }
 
-/// A PyTorch checkpoint as a method entry, named after its file. Nothing is read: loading it
-/// checks it ([`load_method`]).
+/// A model file as a method entry, named after its file; only its card is read (for the
+/// camera and architecture), loading it checks the rest ([`load_method`]).
 pub fn checkpoint_entry(path: &Path) -> MethodEntry {
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("checkpoint").to_string();
-    let camera = card_of(path).map(|c| c.camera);
-    MethodEntry { name, kind: Kind::Learned.name(), description: format!("PyTorch checkpoint {}", path.display()), model: Some(path.to_path_buf()), camera }
+    let card = card_of(path);
+    let (camera, architecture) = (card.as_ref().map(|c| c.camera.clone()), card.map(|c| c.architecture));
+    MethodEntry { name, kind: Kind::Learned.name(), description: format!("PyTorch checkpoint {}", path.display()), model: Some(path.to_path_buf()), camera, architecture }
 }
 
 /// Why method `entry` cannot reconstruct pictures from `camera`, or None when it can: a network
