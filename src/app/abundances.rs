@@ -27,6 +27,19 @@ pub struct AbundanceResult {
     /// INSS's learned signature ReLU(t) and the ASTM G173 sun on the same bands, each divided
     /// by its maximum: (wavelengths, signature, sun).
     pub signature: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+    /// Each map's pixels as shown (RGBA), coloured in the job, not in a frame: the abundance
+    /// maps through viridis on 0–1, then the leftover map through inferno on 0–its maximum.
+    pub pixels: Vec<Vec<u8>>,
+}
+
+impl AbundanceResult {
+    fn new(layer: u64, method: String, maps: Unmixing, leftover: &'static str, signature: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>) -> Self {
+        use crate::display::{fixed_range_rgba, Colormap, Range};
+        let mut pixels: Vec<Vec<u8>> = maps.abundances.outer_iter().map(|m| fixed_range_rgba(m, Range { lo: 0.0, hi: 1.0 }, Colormap::Viridis)).collect();
+        let max = crate::cube::value_stats(maps.residual.iter().copied()).max;
+        pixels.push(fixed_range_rgba(maps.residual.view(), Range { lo: 0.0, hi: max }, Colormap::Inferno));
+        AbundanceResult { layer, method, maps: Arc::new(maps), leftover, signature, pixels }
+    }
 }
 
 pub struct AbundancePanel {
@@ -47,7 +60,7 @@ impl Default for AbundancePanel {
 pub fn run(layer: u64, cube: &Cube, library_name: &str, k: usize) -> Result<AbundanceResult> {
     let lib = library::parse_library(library_name)?;
     let maps = unmix::unmix_with_library(cube, &lib, &[], k)?.0;
-    Ok(AbundanceResult { layer, method: format!("FCLS over {library_name}"), maps: Arc::new(maps), leftover: "residual RMSE", signature: None })
+    Ok(AbundanceResult::new(layer, format!("FCLS over {library_name}"), maps, "residual RMSE", None))
 }
 
 /// The job: INSS model `files` reads the RGB picture `rgb` (layer `layer`): its
@@ -80,7 +93,7 @@ pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, job: &crate::eng
     let sun = library::illuminant("astm-g173-wide")?.resample(&wavelengths)?.values;
     let signature = Some((wavelengths, scaled(inss.signature()?), scaled(sun)));
     let maps = Unmixing { names: map_names, abundances: maps, residual: s.nonlinearity };
-    Ok(AbundanceResult { layer, method: format!("INSS (model {}, {} of its {g} spectra shown)", inss.card().name, INSS_MAPS.min(g)), maps: Arc::new(maps), leftover: "nonlinear share", signature })
+    Ok(AbundanceResult::new(layer, format!("INSS (model {}, {} of its {g} spectra shown)", inss.card().name, INSS_MAPS.min(g)), maps, "nonlinear share", signature))
 }
 
 impl AbundancePanel {

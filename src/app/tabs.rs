@@ -328,29 +328,26 @@ impl Studio {
         };
         // An Arc clone: the maps themselves are copied only when a texture is built.
         let (layer, result, leftover, signature) = (found.layer, found.maps.clone(), found.leftover, found.signature.clone());
+        // Coloured in the job: a frame only uploads them, once per map.
+        let missing: Vec<(usize, egui::ColorImage)> = (0..found.pixels.len())
+            .filter(|i| !self.abundance_textures.contains_key(&(layer, *i)))
+            .map(|i| (i, egui::ColorImage::from_rgba_unmultiplied([result.residual.ncols(), result.residual.nrows()], &found.pixels[i])))
+            .collect();
         let unmixed = self.doc.get(layer).map(|l| l.name.clone()).unwrap_or_default();
         ui.label(format!("{unmixed}, {}: {} maps, mean {leftover} {:.4}", found.method, result.names.len(), result.mean_residual()));
         let n = result.names.len() + 1;
         let columns = n.clamp(1, 4);
         let cell = ((ui.available_width() / columns as f32) - 10.0).min((ui.available_height() - 200.0) / n.div_ceil(columns) as f32 - 24.0).max(80.0);
-        let ctx = ui.ctx().clone();
+        for (i, image) in missing {
+            let texture = ui.ctx().load_texture(format!("abundance-{layer}-{i}"), image, egui::TextureOptions::NEAREST);
+            self.abundance_textures.insert((layer, i), texture);
+        }
         egui::Grid::new("abundance-grid").num_columns(columns).show(ui, |ui| {
             for i in 0..n {
                 let is_abundance = i < result.names.len();
                 let map = if is_abundance { result.abundances.index_axis(ndarray::Axis(0), i) } else { result.residual.view() };
                 let name = if is_abundance { result.names[i].as_str() } else { leftover };
-                let texture = self.abundance_textures.entry((layer, i)).or_insert_with(|| {
-                    // Abundances are fractions (0..1); the residual is scaled to its own maximum.
-                    let (range, cmap) = if is_abundance {
-                        (crate::display::Range { lo: 0.0, hi: 1.0 }, crate::display::Colormap::Viridis)
-                    } else {
-                        let max = crate::cube::value_stats(map.iter().copied()).max;
-                        (crate::display::Range { lo: 0.0, hi: max }, crate::display::Colormap::Inferno)
-                    };
-                    let px = crate::display::fixed_range_rgba(map, range, cmap);
-                    ctx.load_texture(format!("abundance-{layer}-{i}"), egui::ColorImage::from_rgba_unmultiplied([map.ncols(), map.nrows()], &px), egui::TextureOptions::NEAREST)
-                });
-                let texture = texture.clone();
+                let Some(texture) = self.abundance_textures.get(&(layer, i)).cloned() else { continue };
                 ui.vertical(|ui| {
                     let paint = view::Paint { texture: &texture, extent: egui::Rect::from_min_size(egui::Pos2::ZERO, Vec2::new(map.ncols() as f32, map.nrows() as f32)) };
                 let pick = view::image_widget(ui, name, &[paint], (map.nrows(), map.ncols()), &mut self.transform, &self.pins, None, Vec2::splat(cell));
