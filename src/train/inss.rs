@@ -257,7 +257,9 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let camera_t = Tensor::from_vec(c.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (3, wavelengths.len()), device)?;
     let loss_weights = InssLoss::default();
     send(events, TrainEvent::started("inss", cfg.steps, 0, parameters, (dataset.train.len(), dataset.validation.len()), device));
-    let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), random_cameras: false, light: None, patch: cfg.patch, simulation: cfg.simulation, brightness: cfg.brightness };
+    // No brightness augmentation (the paper has none): the linear part's brightness is t times
+    // a convex mix of reflectances, which a random exposure would ask t to undo patch by patch.
+    let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), random_cameras: false, light: None, patch: cfg.patch, simulation: cfg.simulation, brightness: (1.0, 1.0) };
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let save_checkpoint = |step: usize, card: &ModelCard| -> Result<std::path::PathBuf> {
         let (files, _) = checkpoint::checkpoint_files(&checkpoints_dir, step);
