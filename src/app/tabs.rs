@@ -326,7 +326,7 @@ impl Studio {
             ui.label("No unmixing in this scene yet.");
             return;
         };
-        // An Arc clone: the maps themselves are copied only when a texture is built.
+        // An Arc clone of the maps (for the bars and the grid's sizes).
         let (layer, result, leftover, signature) = (found.layer, found.maps.clone(), found.leftover, found.signature.clone());
         // Coloured in the job: a frame only uploads them, once per map.
         let missing: Vec<(usize, egui::ColorImage)> = (0..found.pixels.len())
