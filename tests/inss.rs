@@ -206,3 +206,32 @@ fn a_tiny_model_trains_and_writes_a_cube_and_named_abundances_from_the_cli() {
     cli_util::fails_with(&["reconstruct", "s/rgb.png", "--method", "pca", "-o", "c2.npy", "--abundances", "a2.npy"], d, "--abundances needs an inss model");
     cli_util::fails_with(&["reconstruct", "s/rgb.png", "--method", "inss", "--model", "m/tiny.safetensors", "-o", "c3.npy", "--abundances", "a3.csv"], d, "writes a .npy");
 }
+
+#[test]
+fn a_users_single_wide_cube_trains_inss_on_its_own_wavelengths() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 101 bands, 400–2400 nm: two smooth materials side by side, shaded down the rows
+    let wavelengths: Vec<f32> = (0..101).map(|i| 400.0 + 20.0 * i as f32).collect();
+    let data = ndarray::Array3::from_shape_fn((101, 96, 80), |(b, r, c)| {
+        let w = wavelengths[b] / 1000.0;
+        let spectrum = if c < 40 { 0.2 + 0.3 * (w * 3.0).sin().abs() } else { 0.5 - 0.15 * w };
+        spectrum * (1.0 - r as f32 / 200.0)
+    });
+    let cube = spectral_studio::Cube::new(data, wavelengths.clone()).unwrap();
+    spectral_studio::io::save(&cube, &d.join("wide.hdr")).unwrap();
+    let out = cli_util::ok(&["train", "--method", "inss", "--data", "wide.hdr", "--patch", "64", "--width", "4", "--steps", "2", "--batch", "2", "--validate-every", "2", "--out", "m", "--name", "wide", "--json"], d);
+    assert!(out.contains("\"validation\""), "{out}");
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("m/wide.json")).unwrap()).unwrap();
+    assert_eq!(card["wavelengths"].as_array().unwrap().len(), 101, "the model keeps the cube's band grid");
+    assert!(card["data"].as_str().unwrap().contains("bottom fifth held out"), "{}", card["data"]);
+    // its cube comes out on those 101 bands, ENVI carrying the wavelengths
+    cli_util::ok(&["render", "wide.hdr", "--camera", "canon", "-o", "rgb.npy"], d);
+    cli_util::ok(&["reconstruct", "rgb.npy", "--method", "inss", "--model", "m/wide.safetensors", "-o", "syn.hdr"], d);
+    let syn = spectral_studio::io::open(&d.join("syn.hdr"), &Default::default()).unwrap();
+    assert_eq!(syn.wavelengths, wavelengths);
+    // a cube the camera does not see is refused with the reason
+    let swir = spectral_studio::Cube::new(ndarray::Array3::from_elem((20, 96, 80), 0.3), (0..20).map(|i| 1000.0 + 50.0 * i as f32).collect()).unwrap();
+    spectral_studio::io::save(&swir, &d.join("swir.hdr")).unwrap();
+    cli_util::fails_with(&["train", "--method", "inss", "--data", "swir.hdr", "--patch", "64", "--width", "4", "--steps", "1", "--batch", "2", "--out", "m2"], d, "has no sensitivity on 1000..1950 nm");
+}

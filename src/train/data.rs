@@ -147,7 +147,7 @@ fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
     Ok(Dataset { train, validation, validation_cameras: None })
 }
 
-fn percentile(data: &Array3<f32>, q: f64) -> f32 {
+pub(crate) fn percentile(data: &Array3<f32>, q: f64) -> f32 {
     let mut v: Vec<f32> = data.iter().copied().filter(|x| x.is_finite()).step_by(7).collect();
     if v.is_empty() {
         return 0.0;

@@ -1,5 +1,7 @@
 //! Training INSS (Liu, Zou, Shi 2022, section III-C) on cubes and the RGB each cube gives
-//! through the run's camera (self-supervised: the cube is its own target). The generator
+//! through the run's camera (self-supervised: the cube is its own target): world or synthetic
+//! scenes on the 31-band grid, or the user's own cubes on their own wavelengths (a folder, or
+//! one cube whose bottom fifth is held out for validation; [`load_data`]). The generator
 //! (F, T and the signature t) minimises
 //!
 //!   L = L_pxl + 10·L_cos + 0.1·L_hsv + 1·L_reg + 0.01·L_adv                          (eq. 18)
@@ -20,7 +22,7 @@
 //! matches the training cubes' mean (the authors start from a solar-like curve whose origin
 //! they do not give).
 
-use super::data::{self, PatchSampler};
+use super::data::{self, DataSource, PatchSampler};
 use super::optim::AdamW;
 use super::seeded::SeededInit;
 use super::{checkpoint, record, send, tensor4, var_tensors, TrainEvent, TrainSummary};
@@ -175,10 +177,96 @@ pub fn band_weights(cubes: &[Array3<f32>]) -> Result<Array1<f32>> {
     Ok(var.iter().map(|v| (v / total) as f32).collect())
 }
 
-/// R (bands, N_g): the library on `wavelengths`, and its spectra's names.
+/// R (bands, N_g): the library on `wavelengths`, and its spectra's names. Bands beyond the
+/// library's 400–2450 nm take its first or last value (a sensor reaching 2500 nm, or 380 nm).
 pub fn library_on(wavelengths: &[f32]) -> Result<(Array2<f32>, Vec<String>)> {
-    let lib = library::library(LIBRARY)?.resample(wavelengths)?;
+    let lib = library::library(LIBRARY)?;
+    let (lo, hi) = (lib.wavelengths[0], lib.wavelengths[lib.wavelengths.len() - 1]);
+    let clamped: Vec<f32> = wavelengths.iter().map(|w| w.clamp(lo, hi)).collect();
+    let lib = lib.resample(&clamped)?;
     Ok((lib.spectra.t().to_owned(), lib.names.clone()))
+}
+
+/// What INSS trains on: cubes on one band grid, each divided by its 99.9th percentile when
+/// they are the user's (data sets differ in units), with what they are.
+pub struct InssData {
+    pub wavelengths: Vec<f32>,
+    pub train: Vec<Array3<f32>>,
+    pub validation: Vec<Array3<f32>>,
+    pub describe: String,
+}
+
+/// Rows of a single cube kept for validation: its last fifth (at least one row).
+fn split_rows(rows: usize) -> usize {
+    (rows / 5).max(1)
+}
+
+/// The run's data: world or synthetic scenes on the 31-band grid, or the user's cubes on their
+/// own wavelengths (`--data` a folder, or one cube file, whose bottom fifth is then held out
+/// for validation).
+pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> Result<InssData> {
+    let DataSource::Folder { path } = source else {
+        let d = data::load(source, camera, job)?;
+        return Ok(InssData { wavelengths: default_wavelengths(), train: d.train, validation: d.validation, describe: source.describe() });
+    };
+    let files = if path.is_file() { vec![path.clone()] } else { data::readable_files(path)? };
+    if files.is_empty() {
+        return Err(Error::format(path, "no readable cube: give a cube file or a folder of cubes"));
+    }
+    let mut cubes = Vec::with_capacity(files.len());
+    let mut wavelengths: Option<Vec<f32>> = None;
+    for (i, file) in files.iter().enumerate() {
+        job.check()?;
+        job.report(i as f32 / files.len() as f32, "reading training cubes");
+        let cube = crate::io::open(file, &crate::io::OpenOptions::default())?;
+        match &wavelengths {
+            None => wavelengths = Some(cube.wavelengths.clone()),
+            Some(w) if *w != cube.wavelengths => return Err(Error::format(file, format!("has {} bands on other wavelengths than {} ({} bands): INSS trains on one band grid", cube.bands(), files[0].display(), w.len()))),
+            Some(_) => {}
+        }
+        let mut data = cube.data;
+        let peak = data::percentile(&data, 0.999);
+        if peak > 0.0 {
+            data.mapv_inplace(|v| v / peak);
+        }
+        cubes.push(data);
+    }
+    let wavelengths = wavelengths.expect("one cube at least");
+    let (train, validation) = if cubes.len() == 1 {
+        let cube = cubes.pop().expect("one cube");
+        let rows = cube.dim().1;
+        let held = split_rows(rows);
+        (vec![cube.slice(ndarray::s![.., ..rows - held, ..]).to_owned()], vec![cube.slice(ndarray::s![.., rows - held.., ..]).to_owned()])
+    } else {
+        let mut train = Vec::new();
+        let mut validation = Vec::new();
+        let n = cubes.len();
+        for (i, c) in cubes.into_iter().enumerate() {
+            if i % 10 == 9 || (i == n - 1 && validation.is_empty()) { validation.push(c) } else { train.push(c) }
+        }
+        (train, validation)
+    };
+    let describe = if files.len() == 1 {
+        format!("{} ({} bands, {:.0}-{:.0} nm; its bottom fifth held out for validation), divided by its 99.9th percentile", files[0].display(), wavelengths.len(), wavelengths[0], wavelengths[wavelengths.len() - 1])
+    } else {
+        format!("{} cubes in {} ({} bands, {:.0}-{:.0} nm; every 10th for validation), each divided by its 99.9th percentile", files.len(), path.display(), wavelengths.len(), wavelengths[0], wavelengths[wavelengths.len() - 1])
+    };
+    Ok(InssData { wavelengths, train, validation, describe })
+}
+
+/// MRAE, RMSE, PSNR, SAM (degrees) of `net` over `cubes` on `wavelengths`, each rendered
+/// through `camera`.
+fn validate(net: &Inss, cubes: &[Array3<f32>], wavelengths: &[f32], camera: &Array2<f32>, device: &Device, job: &JobContext) -> Result<[f64; 4]> {
+    let mut sums = [0.0f64; 4];
+    for cube in cubes {
+        let rgb = crate::RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
+        let pred = crate::Cube::new(run_tiled(net, &rgb, None, wavelengths.len(), 512, device, job)?, wavelengths.to_vec())?;
+        let m = crate::metrics::score(&pred, &crate::Cube::new(cube.clone(), wavelengths.to_vec())?, None)?.metrics;
+        for (sum, value) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {
+            *sum += value;
+        }
+    }
+    Ok(sums.map(|s| s / cubes.len().max(1) as f64))
 }
 
 /// The signature's starting value on `wavelengths`: ASTM G173 scaled so that t ⊙ mean(R) has
@@ -211,9 +299,12 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let start = Instant::now();
     let camera = CameraResponse::parse(&cfg.camera)?;
-    let dataset = data::load(&cfg.data, &camera, job)?;
-    let wavelengths = default_wavelengths();
+    let dataset = load_data(&cfg.data, &camera, job)?;
+    let wavelengths = dataset.wavelengths.clone();
     let c = camera.on_grid(&wavelengths)?;
+    if let Some(small) = dataset.train.iter().find(|c| c.dim().1 < cfg.patch || c.dim().2 < cfg.patch) {
+        bail_invalid!("a training cube of {}x{} px is smaller than the {} px patch: use a smaller --patch (a multiple of 64)", small.dim().2, small.dim().1, cfg.patch);
+    }
     let mut model_cfg: InssConfig = match &cfg.model {
         serde_json::Value::Null => InssConfig::default(),
         v => serde_json::from_value(v.clone()).map_err(|e| Error::invalid(format!("config does not fit inss: {e}")))?,
@@ -229,9 +320,19 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     if cfg.batch * (cfg.patch / multiple).pow(2) < 2 {
         bail_invalid!("inss: a batch of {} patch(es) of {} px leaves one value per channel at its deepest stage (1/{multiple}): use --batch 2 or more, or --patch {}", cfg.batch, cfg.patch, 2 * multiple);
     }
-    let mut card = super::base_card(cfg, &camera, &dataset)?;
-    card.config = serde_json::to_value(&model_cfg).map_err(|e| Error::invalid(e.to_string()))?;
-    card.notes = Some(format!("library: {LIBRARY} ({} spectra: {} …)", names.len(), names.iter().take(3).cloned().collect::<Vec<_>>().join(", ")));
+    let mut card = ModelCard {
+        name: cfg.name.clone(),
+        architecture: Architecture::Inss,
+        config: serde_json::to_value(&model_cfg).map_err(|e| Error::invalid(e.to_string()))?,
+        wavelengths: wavelengths.clone(),
+        camera: camera.name.clone(),
+        input_mean: Some(data::mean_rgb(&dataset.train, &c)?),
+        data: format!("{} rendered through {} ({:?} RGB)", dataset.describe, camera.name, cfg.simulation).to_lowercase(),
+        command: cfg.command.clone(),
+        training: None,
+        metrics: None,
+        notes: Some(format!("library: {LIBRARY} ({} spectra: {} …)", names.len(), names.iter().take(3).cloned().collect::<Vec<_>>().join(", "))),
+    };
     let varmap = VarMap::new();
     let vb = VarBuilder::from_backend(Box::new(SeededInit { map: varmap.clone(), seed: cfg.seed }), DType::F32, device.clone());
     let net = Inss::new(&model_cfg, vb.clone())?;
@@ -266,7 +367,6 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
         checkpoint::save_model(&var_tensors(&varmap), card, &files)?;
         Ok(files.weights)
     };
-    let validation_cameras = vec![c.clone(); dataset.validation.len()];
     let (mut last_loss, mut last_val) = (f64::NAN, None);
     let mut timer = (Instant::now(), 0);
     for step in 0..cfg.steps {
@@ -313,7 +413,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
             timer = (Instant::now(), done);
         }
         if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
-            let m = super::validate(&dataset.validation, &validation_cameras, |rgb, _| run_tiled(&net, rgb, None, wavelengths.len(), 512, device, job))?;
+            let m = validate(&net, &dataset.validation, &wavelengths, &c, device, job)?;
             last_val = Some(m[0]);
             send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
         }

@@ -184,7 +184,7 @@ fn camera_aware(config: &serde_json::Value) -> bool {
     config.get("camera_aware").and_then(|v| v.as_bool()) == Some(true)
 }
 
-pub(crate) fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
+fn base_card(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset) -> Result<ModelCard> {
     let c = camera.on_grid(&default_wavelengths())?;
     let config = cfg.model_config()?;
     let aware = cfg.method.is_network() && camera_aware(&config);
@@ -263,7 +263,7 @@ fn pixel_moments(cubes: &[ndarray::Array3<f32>], c: &ndarray::Array2<f32>, job: 
 
 /// MRAE, RMSE, PSNR, SAM (degrees) averaged over validation cubes, each rendered through its
 /// camera and reconstructed with `f(rgb, camera)`.
-pub(crate) fn validate(
+fn validate(
     cubes: &[ndarray::Array3<f32>],
     cameras: &[ndarray::Array2<f32>],
     mut f: impl FnMut(&RgbImage, &ndarray::Array2<f32>) -> Result<ndarray::Array3<f32>>,
