@@ -382,8 +382,9 @@ enum Command {
         /// Simulate NTIRE 2020 real-world inputs (mosaic, noise, demosaic, JPEG).
         #[arg(long)]
         real_world: bool,
-        #[arg(long, default_value_t = 2000)]
-        steps: usize,
+        /// Training steps [default: 2000; inss: 300, which on 2 cores fits a 150 × 150 × 200 cube in 15 minutes].
+        #[arg(long)]
+        steps: Option<usize>,
         /// Patches per step [default: 8; ual: 6, the paper's].
         #[arg(long)]
         batch: Option<usize>,

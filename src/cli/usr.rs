@@ -39,7 +39,7 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
     }
     let mut cfg = UsrTrainConfig::new(scenes, a.size);
     cfg.name = a.name.clone().unwrap_or_else(|| "usr".into());
-    (cfg.steps, cfg.seed) = (a.steps, a.seed);
+    (cfg.steps, cfg.seed) = (a.steps_or_default(), a.seed);
     cfg.batch = a.batch.unwrap_or(cfg.batch);
     cfg.patch = a.patch.unwrap_or(cfg.patch);
     cfg.lr = a.lr.unwrap_or(cfg.lr);
