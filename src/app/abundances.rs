@@ -71,10 +71,7 @@ pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, job: &crate::eng
     let names = inss.library_names()?;
     let s = inss.synthesise(rgb, job)?;
     let (g, rows, cols) = s.abundances.dim();
-    let means: Vec<f32> = s.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0)).collect();
-    let mut order: Vec<usize> = (0..g).collect();
-    order.sort_by(|&i, &j| means[j].total_cmp(&means[i]));
-    let kept = &order[..INSS_MAPS.min(g)];
+    let kept: Vec<usize> = s.strongest().into_iter().take(INSS_MAPS).map(|(i, _)| i).collect();
     let mut maps = ndarray::Array3::<f32>::zeros((kept.len() + 1, rows, cols));
     let mut map_names = Vec::with_capacity(kept.len() + 1);
     for (k, &i) in kept.iter().enumerate() {

@@ -152,10 +152,7 @@ fn reconstruct_inss(a: &ReconstructArgs, out: &Path, inputs: &[&Path], device: &
     let (g, rows, cols) = s.abundances.dim();
     // (N_g, rows, cols) → (rows, cols, N_g), atomically
     io::npy::write_chw_as_hwc(out, s.abundances.view())?;
-    let means: Vec<f32> = s.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0)).collect();
-    let mut order: Vec<usize> = (0..g).collect();
-    order.sort_by(|&i, &j| means[j].total_cmp(&means[i]));
-    let strongest: Vec<serde_json::Value> = order.iter().take(10).map(|&i| json!({ "name": names[i], "mean_abundance": means[i] })).collect();
+    let strongest: Vec<serde_json::Value> = s.strongest().into_iter().take(10).map(|(i, mean)| json!({ "name": names[i], "mean_abundance": mean })).collect();
     let nl = crate::cube::value_stats(s.nonlinearity.iter().copied());
     let side = json!({
         "model": card.name, "library": crate::train::inss::LIBRARY, "names": names, "shape": [rows, cols, g],

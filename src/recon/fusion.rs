@@ -191,7 +191,8 @@ fn check_pair(hr: &Array3<f32>, lr: &Cube, camera: &Array2<f32>, scale: usize) -
     Ok(())
 }
 
-fn tensor3(a: &Array3<f32>, device: &Device) -> Result<Tensor> {
+/// `a` (c, h, w) as a (1, c, h, w) tensor on `device`.
+pub(crate) fn tensor3(a: &Array3<f32>, device: &Device) -> Result<Tensor> {
     let (c, h, w) = a.dim();
     Ok(Tensor::from_iter(a.iter().copied(), device)?.reshape((1, c, h, w))?)
 }

@@ -5,14 +5,13 @@
 //! take N_g floats per pixel, so a picture of n pixels needs about 3·N_g·n·4 bytes.
 
 use super::card::{ModelCard, ModelFiles};
-use super::Reconstructor;
 use crate::engine::JobContext;
 use crate::models::inss::{Inss, InssConfig};
 use crate::models::Architecture;
 use crate::{Error, Result, RgbImage};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, Axis};
 
 pub struct InssReconstructor {
     card: ModelCard,
@@ -28,6 +27,15 @@ pub struct InssSynthesis {
     pub abundances: Array3<f32>,
     /// ‖S − L‖ / ‖S‖ per pixel (rows, cols): how much of the spectrum the nonlinear terms make.
     pub nonlinearity: Array2<f32>,
+}
+
+impl InssSynthesis {
+    /// The library spectra by mean abundance over the picture, strongest first: (index, mean).
+    pub fn strongest(&self) -> Vec<(usize, f32)> {
+        let mut out: Vec<(usize, f32)> = self.abundances.outer_iter().map(|m| m.mean().unwrap_or(0.0)).enumerate().collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
 }
 
 impl InssReconstructor {
@@ -65,49 +73,17 @@ impl InssReconstructor {
     pub fn synthesise(&self, rgb: &RgbImage, job: &JobContext) -> Result<InssSynthesis> {
         job.check()?;
         let (rows, cols) = (rgb.rows(), rgb.cols());
-        let x = Tensor::from_vec(rgb.data.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (1, 3, rows, cols), &self.device)?;
-        let x = self.net.pad_input(&x)?;
+        let x = self.net.pad_input(&super::fusion::tensor3(&rgb.data, &self.device)?)?;
         job.report(0.1, "synthesising (inss)");
         let out = self.net.forward_parts(&x, false)?;
-        let crop = |t: &Tensor| -> Result<Array3<f32>> {
-            let t = t.narrow(2, 0, rows)?.narrow(3, 0, cols)?.squeeze(0)?.contiguous()?;
-            let (c, h, w) = t.dims3()?;
-            Ok(Array3::from_shape_vec((c, h, w), t.flatten_all()?.to_vec1::<f32>()?).map_err(|e| Error::invalid(e.to_string()))?)
-        };
+        let crop = |t: &Tensor| super::fusion::array3(&t.narrow(2, 0, rows)?.narrow(3, 0, cols)?);
         let cube = crop(&out.cube)?;
-        let linear = crop(&out.linear)?;
         let abundances = crop(&out.abundances)?;
-        let mut nonlinearity = Array2::<f32>::zeros((rows, cols));
-        for r in 0..rows {
-            for c in 0..cols {
-                let (mut d2, mut s2) = (0f32, 0f32);
-                for b in 0..cube.dim().0 {
-                    let (s, l) = (cube[[b, r, c]], linear[[b, r, c]]);
-                    d2 += (s - l) * (s - l);
-                    s2 += s * s;
-                }
-                nonlinearity[[r, c]] = if s2 > 0.0 { (d2 / s2).sqrt() } else { 0.0 };
-            }
-        }
+        // ‖S − L‖ / ‖S‖ per pixel, over the bands
+        let nonlinear = (&cube - &crop(&out.linear)?).mapv(|v| v * v).sum_axis(Axis(0));
+        let total = cube.mapv(|v| v * v).sum_axis(Axis(0));
+        let nonlinearity = ndarray::Zip::from(&nonlinear).and(&total).map_collect(|&d, &s| if s > 0.0 { (d / s).sqrt() } else { 0.0 });
         job.report(1.0, "synthesised");
         Ok(InssSynthesis { cube, abundances, nonlinearity })
-    }
-}
-
-impl Reconstructor for InssReconstructor {
-    fn name(&self) -> &str {
-        &self.card.name
-    }
-
-    fn wavelengths(&self) -> &[f32] {
-        &self.card.wavelengths
-    }
-
-    fn reference_brightness(&self) -> Option<f32> {
-        self.card.input_mean
-    }
-
-    fn reconstruct_raw(&self, rgb: &RgbImage, job: &JobContext) -> Result<Array3<f32>> {
-        Ok(self.synthesise(rgb, job)?.cube)
     }
 }
