@@ -920,14 +920,20 @@ fn an_envi_cube_s_default_bands_are_its_false_colour() {
     assert_eq!(h.state().display.false_bands, [4, 2, 0]);
 }
 
-#[test]
-fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
-    let mut h = demo();
+/// Simulate a fusion pair at ×8 from the demo's ground truth (Fusion tab); the id of its
+/// low-resolution cube, a 32² layer of the demo's scene.
+fn simulate_x8_pair(h: &mut Harness<'static, Studio>) -> u64 {
     h.get_by_label("Fusion").click();
     h.run_steps(2);
     h.state_mut().fusion.scale = 8;
-    click_and_settle(&mut h, "Simulate a pair");
-    let lr_id = h.state().fusion.cube.unwrap();
+    click_and_settle(h, "Simulate a pair");
+    h.state().fusion.cube.unwrap()
+}
+
+#[test]
+fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
+    let mut h = demo();
+    let lr_id = simulate_x8_pair(&mut h);
     h.get_by_label("Explore").click();
     h.run_steps(2);
     click_and_settle(&mut h, "demo 7: ground truth · ground truth");
@@ -977,12 +983,8 @@ fn a_low_resolution_cube_in_the_scene_is_read_and_shown_where_the_pin_is() {
 #[test]
 fn a_result_that_cannot_be_scored_says_why() {
     let mut h = demo_with_three_reconstructions();
-    h.get_by_label("Fusion").click();
-    h.run_steps(2);
-    h.state_mut().fusion.scale = 8;
-    click_and_settle(&mut h, "Simulate a pair");
     // the ×8 cube as ground truth: the 256 × 256 reconstructions cannot be scored against it
-    let lr = h.state().fusion.cube.unwrap();
+    let lr = simulate_x8_pair(&mut h);
     h.state_mut().doc.set_ground_truth(lr);
     click_and_settle(&mut h, "Compare");
     assert!(h.query_all_by_label_contains("not scored: 256×256×31 against a 32×32×31 ground truth").count() >= 3);
