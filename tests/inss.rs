@@ -15,9 +15,9 @@ fn tiny(order: usize) -> InssConfig {
     InssConfig { bands: 6, library: 5, width: 4, stages: 3, cell: 4, order, hidden: 3, transform_width: 4 }
 }
 
-/// A tiny model in f64 with every weight redrawn from a seeded generator at its initialiser's
-/// scale (candle's initialisers are unseeded); T's weights drawn larger than its N(0, 0.002)
-/// start, so the nonlinear terms matter in the checks.
+/// A tiny model in f64 with every weight redrawn from a seeded generator at PyTorch's default
+/// scale for its shape (candle's initialisers are unseeded); T's weights drawn larger than its
+/// N(0, 0.002) start, so the nonlinear terms matter in the checks.
 fn model(order: usize) -> (VarMap, Inss) {
     let cfg = tiny(order);
     let map = VarMap::new();
@@ -32,11 +32,15 @@ fn model(order: usize) -> (VarMap, Inss) {
             if name.contains("running") || name.ends_with("bn.weight") || name.contains(".bn1.weight") || name.contains(".bn2.weight") {
                 continue;
             }
+            // the scale from the tensor's shape (PyTorch's ±1/√fan-in), not from its unseeded
+            // first draw, so every run checks the same model
+            let fan_in: usize = var.dims().iter().skip(1).product();
             let scale = match name.as_str() {
                 n if n.starts_with("transform") => 0.3,
                 "library" => 1.0,
                 "signature" => 1.0,
-                _ => var.as_tensor().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap().max(0.05),
+                _ if var.dims().len() > 1 => 1.0 / (fan_in as f64).sqrt(),
+                _ => 0.05,
             };
             let mut value = random(var.dims(), 500 + seed as u64).affine(scale, 0.0).unwrap();
             if name == "library" || name == "signature" {
