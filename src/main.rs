@@ -76,7 +76,7 @@ enum Command {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
-    /// Measure a predicted cube against ground truth (MRAE, RMSE, PSNR, SSIM, SAM, consistency).
+    /// Measure a predicted cube against ground truth (MRAE, RMSE, PSNR, MPSNR, SSIM, SAM, consistency).
     Eval {
         pred: PathBuf,
         gt: PathBuf,
@@ -89,6 +89,11 @@ enum Command {
         /// The RGB file is sRGB-encoded (linearise it).
         #[arg(long)]
         srgb: bool,
+        /// Leave bands out of the metrics (not of consistency): `water` (1340-1460 and
+        /// 1790-1970 nm, the water-vapour bands airborne users drop), ranges in nm such as
+        /// `2400-2500`, or a comma list of both.
+        #[arg(long)]
+        exclude_bands: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -155,6 +160,9 @@ enum Command {
         count: usize,
         #[arg(long, default_value_t = 128)]
         size: usize,
+        /// Show inss's nadir aerial scenes (400–2450 nm, drawn in true colour) instead.
+        #[arg(long, conflicts_with = "protocol")]
+        aerial: bool,
         /// The grid, PNG.
         #[arg(short = 'o', long)]
         output: PathBuf,
@@ -374,7 +382,11 @@ enum Command {
         /// a camera-aware network sees each patch's own camera).
         #[arg(long, conflicts_with_all = ["synthetic", "data"])]
         world: Option<usize>,
-        /// Side of the synthetic or world scenes in pixels.
+        /// Train inss on N nadir aerial scenes over 400–2450 nm (earthlib materials under ASTM
+        /// G173; the model keeps the wide library's 180 bands).
+        #[arg(long, conflicts_with_all = ["synthetic", "data", "world"])]
+        aerial: Option<usize>,
+        /// Side of the synthetic, world or aerial scenes in pixels.
         #[arg(long, default_value_t = 128)]
         size: usize,
         #[arg(long, default_value = "canon-eos-5d-mark-ii")]
@@ -568,8 +580,8 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             let real_world = real_world.then_some(cli::RealWorld { seed, jpeg_quality });
             cli::render(&cube, &camera, illuminant.as_deref(), real_world, !bits8, &output)
         }
-        Command::Eval { pred, gt, rgb, camera, srgb, json } => {
-            cli::eval(&pred, &gt, rgb.as_deref(), camera.as_deref(), srgb, json)
+        Command::Eval { pred, gt, rgb, camera, srgb, exclude_bands, json } => {
+            cli::eval(&pred, &gt, rgb.as_deref(), camera.as_deref(), srgb, exclude_bands.as_deref(), json)
         }
         Command::Unmix { cube, library, materials, endmembers, output, json } => {
             cli::unmix(&cube, &library, &materials, endmembers, &output, json)
@@ -578,7 +590,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             cli::fit_camera(&cube, &rgb, srgb, smoothness, camera.as_deref(), output.as_deref(), json)
         }
         Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
-        Command::World { protocol, seed, count, size, output } => cli::world_grid(&protocol, seed, count, size, &output),
+        Command::World { protocol, seed, count, size, aerial, output } => cli::world_grid(if aerial { None } else { Some(&protocol) }, seed, count, size, &output),
         Command::Assets { json } => cli::assets(json),
         Command::EstimateCamera { rgb, protocol, scenes, size, srgb, model, output, device, json } => cli::estimate_camera(cli::EstimateCameraArgs {
             rgb: rgb.as_deref(),
@@ -653,10 +665,10 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         }),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),

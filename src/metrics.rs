@@ -15,6 +15,9 @@
 //! * **RMSE** — square root of the mean squared error over all elements.
 //! * **PSNR** — `10 · log10(1 / MSE)` in dB, with both cubes clamped to [0, 1] first (peak 1);
 //!   identical cubes give +∞.
+//! * **MPSNR** — the mean over bands of each band image's PSNR (same rule: clamped to [0, 1],
+//!   peak 1), as hyperspectral papers report it (INSS's "mean of PSNR in each band"); a band
+//!   reconstructed exactly counts as +∞, so a cube with one perfect band has MPSNR +∞.
 //! * **SSIM** — mean over bands of the SSIM of each band image, computed exactly as
 //!   scikit-image's `structural_similarity(gt_band, pred_band, data_range=1,
 //!   gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`: Gaussian window
@@ -36,6 +39,12 @@
 //! results (except a NaN ground truth, which fails the `gt > 1e-3` test of MRAE, and the SAM
 //! rule above). In [`all_metrics`], SSIM of bands smaller than 11 × 11 is NaN rather than an
 //! error; [`ssim`] itself refuses them.
+//!
+//! SSIM is already the mean of per-band SSIMs, which is what hyperspectral papers call MSSIM.
+//!
+//! A [`BandMask`] leaves wavelength ranges out of every metric but consistency (the
+//! re-projection needs every band the camera sees): airborne cubes' water-vapour bands
+//! ([`WATER_BANDS_NM`]) hold sensor noise, not the scene, and would dominate the errors.
 //!
 //! In JSON (`eval --json`), NaN and ±∞ become `null` (serde_json's rule).
 //!
@@ -72,6 +81,7 @@ pub struct MetricSet {
     pub mrae: f64,
     pub rmse: f64,
     pub psnr: f64,
+    pub mpsnr: f64,
     pub ssim: f64,
     pub sam_deg: f64,
     /// `None` (JSON `null`) when no input RGB and camera were given.
@@ -178,6 +188,7 @@ pub fn all_metrics<'a>(
         mrae: ratio(sums.iter().map(|s| s.rel_abs).sum(), sums.iter().map(|s| s.rel_count).sum()),
         rmse: (sums.iter().map(|s| s.sq).sum::<f64>() / n).sqrt(),
         psnr: psnr_from_mse(sums.iter().map(|s| s.sq_clamped).sum::<f64>() / n),
+        mpsnr: sums.iter().map(|s| psnr_from_mse(s.sq_clamped * sums.len() as f64 / n)).sum::<f64>() / sums.len() as f64,
         // Undefined below the 11×11 window: NaN, like MRAE with nothing to average, so the
         // other metrics of a small crop are still reported.
         ssim: if pred.shape()[1] < SSIM_WINDOW || pred.shape()[2] < SSIM_WINDOW { f64::NAN } else { ssim(pred, gt)? },
@@ -191,7 +202,48 @@ pub fn all_metrics<'a>(
 pub struct Score {
     #[serde(flatten)]
     pub metrics: MetricSet,
+    /// Every band's errors, the masked ones included.
     pub bands: BandErrors,
+    /// How many bands the scalar metrics counted (all but those a [`BandMask`] left out).
+    pub bands_scored: usize,
+}
+
+/// The water-vapour absorption windows airborne users drop, in nm: AVIRIS bands 104–114 and
+/// 152–168, the ones INSS leaves out of training and evaluation.
+pub const WATER_BANDS_NM: [(f32, f32); 2] = [(1340.0, 1460.0), (1790.0, 1970.0)];
+
+/// Wavelength ranges left out of a score (inclusive, nm).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BandMask {
+    pub excluded_nm: Vec<(f32, f32)>,
+}
+
+impl BandMask {
+    /// `water` ([`WATER_BANDS_NM`]), `LO-HI` in nm, or a comma list of both:
+    /// `water,2400-2500`.
+    pub fn parse(spec: &str) -> Result<BandMask> {
+        let mut excluded_nm = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("water") {
+                excluded_nm.extend(WATER_BANDS_NM);
+                continue;
+            }
+            let range = part.split_once('-').and_then(|(lo, hi)| Some((lo.trim().parse::<f32>().ok()?, hi.trim().parse::<f32>().ok()?)));
+            match range {
+                Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo <= hi => excluded_nm.push((lo, hi)),
+                _ => bail_invalid!("band mask '{part}': give 'water' or a range in nm such as 1340-1460"),
+            }
+        }
+        if excluded_nm.is_empty() {
+            bail_invalid!("band mask '{spec}' names no range: give 'water' or ranges in nm such as 1340-1460");
+        }
+        Ok(BandMask { excluded_nm })
+    }
+
+    /// The indices of the bands kept.
+    pub fn kept(&self, wavelengths: &[f32]) -> Vec<usize> {
+        (0..wavelengths.len()).filter(|&b| !self.excluded_nm.iter().any(|&(lo, hi)| (lo..=hi).contains(&wavelengths[b]))).collect()
+    }
 }
 
 /// The scoring function: the one the CLI's `eval` and `compare`, training's validation and the
@@ -199,6 +251,17 @@ pub struct Score {
 /// given the input RGB and the camera assumed (C on the cubes' grid), also the consistency
 /// test, for which the RGB must be the cubes' size.
 pub fn score(pred: &crate::Cube, gt: &crate::Cube, input: Option<(&crate::RgbImage, &crate::spectral::camera::CameraResponse)>) -> Result<Score> {
+    score_masked(pred, gt, input, None)
+}
+
+/// [`score`] with the bands `mask` leaves out not counted in the scalar metrics (consistency
+/// still re-projects every band); an error when the mask leaves no band.
+pub fn score_masked(
+    pred: &crate::Cube,
+    gt: &crate::Cube,
+    input: Option<(&crate::RgbImage, &crate::spectral::camera::CameraResponse)>,
+    mask: Option<&BandMask>,
+) -> Result<Score> {
     let same_grid = pred.wavelengths.len() == gt.wavelengths.len() && pred.wavelengths.iter().zip(&gt.wavelengths).all(|(a, b)| (a - b).abs() < 0.01);
     if pred.data.dim() == gt.data.dim() && !same_grid {
         bail_invalid!("the prediction and the ground truth are on different wavelength grids");
@@ -212,8 +275,23 @@ pub fn score(pred: &crate::Cube, gt: &crate::Cube, input: Option<(&crate::RgbIma
         }
         None => None,
     };
-    let metrics = all_metrics(&pred.data, &gt.data, camera.as_ref().map(|(rgb, c)| (rgb.data.view(), c.view())))?;
-    Ok(Score { metrics, bands: band_errors(&pred.data, &gt.data)? })
+    let consistency = camera.as_ref().map(|(rgb, c)| (rgb.data.view(), c.view()));
+    let (metrics, bands_scored) = match mask {
+        None => (all_metrics(&pred.data, &gt.data, consistency)?, pred.bands()),
+        Some(mask) => {
+            let kept = mask.kept(&pred.wavelengths);
+            if kept.is_empty() {
+                bail_invalid!("the band mask leaves none of the {} bands ({:.0}-{:.0} nm)", pred.bands(), pred.wavelengths[0], pred.wavelengths[pred.bands() - 1]);
+            }
+            let (p, g) = (pred.data.select(Axis(0), &kept), gt.data.select(Axis(0), &kept));
+            let mut m = all_metrics(&p, &g, None)?;
+            if let Some((rgb, c)) = consistency {
+                m.consistency_mrae = Some(consistency_mrae(rgb, c, pred.data.view())?);
+            }
+            (m, kept.len())
+        }
+    };
+    Ok(Score { metrics, bands: band_errors(&pred.data, &gt.data)?, bands_scored })
 }
 
 // ---------------------------------------------------------------------------------------------

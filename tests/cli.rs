@@ -66,9 +66,14 @@ fn render_then_eval_is_a_closed_loop_across_formats() {
     // a wrong camera is visibly inconsistent
     let m = ok_json(&["eval", "copy.mat", "scene/cube.npy", "--rgb", "scene/rgb.png", "--camera", "nikon", "--json"], tmp.path());
     assert!(m["consistency_mrae"].as_f64().unwrap() > 0.01, "{m}");
-    for key in ["mrae", "rmse", "psnr", "ssim", "sam_deg", "consistency_mrae"] {
+    for key in ["mrae", "rmse", "psnr", "mpsnr", "ssim", "sam_deg", "consistency_mrae", "bands_scored"] {
         assert!(m.get(key).is_some(), "eval --json lacks {key}");
     }
+    // a band mask leaves 400-450 nm (6 of the 31 bands) out of the metrics
+    let masked = ok_json(&["eval", "copy.mat", "scene/cube.npy", "--exclude-bands", "400-450", "--json"], tmp.path());
+    assert_eq!(masked["bands_scored"], 25, "{masked}");
+    let out = studio(&["eval", "copy.mat", "scene/cube.npy", "--exclude-bands", "blue"], tmp.path());
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("band mask 'blue'"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

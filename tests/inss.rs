@@ -239,3 +239,48 @@ fn a_users_single_wide_cube_trains_inss_on_its_own_wavelengths() {
     spectral_studio::io::save(&swir, &d.join("swir.hdr")).unwrap();
     cli_util::fails_with(&["train", "--method", "inss", "--data", "swir.hdr", "--patch", "64", "--width", "4", "--steps", "1", "--batch", "2", "--out", "m2"], d, "has no sensitivity on 1000..1950 nm");
 }
+
+#[test]
+fn aerial_scenes_are_wide_seeded_and_their_vegetation_has_a_red_edge() {
+    use spectral_studio::spectral::aerial::{scene, COVERS};
+    let a = scene(7, 48).unwrap();
+    let w = &a.cube.wavelengths;
+    assert_eq!((a.cube.rows(), a.cube.cols()), (48, 48));
+    assert!(w[0] <= 400.0 && w[w.len() - 1] >= 2400.0, "400-2450 nm");
+    assert!(!w.iter().any(|&l| (1370.0..1440.0).contains(&l) || (1810.0..1940.0).contains(&l)), "the water bands are dropped");
+    assert!(a.cube.data.iter().all(|v| v.is_finite() && *v >= 0.0));
+    // the same seed paints the same scene; another seed another
+    assert_eq!(scene(7, 48).unwrap().cube.data, a.cube.data);
+    assert_ne!(scene(8, 48).unwrap().cube.data, a.cube.data);
+    // over a few scenes, pixels whose dominant cover is vegetation reflect far more at 800 nm
+    // than at 670 nm (the red edge, through the same sun); bare soil does not
+    let band = |nm: f32| w.iter().position(|&l| (l - nm).abs() < 5.1).unwrap();
+    let (red, nir) = (band(670.0), band(800.0));
+    let (mut ratios, mut seen) = ([0f64; 5], [0usize; 5]);
+    for seed in 1..=4 {
+        let s = scene(seed, 64).unwrap();
+        for ((r, c), &cover) in s.cover.indexed_iter() {
+            let (x, y) = (s.cube.data[[nir, r, c]] as f64, s.cube.data[[red, r, c]] as f64);
+            if y > 0.0 {
+                ratios[cover as usize] += x / y;
+                seen[cover as usize] += 1;
+            }
+        }
+    }
+    let mean = |i: usize| ratios[i] / seen[i].max(1) as f64;
+    let (veg, bare) = (COVERS.iter().position(|c| *c == "vegetation").unwrap(), COVERS.iter().position(|c| *c == "bare").unwrap());
+    assert!(seen[veg] > 500 && seen[bare] > 500, "{seen:?}");
+    assert!(mean(veg) > 2.0 * mean(bare), "NIR/red: vegetation {:.2}, bare {:.2}", mean(veg), mean(bare));
+}
+
+#[test]
+fn inss_trains_on_aerial_scenes_on_the_wide_librarys_bands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli_util::ok(&["train", "--method", "inss", "--aerial", "1", "--size", "64", "--patch", "64", "--width", "4", "--steps", "2", "--batch", "2", "--validate-every", "2", "--out", "m", "--name", "air"], d);
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("m/air.json")).unwrap()).unwrap();
+    let library = spectral_studio::spectral::library::library("earthlib-wide").unwrap();
+    assert_eq!(card["wavelengths"].as_array().unwrap().len(), library.wavelengths.len());
+    assert!(card["data"].as_str().unwrap().contains("aerial scenes"), "{}", card["data"]);
+    cli_util::fails_with(&["train", "--method", "mscnn", "--aerial", "1", "--size", "64", "--steps", "1", "--out", "m2"], d, "train inss only");
+}

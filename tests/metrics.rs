@@ -102,7 +102,7 @@ fn all_metrics_matches_the_single_functions_and_serialises_the_agreed_keys() {
         let json: Value = serde_json::to_value(m).unwrap();
         let mut keys: Vec<&String> = json.as_object().unwrap().keys().collect();
         keys.sort();
-        assert_eq!(keys, ["consistency_mrae", "mrae", "psnr", "rmse", "sam_deg", "ssim"]);
+        assert_eq!(keys, ["consistency_mrae", "mpsnr", "mrae", "psnr", "rmse", "sam_deg", "ssim"]);
         let without = metrics::all_metrics(&c.pred, &c.gt, None).unwrap();
         assert_eq!(without.consistency_mrae, None);
         assert_eq!(without.ssim, m.ssim);
@@ -202,4 +202,42 @@ fn spatial_shuffle_keeps_per_pixel_metrics_and_is_seeded() {
     assert_eq!(metrics::spatial_shuffle(&c.gt, 4, 11).unwrap(), sg);
     assert_ne!(metrics::spatial_shuffle(&c.gt, 4, 12).unwrap(), sg);
     assert!(plan.apply(c.gt.slice(ndarray::s![.., 1.., ..])).is_err());
+}
+
+#[test]
+fn mpsnr_is_the_mean_of_per_band_psnr_and_a_band_mask_leaves_bands_out() {
+    use ndarray::{s, Array3, Axis};
+    use spectral_studio::metrics::{BandMask, WATER_BANDS_NM};
+    // 12 bands over 400-2600 nm; the error grows with the band, so leaving bands out shows
+    let wavelengths: Vec<f32> = (0..12).map(|b| 400.0 + 200.0 * b as f32).collect();
+    let gt = Array3::from_shape_fn((12, 16, 16), |(b, r, c)| 0.2 + 0.02 * b as f32 + 0.01 * ((r * 16 + c) % 7) as f32);
+    let pred = Array3::from_shape_fn((12, 16, 16), |(b, r, c)| gt[[b, r, c]] + 0.001 * (b as f32 + 1.0) * if (r + c) % 2 == 0 { 1.0 } else { -1.0 });
+    let whole = metrics::all_metrics(&pred, &gt, None).unwrap();
+    let per_band: f64 = (0..12).map(|b| metrics::psnr(pred.slice(s![b..b + 1, .., ..]), gt.slice(s![b..b + 1, .., ..])).unwrap()).sum::<f64>() / 12.0;
+    assert!((whole.mpsnr - per_band).abs() < 1e-9, "{} vs {per_band}", whole.mpsnr);
+    assert!(whole.mpsnr > whole.psnr, "a mean of logs over unequal bands exceeds the log of the mean error");
+
+    let mask = BandMask::parse("water, 2400-2700").unwrap();
+    assert_eq!(mask.excluded_nm.len(), 3);
+    assert_eq!(&mask.excluded_nm[..2], &WATER_BANDS_NM[..]);
+    // 1400 and 1800 nm are water bands, 2400 and 2600 in the given range
+    let kept = mask.kept(&wavelengths);
+    assert_eq!(kept, [0, 1, 2, 3, 4, 6, 8, 9]);
+    let p = spectral_studio::Cube::new(pred.clone(), wavelengths.clone()).unwrap();
+    let g = spectral_studio::Cube::new(gt.clone(), wavelengths.clone()).unwrap();
+    let masked = metrics::score_masked(&p, &g, None, Some(&mask)).unwrap();
+    let direct = metrics::all_metrics(&pred.select(Axis(0), &kept), &gt.select(Axis(0), &kept), None).unwrap();
+    assert_eq!(masked.metrics, direct);
+    assert_eq!(masked.bands_scored, 8);
+    assert_eq!(masked.bands.rmse.len(), 12, "the per-band curves keep every band");
+    assert!(masked.metrics.rmse < whole.rmse, "the worst bands were left out");
+    assert_eq!(metrics::score(&p, &g, None).unwrap().bands_scored, 12);
+
+    for bad in ["", "wet", "1500", "900-800", "a-b"] {
+        let e = BandMask::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("water"), "{bad}: {e}");
+    }
+    let everything = BandMask::parse("0-3000").unwrap();
+    let e = metrics::score_masked(&p, &g, None, Some(&everything)).unwrap_err().to_string();
+    assert!(e.contains("leaves none of the 12 bands"), "{e}");
 }

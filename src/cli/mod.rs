@@ -152,24 +152,29 @@ fn write_rgb(rgb: &RgbImage, output: &Path, bits16: bool) -> Result<()> {
     }
 }
 
-/// `eval PRED GT [--rgb RGB --camera C]`.
-pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, srgb: bool, as_json: bool) -> Result<()> {
+/// `eval PRED GT [--rgb RGB --camera C] [--exclude-bands MASK]`.
+pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, srgb: bool, exclude_bands: Option<&str>, as_json: bool) -> Result<()> {
+    let mask = exclude_bands.map(metrics::BandMask::parse).transpose()?;
     let pred_cube = io::open(pred, &OpenOptions::default())?;
     let gt_cube = io::open(gt, &OpenOptions::default())?;
     let input = match (rgb, camera) {
         (Some(rgb), Some(camera)) => Some((io::open_rgb(rgb, srgb)?, CameraResponse::parse(camera)?)),
         _ => None,
     };
-    let scored = metrics::score(&pred_cube, &gt_cube, input.as_ref().map(|(r, c)| (r, c)))
+    let scored = metrics::score_masked(&pred_cube, &gt_cube, input.as_ref().map(|(r, c)| (r, c)), mask.as_ref())
         .map_err(|e| Error::invalid(format!("{} against {}: {e}", pred.display(), gt.display())))?;
     let set = scored.metrics;
     if as_json {
         print_json(&serde_json::to_value(&scored).expect("metrics serialise"));
     } else {
+        if scored.bands_scored < pred_cube.bands() {
+            println!("bands       {} of {} scored (the mask leaves {} out)", scored.bands_scored, pred_cube.bands(), pred_cube.bands() - scored.bands_scored);
+        }
         println!("MRAE        {:.6}", set.mrae);
         println!("RMSE        {:.6}", set.rmse);
         println!("PSNR        {:.3} dB", set.psnr);
-        println!("SSIM        {:.6}", set.ssim);
+        println!("MPSNR       {:.3} dB (mean of per-band PSNR)", set.mpsnr);
+        println!("SSIM        {:.6} (mean of per-band SSIM: MSSIM)", set.ssim);
         println!("SAM         {:.4}°", set.sam_deg);
         match set.consistency_mrae {
             Some(c) => println!("consistency {c:.6} (MRAE of C·pred against the input RGB)"),
@@ -345,10 +350,11 @@ pub fn scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
 }
 
 /// `world`: a grid of true-colour previews of `count` scenes of a protocol's test world
-/// (`in-distribution` shows the training world's kind of scene), one line per scene on stdout.
-pub fn world_grid(protocol: &str, seed: u64, count: usize, size: usize, output: &Path) -> Result<()> {
+/// (`in-distribution` shows the training world's kind of scene), or of inss's aerial scenes
+/// when `protocol` is None; one line per scene on stdout.
+pub fn world_grid(protocol: Option<&str>, seed: u64, count: usize, size: usize, output: &Path) -> Result<()> {
     use crate::train::world::{scene, Protocol};
-    let protocol = Protocol::parse(protocol)?;
+    let protocol = protocol.map(Protocol::parse).transpose()?;
     if !(1..=256).contains(&count) {
         bail_invalid!("--count must be 1..=256, got {count}");
     }
@@ -358,14 +364,29 @@ pub fn world_grid(protocol: &str, seed: u64, count: usize, size: usize, output: 
     let (h, w) = (rows_of_tiles * (size + gap) - gap, per_row * (size + gap) - gap);
     let mut grid = ndarray::Array3::<f32>::ones((3, h, w));
     for i in 0..count {
-        let s = scene(protocol.test_world(), seed + i as u64, size)?;
-        let preview = render::true_colour_srgb(&crate::Cube::new(s.cube, crate::default_wavelengths())?, None)?;
+        let seed = seed + i as u64;
+        let (cube, line) = match protocol {
+            Some(p) => {
+                let s = scene(p.test_world(), seed, size)?;
+                (crate::Cube::new(s.cube, crate::default_wavelengths())?, format!("light {}; camera {}", s.light, s.camera.name))
+            }
+            None => {
+                let s = crate::spectral::aerial::scene(seed, size)?;
+                let mut shares = [0usize; 5];
+                s.cover.iter().for_each(|&c| shares[c as usize] += 1);
+                let total = (size * size) as f64 / 100.0;
+                let covers = crate::spectral::aerial::COVERS.iter().zip(shares).map(|(n, k)| format!("{n} {:.0} %", k as f64 / total)).collect::<Vec<_>>().join(", ");
+                (s.cube, covers)
+            }
+        };
+        let preview = render::true_colour_srgb(&cube, None)?;
         let (r0, c0) = ((i / per_row) * (size + gap), (i % per_row) * (size + gap));
         grid.slice_mut(ndarray::s![.., r0..r0 + size, c0..c0 + size]).assign(&preview.data);
-        println!("scene {}: light {}; camera {}", seed + i as u64, s.light, s.camera.name);
+        println!("scene {seed}: {line}");
     }
     io::image_file::write_png(&crate::RgbImage::new(grid)?, output, false, true)?;
-    println!("wrote {} ({count} scenes of {size}x{size}, protocol {})", output.display(), protocol.name());
+    let what = protocol.map_or("aerial scenes".to_string(), |p| format!("protocol {}", p.name()));
+    println!("wrote {} ({count} scenes of {size}x{size}, {what})", output.display());
     Ok(())
 }
 

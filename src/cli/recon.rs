@@ -301,6 +301,8 @@ pub struct TrainArgs {
     pub data: Option<PathBuf>,
     pub synthetic: Option<usize>,
     pub world: Option<usize>,
+    /// Nadir aerial scenes over 400–2450 nm (inss only).
+    pub aerial: Option<usize>,
     pub size: usize,
     pub camera: String,
     pub real_world: bool,
@@ -347,11 +349,12 @@ impl TrainArgs {
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     let method = Architecture::parse(&a.method)?;
-    let data = match (&a.data, a.synthetic, a.world) {
-        (Some(path), None, None) => DataSource::Folder { path: path.clone() },
-        (None, Some(count), None) => DataSource::Synthetic { count, size: a.size },
-        (None, None, Some(count)) => DataSource::World { count, size: a.size },
-        _ => bail_invalid!("give exactly one of --data DIR, --synthetic N or --world N"),
+    let data = match (&a.data, a.synthetic, a.world, a.aerial) {
+        (Some(path), None, None, None) => DataSource::Folder { path: path.clone() },
+        (None, Some(count), None, None) => DataSource::Synthetic { count, size: a.size },
+        (None, None, Some(count), None) => DataSource::World { count, size: a.size },
+        (None, None, None, Some(count)) => DataSource::Aerial { count, size: a.size },
+        _ => bail_invalid!("give exactly one of --data DIR, --synthetic N, --world N or --aerial N"),
     };
     let mut cfg = TrainConfig::new(method, data);
     cfg.name = a.name.clone().unwrap_or_else(|| method.name().to_string());
@@ -699,12 +702,12 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
             println!();
         }
         println!("{}, camera {}", t.description, t.camera);
-        println!("{:<10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}", "method", "MRAE", "RMSE", "PSNR", "SSIM", "SAM°", "consist.", "MRAE×0.5", "MRAE×2", "shuffle", "s/image");
+        println!("{:<10} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8}", "method", "MRAE", "RMSE", "PSNR", "MPSNR", "SSIM", "SAM°", "consist.", "MRAE×0.5", "MRAE×2", "shuffle", "s/image");
         for (name, s) in &t.scores {
             match s {
                 Ok(s) => println!(
-                    "{:<10} {:>7.4} {:>7.4} {:>6.2} {:>6.4} {:>6.2} {:>9.2e} {:>8.4} {:>8.4} {:>8.4} {:>8.3}",
-                    s.method, s.mrae, s.rmse, s.psnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
+                    "{:<10} {:>7.4} {:>7.4} {:>6.2} {:>6.2} {:>6.4} {:>6.2} {:>9.2e} {:>8.4} {:>8.4} {:>8.4} {:>8.3}",
+                    s.method, s.mrae, s.rmse, s.psnr, s.mpsnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
                 ),
                 Err(e) => println!("{name:<10} cannot run: {e}"),
             }

@@ -21,6 +21,7 @@ pub struct MethodScore {
     pub mrae: f64,
     pub rmse: f64,
     pub psnr: f64,
+    pub mpsnr: f64,
     pub ssim: f64,
     pub sam_deg: f64,
     pub consistency_mrae: f64,
@@ -44,6 +45,7 @@ impl MethodScore {
             out.mrae += w(s) * s.mrae;
             out.rmse += w(s) * s.rmse;
             out.psnr += w(s) * s.psnr;
+            out.mpsnr += w(s) * s.mpsnr;
             out.ssim += w(s) * s.ssim;
             out.sam_deg += w(s) * s.sam_deg;
             out.consistency_mrae += w(s) * s.consistency_mrae;
@@ -80,6 +82,7 @@ pub fn score_told(method: &dyn Reconstructor, cubes: &[Array3<f32>], camera: &Ca
         s.mrae += m.mrae / n;
         s.rmse += m.rmse / n;
         s.psnr += m.psnr / n;
+        s.mpsnr += m.mpsnr / n;
         s.ssim += m.ssim / n;
         s.sam_deg += m.sam_deg / n;
         s.consistency_mrae += m.consistency_mrae.unwrap_or(f64::NAN) / n;

@@ -3,6 +3,7 @@
 //! cube to RGB, a seeded random source, synthetic scenes, and spatial degradation (blur,
 //! down-sampling, noise) for fusion.
 
+pub mod aerial;
 pub mod camera;
 pub mod degrade;
 pub mod library;

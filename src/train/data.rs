@@ -28,6 +28,9 @@ pub enum DataSource {
     /// `count` scenes of `size`² from the training side of the world ([`super::world`]), plus
     /// `max(2, count/8)` validation scenes, each photographed by its own camera.
     World { count: usize, size: usize },
+    /// `count` nadir aerial scenes of `size`² over 400–2450 nm ([`crate::spectral::aerial`]),
+    /// plus `max(2, count/8)` validation scenes: for INSS, on the wide library's band grid.
+    Aerial { count: usize, size: usize },
 }
 
 impl DataSource {
@@ -41,6 +44,11 @@ impl DataSource {
                 "{count} world scenes of {size}x{size} px (training side of every axis: earthlib, munsell and a fitted spectral prior; daylight, black body, d65, a, f2, astm-g173, random lamps and mixtures; random Dyer-basis and perturbed Canon cameras; seeds {}..), validation seeds {}..",
                 super::world::TRAIN_SEED0,
                 super::world::VALIDATION_SEED0
+            ),
+            DataSource::Aerial { count, size } => format!(
+                "{count} aerial scenes of {size}x{size} px ({} materials under {}, {AERIAL_TRAIN_SEED0}..), validation seeds {AERIAL_VALIDATION_SEED0}..",
+                crate::spectral::aerial::LIBRARY,
+                crate::spectral::aerial::SUN
             ),
         }
     }
@@ -59,8 +67,13 @@ pub fn load(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> R
         DataSource::Synthetic { count, size } => synthetic(*count, *size, camera, job),
         DataSource::Folder { path } => folder(path, job),
         DataSource::World { count, size } => world(*count, *size, job),
+        DataSource::Aerial { .. } => bail_invalid!("aerial scenes (400-2450 nm) train inss only: the other methods work on 31 bands at 400-700 nm"),
     }
 }
+
+/// Seeds of the aerial scenes a run trains and validates on (disjoint).
+pub const AERIAL_TRAIN_SEED0: u64 = 1;
+pub const AERIAL_VALIDATION_SEED0: u64 = 900_000;
 
 fn world(count: usize, size: usize, job: &JobContext) -> Result<Dataset> {
     use super::world::{scene, World, TRAIN_SEED0, VALIDATION_SEED0};

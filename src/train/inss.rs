@@ -205,6 +205,9 @@ fn split_rows(rows: usize) -> usize {
 /// own wavelengths (`--data` a folder, or one cube file, whose bottom fifth is then held out
 /// for validation).
 pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> Result<InssData> {
+    if let DataSource::Aerial { count, size } = *source {
+        return aerial_data(count, size, job).map(|(wavelengths, train, validation)| InssData { wavelengths, train, validation, describe: source.describe() });
+    }
     let DataSource::Folder { path } = source else {
         let d = data::load(source, camera, job)?;
         return Ok(InssData { wavelengths: default_wavelengths(), train: d.train, validation: d.validation, describe: source.describe() });
@@ -252,6 +255,32 @@ pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext)
         format!("{} cubes in {} ({} bands, {:.0}-{:.0} nm; every 10th for validation), each divided by its 99.9th percentile", files.len(), path.display(), wavelengths.len(), wavelengths[0], wavelengths[wavelengths.len() - 1])
     };
     Ok(InssData { wavelengths, train, validation, describe })
+}
+
+/// Aerial scenes on the wide library's grid, each divided by its 99.9th percentile as a user's
+/// cubes are: (wavelengths, train, validation).
+fn aerial_data(count: usize, size: usize, job: &JobContext) -> Result<(Vec<f32>, Vec<Array3<f32>>, Vec<Array3<f32>>)> {
+    if count == 0 {
+        crate::bail_invalid!("--aerial needs at least one scene");
+    }
+    let val_count = (count / 8).max(2);
+    let seeds = (0..count).map(|i| data::AERIAL_TRAIN_SEED0 + i as u64).chain((0..val_count).map(|i| data::AERIAL_VALIDATION_SEED0 + i as u64));
+    let mut cubes = Vec::with_capacity(count + val_count);
+    let mut wavelengths = Vec::new();
+    for (i, seed) in seeds.enumerate() {
+        job.check()?;
+        job.report(i as f32 / (count + val_count) as f32, "painting aerial scenes");
+        let scene = crate::spectral::aerial::scene(seed, size)?;
+        wavelengths = scene.cube.wavelengths;
+        let mut cube = scene.cube.data;
+        let peak = data::percentile(&cube, 0.999);
+        if peak > 0.0 {
+            cube.mapv_inplace(|v| v / peak);
+        }
+        cubes.push(cube);
+    }
+    let validation = cubes.split_off(count);
+    Ok((wavelengths, cubes, validation))
 }
 
 /// MRAE, RMSE, PSNR, SAM (degrees) of `net` over `cubes` on `wavelengths`, each rendered
