@@ -401,6 +401,65 @@ fn a_training_run_starts_reports_steps_and_can_be_stopped() {
     assert!(h.state().messages.iter().any(|m| m.text.contains("exists")), "the new folder is announced");
 }
 
+/// Open the combo box showing `shown` and pick `choice` from its list.
+fn pick_from_combo(h: &mut Harness<'static, Studio>, shown: &str, choice: &str) {
+    use egui::accesskit::Role;
+    h.get_by(|n| n.role() == Role::ComboBox && n.value().as_deref() == Some(shown)).click();
+    h.run_steps(3);
+    click_and_settle(h, choice);
+}
+
+#[test]
+fn inss_trains_from_the_training_panel_on_the_open_cube_with_its_own_bands() {
+    use spectral_studio::train::data::DataSource;
+    let dir = tempfile::tempdir().unwrap();
+    // a small cube over 400-1180 nm (40 bands): two materials, shaded down the rows
+    let wavelengths: Vec<f32> = (0..40).map(|b| 400.0 + 20.0 * b as f32).collect();
+    let data = ndarray::Array3::from_shape_fn((40, 96, 80), |(b, r, c)| {
+        let w = wavelengths[b] / 1000.0;
+        (if c < 40 { 0.2 + 0.3 * (w * 3.0).sin().abs() } else { 0.5 - 0.15 * w }) * (1.0 - r as f32 / 200.0)
+    });
+    let path = dir.path().join("field.hdr");
+    spectral_studio::io::save(&spectral_studio::Cube::new(data, wavelengths).unwrap(), &path).unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let mut h = studio(vec![path.clone()], Some(models.path().to_path_buf()));
+    settle(&mut h);
+    h.get_by_label("Training").click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Use the open cube").is_none(), "offered to basisnet, which needs a folder");
+    // choosing inss in the method list brings its settings: few, slow steps at a low rate
+    pick_from_combo(&mut h, "basisnet", "inss");
+    let s = &h.state().training.settings;
+    assert_eq!((s.method.name(), s.steps, s.batch, s.lr, s.name.as_str()), ("inss", 300, 2, 3e-4, "my-inss"));
+    h.get_by_label("aerial scenes");
+    click_and_settle(&mut h, "cubes (folder or file)");
+    click_and_settle(&mut h, "Use the open cube (field.hdr)");
+    let cfg = h.state().training.settings.config().unwrap();
+    assert!(matches!(&cfg.data, DataSource::Folder { path: p } if *p == path), "{:?}", cfg.data);
+    // a real run: two steps of a small model on the cube, its bands kept
+    {
+        let s = &mut h.state_mut().training.settings;
+        (s.steps, s.name) = (2, "kittest-inss".into());
+    }
+    click_and_settle(&mut h, "Start training");
+    let start = Instant::now();
+    while h.state().training.runs[0].is_running() {
+        assert!(start.elapsed() < Duration::from_secs(600), "the run did not finish; status {}", h.state().training.runs[0].status);
+        h.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    h.run_steps(2);
+    let run = &h.state().training.runs[0];
+    assert!(run.status.starts_with("finished"), "{}; messages {:?}", run.status, h.state().messages.iter().map(|m| &m.text).collect::<Vec<_>>());
+    let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(models.path().join("kittest-inss.json")).unwrap()).unwrap();
+    assert_eq!(card["architecture"], "inss");
+    assert_eq!(card["wavelengths"].as_array().unwrap().len(), 40, "the model keeps the cube's bands");
+    // back to another method: its own settings return and aerial scenes go
+    pick_from_combo(&mut h, "inss", "basisnet");
+    assert_eq!(h.state().training.settings.lr, 2e-3);
+    assert!(h.query_by_label("aerial scenes").is_none());
+}
+
 #[test]
 fn a_short_training_run_installs_a_model_that_joins_the_reconstruct_panel() {
     let models = tempfile::tempdir().unwrap();

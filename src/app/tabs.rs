@@ -403,7 +403,11 @@ impl Studio {
         ui.columns(2, |cols| {
             let ui = &mut cols[0];
             ui.heading("New training run");
-            self.training.settings_ui(ui);
+            let open_cube = self.doc.active_layers().find_map(|l| match (&l.data, &l.path) {
+                (LayerData::Cube(_), Some(path)) if !l.is_reconstruction() => Some((l.name.clone(), path.clone())),
+                _ => None,
+            });
+            self.training.settings_ui(ui, open_cube.as_ref().map(|(n, p)| (n.as_str(), p.as_path())));
             let running = self.training.runs.iter().any(|r| r.is_running());
             ui.horizontal(|ui| {
                 if ui.add_enabled(!running, egui::Button::new("Start training")).clicked() {

@@ -17,7 +17,11 @@ pub enum DataChoice {
     Synthetic,
     /// The world's training side: random spectra, lights and cameras (camera-aware networks).
     World,
+    /// A folder of cubes or one cube file (INSS trains on a single scene, its bottom fifth
+    /// held out).
     Folder,
+    /// INSS's nadir aerial scenes over 400–2450 nm.
+    Aerial,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,11 +46,34 @@ impl Default for RunSettings {
 }
 
 impl RunSettings {
+    /// Switch to `method` with settings it trains with: inss's steps cost seconds each and
+    /// diverge at the others' learning rate, and its batch must be 2 or more; aerial scenes are
+    /// inss's alone.
+    pub fn set_method(&mut self, method: Architecture) {
+        if method == self.method {
+            return;
+        }
+        let default = RunSettings::default();
+        if method == Architecture::Inss {
+            (self.steps, self.batch, self.lr, self.size) = (300, 2, 3e-4, 128);
+        } else if self.method == Architecture::Inss {
+            (self.steps, self.batch, self.lr, self.size) = (default.steps, default.batch, default.lr, default.size);
+            if self.data == DataChoice::Aerial {
+                self.data = DataChoice::World;
+            }
+        }
+        if self.name == format!("my-{}", self.method.name()) {
+            self.name = format!("my-{}", method.name());
+        }
+        self.method = method;
+    }
+
     pub fn config(&self) -> Result<TrainConfig> {
         let data = match self.data {
             DataChoice::Synthetic => DataSource::Synthetic { count: self.scenes, size: self.size },
             DataChoice::World => DataSource::World { count: self.scenes, size: self.size },
             DataChoice::Folder => DataSource::Folder { path: PathBuf::from(self.folder.trim()) },
+            DataChoice::Aerial => DataSource::Aerial { count: self.scenes, size: self.size },
         };
         let mut cfg = TrainConfig::new(self.method, data);
         cfg.name = self.name.trim().to_string();
@@ -153,15 +180,19 @@ impl Default for TrainingPanel {
 }
 
 impl TrainingPanel {
-    pub fn settings_ui(&mut self, ui: &mut egui::Ui) {
+    /// The run's settings; `open_cube` is the active scene's cube and its file, offered as the
+    /// data to train on.
+    pub fn settings_ui(&mut self, ui: &mut egui::Ui, open_cube: Option<(&str, &Path)>) {
         let s = &mut self.settings;
         egui::Grid::new("train-settings").num_columns(2).show(ui, |ui| {
             ui.label("method");
+            let mut method = s.method;
             egui::ComboBox::from_id_salt("train-method").selected_text(s.method.name()).show_ui(ui, |ui| {
                 for a in Architecture::ALL {
-                    ui.selectable_value(&mut s.method, a, a.name());
+                    ui.selectable_value(&mut method, a, a.name());
                 }
             });
+            s.set_method(method);
             ui.end_row();
             ui.label("model name");
             ui.text_edit_singleline(&mut s.name);
@@ -170,7 +201,10 @@ impl TrainingPanel {
             ui.horizontal(|ui| {
                 ui.radio_value(&mut s.data, DataChoice::World, "world scenes").on_hover_text("random spectra, lights and cameras: the model learns to use the camera it is told");
                 ui.radio_value(&mut s.data, DataChoice::Synthetic, "demo-style scenes");
-                ui.radio_value(&mut s.data, DataChoice::Folder, "folder of cubes");
+                ui.radio_value(&mut s.data, DataChoice::Folder, "cubes (folder or file)");
+                if s.method == Architecture::Inss {
+                    ui.radio_value(&mut s.data, DataChoice::Aerial, "aerial scenes").on_hover_text("nadir fields, roads, roofs and trees over 400–2450 nm under one sun: a model on the wide library's 180 bands");
+                }
             });
             ui.end_row();
             if s.data != DataChoice::Folder {
@@ -181,9 +215,17 @@ impl TrainingPanel {
                 ui.add(egui::DragValue::new(&mut s.size).range(32..=512));
                 ui.end_row();
             } else {
-                ui.label("folder");
+                ui.label("folder or cube");
                 ui.text_edit_singleline(&mut s.folder);
                 ui.end_row();
+                // one scene is enough for inss (the other methods need a folder of two or more)
+                if let Some((name, path)) = open_cube.filter(|_| s.method == Architecture::Inss) {
+                    ui.label("");
+                    if ui.button(format!("Use the open cube ({name})")).on_hover_text("INSS trains on the cube's own bands; its bottom fifth is held out for validation").clicked() {
+                        s.folder = path.display().to_string();
+                    }
+                    ui.end_row();
+                }
             }
             ui.label("camera");
             super::reconstruct::camera_choice(ui, egui::ComboBox::from_id_salt("train-camera"), &mut s.camera);
