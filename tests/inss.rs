@@ -282,5 +282,10 @@ fn inss_trains_on_aerial_scenes_on_the_wide_librarys_bands() {
     let library = spectral_studio::spectral::library::library("earthlib-wide").unwrap();
     assert_eq!(card["wavelengths"].as_array().unwrap().len(), library.wavelengths.len());
     assert!(card["data"].as_str().unwrap().contains("aerial scenes"), "{}", card["data"]);
+    // the card holds the run's validation beside per-pixel regressions fitted on the same data
+    let validation = card["metrics"]["validation"].as_array().unwrap();
+    let names: Vec<&str> = validation.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["inss", "ridge-linear", "ridge-poly2"]);
+    assert!(validation.iter().all(|v| v["sam_deg"].as_f64().is_some_and(|s| s > 0.0 && s < 90.0)), "{validation:?}");
     cli_util::fails_with(&["train", "--method", "mscnn", "--aerial", "1", "--size", "64", "--steps", "1", "--out", "m2"], d, "train inss only");
 }

@@ -237,3 +237,23 @@ fn an_intensity_normalised_network_scales_its_output_with_brightness() {
     assert!(with < 1e-5, "normalised: 2x input gave output off 2x by {with}");
     assert!(without > 1e-3, "without normalisation the check should fail ({without}): the test would prove nothing");
 }
+
+#[test]
+fn pixel_regressions_recover_a_polynomial_map_of_their_degree() {
+    use ndarray::Array3;
+    use spectral_studio::recon::baselines::PixelRegression;
+    // spectra that are exactly a quadratic function of the RGB (no constant term)
+    let rgb = Array3::from_shape_fn((3, 20, 24), |(k, r, c)| 0.1 + 0.8 * (((k * 7 + r * 3 + c * 5) % 17) as f32 / 17.0));
+    let spectrum = |x: [f32; 3], b: usize| 0.3 * x[0] + 0.2 * x[1] * (b as f32 / 5.0) + 0.5 * x[2] * x[0] - 0.1 * x[1] * x[1] * (b % 3) as f32;
+    let cube = Array3::from_shape_fn((6, 20, 24), |(b, r, c)| spectrum([rgb[[0, r, c]], rgb[[1, r, c]], rgb[[2, r, c]]], b));
+    let quadratic = PixelRegression::fit(&[(&cube, &rgb)], 2, 1).unwrap();
+    let error = |p: &PixelRegression| (&p.apply(&rgb) - &cube).mapv(f32::abs).fold(0f32, |a, &b| a.max(b));
+    assert_eq!(quadratic.map.dim(), (6, 9));
+    assert!(error(&quadratic) < 1e-4, "degree 2 recovers a quadratic map: {}", error(&quadratic));
+    let linear = PixelRegression::fit(&[(&cube, &rgb)], 1, 1).unwrap();
+    assert!(error(&linear) > 1e-2, "a linear map cannot: {}", error(&linear));
+    // every other pixel is enough for the exact map; bad requests are refused
+    assert!(error(&PixelRegression::fit(&[(&cube, &rgb)], 2, 2).unwrap()) < 1e-4);
+    assert!(PixelRegression::fit(&[(&cube, &rgb)], 3, 1).unwrap_err().to_string().contains("degree must be 1 or 2"));
+    assert!(PixelRegression::fit(&[], 1, 1).is_err());
+}

@@ -869,7 +869,7 @@ impl Studio {
         };
         let rewind = resume_from.as_deref().and_then(training::checkpoint_step);
         let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.waker());
-        let run = training::Run { settings, validation_on: String::new(), out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
+        let run = training::Run { settings, validation_on: String::new(), out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), baselines: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
         if resume {
             let old = &mut self.training.runs[self.training.selected];
             old.rewind_to(rewind.unwrap_or(0));

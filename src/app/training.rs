@@ -99,6 +99,8 @@ pub struct Run {
     pub events: crossbeam_channel::Receiver<TrainEvent>,
     pub losses: Vec<[f64; 2]>,
     pub validation: Vec<[f64; 2]>,
+    /// Baselines' validation MRAE, drawn as flat lines under the validation curve.
+    pub baselines: Vec<(String, f64)>,
     pub last_step: Option<(usize, usize, f64, f64)>,
     pub checkpoints: Vec<PathBuf>,
     /// The named loss terms of a run that reports several (a GAN's), per step.
@@ -122,6 +124,7 @@ impl Run {
                     self.last_step = Some((step, total_steps, samples_per_s, eta_s));
                 }
                 TrainEvent::Validation { step, mrae, .. } => self.validation.push([step as f64, mrae]),
+                TrainEvent::Baselines { scores } => self.baselines = scores.into_iter().map(|b| (b.name, b.mrae)).collect(),
                 TrainEvent::Checkpoint { path, .. } => self.checkpoints.push(path),
                 TrainEvent::Terms { step, terms } => {
                     for (name, value) in terms {
@@ -270,6 +273,11 @@ impl TrainingPanel {
         Plot::new("train-validation").height(height).legend(Legend::default()).x_axis_label("step").y_axis_label("validation MRAE").show(ui, |plot_ui| {
             let label = if run.validation_on.is_empty() { "validation MRAE".to_string() } else { format!("validation MRAE on {}", run.validation_on) };
             plot_ui.line(Line::new(label, PlotPoints::from(run.validation.clone())));
+            // what a per-pixel regression fitted on the same data reaches: the bar to clear
+            let last = run.last_step.map_or(1.0, |(_, total, _, _)| total as f64);
+            for (name, mrae) in &run.baselines {
+                plot_ui.line(Line::new(format!("{name} (fitted on the same data)"), PlotPoints::from(vec![[0.0, *mrae], [last, *mrae]])).style(egui_plot::LineStyle::dashed_loose()));
+            }
         });
         if !run.checkpoints.is_empty() {
             ui.label("checkpoints:");

@@ -466,6 +466,11 @@ pub(super) fn print_train_events(rx: &crossbeam_channel::Receiver<TrainEvent>, j
             TrainEvent::Validation { step, mrae, rmse, psnr, sam_deg } => {
                 eprintln!("{}validation at step {step}: MRAE {mrae:.4} RMSE {rmse:.4} PSNR {psnr:.2} dB SAM {sam_deg:.2}°", if bar { "\n" } else { "" })
             }
+            TrainEvent::Baselines { scores } => {
+                for b in scores {
+                    eprintln!("baseline {} on the validation data: MRAE {:.4} RMSE {:.4} PSNR {:.2} dB SAM {:.2}°", b.name, b.mrae, b.rmse, b.psnr, b.sam_deg);
+                }
+            }
             TrainEvent::Checkpoint { path, .. } => eprintln!("checkpoint {}", path.display()),
             TrainEvent::Terms { step, terms } if step % 50 == 0 || terms.len() == 1 => {
                 let terms: Vec<String> = terms.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();

@@ -116,6 +116,89 @@ pub fn fit_linear(m: &PixelMoments) -> Result<Array2<f32>> {
     Ok(wt.t().mapv(|v| v as f32))
 }
 
+/// Per-pixel polynomial regression from RGB to a spectrum, fitted by ridge on training pixels:
+/// degree 1 uses (r, g, b), degree 2 adds their squares and products (nine features; no
+/// constant, so a black pixel stays black). What an analyst with one scene fits first, and the
+/// baseline INSS is measured against on the same pixels.
+#[derive(Clone, Debug)]
+pub struct PixelRegression {
+    pub degree: usize,
+    /// (bands, features)
+    pub map: Array2<f32>,
+}
+
+impl PixelRegression {
+    /// The features of one pixel.
+    fn features(degree: usize, [r, g, b]: [f32; 3]) -> Vec<f64> {
+        let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+        match degree {
+            1 => vec![r, g, b],
+            _ => vec![r, g, b, r * r, g * g, b * b, r * g, r * b, g * b],
+        }
+    }
+
+    /// Fit on every `stride`-th row and column of each (cube, RGB) pair.
+    pub fn fit(pairs: &[(&Array3<f32>, &Array3<f32>)], degree: usize, stride: usize) -> Result<PixelRegression> {
+        if !(1..=2).contains(&degree) {
+            bail_invalid!("pixel regression degree must be 1 or 2, got {degree}");
+        }
+        let Some((first, _)) = pairs.first() else { bail_invalid!("pixel regression needs training pixels") };
+        let bands = first.dim().0;
+        let k = Self::features(degree, [0.0; 3]).len();
+        let (mut xx, mut yx) = (Array2::<f64>::zeros((k, k)), Array2::<f64>::zeros((bands, k)));
+        let mut count = 0usize;
+        for (cube, rgb) in pairs {
+            let (b, rows, cols) = cube.dim();
+            if b != bands || rgb.dim() != (3, rows, cols) {
+                bail_invalid!("training pair shapes disagree: cube {:?}, RGB {:?}", cube.dim(), rgb.dim());
+            }
+            for r in (0..rows).step_by(stride.max(1)) {
+                for c in (0..cols).step_by(stride.max(1)) {
+                    let x = Self::features(degree, [rgb[[0, r, c]], rgb[[1, r, c]], rgb[[2, r, c]]]);
+                    for i in 0..k {
+                        for j in 0..k {
+                            xx[[i, j]] += x[i] * x[j];
+                        }
+                    }
+                    for band in 0..bands {
+                        let y = f64::from(cube[[band, r, c]]);
+                        for i in 0..k {
+                            yx[[band, i]] += y * x[i];
+                        }
+                    }
+                    count += 1;
+                }
+            }
+        }
+        if count < k {
+            bail_invalid!("pixel regression of degree {degree} needs at least {k} training pixels, got {count}");
+        }
+        let ridge = 1e-6 * xx.diag().sum() / k as f64;
+        let a = &xx + &(Array2::<f64>::eye(k) * ridge);
+        let Some(wt) = solve_spd(&a, &yx.t().to_owned()) else {
+            bail_invalid!("pixel regression: the training RGB values do not span the features");
+        };
+        Ok(PixelRegression { degree, map: wt.t().mapv(|v| v as f32) })
+    }
+
+    /// The spectrum of every pixel of `rgb` (3, rows, cols), clipped at zero.
+    pub fn apply(&self, rgb: &Array3<f32>) -> Array3<f32> {
+        let (_, rows, cols) = rgb.dim();
+        let bands = self.map.nrows();
+        let mut out = Array3::<f32>::zeros((bands, rows, cols));
+        for r in 0..rows {
+            for c in 0..cols {
+                let x = Self::features(self.degree, [rgb[[0, r, c]], rgb[[1, r, c]], rgb[[2, r, c]]]);
+                for band in 0..bands {
+                    let v: f64 = self.map.row(band).iter().zip(&x).map(|(&w, &f)| f64::from(w) * f).sum();
+                    out[[band, r, c]] = v.max(0.0) as f32;
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The ridge map RGB → spectrum for camera `c` from the spectra's second moment `m`
 /// (bands × bands): with x = C·y, Σyxᵀ = M·Cᵀ and Σxxᵀ = C·M·Cᵀ, so this is [`fit_linear`] on
 /// the same spectra rendered through C, with the same ridge.

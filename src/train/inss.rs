@@ -387,6 +387,8 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let camera_t = Tensor::from_vec(c.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (3, wavelengths.len()), device)?;
     let loss_weights = InssLoss::default();
     send(events, TrainEvent::started("inss", cfg.steps, 0, parameters, (dataset.train.len(), dataset.validation.len()), device));
+    let baselines = regression_baselines(&dataset, &c)?;
+    send(events, TrainEvent::Baselines { scores: baselines.clone() });
     // No brightness augmentation (the paper has none): the linear part's brightness is t times
     // a convex mix of reflectances, which a random exposure would ask t to undo patch by patch.
     let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), random_cameras: false, light: None, patch: cfg.patch, simulation: cfg.simulation, brightness: (1.0, 1.0) };
@@ -396,7 +398,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
         checkpoint::save_model(&var_tensors(&varmap), card, &files)?;
         Ok(files.weights)
     };
-    let (mut last_loss, mut last_val) = (f64::NAN, None);
+    let (mut last_loss, mut last_val, mut last_metrics) = (f64::NAN, None, None);
     let mut timer = (Instant::now(), 0);
     for step in 0..cfg.steps {
         if let Err(stopped) = job.check() {
@@ -443,7 +445,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
         }
         if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
             let m = validate(&net, &dataset.validation, &wavelengths, &c, device, job)?;
-            last_val = Some(m[0]);
+            (last_val, last_metrics) = (Some(m[0]), Some(m));
             send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
         }
         if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.steps {
@@ -452,5 +454,32 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
+    // the run's last validation beside the baselines', on the same held-out data
+    let inss = last_metrics.map(|m| super::BaselineScore { name: "inss".into(), mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
+    card.metrics = Some(serde_json::json!({ "validation": inss.iter().chain(&baselines).collect::<Vec<_>>() }));
     super::finish_run(cfg, card, &varmap, out_dir, start, device, (last_loss, last_val), events)
+}
+
+/// Per-pixel ridge regressions from the RGB (degree 1 and 2), fitted on every other pixel of
+/// the training cubes and scored on the validation cubes as INSS's validation is: the bar a
+/// learned synthesis has to clear.
+pub fn regression_baselines(dataset: &InssData, camera: &Array2<f32>) -> Result<Vec<super::BaselineScore>> {
+    use crate::recon::baselines::PixelRegression;
+    let render = |cube: &Array3<f32>| crate::spectral::render::project(camera.view(), cube.view());
+    let train_rgb = dataset.train.iter().map(render).collect::<Result<Vec<_>>>()?;
+    let pairs: Vec<(&Array3<f32>, &Array3<f32>)> = dataset.train.iter().zip(&train_rgb).collect();
+    let mut scores = Vec::new();
+    for (degree, name) in [(1, "ridge-linear"), (2, "ridge-poly2")] {
+        let fitted = PixelRegression::fit(&pairs, degree, 2)?;
+        let mut sums = [0f64; 4];
+        for cube in &dataset.validation {
+            let pred = crate::Cube::new(fitted.apply(&render(cube)?), dataset.wavelengths.clone())?;
+            let m = crate::metrics::score(&pred, &crate::Cube::new(cube.clone(), dataset.wavelengths.clone())?, None)?.metrics;
+            for (sum, v) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {
+                *sum += v / dataset.validation.len().max(1) as f64;
+            }
+        }
+        scores.push(super::BaselineScore { name: name.into(), mrae: sums[0], rmse: sums[1], psnr: sums[2], sam_deg: sums[3] });
+    }
+    Ok(scores)
 }

@@ -119,10 +119,23 @@ pub enum TrainEvent {
     Started { method: String, total_steps: usize, start_step: usize, parameters: usize, train_scenes: usize, validation_scenes: usize, device: String },
     Step { step: usize, total_steps: usize, loss: f64, lr: f64, samples_per_s: f64, eta_s: f64 },
     Validation { step: usize, mrae: f64, rmse: f64, psnr: f64, sam_deg: f64 },
+    /// Baselines fitted on the run's training data and scored on its validation data, once
+    /// before the first step, so the validation curve has something to beat.
+    Baselines { scores: Vec<BaselineScore> },
     Checkpoint { step: usize, path: PathBuf },
     /// The terms of a loss with several (a GAN's generator and discriminator losses), by name.
     Terms { step: usize, terms: Vec<(String, f64)> },
     Finished { steps: usize, seconds: f64, model: PathBuf },
+}
+
+/// A baseline's validation figures (see [`TrainEvent::Baselines`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct BaselineScore {
+    pub name: String,
+    pub mrae: f64,
+    pub rmse: f64,
+    pub psnr: f64,
+    pub sam_deg: f64,
 }
 
 #[derive(Debug, Clone)]
