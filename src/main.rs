@@ -90,8 +90,9 @@ enum Command {
         #[arg(long)]
         srgb: bool,
         /// Leave bands out of the metrics (not of consistency): `water` (1340-1460 and
-        /// 1790-1970 nm, the water-vapour bands airborne users drop), ranges in nm such as
-        /// `2400-2500`, or a comma list of both.
+        /// 1790-1970 nm, the water-vapour bands airborne users drop), `bbl` (the bands the
+        /// ground truth's ENVI header marks bad), ranges in nm such as `2400-2500`, or a comma
+        /// list of these.
         #[arg(long)]
         exclude_bands: Option<String>,
         #[arg(long)]

@@ -220,7 +220,7 @@ pub struct BandMask {
 
 impl BandMask {
     /// `water` ([`WATER_BANDS_NM`]), `LO-HI` in nm, or a comma list of both:
-    /// `water,2400-2500`.
+    /// `water,2400-2500`. (The CLI adds `bbl`, an ENVI header's bad bands.)
     pub fn parse(spec: &str) -> Result<BandMask> {
         let mut excluded_nm = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -231,7 +231,7 @@ impl BandMask {
             let range = part.split_once('-').and_then(|(lo, hi)| Some((lo.trim().parse::<f32>().ok()?, hi.trim().parse::<f32>().ok()?)));
             match range {
                 Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo <= hi => excluded_nm.push((lo, hi)),
-                _ => bail_invalid!("band mask '{part}': give 'water' or a range in nm such as 1340-1460"),
+                _ => bail_invalid!("band mask '{part}': give 'water', 'bbl' or a range in nm such as 1340-1460"),
             }
         }
         if excluded_nm.is_empty() {

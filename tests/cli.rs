@@ -72,6 +72,17 @@ fn render_then_eval_is_a_closed_loop_across_formats() {
     // a band mask leaves 400-450 nm (6 of the 31 bands) out of the metrics
     let masked = ok_json(&["eval", "copy.mat", "scene/cube.npy", "--exclude-bands", "400-450", "--json"], tmp.path());
     assert_eq!(masked["bands_scored"], 25, "{masked}");
+    // `bbl`: the bands the ground truth's ENVI header marks bad (here the first two)
+    let bbl: Vec<&str> = (0..31).map(|b| if b < 2 { "0" } else { "1" }).collect();
+    let header = tmp.path().join("copy.hdr");
+    let text = std::fs::read_to_string(&header).unwrap();
+    std::fs::write(&header, format!("{text}bbl = {{{}}}\n", bbl.join(", "))).unwrap();
+    let masked = ok_json(&["eval", "copy.mat", "copy.hdr", "--exclude-bands", "bbl", "--json"], tmp.path());
+    assert_eq!(masked["bands_scored"], 29, "{masked}");
+    let masked = ok_json(&["eval", "copy.mat", "copy.hdr", "--exclude-bands", "bbl,400-450", "--json"], tmp.path());
+    assert_eq!(masked["bands_scored"], 25, "{masked}");
+    let out = studio(&["eval", "copy.hdr", "scene/cube.npy", "--exclude-bands", "bbl"], tmp.path());
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("cube.npy"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = studio(&["eval", "copy.mat", "scene/cube.npy", "--exclude-bands", "blue"], tmp.path());
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("band mask 'blue'"), "{}", String::from_utf8_lossy(&out.stderr));
 }

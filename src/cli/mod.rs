@@ -154,9 +154,9 @@ fn write_rgb(rgb: &RgbImage, output: &Path, bits16: bool) -> Result<()> {
 
 /// `eval PRED GT [--rgb RGB --camera C] [--exclude-bands MASK]`.
 pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, srgb: bool, exclude_bands: Option<&str>, as_json: bool) -> Result<()> {
-    let mask = exclude_bands.map(metrics::BandMask::parse).transpose()?;
     let pred_cube = io::open(pred, &OpenOptions::default())?;
     let gt_cube = io::open(gt, &OpenOptions::default())?;
+    let mask = exclude_bands.map(|spec| band_mask(spec, gt, &gt_cube.wavelengths)).transpose()?;
     let input = match (rgb, camera) {
         (Some(rgb), Some(camera)) => Some((io::open_rgb(rgb, srgb)?, CameraResponse::parse(camera)?)),
         _ => None,
@@ -182,6 +182,24 @@ pub fn eval(pred: &Path, gt: &Path, rgb: Option<&Path>, camera: Option<&str>, sr
         }
     }
     Ok(())
+}
+
+/// `--exclude-bands`: [`metrics::BandMask`]'s ranges, and `bbl` for the bands the ground
+/// truth's ENVI header marks bad.
+fn band_mask(spec: &str, gt: &Path, wavelengths: &[f32]) -> Result<metrics::BandMask> {
+    let (bbl, ranges): (Vec<&str>, Vec<&str>) = spec.split(',').map(str::trim).filter(|t| !t.is_empty()).partition(|t| t.eq_ignore_ascii_case("bbl"));
+    let mut mask = if ranges.is_empty() && !bbl.is_empty() { metrics::BandMask::default() } else { metrics::BandMask::parse(&ranges.join(","))? };
+    if !bbl.is_empty() {
+        if io::detect(gt)? != io::Format::Envi {
+            return Err(Error::format(gt, "'bbl' is the bad-band list of an ENVI header, and this ground truth is not ENVI"));
+        }
+        let Some(good) = io::envi::read_header(gt)?.bbl else {
+            return Err(Error::format(gt, "its header has no bad-band list (bbl)"));
+        };
+        // each bad band by its own wavelength (within the 0.01 nm two grids may differ by)
+        mask.excluded_nm.extend(good.iter().zip(wavelengths).filter(|(ok, _)| !**ok).map(|(_, &w)| (w - 0.01, w + 0.01)));
+    }
+    Ok(mask)
 }
 
 /// `unmix CUBE`.
