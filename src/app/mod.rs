@@ -868,7 +868,7 @@ impl Studio {
             Err(e) => return self.error(format!("training: {e}")),
         };
         let rewind = resume_from.as_deref().and_then(training::checkpoint_step);
-        let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.waker());
+        let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.models_dir(), self.waker());
         let run = training::Run { settings, validation_on: String::new(), out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), baselines: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
         if resume {
             let old = &mut self.training.runs[self.training.selected];
@@ -965,10 +965,8 @@ impl Studio {
             run.job = None;
             run.poll_events();
             match result {
-                Ok(summary) => match training::install_model(&summary, &models_dir) {
-                    Ok(card) => installed.push(format!("model '{}' installed in {}", summary.card.name, card.display())),
-                    Err(e) => errors.push(format!("training finished, but installing the model failed: {e}")),
-                },
+                // the job installed it (copying a model's weights is no work for the UI thread)
+                Ok(summary) => installed.push(format!("model '{}' installed in {}", summary.card.name, models_dir.join(summary.model.card.file_name().unwrap_or_default()).display())),
                 Err(crate::Error::Cancelled) => run.status = "stopped; Resume continues from the last checkpoint".into(),
                 Err(e) => {
                     run.status = format!("failed: {e}");

@@ -288,13 +288,16 @@ impl TrainingPanel {
     }
 }
 
-/// Start `cfg` training into `out_dir`, optionally resuming; events come back on the receiver.
-pub fn start(cfg: TrainConfig, out_dir: PathBuf, resume: Option<PathBuf>, waker: crate::engine::Waker) -> (Job<TrainSummary>, crossbeam_channel::Receiver<TrainEvent>) {
+/// Start `cfg` training into `out_dir`, optionally resuming, and install the finished model
+/// into `models_dir`; events come back on the receiver.
+pub fn start(cfg: TrainConfig, out_dir: PathBuf, resume: Option<PathBuf>, models_dir: PathBuf, waker: crate::engine::Waker) -> (Job<TrainSummary>, crossbeam_channel::Receiver<TrainEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let name = format!("train {}", cfg.name);
     let job = Job::spawn(name, waker, move |ctx| {
         let device = crate::recon::device::parse_device("cpu")?;
-        train::train(&cfg, &out_dir, resume.as_deref(), &device, &tx, ctx)
+        let summary = train::train(&cfg, &out_dir, resume.as_deref(), &device, &tx, ctx)?;
+        install_model(&summary, &models_dir).map_err(|e| crate::Error::invalid(format!("training finished, but installing the model failed: {e}")))?;
+        Ok(summary)
     });
     (job, rx)
 }
