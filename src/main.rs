@@ -146,6 +146,10 @@ enum Command {
         size: String,
         #[arg(long, default_value = "canon-eos-5d-mark-ii")]
         camera: String,
+        /// One of inss's nadir aerial scenes over 400–2450 nm instead (square; the cube is
+        /// written as ENVI, which carries its wavelengths).
+        #[arg(long)]
+        aerial: bool,
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
@@ -590,7 +594,8 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         Command::FitCamera { cube, rgb, srgb, smoothness, camera, output, json } => {
             cli::fit_camera(&cube, &rgb, srgb, smoothness, camera.as_deref(), output.as_deref(), json)
         }
-        Command::Scene { seed, size, camera, output } => cli::scene(seed, &size, &camera, &output),
+        Command::Scene { seed, size, camera, aerial, output } if aerial => cli::aerial_scene(seed, &size, &camera, &output),
+        Command::Scene { seed, size, camera, output, .. } => cli::scene(seed, &size, &camera, &output),
         Command::World { protocol, seed, count, size, aerial, output } => cli::world_grid(if aerial { None } else { Some(&protocol) }, seed, count, size, &output),
         Command::Assets { json } => cli::assets(json),
         Command::EstimateCamera { rgb, protocol, scenes, size, srgb, model, output, device, json } => cli::estimate_camera(cli::EstimateCameraArgs {

@@ -288,4 +288,12 @@ fn inss_trains_on_aerial_scenes_on_the_wide_librarys_bands() {
     assert_eq!(names, ["inss", "ridge-linear", "ridge-poly2"]);
     assert!(validation.iter().all(|v| v["sam_deg"].as_f64().is_some_and(|s| s > 0.0 && s < 90.0)), "{validation:?}");
     cli_util::fails_with(&["train", "--method", "mscnn", "--aerial", "1", "--size", "64", "--steps", "1", "--out", "m2"], d, "train inss only");
+    // a user gets one as files: the cube in ENVI with its wavelengths, its RGB, and the model reads that RGB
+    cli_util::ok(&["scene", "--aerial", "--seed", "3", "--size", "48x48", "-o", "air"], d);
+    let cube = spectral_studio::io::open(&d.join("air/cube.hdr"), &Default::default()).unwrap();
+    assert_eq!(cube.wavelengths, library.wavelengths);
+    cli_util::ok(&["reconstruct", "air/rgb.png", "--method", "inss", "--model", "m/air.safetensors", "-o", "syn.hdr"], d);
+    let out = cli_util::ok(&["eval", "syn.hdr", "air/cube.hdr", "--exclude-bands", "water", "--json"], d);
+    assert!(cli_util::last_json(&out)["mpsnr"].as_f64().is_some(), "{out}");
+    cli_util::fails_with(&["scene", "--aerial", "--size", "48x64", "-o", "air2"], d, "aerial scenes are square");
 }

@@ -367,6 +367,40 @@ pub fn scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `scene --aerial`: one of inss's aerial scenes, its RGB through `camera` and a preview.
+pub fn aerial_scene(seed: u64, size: &str, camera: &str, output: &Path) -> Result<()> {
+    let (rows, cols) = parse_size(size)?;
+    if rows != cols {
+        bail_invalid!("aerial scenes are square: give --size {rows}x{rows}");
+    }
+    if output.is_file() {
+        bail_invalid!("{}: is a file; scene writes a folder", output.display());
+    }
+    std::fs::create_dir_all(output).map_err(|e| Error::io(output, e))?;
+    let camera = CameraResponse::parse(camera)?;
+    let mut made = crate::spectral::aerial::scene(seed, rows)?;
+    // in the units inss trains on: divided by the cube's 99.9th percentile
+    let peak = crate::train::data::percentile(&made.cube.data, 0.999);
+    if peak > 0.0 {
+        made.cube.data.mapv_inplace(|v| v / peak);
+    }
+    io::save(&made.cube, output.join("cube.hdr"))?;
+    let rgb = crate::RgbImage::new(render::project(camera.on_grid(&made.cube.wavelengths)?.view(), made.cube.data.view())?)?;
+    io::image_file::write_png(&rgb, &output.join("rgb.png"), true, false)?;
+    io::image_file::write_png(&render::true_colour_srgb(&made.cube, None)?, &output.join("preview.png"), false, true)?;
+    let mut shares = [0usize; 5];
+    made.cover.iter().for_each(|&c| shares[c as usize] += 1);
+    let covers: serde_json::Map<String, serde_json::Value> = crate::spectral::aerial::COVERS.iter().zip(shares).map(|(n, k)| (n.to_string(), json!(k as f64 / (rows * cols) as f64))).collect();
+    let description = json!({
+        "seed": seed, "rows": rows, "cols": cols, "camera": camera.name, "kind": "aerial",
+        "library": crate::spectral::aerial::LIBRARY, "sun": crate::spectral::aerial::SUN, "cover": covers,
+        "files": { "cube": "cube.hdr + cube.img (ENVI with its wavelengths; radiance divided by its 99.9th percentile, as inss trains)", "rgb": "rgb.png (linear camera RGB of that cube, 16-bit; the brightest 0.1 % may clip at 1)", "preview": "preview.png (sRGB true colour)" },
+    });
+    io::atomic::write_bytes_atomically(&output.join("scene.json"), serde_json::to_string_pretty(&description).expect("json").as_bytes())?;
+    println!("aerial scene {seed}: {rows}×{cols}×{} bands ({:.0}-{:.0} nm) → {}", made.cube.bands(), made.cube.wavelengths[0], made.cube.wavelengths[made.cube.bands() - 1], output.display());
+    Ok(())
+}
+
 /// `world`: a grid of true-colour previews of `count` scenes of a protocol's test world
 /// (`in-distribution` shows the training world's kind of scene), or of inss's aerial scenes
 /// when `protocol` is None; one line per scene on stdout.
