@@ -300,7 +300,8 @@ fn an_inss_model_reads_named_abundances_and_its_signature_from_the_rgb() {
     let mut h = demo();
     h.get_by_label("Abundances").click();
     h.run_steps(2);
-    h.get_by_label_contains("no inss model yet");
+    // the shipped model is offered; a model the user opens is preferred to it
+    h.get_by_label("From the RGB (INSS)");
     h.state_mut().recon.add_checkpoint(&dir.path().join("tiny-inss.safetensors"));
     h.run_steps(2);
     click_and_settle(&mut h, "From the RGB (INSS)");

@@ -304,8 +304,9 @@ impl Studio {
             }
         });
         ui.small("Libraries hold reflectances: unmix a reflectance cube (the demo has one) for abundances that mean fractions of materials.");
-        // INSS reads abundances from the scene's RGB picture, with an inss model if one is listed.
-        let inss_model = self.recon.methods.iter().chain(&self.recon.opened).filter(|m| m.architecture == Some(crate::models::Architecture::Inss)).find_map(|m| m.model.clone());
+        // INSS reads abundances from the scene's RGB picture, with the inss model the user
+        // opened last, else a listed one (the shipped model).
+        let inss_model = self.recon.opened.iter().rev().chain(&self.recon.methods).filter(|m| m.architecture == Some(crate::models::Architecture::Inss)).find_map(|m| m.model.clone());
         ui.horizontal_wrapped(|ui| {
             ui.label("from the RGB:");
             match (self.doc.input(), &inss_model) {
