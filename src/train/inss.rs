@@ -206,7 +206,7 @@ fn split_rows(rows: usize) -> usize {
 /// for validation).
 pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext) -> Result<InssData> {
     if let DataSource::Aerial { count, size } = *source {
-        return aerial_data(count, size, job).map(|(wavelengths, train, validation)| InssData { wavelengths, train, validation, describe: source.describe() });
+        return aerial_data(count, size, source.describe(), job);
     }
     let DataSource::Folder { path } = source else {
         let d = data::load(source, camera, job)?;
@@ -258,8 +258,8 @@ pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext)
 }
 
 /// Aerial scenes on the wide library's grid, each divided by its 99.9th percentile as a user's
-/// cubes are: (wavelengths, train, validation).
-fn aerial_data(count: usize, size: usize, job: &JobContext) -> Result<(Vec<f32>, Vec<Array3<f32>>, Vec<Array3<f32>>)> {
+/// cubes are.
+fn aerial_data(count: usize, size: usize, describe: String, job: &JobContext) -> Result<InssData> {
     if count == 0 {
         crate::bail_invalid!("--aerial needs at least one scene");
     }
@@ -280,7 +280,7 @@ fn aerial_data(count: usize, size: usize, job: &JobContext) -> Result<(Vec<f32>,
         cubes.push(cube);
     }
     let validation = cubes.split_off(count);
-    Ok((wavelengths, cubes, validation))
+    Ok(InssData { wavelengths, train: cubes, validation, describe })
 }
 
 /// MRAE, RMSE, PSNR, SAM (degrees) of `net` over `cubes` on `wavelengths`, each rendered
