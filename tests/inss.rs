@@ -203,6 +203,15 @@ fn a_tiny_model_trains_and_writes_a_cube_and_named_abundances_from_the_cli() {
     let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("a.json")).unwrap()).unwrap();
     assert_eq!(side["names"].as_array().unwrap().len(), 345);
     assert_eq!(side["signature"].as_array().unwrap().len(), 31);
+    // the abundances by class: earthlib-wide's five, their means summing to one
+    let classes = side["classes"].as_array().unwrap();
+    let names: Vec<&str> = classes.iter().map(|c| c["class"].as_str().unwrap()).collect();
+    for class in ["vegetation", "bare", "npv", "built", "burned"] {
+        assert!(names.contains(&class), "{names:?}");
+    }
+    assert_eq!(classes.iter().map(|c| c["spectra"].as_u64().unwrap()).sum::<u64>(), 345);
+    let total: f64 = classes.iter().map(|c| c["mean_abundance"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
     let cube = spectral_studio::io::open(&d.join("cube.npy"), &Default::default()).unwrap();
     assert_eq!((cube.bands(), cube.rows(), cube.cols()), (31, 40, 72));
     // bad uses say what is wrong
@@ -296,4 +305,19 @@ fn inss_trains_on_aerial_scenes_on_the_wide_librarys_bands() {
     let out = cli_util::ok(&["eval", "syn.hdr", "air/cube.hdr", "--exclude-bands", "water", "--json"], d);
     assert!(cli_util::last_json(&out)["mpsnr"].as_f64().is_some(), "{out}");
     cli_util::fails_with(&["scene", "--aerial", "--size", "48x64", "-o", "air2"], d, "aerial scenes are square");
+}
+
+#[test]
+fn abundances_sum_by_class_into_maps_that_still_sum_to_one() {
+    use spectral_studio::recon::inss::InssSynthesis;
+    let abundances = ndarray::Array3::from_shape_fn((4, 2, 3), |(g, r, c)| [0.1, 0.2, 0.3, 0.4][g] + 0.01 * (r + c) as f32 * if g % 2 == 0 { 1.0 } else { -1.0 });
+    let s = InssSynthesis { cube: ndarray::Array3::zeros((2, 2, 3)), abundances: abundances.clone(), nonlinearity: ndarray::Array2::zeros((2, 3)) };
+    let categories: Vec<String> = ["bare/soil", "vegetation/canopy", "bare/sand", "vegetation"].iter().map(|c| c.to_string()).collect();
+    let (classes, maps) = s.by_class(&categories).unwrap();
+    assert_eq!(classes, [("bare".to_string(), 2), ("vegetation".to_string(), 2)]);
+    for (r, c) in [(0, 0), (1, 2)] {
+        assert!((maps[[0, r, c]] - abundances[[0, r, c]] - abundances[[2, r, c]]).abs() < 1e-6);
+        assert!((maps[[0, r, c]] + maps[[1, r, c]] - 1.0).abs() < 1e-5);
+    }
+    assert!(s.by_class(&categories[..3]).unwrap_err().to_string().contains("3 categories for 4"));
 }

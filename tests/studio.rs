@@ -322,6 +322,13 @@ fn an_inss_model_reads_named_abundances_and_its_signature_from_the_rgb() {
     h.get_by_label(&format!("Image: {}", maps.names[0]));
     h.get_by_label("Image: nonlinear share");
     h.get_by_label_contains("INSS (model tiny-inss");
+    // by class: the 345 spectra summed into earthlib's five classes
+    click_and_settle(&mut h, "by class");
+    click_and_settle(&mut h, "From the RGB (INSS)");
+    let found = h.state().abundances.of_active_scene(&h.state().doc).expect("an inss result");
+    assert_eq!(found.maps.names.len(), 5, "{:?}", found.maps.names);
+    assert!(found.maps.names.iter().any(|n| n.starts_with("vegetation (") && n.ends_with(" spectra)")), "{:?}", found.maps.names);
+    h.get_by_label_contains("summed into 5 classes");
 }
 
 #[test]

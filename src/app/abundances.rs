@@ -48,11 +48,14 @@ pub struct AbundancePanel {
     /// Every result made, oldest first (one per layer: a layer's new result replaces its
     /// old one). The tab shows the active scene's latest.
     pub results: Vec<AbundanceResult>,
+    /// INSS's maps summed by library class (vegetation, bare, ...) instead of the strongest
+    /// spectra.
+    pub inss_by_class: bool,
 }
 
 impl Default for AbundancePanel {
     fn default() -> Self {
-        AbundancePanel { library: "munsell".into(), endmembers: 6, results: Vec::new() }
+        AbundancePanel { library: "munsell".into(), endmembers: 6, results: Vec::new(), inss_by_class: false }
     }
 }
 
@@ -66,11 +69,19 @@ pub fn run(layer: u64, cube: &Cube, library_name: &str, k: usize) -> Result<Abun
 /// The job: INSS model `files` reads the RGB picture `rgb` (layer `layer`): its
 /// [`INSS_MAPS`] strongest abundance maps, one map of the rest, the nonlinear share
 /// ‖S − L‖/‖S‖ as the leftover, and its signature against the sun.
-pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, job: &crate::engine::JobContext) -> Result<AbundanceResult> {
+pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, by_class: bool, job: &crate::engine::JobContext) -> Result<AbundanceResult> {
     let inss = crate::recon::inss::InssReconstructor::load(files, &candle_core::Device::Cpu)?;
     let names = inss.library_names()?;
     let s = inss.synthesise(rgb, job)?;
     let (g, rows, cols) = s.abundances.dim();
+    let signature = inss_signature(&inss)?;
+    if by_class {
+        // the spectra summed by their class: maps that read as land cover
+        let (classes, maps) = s.by_class(&inss.library_categories()?)?;
+        let names = classes.iter().map(|(name, n)| format!("{name} ({n} spectra)")).collect();
+        let method = format!("INSS (model {}, its {g} spectra summed into {} classes)", inss.card().name, classes.len());
+        return Ok(AbundanceResult::new(layer, method, Unmixing { names, abundances: maps, residual: s.nonlinearity }, "nonlinear share", signature));
+    }
     let kept: Vec<usize> = s.strongest().into_iter().take(INSS_MAPS).map(|(i, _)| i).collect();
     let mut maps = ndarray::Array3::<f32>::zeros((kept.len() + 1, rows, cols));
     let mut map_names = Vec::with_capacity(kept.len() + 1);
@@ -82,15 +93,20 @@ pub fn run_inss(layer: u64, rgb: &RgbImage, files: &ModelFiles, job: &crate::eng
     let shown = maps.slice(ndarray::s![..kept.len(), .., ..]).sum_axis(ndarray::Axis(0));
     maps.index_axis_mut(ndarray::Axis(0), kept.len()).assign(&shown.mapv(|v| (1.0 - v).max(0.0)));
     map_names.push(format!("the other {} spectra", g - kept.len()));
+    let maps = Unmixing { names: map_names, abundances: maps, residual: s.nonlinearity };
+    Ok(AbundanceResult::new(layer, format!("INSS (model {}, {} of its {g} spectra shown)", inss.card().name, INSS_MAPS.min(g)), maps, "nonlinear share", signature))
+}
+
+/// The model's signature ReLU(t) and the ASTM G173 sun on its bands, each divided by its
+/// maximum: (wavelengths, signature, sun).
+fn inss_signature(inss: &crate::recon::inss::InssReconstructor) -> Result<Option<(Vec<f32>, Vec<f32>, Vec<f32>)>> {
     let wavelengths = inss.card().wavelengths.clone();
     let scaled = |v: Vec<f32>| {
         let max = v.iter().cloned().fold(0.0, f32::max);
         v.into_iter().map(|x| if max > 0.0 { x / max } else { x }).collect::<Vec<f32>>()
     };
     let sun = library::illuminant("astm-g173-wide")?.resample(&wavelengths)?.values;
-    let signature = Some((wavelengths, scaled(inss.signature()?), scaled(sun)));
-    let maps = Unmixing { names: map_names, abundances: maps, residual: s.nonlinearity };
-    Ok(AbundanceResult::new(layer, format!("INSS (model {}, {} of its {g} spectra shown)", inss.card().name, INSS_MAPS.min(g)), maps, "nonlinear share", signature))
+    Ok(Some((wavelengths, scaled(inss.signature()?), scaled(sun))))
 }
 
 impl AbundancePanel {

@@ -752,7 +752,8 @@ impl Studio {
                     Ok(f) => f,
                     Err(e) => return self.error(e.to_string()),
                 };
-                self.spawn("abundances from the RGB (inss)".into(), move |job| abundances::run_inss(id, &rgb, &files, job), JobKind::Unmix);
+                let by_class = self.abundances.inss_by_class;
+                self.spawn("abundances from the RGB (inss)".into(), move |job| abundances::run_inss(id, &rgb, &files, by_class, job), JobKind::Unmix);
             }
             Command::FitCamera => {
                 let (Some((_, rgb)), Some((_, cube))) = (self.doc.input(), self.doc.ground_truth()) else { return };

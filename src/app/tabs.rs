@@ -314,6 +314,7 @@ impl Studio {
                     if ui.button("From the RGB (INSS)").on_hover_text(format!("abundances over INSS's library, synthesised from {} by {}", input.name, model.display())).clicked() {
                         self.commands.push(Command::InssAbundances(input.id, model.clone()));
                     }
+                    ui.checkbox(&mut self.abundances.inss_by_class, "by class").on_hover_text("sum the library's spectra by class (vegetation, bare soil, built, ...): maps that read as land cover");
                 }
                 (None, _) => {
                     ui.weak("this scene has no RGB input");

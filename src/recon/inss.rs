@@ -36,6 +36,40 @@ impl InssSynthesis {
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
     }
+
+    /// The abundances summed by class, the part of each spectrum's category before its `/`
+    /// (`vegetation/canopy` → `vegetation`), classes in order of first appearance: (class,
+    /// how many spectra it sums) and the maps (classes, rows, cols), still summing to one.
+    pub fn by_class(&self, categories: &[String]) -> Result<(Vec<(String, usize)>, Array3<f32>)> {
+        let (g, rows, cols) = self.abundances.dim();
+        if categories.len() != g {
+            return Err(Error::invalid(format!("{} categories for {g} abundance maps", categories.len())));
+        }
+        let class_of = |c: &String| c.split('/').next().filter(|s| !s.is_empty()).unwrap_or("unclassified").to_string();
+        let mut classes: Vec<(String, usize)> = Vec::new();
+        let index: Vec<usize> = categories
+            .iter()
+            .map(|c| {
+                let name = class_of(c);
+                match classes.iter().position(|(n, _)| *n == name) {
+                    Some(i) => {
+                        classes[i].1 += 1;
+                        i
+                    }
+                    None => {
+                        classes.push((name, 1));
+                        classes.len() - 1
+                    }
+                }
+            })
+            .collect();
+        let mut maps = Array3::<f32>::zeros((classes.len(), rows, cols));
+        for (i, map) in self.abundances.outer_iter().enumerate() {
+            let mut into = maps.index_axis_mut(ndarray::Axis(0), index[i]);
+            into += &map;
+        }
+        Ok((classes, maps))
+    }
 }
 
 impl InssReconstructor {
@@ -63,6 +97,13 @@ impl InssReconstructor {
             return Err(Error::invalid(format!("model '{}' mixes {} spectra, the shipped library has {}", self.card.name, self.net.config().library, r.ncols())));
         }
         Ok(names)
+    }
+
+    /// The library spectra's categories (`vegetation/canopy`, `built/road`, ...), in the
+    /// abundances' order.
+    pub fn library_categories(&self) -> Result<Vec<String>> {
+        self.library_names()?;
+        Ok(crate::spectral::library::library_ref(crate::train::inss::LIBRARY)?.categories.clone())
     }
 
     /// ReLU(t), the learned solar-atmospheric signature, one value per band.
