@@ -301,6 +301,9 @@ fn inss_trains_on_aerial_scenes_on_the_wide_librarys_bands() {
     cli_util::ok(&["scene", "--aerial", "--seed", "3", "--size", "48x48", "-o", "air"], d);
     let cube = spectral_studio::io::open(&d.join("air/cube.hdr"), &Default::default()).unwrap();
     assert_eq!(cube.wavelengths, library.wavelengths);
+    let cover = spectral_studio::io::npy::read_array(&d.join("air/cover.npy")).unwrap();
+    assert_eq!(cover.shape(), [48, 48]);
+    assert!(cover.iter().all(|&c| (0.0..5.0).contains(&c) && c.fract() == 0.0), "cover indices");
     cli_util::ok(&["reconstruct", "air/rgb.png", "--method", "inss", "--model", "m/air.safetensors", "-o", "syn.hdr"], d);
     let out = cli_util::ok(&["eval", "syn.hdr", "air/cube.hdr", "--exclude-bands", "water", "--json"], d);
     assert!(cli_util::last_json(&out)["mpsnr"].as_f64().is_some(), "{out}");

@@ -388,13 +388,15 @@ pub fn aerial_scene(seed: u64, size: &str, camera: &str, output: &Path) -> Resul
     let rgb = crate::RgbImage::new(render::project(camera.on_grid(&made.cube.wavelengths)?.view(), made.cube.data.view())?)?;
     io::image_file::write_png(&rgb, &output.join("rgb.png"), true, false)?;
     io::image_file::write_png(&render::true_colour_srgb(&made.cube, None)?, &output.join("preview.png"), false, true)?;
+    let cover: Vec<f32> = made.cover.iter().map(|&c| c as f32).collect();
+    io::npy::write_f32(&output.join("cover.npy"), &[rows, cols], &cover)?;
     let mut shares = [0usize; 5];
     made.cover.iter().for_each(|&c| shares[c as usize] += 1);
     let covers: serde_json::Map<String, serde_json::Value> = crate::spectral::aerial::COVERS.iter().zip(shares).map(|(n, k)| (n.to_string(), json!(k as f64 / (rows * cols) as f64))).collect();
     let description = json!({
         "seed": seed, "rows": rows, "cols": cols, "camera": camera.name, "kind": "aerial",
-        "library": crate::spectral::aerial::LIBRARY, "sun": crate::spectral::aerial::SUN, "cover": covers,
-        "files": { "cube": "cube.hdr + cube.img (ENVI with its wavelengths; radiance divided by its 99.9th percentile, as inss trains)", "rgb": "rgb.png (linear camera RGB of that cube, 16-bit; the brightest 0.1 % may clip at 1)", "preview": "preview.png (sRGB true colour)" },
+        "library": crate::spectral::aerial::LIBRARY, "sun": crate::spectral::aerial::SUN, "cover": covers, "cover_classes": crate::spectral::aerial::COVERS,
+        "files": { "cube": "cube.hdr + cube.img (ENVI with its wavelengths; radiance divided by its 99.9th percentile, as inss trains)", "rgb": "rgb.png (linear camera RGB of that cube, 16-bit; the brightest 0.1 % may clip at 1)", "preview": "preview.png (sRGB true colour)", "cover": "cover.npy (rows × cols float32: each pixel's dominant land cover, an index into cover_classes)" },
     });
     io::atomic::write_bytes_atomically(&output.join("scene.json"), serde_json::to_string_pretty(&description).expect("json").as_bytes())?;
     println!("aerial scene {seed}: {rows}×{cols}×{} bands ({:.0}-{:.0} nm) → {}", made.cube.bands(), made.cube.wavelengths[0], made.cube.wavelengths[made.cube.bands() - 1], output.display());
