@@ -87,5 +87,5 @@ fn train_fits_a_model_that_reconstruct_and_compare_then_use() {
     assert!((s["mrae"].as_f64().unwrap() - s["mrae_brightness_2"].as_f64().unwrap()).abs() < 1e-4, "{s}");
     fails_with(&["train", "--method", "unet9", "--synthetic", "2", "--out", "x"], d, "unknown architecture");
     fails_with(&["train", "--method", "mstpp", "--dropout", "0.1", "--synthetic", "2", "--out", "x"], d, "--dropout does not apply to mstpp");
-    fails_with(&["train", "--method", "linear", "--out", "x"], d, "give exactly one of --data DIR, --synthetic N or --world N");
+    fails_with(&["train", "--method", "linear", "--out", "x"], d, "give exactly one of --data DIR, --synthetic N, --world N or --aerial N");
 }
