@@ -209,6 +209,16 @@ fn sorting_the_metrics_table_by_a_column_orders_its_rows() {
     let s = h.state();
     let psnr: Vec<f64> = s.compare.rows(&s.doc, &s.scores).iter().map(|r| r.metrics.unwrap().psnr).collect();
     assert!(psnr.windows(2).all(|w| w[0] >= w[1]), "best PSNR first: {psnr:?}");
+    // MPSNR (mean per-band PSNR) sorts best first too, and is in the exported CSV
+    h.get_by_label("MPSNR dB").click();
+    h.run_steps(2);
+    let s = h.state();
+    let rows = s.compare.rows(&s.doc, &s.scores);
+    let mpsnr: Vec<f64> = rows.iter().map(|r| r.metrics.unwrap().mpsnr).collect();
+    assert!(mpsnr.iter().all(|v| v.is_finite()) && mpsnr.windows(2).all(|w| w[0] >= w[1]), "best MPSNR first: {mpsnr:?}");
+    let csv = spectral_studio::app::metrics_csv(&rows);
+    assert!(csv.starts_with("method,mrae,rmse,psnr_db,mpsnr_db,ssim,"), "{csv}");
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 9);
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub enum Column {
     Mrae,
     Rmse,
     Psnr,
+    Mpsnr,
     Ssim,
     Sam,
     Consistency,
@@ -37,7 +38,7 @@ pub enum Column {
 }
 
 impl Column {
-    const ALL: [Column; 8] = [Column::Method, Column::Mrae, Column::Rmse, Column::Psnr, Column::Ssim, Column::Sam, Column::Consistency, Column::Seconds];
+    const ALL: [Column; 9] = [Column::Method, Column::Mrae, Column::Rmse, Column::Psnr, Column::Mpsnr, Column::Ssim, Column::Sam, Column::Consistency, Column::Seconds];
 
     fn title(self) -> &'static str {
         match self {
@@ -45,6 +46,7 @@ impl Column {
             Column::Mrae => "MRAE",
             Column::Rmse => "RMSE",
             Column::Psnr => "PSNR dB",
+            Column::Mpsnr => "MPSNR dB",
             Column::Ssim => "SSIM",
             Column::Sam => "SAM °",
             Column::Consistency => "consist. MRAE",
@@ -72,6 +74,7 @@ impl Row {
             Column::Mrae => m.mrae,
             Column::Rmse => m.rmse,
             Column::Psnr => m.psnr,
+            Column::Mpsnr => m.mpsnr,
             Column::Ssim => m.ssim,
             Column::Sam => m.sam_deg,
             Column::Consistency => m.consistency_mrae.unwrap_or(f64::NAN),
@@ -170,8 +173,8 @@ impl ComparePanel {
                         self.descending = !self.descending;
                     } else {
                         self.sort_by = c;
-                        // Higher is better for PSNR and SSIM: show the best first.
-                        self.descending = matches!(c, Column::Psnr | Column::Ssim);
+                        // Higher is better for PSNR, MPSNR and SSIM: show the best first.
+                        self.descending = matches!(c, Column::Psnr | Column::Mpsnr | Column::Ssim);
                     }
                 }
             }
@@ -191,7 +194,7 @@ impl ComparePanel {
                         "–".to_string()
                     } else {
                         match c {
-                            Column::Psnr => format!("{v:.2}"),
+                            Column::Psnr | Column::Mpsnr => format!("{v:.2}"),
                             Column::Sam | Column::Seconds => format!("{v:.3}"),
                             Column::Consistency => format!("{v:.2e}"),
                             _ => format!("{v:.4}"),

@@ -251,16 +251,17 @@ pub fn write_view_png(layer: &Layer, display: &DisplaySettings, gt: Option<&Arc<
 
 /// The metrics table as CSV.
 pub fn metrics_csv(rows: &[Row]) -> String {
-    let mut out = String::from("method,mrae,rmse,psnr_db,ssim,sam_deg,consistency_mrae,seconds\n");
+    let mut out = String::from("method,mrae,rmse,psnr_db,mpsnr_db,ssim,sam_deg,consistency_mrae,seconds\n");
     let f = |v: Option<f64>| v.filter(|x| x.is_finite()).map(|x| x.to_string()).unwrap_or_default();
     for r in rows {
         let m = r.metrics.as_ref();
         out.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{}\n",
+            "\"{}\",{},{},{},{},{},{},{},{}\n",
             r.name.replace('"', "\"\""),
             f(m.map(|m| m.mrae)),
             f(m.map(|m| m.rmse)),
             f(m.map(|m| m.psnr)),
+            f(m.map(|m| m.mpsnr)),
             f(m.map(|m| m.ssim)),
             f(m.map(|m| m.sam_deg)),
             f(m.and_then(|m| m.consistency_mrae)),

@@ -11,6 +11,7 @@ pub mod document;
 mod frame_log;
 pub mod fusion;
 mod jobs;
+pub use jobs::metrics_csv;
 pub mod probes;
 mod tabs;
 pub mod reconstruct;
