@@ -380,19 +380,14 @@ pub fn aerial_scene(seed: u64, size: &str, camera: &str, output: &Path) -> Resul
     let camera = CameraResponse::parse(camera)?;
     let mut made = crate::spectral::aerial::scene(seed, rows)?;
     // in the units inss trains on: divided by the cube's 99.9th percentile
-    let peak = crate::train::data::percentile(&made.cube.data, 0.999);
-    if peak > 0.0 {
-        made.cube.data.mapv_inplace(|v| v / peak);
-    }
+    crate::train::data::scale_to_peak(&mut made.cube.data);
     io::save(&made.cube, output.join("cube.hdr"))?;
     let rgb = crate::RgbImage::new(render::project(camera.on_grid(&made.cube.wavelengths)?.view(), made.cube.data.view())?)?;
     io::image_file::write_png(&rgb, &output.join("rgb.png"), true, false)?;
     io::image_file::write_png(&render::true_colour_srgb(&made.cube, None)?, &output.join("preview.png"), false, true)?;
     let cover: Vec<f32> = made.cover.iter().map(|&c| c as f32).collect();
     io::npy::write_f32(&output.join("cover.npy"), &[rows, cols], &cover)?;
-    let mut shares = [0usize; 5];
-    made.cover.iter().for_each(|&c| shares[c as usize] += 1);
-    let covers: serde_json::Map<String, serde_json::Value> = crate::spectral::aerial::COVERS.iter().zip(shares).map(|(n, k)| (n.to_string(), json!(k as f64 / (rows * cols) as f64))).collect();
+    let covers: serde_json::Map<String, serde_json::Value> = crate::spectral::aerial::COVERS.iter().zip(made.cover_shares()).map(|(n, share)| (n.to_string(), json!(share))).collect();
     let description = json!({
         "seed": seed, "rows": rows, "cols": cols, "camera": camera.name, "kind": "aerial",
         "library": crate::spectral::aerial::LIBRARY, "sun": crate::spectral::aerial::SUN, "cover": covers, "cover_classes": crate::spectral::aerial::COVERS,
@@ -426,10 +421,7 @@ pub fn world_grid(protocol: Option<&str>, seed: u64, count: usize, size: usize, 
             }
             None => {
                 let s = crate::spectral::aerial::scene(seed, size)?;
-                let mut shares = [0usize; 5];
-                s.cover.iter().for_each(|&c| shares[c as usize] += 1);
-                let total = (size * size) as f64 / 100.0;
-                let covers = crate::spectral::aerial::COVERS.iter().zip(shares).map(|(n, k)| format!("{n} {:.0} %", k as f64 / total)).collect::<Vec<_>>().join(", ");
+                let covers = crate::spectral::aerial::COVERS.iter().zip(s.cover_shares()).map(|(n, share)| format!("{n} {:.0} %", 100.0 * share)).collect::<Vec<_>>().join(", ");
                 (s.cube, covers)
             }
         };

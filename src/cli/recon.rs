@@ -155,11 +155,12 @@ fn reconstruct_inss(a: &ReconstructArgs, out: &Path, inputs: &[&Path], device: &
     let strongest: Vec<serde_json::Value> = s.strongest().into_iter().take(10).map(|(i, mean)| json!({ "name": names[i], "mean_abundance": mean })).collect();
     let nl = crate::cube::value_stats(s.nonlinearity.iter().copied());
     // the abundances summed by class (vegetation, bare, built, ...): their picture means
-    let (classes, class_maps) = s.by_class(&inss.library_categories()?)?;
+    let categories = inss.library_categories()?;
+    let (classes, class_maps) = s.by_class(&categories)?;
     let classes: Vec<serde_json::Value> = classes.iter().zip(class_maps.outer_iter()).map(|((name, n), map)| json!({ "class": name, "spectra": n, "mean_abundance": map.mean().unwrap_or(0.0) })).collect();
     let side = json!({
         "model": card.name, "library": crate::train::inss::LIBRARY, "names": names,
-        "categories": inss.library_categories()?, "shape": [rows, cols, g],
+        "categories": categories, "shape": [rows, cols, g],
         "wavelengths": card.wavelengths, "signature": inss.signature()?,
         "nonlinearity": { "mean": nl.mean, "max": nl.max, "what": "per pixel, the norm of the nonlinear terms over the norm of the spectrum" },
         "strongest": strongest, "classes": classes,

@@ -102,8 +102,11 @@ impl InssReconstructor {
     /// The library spectra's categories (`vegetation/canopy`, `built/road`, ...), in the
     /// abundances' order.
     pub fn library_categories(&self) -> Result<Vec<String>> {
-        self.library_names()?;
-        Ok(crate::spectral::library::library_ref(crate::train::inss::LIBRARY)?.categories.clone())
+        let lib = crate::spectral::library::library_ref(crate::train::inss::LIBRARY)?;
+        if lib.categories.len() != self.net.config().library {
+            return Err(Error::invalid(format!("model '{}' mixes {} spectra, the shipped library has {}", self.card.name, self.net.config().library, lib.categories.len())));
+        }
+        Ok(lib.categories.clone())
     }
 
     /// ReLU(t), the learned solar-atmospheric signature, one value per band.

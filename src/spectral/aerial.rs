@@ -48,6 +48,15 @@ pub struct AerialScene {
     pub cover: Array2<u8>,
 }
 
+impl AerialScene {
+    /// The share of pixels whose dominant cover is each of [`COVERS`].
+    pub fn cover_shares(&self) -> [f64; 5] {
+        let mut counts = [0usize; 5];
+        self.cover.iter().for_each(|&c| counts[c as usize] += 1);
+        counts.map(|k| k as f64 / self.cover.len().max(1) as f64)
+    }
+}
+
 /// A material of the scene: its reflectance and its cover.
 struct Material {
     reflectance: Vec<f32>,

@@ -145,12 +145,7 @@ fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
             return Err(Error::format(file, format!("covers {}..{} nm; training needs 400..700 nm", cube.wavelengths[0], cube.wavelengths[cube.wavelengths.len() - 1])));
         }
         let mut data = cube.resample(&grid)?.data;
-        // Scale each cube so its 99.9th percentile is 1: datasets differ in units (ARAD 0..1,
-        // CAVE 16-bit counts), and RGB inputs live in [0, 1].
-        let peak = percentile(&data, 0.999);
-        if peak > 0.0 {
-            data.mapv_inplace(|v| v / peak);
-        }
+        scale_to_peak(&mut data);
         if i % 10 == 9 || (i == files.len() - 1 && validation.is_empty()) {
             validation.push(data);
         } else {
@@ -158,6 +153,16 @@ fn folder(path: &std::path::Path, job: &JobContext) -> Result<Dataset> {
         }
     }
     Ok(Dataset { train, validation, validation_cameras: None })
+}
+
+/// Divide a cube by its 99.9th percentile, so that value is 1: datasets differ in units (ARAD
+/// 0..1, CAVE 16-bit counts, radiance), and RGB inputs live in [0, 1]. How every training cube
+/// a user gives is scaled.
+pub(crate) fn scale_to_peak(data: &mut Array3<f32>) {
+    let peak = percentile(data, 0.999);
+    if peak > 0.0 {
+        data.mapv_inplace(|v| v / peak);
+    }
 }
 
 pub(crate) fn percentile(data: &Array3<f32>, q: f64) -> f32 {

@@ -228,10 +228,7 @@ pub fn load_data(source: &DataSource, camera: &CameraResponse, job: &JobContext)
             Some(_) => {}
         }
         let mut data = cube.data;
-        let peak = data::percentile(&data, 0.999);
-        if peak > 0.0 {
-            data.mapv_inplace(|v| v / peak);
-        }
+        data::scale_to_peak(&mut data);
         cubes.push(data);
     }
     let wavelengths = wavelengths.expect("one cube at least");
@@ -273,10 +270,7 @@ fn aerial_data(count: usize, size: usize, describe: String, job: &JobContext) ->
         let scene = crate::spectral::aerial::scene(seed, size)?;
         wavelengths = scene.cube.wavelengths;
         let mut cube = scene.cube.data;
-        let peak = data::percentile(&cube, 0.999);
-        if peak > 0.0 {
-            cube.mapv_inplace(|v| v / peak);
-        }
+        data::scale_to_peak(&mut cube);
         cubes.push(cube);
     }
     let validation = cubes.split_off(count);
@@ -286,10 +280,16 @@ fn aerial_data(count: usize, size: usize, describe: String, job: &JobContext) ->
 /// MRAE, RMSE, PSNR, SAM (degrees) of `net` over `cubes` on `wavelengths`, each rendered
 /// through `camera`.
 fn validate(net: &Inss, cubes: &[Array3<f32>], wavelengths: &[f32], camera: &Array2<f32>, device: &Device, job: &JobContext) -> Result<[f64; 4]> {
+    mean_scores(cubes, wavelengths, camera, |rgb| run_tiled(net, rgb, None, wavelengths.len(), 512, device, job))
+}
+
+/// MRAE, RMSE, PSNR, SAM (degrees) of `predict` averaged over `cubes` on `wavelengths`, each
+/// cube's picture rendered through `camera`.
+fn mean_scores(cubes: &[Array3<f32>], wavelengths: &[f32], camera: &Array2<f32>, mut predict: impl FnMut(&crate::RgbImage) -> Result<Array3<f32>>) -> Result<[f64; 4]> {
     let mut sums = [0.0f64; 4];
     for cube in cubes {
         let rgb = crate::RgbImage::new(crate::spectral::render::project(camera.view(), cube.view())?)?;
-        let pred = crate::Cube::new(run_tiled(net, &rgb, None, wavelengths.len(), 512, device, job)?, wavelengths.to_vec())?;
+        let pred = crate::Cube::new(predict(&rgb)?, wavelengths.to_vec())?;
         let m = crate::metrics::score(&pred, &crate::Cube::new(cube.clone(), wavelengths.to_vec())?, None)?.metrics;
         for (sum, value) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {
             *sum += value;
@@ -471,15 +471,8 @@ pub fn regression_baselines(dataset: &InssData, camera: &Array2<f32>) -> Result<
     let mut scores = Vec::new();
     for (degree, name) in [(1, "ridge-linear"), (2, "ridge-poly2")] {
         let fitted = PixelRegression::fit(&pairs, degree, 2)?;
-        let mut sums = [0f64; 4];
-        for cube in &dataset.validation {
-            let pred = crate::Cube::new(fitted.apply(&render(cube)?), dataset.wavelengths.clone())?;
-            let m = crate::metrics::score(&pred, &crate::Cube::new(cube.clone(), dataset.wavelengths.clone())?, None)?.metrics;
-            for (sum, v) in sums.iter_mut().zip([m.mrae, m.rmse, m.psnr, m.sam_deg]) {
-                *sum += v / dataset.validation.len().max(1) as f64;
-            }
-        }
-        scores.push(super::BaselineScore { name: name.into(), mrae: sums[0], rmse: sums[1], psnr: sums[2], sam_deg: sums[3] });
+        let [mrae, rmse, psnr, sam_deg] = mean_scores(&dataset.validation, &dataset.wavelengths, camera, |rgb| Ok(fitted.apply(&rgb.data)))?;
+        scores.push(super::BaselineScore { name: name.into(), mrae, rmse, psnr, sam_deg });
     }
     Ok(scores)
 }
