@@ -4,12 +4,12 @@
 
 use candle_core::backend::BackendStorage;
 use super::cpu_op::slice;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 const OP: &str = "leaky_relu op";
 
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    if !matches!(x.device(), Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !super::portable::cpu_kernel(x.device(), x.dtype()) {
         return candle_nn::ops::leaky_relu(x, slope);
     }
     x.contiguous()?.apply_op1(LeakyRelu { slope })

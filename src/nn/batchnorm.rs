@@ -85,7 +85,7 @@ impl BatchNorm2d {
     /// value is stored, and its gradient is taken inside batch norm's backward (from the sign
     /// of the output, which is the sign of the normalised value for a slope ≥ 0).
     pub fn forward_act_t(&self, x: &Tensor, train: bool, leaky_slope: Option<f64>) -> Result<Tensor> {
-        let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.rank() == 4;
+        let fast = super::portable::cpu_kernel(x.device(), x.dtype()) && x.rank() == 4;
         if !fast || !train {
             check_slope(leaky_slope)?;
             let y = if fast {

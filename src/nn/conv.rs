@@ -8,7 +8,7 @@
 //! f64 on the CPU; other dtypes and devices use candle's own `conv2d`.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use super::direct;
 use super::threads::{parallel_items, sum_partials, threads, SharedMut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,12 +32,28 @@ const STRIP_ELEMENTS: usize = 1 << 20;
 
 /// `conv2d(x, w)` with `padding` on every side and `stride`: (n, c, h, w) * (o, c, kh, kw).
 pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    let fast = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype();
+    let fast = super::portable::cpu_kernel(x.device(), x.dtype()) && x.dtype() == w.dtype();
     if !fast {
-        return x.conv2d(w, padding, stride, 1, 1);
+        return conv2d_portable(x, w, padding, stride);
     }
     let geometry = Geometry::new(x.dims(), w.dims(), padding, stride)?;
     x.contiguous()?.apply_op2(&w.contiguous()?, ConvForward { geometry })
+}
+
+/// [`conv2d`] from candle's ops, for every device. candle 0.11's conv2d backward computes one
+/// output padding for both axes (from the rows), so with stride > 1 it fails, or pads wrongly,
+/// when rows and columns leave different remainders. Here the input is padded explicitly and
+/// cut to the rows and columns the convolution reads ((out − 1)·stride + k), which leaves no
+/// remainder on either axis; the cut's backward gives the unread ones their zero gradient.
+pub fn conv2d_portable(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return x.conv2d(w, padding, 1, 1, 1);
+    }
+    let geometry = Geometry::new(x.dims(), w.dims(), padding, stride)?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let x = if padding > 0 { x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)? } else { x.clone() };
+    let read = |out: usize, k: usize| (out - 1) * stride + k;
+    x.narrow(2, 0, read(geometry.oh, kh))?.narrow(3, 0, read(geometry.ow, kw))?.conv2d(w, 0, stride, 1, 1)
 }
 
 /// dL/dx of `conv2d(x, w, padding, stride)` for an x of shape `x_dims`, given dL/dy. What the
@@ -57,7 +73,7 @@ pub fn conv2d_weight_grad(x: &Tensor, grad: &Tensor, w_dims: &[usize], padding: 
 /// channel, then LeakyReLU with `leaky_slope` if given, in one pass where the direct kernel
 /// applies. No gradient flows through it (a backward pass through it is an error).
 pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, leaky_slope: Option<f64>) -> Result<Tensor> {
-    let fused = matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.dtype() == DType::F32;
+    let fused = super::portable::cpu_kernel(x.device(), x.dtype()) && x.dtype() == DType::F32 && w.dtype() == DType::F32 && bias.dtype() == DType::F32;
     if fused {
         let geometry = Geometry::new(x.dims(), w.dims(), padding, 1)?;
         if geometry.use_direct() {
@@ -73,7 +89,7 @@ pub fn conv2d_bias_act(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, le
 /// output gradient summed per channel. candle's `broadcast_add` backward sums over batch and
 /// pixels with a strided reduction that took longer than the 1×1 convolution it followed.
 pub fn conv2d_bias(x: &Tensor, w: &Tensor, bias: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
-    let cpu = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype() && x.dtype() == bias.dtype();
+    let cpu = super::portable::cpu_kernel(x.device(), x.dtype()) && x.dtype() == w.dtype() && x.dtype() == bias.dtype();
     if !cpu {
         return conv2d(x, w, padding, stride)?.broadcast_add(&bias.reshape((1, (), 1, 1))?);
     }

@@ -13,14 +13,14 @@ use super::batchnorm::{BatchNorm2d, BatchNormTrain};
 use super::conv::{conv_gradients, conv_storage, Conv, Geometry};
 use super::cpu_op::slice;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Module, Result, Shape, Tensor};
 use std::sync::Mutex;
 
 /// `bn.forward_act_t(conv.forward(x), true, leaky_slope)`, moving `bn`'s running statistics.
 /// One op on the CPU for f32/f64 and a convolution without bias; the two ops elsewhere.
 pub fn conv_bn_act_train(x: &Tensor, conv: &Conv, bn: &BatchNorm2d, leaky_slope: Option<f64>) -> Result<Tensor> {
     let w = conv.weight();
-    let cpu = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype() && x.rank() == 4;
+    let cpu = super::portable::cpu_kernel(x.device(), x.dtype()) && x.dtype() == w.dtype() && x.rank() == 4;
     if !cpu || conv.has_bias() {
         return bn.forward_act_t(&conv.forward(x)?, true, leaky_slope);
     }

@@ -9,7 +9,7 @@
 
 use super::cpu_op::{lane_dot, run2, FloatKernel2};
 use super::threads::{fill_planes, parallel_items, threads, SharedMut};
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 /// Depthwise "same" convolution of `x` (n, c, h, w) with `w` (c, 1, k, k).
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
@@ -18,11 +18,34 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if wc != c || one != 1 || k != k2 || k % 2 == 0 {
         candle_core::bail!("depthwise convolution: weights {:?} do not fit {c} channels (expected ({c}, 1, k, k), k odd)", w.dims())
     }
-    if matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if super::portable::cpu_kernel(x.device(), x.dtype()) {
         x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise { k, adjoint: false })
     } else {
-        x.conv2d(w, k / 2, 1, 1, c)
+        depthwise_portable(x, w)
     }
+}
+
+/// [`depthwise_conv2d`] from candle's ops, for every device: the sum over the k×k taps of the
+/// zero-padded input, shifted, times each channel's tap weight. (candle 0.11's grouped conv2d
+/// has no correct backward: it runs the transposed convolution without the groups.)
+pub fn depthwise_portable(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (_, c, h, width) = x.dims4()?;
+    let k = w.dim(2)?;
+    let p = k / 2;
+    let padded = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
+    let mut sum: Option<Tensor> = None;
+    for ti in 0..k {
+        for tj in 0..k {
+            // (c, 1, k, k) → tap (ti, tj) as (1, c, 1, 1)
+            let tap = w.narrow(2, ti, 1)?.narrow(3, tj, 1)?.reshape((1, c, 1, 1))?;
+            let term = padded.narrow(2, ti, h)?.narrow(3, tj, width)?.broadcast_mul(&tap)?;
+            sum = Some(match sum {
+                Some(s) => (s + term)?,
+                None => term,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("depthwise convolution: empty kernel".into()))
 }
 
 /// For each of the k×k taps (ti, tj), `dst[y][x] += weight[ti][tj] · src[y + ti − p][x + tj − p]`

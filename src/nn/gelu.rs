@@ -3,12 +3,12 @@
 //! differentiates it through a chain of about ten element-wise tensor ops; MST++ applies it
 //! three times per block, on up to 4c channels. In f64 (the gradient checks) Φ is ½·erfc(−x/√2)
 //! from libm, precise in the left tail; in f32 it is ½·(1 + erf(x/√2)) with a vectorisable erf
-//! ([`erf_f32`]), as PyTorch computes it. Other devices use candle's `gelu_erf`.
+//! ([`erf_f32`]), as PyTorch computes it. Other devices use [`gelu_erf_portable`].
 
 use super::cpu_op::slice;
 use super::threads::{parallel_items, threads, SharedMut};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 const OP: &str = "gelu op";
 /// Elements per work item.
@@ -16,10 +16,17 @@ const CHUNK: usize = 1 << 14;
 
 /// GELU (erf) of `x`.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if !matches!(x.device(), Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
-        return x.gelu_erf();
+    if !super::portable::cpu_kernel(x.device(), x.dtype()) {
+        return gelu_erf_portable(x);
     }
     x.contiguous()?.apply_op1(Gelu)
+}
+
+/// x·Φ(x) = x·½(1 + erf(x/√2)) from candle's ops, for every device. Not candle's `gelu_erf`:
+/// its backward takes 1/√(2π) as 0.398942, 7·10⁻⁷ off; erf's backward is exact.
+pub fn gelu_erf_portable(x: &Tensor) -> Result<Tensor> {
+    let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5;
+    x * cdf?
 }
 
 /// The floating-point types the op runs on, with their Φ and φ.

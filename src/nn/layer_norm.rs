@@ -18,7 +18,7 @@ const PIXELS: usize = 1024;
 
 /// The CPU op on f32/f64 `x` (n, c, h, w) with `weight` and `bias` (c); None elsewhere.
 pub fn layer_norm_channels_cpu(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Option<Tensor>> {
-    if !matches!(x.device(), candle_core::Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !super::portable::cpu_kernel(x.device(), x.dtype()) {
         return Ok(None);
     }
     Ok(Some(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, LayerNorm { eps })?))

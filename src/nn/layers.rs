@@ -16,9 +16,11 @@ pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
 }
 
 /// 2×2 max-pool, stride 2, on (batch, c, rows, cols) with even rows and cols. The backward
-/// pass routes the whole gradient to the window's maximum (candle 0.11's `max_pool2d`
-/// backward scales it by 1/4). On the CPU one op each way ([`super::pool`]); elsewhere a
-/// reshape + max, whose backward is right but slow on the CPU.
+/// pass routes the whole gradient to the window's first maximum in row-major order, as
+/// PyTorch does (candle 0.11's `max_pool2d` backward scales it by 1/4). On the CPU one op each
+/// way ([`super::pool`]); on the portable path ([`super::portable`]) a gather at each window's
+/// arg-max, whose backward scatters the gradient to that one element. (A reshape + max would
+/// be right too, but on a tie its backward gives the whole gradient to every tied element.)
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     let (b, c, h, w) = x.dims4()?;
     if h % 2 != 0 || w % 2 != 0 {
@@ -27,8 +29,12 @@ pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
     if let Some(pooled) = super::pool::max_pool2x2_cpu(x)? {
         return Ok(pooled);
     }
-    // (b, c, h/2, 2, w/2, 2) → max over the two window axes.
-    x.reshape((b, c, h / 2, 2, w / 2, 2))?.max(D::Minus1)?.max(3)
+    // (b, c, h/2, 2, w/2, 2) → (b, c, h/2, w/2, 2, 2) → (b, c, h/2, w/2, 4): a window's four
+    // values in row-major order on the last axis.
+    let windows = x.reshape((b, c, h / 2, 2, w / 2, 2))?.permute((0, 1, 2, 4, 3, 5))?.contiguous()?.reshape((b, c, h / 2, w / 2, 4))?;
+    // candle's arg-max keeps the first of equal values.
+    let first_max = windows.argmax_keepdim(D::Minus1)?;
+    windows.gather(&first_max, D::Minus1)?.squeeze(D::Minus1)
 }
 
 /// Dropout of whole channels (PyTorch's `Dropout2d`): in training, each (sample, channel)

@@ -24,6 +24,7 @@ pub mod layers;
 pub mod norm;
 pub mod pixel_scale;
 pub mod pool;
+pub mod portable;
 pub mod profile;
 pub mod resample;
 pub mod shuffle;

@@ -7,7 +7,7 @@
 
 use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::{run2, FloatKernel2};
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 const OP: &str = "pixel-scale op";
 
@@ -17,7 +17,7 @@ pub fn scale_pixels(y: &Tensor, s: &Tensor) -> Result<Tensor> {
     if s.dims4()? != (b, 1, h, w) {
         candle_core::bail!("{OP}: factors {:?} do not fit {:?}", s.dims(), y.dims())
     }
-    let cpu = matches!(y.device(), Device::Cpu) && matches!(y.dtype(), DType::F32 | DType::F64) && y.dtype() == s.dtype();
+    let cpu = super::portable::cpu_kernel(y.device(), y.dtype()) && y.dtype() == s.dtype();
     if !cpu || s.track_op() {
         return y.broadcast_mul(s);
     }

@@ -8,11 +8,11 @@
 use candle_core::backend::BackendStorage;
 use super::threads::fill_planes;
 use super::cpu_op::{run2, slice, FloatKernel2};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 
 /// `Some(pooled)` on the CPU for f32/f64 (even sides checked by the caller), `None` elsewhere.
 pub fn max_pool2x2_cpu(x: &Tensor) -> Result<Option<Tensor>> {
-    if !matches!(x.device(), Device::Cpu) || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !super::portable::cpu_kernel(x.device(), x.dtype()) {
         return Ok(None);
     }
     Ok(Some(x.contiguous()?.apply_op1(MaxPool)?))

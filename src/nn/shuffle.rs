@@ -12,7 +12,7 @@
 use super::threads::{parallel_items, threads, SharedMut};
 use super::cpu_op::slice;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 
 const OP: &str = "shuffle-concat op";
 
@@ -24,7 +24,7 @@ pub fn shuffle_concat(skip: &Tensor, deep: &Tensor) -> Result<Tensor> {
     if bd != b || cd4 % 4 != 0 || 2 * hd != h || 2 * wd != w {
         candle_core::bail!("shuffle-concat: skip {:?} does not match deep map {:?} shuffled ×2", skip.dims(), deep.dims())
     }
-    let cpu = matches!(skip.device(), Device::Cpu) && matches!(skip.dtype(), DType::F32 | DType::F64) && skip.dtype() == deep.dtype();
+    let cpu = super::portable::cpu_kernel(skip.device(), skip.dtype()) && skip.dtype() == deep.dtype();
     if !cpu {
         return Tensor::cat(&[skip, &candle_nn::ops::pixel_shuffle(deep, 2)?], 1);
     }

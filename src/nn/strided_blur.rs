@@ -10,7 +10,7 @@
 
 use super::cpu_op::{lane_dot, run2, FloatKernel2};
 use super::threads::{fill_planes, parallel_items, threads, SharedMut};
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 
 /// `planes` (n, 1, H, W) through `kernel` (1, 1, K, K) with stride `stride`, no padding.
 pub fn strided_blur(planes: &Tensor, kernel: &Tensor, stride: usize) -> Result<Tensor> {
@@ -19,10 +19,10 @@ pub fn strided_blur(planes: &Tensor, kernel: &Tensor, stride: usize) -> Result<T
     if one != 1 || k1 != 1 || k2 != 1 || k != kw || k == 0 || stride == 0 || h < k || w < k {
         candle_core::bail!("strided blur: planes {:?} and kernel {:?} do not fit (expected (n, 1, H, W) and (1, 1, K, K) with K ≤ H, W)", planes.dims(), kernel.dims())
     }
-    if matches!(planes.device(), Device::Cpu) && matches!(planes.dtype(), DType::F32 | DType::F64) {
+    if super::portable::cpu_kernel(planes.device(), planes.dtype()) {
         planes.contiguous()?.apply_op2(&kernel.contiguous()?, StridedBlur { k, stride })
     } else {
-        planes.conv2d(kernel, 0, stride, 1, 1)
+        super::conv::conv2d_portable(planes, kernel, 0, stride)
     }
 }
 

@@ -11,7 +11,7 @@
 use super::{Loss, MRAE_EPS};
 use crate::nn::cpu_op::slice;
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 use std::sync::OnceLock;
 
 const OP: &str = "pixel loss op";
@@ -24,7 +24,7 @@ const MSE_FLOOR: f64 = 1e-12;
 /// for f32/f64 when the target needs no gradient (always, in training); otherwise candle's ops
 /// ([`composed`]), which give the same value and gradient.
 pub fn loss_fn(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
-    let cpu = matches!(pred.device(), Device::Cpu) && matches!(pred.dtype(), DType::F32 | DType::F64) && pred.dtype() == target.dtype();
+    let cpu = crate::nn::portable::cpu_kernel(pred.device(), pred.dtype()) && pred.dtype() == target.dtype();
     if !cpu || target.track_op() {
         return composed(loss, pred, target);
     }

@@ -38,6 +38,16 @@ pub fn gradient_error(x: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Ten
     relative_error(&base, &analytic, (0..base.len()).collect(), |v| f(&Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap())
 }
 
+/// [`gradient_error`] over `samples` elements spread over `x` (large inputs, whole networks).
+pub fn sampled_gradient_error(x: &Tensor, samples: usize, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> f64 {
+    let var = Var::from_tensor(x).unwrap();
+    let analytic: Vec<f64> = f(var.as_tensor()).unwrap().backward().unwrap().get(var.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+    // a stride coprime to the usual sides, so the samples spread over channels, rows and columns
+    let step = (base.len() / samples.max(1)).max(1) | 1;
+    relative_error(&base, &analytic, (0..base.len()).step_by(step).collect(), |v| f(&Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap()).unwrap().to_scalar::<f64>().unwrap())
+}
+
 /// The same for a model's variable `var`, differentiated through by setting it to each
 /// perturbed value: `samples` elements spread over it, `loss` the model's scalar loss. `var`
 /// holds its original value again afterwards.
