@@ -367,6 +367,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check a device: every network and op runs on it and on the CPU kernels from the same
+    /// weights; outputs, gradients and running statistics must agree. On `cpu` the portable
+    /// path (what GPUs run) is checked against the CPU kernels. Exit status 1 if any case fails.
+    CheckDevice {
+        /// cpu, cuda or metal.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the reconstruction methods and the models found.
     Methods {
         #[arg(long)]
@@ -544,6 +554,10 @@ enum Command {
         /// Large suite: interleave of the cube --create writes (bsq, bil, bip).
         #[arg(long, default_value = "bil")]
         interleave: String,
+        /// Where the recon and fusion suites run their models: cpu, cuda or metal (the latter two
+        /// need a build with that feature).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
 }
 
@@ -557,6 +571,11 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let args = Args::parse();
+    // A mistyped SPECTRAL_STUDIO_OPS is an error, not a silent fall-back to the CPU kernels.
+    if let Err(e) = spectral_studio::nn::portable::env_choice() {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
     let result = match args.command {
         None => spectral_studio::app::run(args.files, args.memory_cap.map(|m| m << 20)),
         Some(command) => run(command),
@@ -669,6 +688,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             device: &device,
             json,
         }),
+        Command::CheckDevice { device, json } => cli::check_device(&device, json),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
             method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
@@ -697,8 +717,8 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             }
             cli::compare(&entries, data, &camera, options, &device, record, json)
         }
-        Command::Bench { suite, repeats, json: _, part, model, file, create, interleave } => {
-            cli::bench(suite, repeats, &part, model.as_deref(), &cli::LargeBench { file, create_gib: create, interleave })
+        Command::Bench { suite, repeats, json: _, part, model, file, create, interleave, device } => {
+            cli::bench(suite, repeats, &part, model.as_deref(), &cli::LargeBench { file, create_gib: create, interleave }, &device)
         }
     }
 }

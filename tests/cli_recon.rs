@@ -49,6 +49,36 @@ fn reconstruct_refuses_bad_requests_with_clear_errors() {
 }
 
 #[test]
+fn every_model_command_takes_a_device_and_check_device_tests_the_portable_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // the portable path against the CPU kernels: every case passes, and says what it compared
+    let report = json(&["check-device", "--json"], d);
+    assert_eq!(report["failed"].as_u64(), Some(0), "{report}");
+    assert_eq!(report["candidate"], "cpu, portable path");
+    assert!(report["cases"].as_array().unwrap().len() >= 16, "{report}");
+    for args in [
+        &["check-device", "--device", "tpu"][..],
+        &["bench", "recon", "--device", "tpu"],
+        &["train", "--method", "basisnet", "--world", "2", "--device", "tpu", "--out", "m"],
+        &["compare", "--methods", "pca", "--synthetic", "1", "--device", "tpu"],
+        &["fuse", "hr.png", "lr.npy", "--camera", "canon", "--scale", "4", "--device", "tpu", "-o", "z.npy"],
+        &["estimate-camera", "rgb.png", "--device", "tpu"],
+    ] {
+        fails_with(args, d, "unknown device 'tpu'");
+    }
+    if !cfg!(feature = "cuda") {
+        fails_with(&["check-device", "--device", "cuda"], d, "built without CUDA");
+        fails_with(&["bench", "recon", "--suite", "parity", "--device", "cuda"], d, "scripts/cuda-env.sh");
+    }
+    fails_with(&["bench", "large", "--device", "metal"], d, "metal");
+    // a mistyped SPECTRAL_STUDIO_OPS is refused, not ignored
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio")).args(["methods"]).env("SPECTRAL_STUDIO_OPS", "fast").current_dir(d).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SPECTRAL_STUDIO_OPS=fast"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn methods_lists_every_builtin_with_its_model() {
     let tmp = tempfile::tempdir().unwrap();
     let list = json(&["methods", "--json"], tmp.path());

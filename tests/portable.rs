@@ -8,9 +8,9 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use spectral_studio::models::{camera::CameraBatch, Architecture, SpectralNet};
+use spectral_studio::bench::device_check::{set_smooth_moments, tiny_config, two_cameras};
+use spectral_studio::models::Architecture;
 use spectral_studio::nn::portable::with_portable;
-use spectral_studio::spectral::camera::CameraResponse;
 
 mod finite_diff;
 
@@ -213,10 +213,12 @@ fn every_op_agrees_between_the_kernels_and_the_portable_path() {
 }
 
 /// Every weight redrawn from a seeded generator at ±1/√fan-in (vectors ±0.05 around their
-/// initial value), so a run checks the same nets each time; running statistics kept.
+/// initial value), so a run checks the same nets each time; running statistics and Wiener
+/// moments ([`set_smooth_moments`]) kept. (`device_check::reseed` does the same in f32 from its
+/// own generator; this one draws f64 values.)
 fn reseed(map: &VarMap, seed: u64) {
     for (i, (name, var)) in sorted_vars(map).into_iter().enumerate() {
-        if name.contains("running") {
+        if name.contains("running") || name.ends_with("wiener.moment") {
             continue;
         }
         let fan_in: usize = var.dims().iter().skip(1).product();
@@ -227,37 +229,6 @@ fn reseed(map: &VarMap, seed: u64) {
         };
         var.set(&value.to_dtype(var.dtype()).unwrap()).unwrap();
     }
-}
-
-/// A small config of every network of the architecture table; None for the closed forms (they
-/// are ndarray algebra on the CPU, with no candle ops on any device). The match lists every
-/// architecture, so a new one cannot be left out of this test.
-fn tiny_config(a: Architecture) -> Option<serde_json::Value> {
-    use spectral_studio::models::{basisnet::BasisNetConfig, inss::InssConfig, mscnn::MscnnConfig, mstpp::MstppConfig, usr::UsrConfig};
-    let v = match a {
-        // camera-aware, with the Wiener prior and intensity normalisation: what ships
-        Architecture::Mscnn => serde_json::to_value(MscnnConfig { bands: 31, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }),
-        Architecture::Basisnet => serde_json::to_value(BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }),
-        Architecture::Mstpp => serde_json::to_value(MstppConfig { in_channels: 3, out_channels: 4, n_feat: 4, stage: 2, levels: 2, num_blocks: vec![1, 1, 1] }),
-        Architecture::Usr => serde_json::to_value(UsrConfig { bands: 6, dictionary: 4, stages: 3, growth: 4, blocks: 2, camera_width: 8, camera_view: 16, disc_width: 3, classes: 3, semantic_width: 3, slope: 0.001 }),
-        Architecture::Inss => serde_json::to_value(InssConfig { bands: 6, library: 5, width: 4, stages: 3, cell: 4, order: 3, hidden: 3, transform_width: 4 }),
-        Architecture::Linear | Architecture::Pca => return None,
-    };
-    Some(v.unwrap())
-}
-
-/// Camera matrices for a camera-aware network: a Canon and a Nikon picture.
-fn cameras(net: &dyn SpectralNet, map: &VarMap) -> Option<CameraBatch> {
-    let prior = net.camera_prior()?;
-    let moment = Tensor::from_vec((0..31 * 31).map(|k| (-(((k / 31) as f64 - (k % 31) as f64) / 6.0).powi(2)).exp() * 0.1 + 0.02).collect::<Vec<f64>>(), (31, 31), &Device::Cpu).unwrap();
-    for (name, var) in sorted_vars(map) {
-        if name.ends_with("wiener.moment") {
-            var.set(&moment.to_dtype(var.dtype()).unwrap()).unwrap();
-        }
-    }
-    let grid = spectral_studio::default_wavelengths();
-    let cams: Vec<_> = ["canon", "nikon"].iter().map(|n| CameraResponse::builtin(n).unwrap().on_grid(&grid).unwrap()).collect();
-    Some(prior.batch(&cams, &Device::Cpu).unwrap().with_cues(&[[0.3, 0.35, 0.35, 0.4, 0.35, 0.25], [0.25, 0.4, 0.35, 0.3, 0.3, 0.4]]).unwrap())
 }
 
 #[test]
@@ -271,7 +242,8 @@ fn every_architecture_agrees_between_the_kernels_and_the_portable_path() {
         let map = VarMap::new();
         let net = a.build(&config, VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu)).unwrap();
         reseed(&map, 100);
-        let cam = cameras(net.as_ref(), &map);
+        set_smooth_moments(&map).unwrap();
+        let cam = two_cameras(net.as_ref(), &Device::Cpu).unwrap();
         // positive pictures (intensity normalisation divides by R+G+B), 16 px (USR's camera view)
         let x = random(&[2, 3, 16, 16], 3).affine(0.4, 0.5).unwrap();
         for train in [false, true] {
@@ -282,7 +254,8 @@ fn every_architecture_agrees_between_the_kernels_and_the_portable_path() {
         let map32 = VarMap::new();
         let net32 = a.build(&config, VarBuilder::from_varmap(&map32, DType::F32, &Device::Cpu)).unwrap();
         reseed(&map32, 100);
-        let cam32 = cameras(net32.as_ref(), &map32);
+        set_smooth_moments(&map32).unwrap();
+        let cam32 = two_cameras(net32.as_ref(), &Device::Cpu).unwrap();
         let x32 = x.to_dtype(DType::F32).unwrap();
         let y: Vec<Tensor> = [false, true].iter().map(|&p| with_portable(p, || net32.forward_t(&x32, cam32.as_ref(), false).unwrap())).collect();
         assert!(gap(&y[0], &y[1]) < 1e-4, "{} in f32: {:e}", a.name(), gap(&y[0], &y[1]));
@@ -358,4 +331,20 @@ fn the_networks_trainers_add_agree_between_the_kernels_and_the_portable_path() {
             weighted_sum(&z, 41)? + weighted_sum(&lr, 42)?
         }, 1e-8);
     }
+}
+
+#[test]
+fn check_device_passes_on_the_cpus_portable_path_and_names_what_it_checked() {
+    use spectral_studio::bench::device_check::check;
+    let reports = check(&Device::Cpu);
+    let failed: Vec<_> = reports.iter().filter(|r| !r.ok).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    // every network of the table, inference and training, and the trainers' networks
+    for name in ["mscnn", "basisnet", "mstpp", "usr", "inss", "usr discriminator + semantic branch", "inss discriminators", "ual fusion + adaptation + degradation"] {
+        for pass in ["inference", "training"] {
+            assert!(reports.iter().any(|r| r.name == name && r.pass == pass), "no {name} {pass}");
+        }
+    }
+    // training compares gradients: some gap is measured (the two paths sum in different orders)
+    assert!(reports.iter().filter(|r| r.pass == "training").all(|r| r.gradient_gap > 0.0 && !r.worst.is_empty()), "{reports:#?}");
 }

@@ -870,7 +870,7 @@ impl Studio {
             Err(e) => return self.error(format!("training: {e}")),
         };
         let rewind = resume_from.as_deref().and_then(training::checkpoint_step);
-        let (job, events) = training::start(cfg, out_dir.clone(), resume_from, self.models_dir(), self.waker());
+        let (job, events) = training::start(cfg, settings.device.clone(), out_dir.clone(), resume_from, self.models_dir(), self.waker());
         let run = training::Run { settings, validation_on: String::new(), out_dir, job: Some(job), events, losses: Vec::new(), validation: Vec::new(), baselines: Vec::new(), last_step: None, checkpoints: Vec::new(), terms: Default::default(), status: "starting".into() };
         if resume {
             let old = &mut self.training.runs[self.training.selected];

@@ -18,6 +18,8 @@ pub struct ReconPanel {
     /// or the curves fitted in the Camera tab.
     pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
+    /// The device the methods run on ("cpu", "cuda", "metal"; see [`device_choice`]).
+    pub device: String,
     /// Methods that cannot use `camera` and why, worked out when the camera or the method
     /// list changes (`refused_for` names the camera it was worked out for).
     pub refused: BTreeMap<String, String>,
@@ -32,6 +34,7 @@ impl Default for ReconPanel {
             chosen: BTreeSet::new(),
             camera: Arc::new(default_camera()),
             options: ReconOptions::default(),
+            device: "cpu".into(),
             refused: BTreeMap::new(),
             refused_for: None,
         };
@@ -51,6 +54,8 @@ pub struct ReconRequest {
     pub model: Option<std::path::PathBuf>,
     pub camera: Arc<CameraResponse>,
     pub options: ReconOptions,
+    /// "cpu", "cuda" or "metal".
+    pub device: String,
 }
 
 /// The camera the shipped models were trained with.
@@ -98,7 +103,7 @@ impl ReconPanel {
     /// `cameras`: every camera the input may be assumed to come from.
     pub fn ui(&mut self, ui: &mut egui::Ui, has_input: bool, cameras: &[Arc<CameraResponse>], commands: &mut Vec<Command>) {
         self.check_camera();
-        let Self { methods, opened: _, chosen, camera, options, refused, refused_for: _ } = self;
+        let Self { methods, opened: _, chosen, camera, options, device, refused, refused_for: _ } = self;
         ui.label("Methods");
         for m in methods.iter() {
             let mut on = chosen.contains(&m.name);
@@ -130,6 +135,10 @@ impl ReconPanel {
             .on_hover_text("Correct the result so the camera re-projects it to the input RGB exactly (non-negative).");
         ui.checkbox(&mut options.exposure_invariant, "exposure invariant")
             .on_hover_text("Scale the input to the brightness the model was trained at, and the result back.");
+        ui.horizontal(|ui| {
+            device_choice(ui, "recon-device", device);
+            ui.label("device");
+        });
         let ready = has_input && !chosen.is_empty();
         let button = ui.add_enabled(ready, egui::Button::new("Reconstruct"));
         if !has_input {
@@ -138,7 +147,7 @@ impl ReconPanel {
         if button.clicked() {
             for method in chosen.iter() {
                 let model = methods.iter().find(|m| &m.name == method).and_then(|m| m.model.clone());
-                commands.push(Command::Reconstruct(ReconRequest { scene: None, method: method.clone(), model, camera: camera.clone(), options: *options }));
+                commands.push(Command::Reconstruct(ReconRequest { scene: None, method: method.clone(), model, camera: camera.clone(), options: *options, device: device.clone() }));
             }
         }
     }
@@ -154,10 +163,32 @@ pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut Stri
     });
 }
 
+/// A combo box over the devices models run on ([`recon::device::offered`]): those this build or
+/// machine cannot use are listed greyed, with the reason on hover and in a line below.
+pub fn device_choice(ui: &mut egui::Ui, id_salt: &str, device: &mut String) {
+    let offered = recon::device::offered();
+    ui.vertical(|ui| {
+        egui::ComboBox::from_id_salt(id_salt).selected_text(device.as_str()).show_ui(ui, |ui| {
+            for d in offered {
+                let response = ui.add_enabled(d.unavailable.is_none(), egui::Button::selectable(device == d.name, d.name));
+                if let Some(why) = &d.unavailable {
+                    response.on_disabled_hover_text(why);
+                } else if response.clicked() {
+                    *device = d.name.to_string();
+                }
+            }
+        });
+        let missing: Vec<&str> = offered.iter().filter(|d| d.unavailable.is_some()).map(|d| d.name).collect();
+        if !missing.is_empty() {
+            ui.small(format!("not here: {} (hover for why)", missing.join(", "))).on_hover_text(offered.iter().filter_map(|d| d.unavailable.clone()).collect::<Vec<_>>().join("\n"));
+        }
+    });
+}
+
 /// The job: load the method (its model for learned ones) and run it on `rgb`.
 pub fn run(request: &ReconRequest, rgb: &Arc<RgbImage>, job: &JobContext) -> Result<recon::Reconstruction> {
-    job.report(0.0, &format!("loading {}", request.method));
-    let device = recon::device::parse_device("cpu")?;
+    job.report(0.0, &format!("loading {} on {}", request.method, request.device));
+    let device = recon::device::parse_device(&request.device)?;
     let method = registry::load_method(&request.method, request.model.as_deref(), &request.camera, &device)?;
     recon::reconstruct(method.as_ref(), rgb, &request.camera, request.options, job)
 }

@@ -36,12 +36,14 @@ pub struct RunSettings {
     pub steps: usize,
     pub batch: usize,
     pub lr: f64,
+    /// "cpu", "cuda" or "metal": where the run trains.
+    pub device: String,
 }
 
 impl Default for RunSettings {
     fn default() -> Self {
         // Small enough to finish in about a minute on two cores: a demonstration, not a model.
-        RunSettings { method: Architecture::Basisnet, name: "my-basisnet".into(), data: DataChoice::World, scenes: 8, size: 64, folder: String::new(), camera: "canon-eos-5d-mark-ii".into(), steps: 100, batch: 4, lr: 2e-3 }
+        RunSettings { method: Architecture::Basisnet, name: "my-basisnet".into(), data: DataChoice::World, scenes: 8, size: 64, folder: String::new(), camera: "canon-eos-5d-mark-ii".into(), steps: 100, batch: 4, lr: 2e-3, device: "cpu".into() }
     }
 }
 
@@ -242,6 +244,9 @@ impl TrainingPanel {
             ui.label("learning rate");
             ui.add(egui::DragValue::new(&mut s.lr).speed(1e-4).range(1e-6..=1.0));
             ui.end_row();
+            ui.label("device");
+            super::reconstruct::device_choice(ui, "train-device", &mut s.device);
+            ui.end_row();
         });
     }
 
@@ -288,13 +293,13 @@ impl TrainingPanel {
     }
 }
 
-/// Start `cfg` training into `out_dir`, optionally resuming, and install the finished model
+/// Start `cfg` training on `device` ("cpu", "cuda", "metal") into `out_dir`, optionally resuming, and install the finished model
 /// into `models_dir`; events come back on the receiver.
-pub fn start(cfg: TrainConfig, out_dir: PathBuf, resume: Option<PathBuf>, models_dir: PathBuf, waker: crate::engine::Waker) -> (Job<TrainSummary>, crossbeam_channel::Receiver<TrainEvent>) {
+pub fn start(cfg: TrainConfig, device: String, out_dir: PathBuf, resume: Option<PathBuf>, models_dir: PathBuf, waker: crate::engine::Waker) -> (Job<TrainSummary>, crossbeam_channel::Receiver<TrainEvent>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let name = format!("train {}", cfg.name);
+    let name = format!("train {} on {device}", cfg.name);
     let job = Job::spawn(name, waker, move |ctx| {
-        let device = crate::recon::device::parse_device("cpu")?;
+        let device = crate::recon::device::parse_device(&device)?;
         let summary = train::train(&cfg, &out_dir, resume.as_deref(), &device, &tx, ctx)?;
         install_model(&summary, &models_dir).map_err(|e| crate::Error::invalid(format!("training finished, but installing the model failed: {e}")))?;
         Ok(summary)

@@ -24,8 +24,8 @@ const SCALE: usize = 8;
 /// The suite: fusion module forward, adaptation forward + backward, the degradation network
 /// forward + backward (candle's convolution against ours), one whole adaptation step, and the
 /// default `fuse` extrapolated from them and measured whole when `whole` is set.
-pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool) -> Result<Value> {
-    let device = Device::Cpu;
+pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool, device: &Device) -> Result<Value> {
+    let device = device.clone();
     let model_path = match model {
         Some(p) => Some(p.to_path_buf()),
         None => crate::recon::fusion::shipped_model(),

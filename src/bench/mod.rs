@@ -181,6 +181,7 @@ pub fn io_suite(repeats: usize) -> Result<Value> {
         "peers": {"numpy": numpy, "skimage": skimage},
     }))
 }
+pub mod device_check;
 pub mod fusion;
 pub mod large;
 pub mod recon;

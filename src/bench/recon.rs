@@ -36,47 +36,53 @@ fn status_mib(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// The model at `path` (a model's weights beside its card, or a PyTorch checkpoint) on the CPU
+/// The model at `path` (a model's weights beside its card, or a PyTorch checkpoint) on `device`
 /// with its weights in a VarMap, ready to train.
-fn trainable(path: &Path) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
+fn trainable(path: &Path, device: &Device) -> Result<(ModelCard, VarMap, Box<dyn crate::models::SpectralNet>)> {
     if crate::recon::pytorch::is_checkpoint(path) {
         let (card, tensors) = crate::recon::pytorch::load_checked(path)?;
         let varmap = VarMap::new();
-        let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
         for (name, var) in varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            var.set(tensors.get(name).ok_or_else(|| Error::format(path, format!("no tensor '{name}'")))?)?;
+            var.set(&tensors.get(name).ok_or_else(|| Error::format(path, format!("no tensor '{name}'")))?.to_device(device)?)?;
         }
         return Ok((card, varmap, net));
     }
     let files = ModelFiles::resolve(path)?;
     let card = ModelCard::load(&files.card)?;
     let mut varmap = VarMap::new();
-    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+    let net = build_net(&card, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, e.to_string()))?;
     Ok((card, varmap, net))
 }
 
 /// The camera matrices of `n` Canon images for a camera-aware `net` (None for another net).
-fn canon_cameras(net: &dyn crate::models::SpectralNet, n: usize) -> Result<Option<crate::models::camera::CameraBatch>> {
+fn canon_cameras(net: &dyn crate::models::SpectralNet, n: usize, device: &Device) -> Result<Option<crate::models::camera::CameraBatch>> {
     let Some(prior) = net.camera_prior() else { return Ok(None) };
     let c = crate::spectral::camera::CameraResponse::builtin("canon")?.on_grid(&crate::default_wavelengths())?;
-    let batch = prior.batch(&vec![c; n], &Device::Cpu)?;
+    let batch = prior.batch(&vec![c; n], device)?;
     // A neutral picture's cues.
     Ok(Some(if prior.wants_cues() { batch.with_cues(&vec![[1.0 / 3.0; 6]; n])? } else { batch }))
 }
 
-/// The U-Net timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
-/// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each.
-pub fn parity_timings(model: &Path, repeats: usize) -> Result<Value> {
-    let (card, varmap, net) = trainable(model)?;
-    let device = Device::Cpu;
+/// The network timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training
+/// step (forward, L1 loss, backward, AdamW lr 1e-3 wd 1e-4) on 8×3×64×64, `repeats` runs each,
+/// on `device` (each run waits for the device to finish). The single-op timings compare the
+/// CPU kernels with candle's ops, and are taken on the CPU only.
+pub fn parity_timings(model: &Path, repeats: usize, device: &Device) -> Result<Value> {
+    let device = device.clone();
+    let (card, varmap, net) = trainable(model, &device)?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
-    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
+    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1, &device)?, canon_cameras(net.as_ref(), 8, &device)?);
     // The eval forward runs on plain tensors, as inference does (and as PyTorch's under
     // no_grad): on the VarMap's variables candle would record every op for a backward pass.
     let weights: HashMap<String, Tensor> = varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     let eval_net = build_net(&card, VarBuilder::from_tensors(weights, DType::F32, &device))?;
-    let forward_ms = runs_ms(repeats, || Ok(eval_net.forward_t(&image, cam1.as_ref(), false)?))?;
+    let forward_ms = runs_ms(repeats, || {
+        let y = eval_net.forward_t(&image, cam1.as_ref(), false)?;
+        device.synchronize()?;
+        Ok(y)
+    })?;
     let x = Tensor::rand(0f32, 1f32, (8, 3, 64, 64), &device)?;
     let bands = card.wavelengths.len();
     let y = Tensor::rand(0f32, 1f32, (8, bands, 64, 64), &device)?;
@@ -85,18 +91,22 @@ pub fn parity_timings(model: &Path, repeats: usize) -> Result<Value> {
     let train_step_ms = runs_ms(repeats, || {
         let loss = loss_fn(crate::train::Loss::L1, &net.forward_t(&x, cam8.as_ref(), true)?, &y)?;
         opt.step(&loss.backward()?, 1e-3)?;
+        device.synchronize()?;
         Ok(())
     })?;
+    let cpu = device.is_cpu();
     Ok(json!({
         "model": model,
         "architecture": card.architecture.name(),
+        "device": crate::recon::device::device_name(&device),
+        "cpu_ops": crate::nn::portable::cpu_path_name(),
         "threads": candle_core::utils::get_num_threads(),
         "forward_ms": forward_ms,
         "train_step_ms": train_step_ms,
         "forward_median_ms": median(&forward_ms),
         "train_step_median_ms": median(&train_step_ms),
-        "ops": op_timings(repeats)?,
-        "transformer_ops": transformer_op_timings(repeats)?,
+        "ops": if cpu { op_timings(repeats)? } else { Value::Null },
+        "transformer_ops": if cpu { transformer_op_timings(repeats)? } else { Value::Null },
     }))
 }
 
@@ -180,10 +190,10 @@ pub fn op_timings(repeats: usize) -> Result<Value> {
 
 /// Where one forward pass and one training step spend their time.
 fn profile_unet(files: &ModelFiles) -> Result<Value> {
-    let (card, varmap, net) = trainable(&files.weights)?;
     let device = Device::Cpu;
+    let (card, varmap, net) = trainable(&files.weights, &device)?;
     let image = Tensor::rand(0f32, 1f32, (1, 3, ROWS, COLS), &device)?;
-    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1)?, canon_cameras(net.as_ref(), 8)?);
+    let (cam1, cam8) = (canon_cameras(net.as_ref(), 1, &device)?, canon_cameras(net.as_ref(), 8, &device)?);
     net.forward_t(&image, cam1.as_ref(), false)?;
     profile::start();
     let t = Instant::now();
@@ -234,17 +244,18 @@ fn profile_unet(files: &ModelFiles) -> Result<Value> {
     }))
 }
 
-pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<Value> {
+pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>, device: &Device) -> Result<Value> {
     if let (Some(path), "parity") = (model, part) {
         // Any network, a PyTorch checkpoint included.
-        return parity_timings(path, repeats);
+        return parity_timings(path, repeats, device);
     }
     let mscnn = match model {
         Some(p) => ModelFiles::resolve(p)?,
         None => find_model("mscnn").ok_or_else(|| Error::invalid("no mscnn model found: give --model PATH"))?,
     };
     match part {
-        "parity" => return parity_timings(&mscnn.weights, repeats),
+        "parity" => return parity_timings(&mscnn.weights, repeats, device),
+        "profile" if !device.is_cpu() => return Err(Error::invalid("bench recon --suite profile times the CPU kernels: run it with --device cpu")),
         "profile" => return profile_unet(&mscnn),
         "all" => {}
         other => return Err(Error::invalid(format!("unknown recon bench part '{other}' (expected all, parity or profile)"))),
@@ -253,7 +264,8 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
     let mut cfg = SceneConfig::new(7, ROWS, COLS)?;
     cfg.camera = camera.clone();
     let rgb: RgbImage = generate(&cfg)?.rgb;
-    let device = Device::Cpu;
+    let device = device.clone();
+    let cpu = device.is_cpu();
     // Inference memory first, while the process is still small: peak RSS growth of one
     // mscnn reconstruction (tiled, 512-px tiles) over the RSS before it.
     let rss_before = status_mib("VmRSS");
@@ -278,16 +290,18 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
         let runs_consistent = runs_ms(repeats.min(3), || reconstruct(loaded.as_ref(), &rgb, &camera, consistent, &JobContext::silent()))?;
         methods.insert(name.into(), json!({"median_ms": median(&runs), "runs_ms": runs, "consistent_median_ms": median(&runs_consistent)}));
     }
-    let camera_aware = camera_aware_overhead(&rgb, &camera, repeats)?;
+    let camera_aware = camera_aware_overhead(&rgb, &camera, repeats, &device)?;
     Ok(json!({
         "image": format!("{ROWS}x{COLS} synthetic scene (seed 7), linear RGB through the Canon"),
+        "device": crate::recon::device::device_name(&device),
+        "cpu_ops": crate::nn::portable::cpu_path_name(),
         "camera_aware_vs_one_camera": camera_aware,
         "threads": candle_core::utils::get_num_threads(),
         "repeats": repeats,
         "reconstruct_482x512": methods,
-        "mscnn_inference_memory": inference_peak,
-        "mscnn_unet": parity_timings(&mscnn.weights, repeats)?,
-        "profile": profile_unet(&mscnn)?,
+        "mscnn_inference_memory": if cpu { inference_peak } else { json!("host RSS only: not the GPU's memory") },
+        "mscnn_unet": parity_timings(&mscnn.weights, repeats, &device)?,
+        "profile": if cpu { profile_unet(&mscnn)? } else { Value::Null },
         "pytorch": "run bench/pytorch_parity.py for the PyTorch peer and the ratios (same machine, same threads)",
     }))
 }
@@ -296,20 +310,20 @@ pub fn recon_suite(repeats: usize, part: &str, model: Option<&Path>) -> Result<V
 /// of the same architecture and size (the shipped models before camera-awareness), timed
 /// alternately on the same image in the same run. The one-camera twin has random weights: the
 /// time does not depend on them.
-fn camera_aware_overhead(rgb: &RgbImage, camera: &CameraResponse, repeats: usize) -> Result<Value> {
+fn camera_aware_overhead(rgb: &RgbImage, camera: &CameraResponse, repeats: usize, device: &Device) -> Result<Value> {
     let mut out = serde_json::Map::new();
     for name in ["mscnn", "basisnet"] {
         let Some(files) = find_model(name) else { continue };
         let card = ModelCard::load(&files.card)?;
-        let aware = crate::recon::learned::NetReconstructor::load(&files, camera, &Device::Cpu)?;
+        let aware = crate::recon::learned::NetReconstructor::load(&files, camera, device)?;
         let mut one_camera = card.clone();
         for (key, value) in [("camera_aware", false), ("illumination_cues", false), ("linear_prior", true)] {
             one_camera.config[key] = json!(value);
         }
         one_camera.camera = camera.name.clone();
         let varmap = VarMap::new();
-        let net = build_net(&one_camera, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
-        let twin = crate::recon::learned::NetReconstructor::from_parts(one_camera, net, camera, Device::Cpu)?;
+        let net = build_net(&one_camera, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        let twin = crate::recon::learned::NetReconstructor::from_parts(one_camera, net, camera, device.clone())?;
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for _ in 0..repeats.max(1) {
             a.extend(runs_ms(1, || reconstruct(&aware, rgb, camera, ReconOptions::default(), &JobContext::silent()))?);

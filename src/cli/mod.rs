@@ -488,7 +488,11 @@ pub struct LargeBench {
 }
 
 /// `bench SUITE`: prints one JSON object.
-pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>, large: &LargeBench) -> Result<()> {
+pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>, large: &LargeBench, device: &str) -> Result<()> {
+    let device = crate::recon::device::parse_device(device)?;
+    if !device.is_cpu() && matches!(suite, BenchSuite::Large | BenchSuite::Io) {
+        return Err(Error::invalid("bench large and bench io read files and run no model: --device applies to recon and fusion"));
+    }
     let report = match suite {
         BenchSuite::Large => {
             let file = large.file.as_deref().ok_or_else(|| Error::invalid("bench large needs --file CUBE.hdr (add --create GIB to write one)"))?;
@@ -506,9 +510,9 @@ pub fn bench(suite: BenchSuite, repeats: usize, part: &str, model: Option<&Path>
             crate::bench::large::large_suite(file, repeats.max(1))?
         }
         BenchSuite::Io => crate::bench::io_suite(repeats.max(1))?,
-        BenchSuite::Recon => crate::bench::recon::recon_suite(repeats.max(1), part, model)?,
+        BenchSuite::Recon => crate::bench::recon::recon_suite(repeats.max(1), part, model, &device)?,
         BenchSuite::Fusion => match part {
-            "all" | "whole" => crate::bench::fusion::fusion_suite(repeats.max(1), model, part == "whole")?,
+            "all" | "whole" => crate::bench::fusion::fusion_suite(repeats.max(1), model, part == "whole", &device)?,
             other => return Err(Error::invalid(format!("unknown fusion bench part '{other}' (expected all or whole)"))),
         },
     };
@@ -526,4 +530,4 @@ mod recon;
 mod usr;
 pub use fusion::{compare_fusion, degrade, fuse, CompareFusionArgs, DegradeArgs, FuseArgs};
 pub use usr::{estimate_camera, EstimateCameraArgs};
-pub use recon::{compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};
+pub use recon::{check_device, compare, methods, reconstruct, train, CompareData, ReconstructArgs, TrainArgs};

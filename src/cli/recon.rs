@@ -301,6 +301,40 @@ pub fn methods(as_json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `check-device`: [`crate::bench::device_check::check`] on `device`, a table or JSON; an error
+/// (exit status 1) when a case fails.
+pub fn check_device(device: &str, as_json: bool) -> Result<()> {
+    let dev = parse_device(device)?;
+    let started = std::time::Instant::now();
+    let reports = crate::bench::device_check::check(&dev);
+    let failed = reports.iter().filter(|r| !r.ok).count();
+    if as_json {
+        print_json(&serde_json::json!({
+            "device": device,
+            "reference": "cpu kernels",
+            "candidate": if dev.is_cpu() { "cpu, portable path" } else { device },
+            "tolerance": crate::bench::device_check::TOLERANCE,
+            "seconds": started.elapsed().as_secs_f64(),
+            "failed": failed,
+            "cases": reports,
+        }));
+    } else {
+        let candidate = if dev.is_cpu() { "the portable path on the cpu" } else { device };
+        println!("{candidate} against the cpu kernels, f32, tolerance {:e}:", crate::bench::device_check::TOLERANCE);
+        for r in &reports {
+            let verdict = if r.ok { "ok" } else { "FAILED" };
+            match &r.error {
+                Some(e) => println!("{verdict:<7} {:<60} {:<9} {e}", r.name, r.pass),
+                None => println!("{verdict:<7} {:<60} {:<9} output {:.1e}  gradients {:.1e} {}", r.name, r.pass, r.output_gap, r.gradient_gap, r.worst),
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::invalid(format!("{failed} of {} cases differ on {device}", reports.len())));
+    }
+    Ok(())
+}
+
 pub struct TrainArgs {
     pub method: String,
     pub data: Option<PathBuf>,
