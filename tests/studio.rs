@@ -1066,3 +1066,35 @@ fn a_result_that_cannot_be_scored_says_why() {
     click_and_settle(&mut h, "Compare");
     assert!(h.query_all_by_label_contains("not scored: 256×256×31 against a 32×32×31 ground truth").count() >= 3);
 }
+
+#[test]
+fn the_device_is_chosen_in_the_reconstruct_and_training_panels_and_what_this_build_lacks_is_greyed() {
+    use egui::accesskit::Role;
+    let mut h = demo();
+    assert_eq!(h.state().recon.device, "cpu");
+    // the list: cpu usable; cuda and metal listed, greyed in a build without them
+    h.get_by(|n| n.role() == Role::ComboBox && n.value().as_deref() == Some("cpu")).click();
+    h.run_steps(3);
+    for name in ["cuda", "metal"] {
+        let item = h.get_by_label(name);
+        let built = (name == "cuda" && cfg!(feature = "cuda")) || (name == "metal" && cfg!(feature = "metal"));
+        if !built {
+            use egui_kittest::kittest::NodeT;
+            assert!(item.accesskit_node().is_disabled(), "{name} is offered by a build without it");
+        }
+    }
+    if !cfg!(feature = "cuda") {
+        h.get_by_label_contains("cuda, metal unavailable");
+    }
+    h.key_press(egui::Key::Escape);
+    h.run_steps(2);
+    // a reconstruction request carries the device
+    click_and_settle(&mut h, "Reconstruct");
+    assert!(h.state().messages.iter().all(|m| !m.is_error), "{:?}", h.state().messages);
+    assert!(h.state().doc.reconstructions().count() > 0);
+    // the Training panel has its own choice, on the run's settings
+    click_and_settle(&mut h, "Training");
+    assert_eq!(h.state().training.settings.device, "cpu");
+    // the side panel's Reconstruct choice and the Training panel's, both shown
+    assert_eq!(h.query_all_by(|n| n.role() == Role::ComboBox && n.value().as_deref() == Some("cpu")).count(), 2);
+}

@@ -135,10 +135,7 @@ impl ReconPanel {
             .on_hover_text("Correct the result so the camera re-projects it to the input RGB exactly (non-negative).");
         ui.checkbox(&mut options.exposure_invariant, "exposure invariant")
             .on_hover_text("Scale the input to the brightness the model was trained at, and the result back.");
-        ui.horizontal(|ui| {
-            device_choice(ui, "recon-device", device);
-            ui.label("device");
-        });
+        device_choice(ui, "recon-device", Some("device"), device);
         let ready = has_input && !chosen.is_empty();
         let button = ui.add_enabled(ready, egui::Button::new("Reconstruct"));
         if !has_input {
@@ -163,24 +160,33 @@ pub fn camera_choice(ui: &mut egui::Ui, combo: egui::ComboBox, camera: &mut Stri
     });
 }
 
-/// A combo box over the devices models run on ([`recon::device::offered`]): those this build or
-/// machine cannot use are listed greyed, with the reason on hover and in a line below.
-pub fn device_choice(ui: &mut egui::Ui, id_salt: &str, device: &mut String) {
+/// A combo box over the devices models run on ([`recon::device::offered`]), then `label` if
+/// given: those this build or machine cannot use are listed greyed, with the reason on hover,
+/// and named in a short note after it.
+pub fn device_choice(ui: &mut egui::Ui, id_salt: &str, label: Option<&str>, device: &mut String) {
     let offered = recon::device::offered();
-    ui.vertical(|ui| {
-        egui::ComboBox::from_id_salt(id_salt).selected_text(device.as_str()).show_ui(ui, |ui| {
-            for d in offered {
-                let response = ui.add_enabled(d.unavailable.is_none(), egui::Button::selectable(device == d.name, d.name));
-                if let Some(why) = &d.unavailable {
-                    response.on_disabled_hover_text(why);
-                } else if response.clicked() {
-                    *device = d.name.to_string();
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_id_salt(id_salt)
+            .selected_text(device.as_str())
+            .show_ui(ui, |ui| {
+                for d in offered {
+                    let response = ui.add_enabled(d.unavailable.is_none(), egui::Button::selectable(device == d.name, d.name));
+                    if let Some(why) = &d.unavailable {
+                        response.on_disabled_hover_text(why);
+                    } else if response.clicked() {
+                        *device = d.name.to_string();
+                    }
                 }
-            }
-        });
+            })
+            .response
+            .on_hover_text("device: where the models run (cpu, or cuda/metal in a build with that feature)");
+        if let Some(label) = label {
+            ui.label(label);
+        }
         let missing: Vec<&str> = offered.iter().filter(|d| d.unavailable.is_some()).map(|d| d.name).collect();
         if !missing.is_empty() {
-            ui.small(format!("not here: {} (hover for why)", missing.join(", "))).on_hover_text(offered.iter().filter_map(|d| d.unavailable.clone()).collect::<Vec<_>>().join("\n"));
+            let why = offered.iter().filter_map(|d| d.unavailable.clone()).collect::<Vec<_>>().join("\n");
+            ui.small(format!("({} unavailable)", missing.join(", "))).on_hover_text(why);
         }
     });
 }

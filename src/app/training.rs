@@ -245,7 +245,7 @@ impl TrainingPanel {
             ui.add(egui::DragValue::new(&mut s.lr).speed(1e-4).range(1e-6..=1.0));
             ui.end_row();
             ui.label("device");
-            super::reconstruct::device_choice(ui, "train-device", &mut s.device);
+            super::reconstruct::device_choice(ui, "train-device", None, &mut s.device);
             ui.end_row();
         });
     }
