@@ -309,12 +309,12 @@ def torch_forward(model, image_hwc):
         return np.maximum(y, 0.0)
 
 
-def candle_reconstruct(binary, model_path, image_hwc, env):
+def candle_reconstruct(binary, model_path, image_hwc, env, device="cpu"):
     with tempfile.TemporaryDirectory() as tmp:
         rgb_path, out_path = os.path.join(tmp, "rgb.npy"), os.path.join(tmp, "cube.npy")
         np.save(rgb_path, image_hwc)
         run([binary, "reconstruct", rgb_path, "--method", "mscnn", "--model", model_path,
-             "-o", out_path], env)
+             "--device", device, "-o", out_path], env)
         return np.load(out_path)
 
 
@@ -325,9 +325,9 @@ def run(command, env):
     return done.stdout
 
 
-def candle_timings(binary, model_path, repeats, env):
+def candle_timings(binary, model_path, repeats, env, device="cpu"):
     stdout = run([binary, "bench", "recon", "--suite", "parity", "--model", model_path,
-                  "--repeats", str(repeats), "--json"], env)
+                  "--repeats", str(repeats), "--device", device, "--json"], env)
     lines = [line for line in stdout.splitlines() if line.strip()]
     if not lines:
         fail("`bench recon --suite parity` printed nothing")
@@ -340,42 +340,60 @@ def candle_timings(binary, model_path, repeats, env):
              f"{lines[-1][:200]}")
 
 
-def torch_forward_timings(model, repeats, generator):
-    """`repeats` eval forwards of one image under `torch.no_grad()`, after one warm-up."""
+def on_device(cam, device):
+    """A camera batch (dict of tensors, or None) moved to `device`."""
+    return None if cam is None else {k: v.to(device) for k, v in cam.items()}
+
+
+def synchronise(device):
+    """Wait for `device` to finish what was queued (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def torch_forward_timings(model, repeats, generator, device=torch.device("cpu")):
+    """`repeats` eval forwards of one image under `torch.no_grad()`, after one warm-up, on
+    `device` (each timed to the device's finish)."""
     image = torch.rand(1, 3, IMAGE_ROWS, IMAGE_COLS, generator=generator)
     model.eval()
+    net = model if device.type == "cpu" else build_model_like(model).to(device).eval()
     forward_ms = []
     # candle's bench gives a camera-aware model the Canon and a neutral picture's cues
     cam = canon_batch(model, image.numpy())
     if cam is not None and "cues" in cam:
         cam["cues"] = torch.full_like(cam["cues"], 1.0 / 3.0)
+    image, cam = image.to(device), on_device(cam, device)
     with torch.no_grad():
         for i in range(repeats + 1):
             start = time.perf_counter()
-            model(image, cam)
+            net(image, cam)
+            synchronise(device)
             if i > 0:  # the first is the warm-up
                 forward_ms.append(1e3 * (time.perf_counter() - start))
     return forward_ms
 
 
-def torch_train_timings(model, repeats, generator):
+def torch_train_timings(model, repeats, generator, device=torch.device("cpu")):
     """`repeats` train steps after one warm-up, on a copy so that `model` keeps the file's
-    weights. Each step: forward, L1 loss, backward, AdamW update."""
-    trainee = build_model_like(model)
+    weights, on `device`. Each step: forward, L1 loss, backward, AdamW update."""
+    trainee = build_model_like(model).to(device)
     trainee.train()
     optimiser = torch.optim.AdamW(trainee.parameters(), lr=LEARNING_RATE,
                                   weight_decay=WEIGHT_DECAY)
     bands = model.out.out_channels
     train_step_ms = []
-    cam = canon_batch(model, np.full((TRAIN_BATCH, 3, 1, 1), 1.0 / 3.0))
+    cam = on_device(canon_batch(model, np.full((TRAIN_BATCH, 3, 1, 1), 1.0 / 3.0)), device)
     for i in range(repeats + 1):
-        rgb = torch.rand((TRAIN_BATCH, 3, TRAIN_SIDE, TRAIN_SIDE), generator=generator)
-        target = torch.rand((TRAIN_BATCH, bands, TRAIN_SIDE, TRAIN_SIDE), generator=generator)
+        rgb = torch.rand((TRAIN_BATCH, 3, TRAIN_SIDE, TRAIN_SIDE), generator=generator).to(device)
+        target = torch.rand((TRAIN_BATCH, bands, TRAIN_SIDE, TRAIN_SIDE),
+                            generator=generator).to(device)
+        synchronise(device)
         start = time.perf_counter()
         optimiser.zero_grad(set_to_none=True)
         loss = F.l1_loss(trainee(rgb, cam), target)
         loss.backward()
         optimiser.step()
+        synchronise(device)
         if i > 0:
             train_step_ms.append(1e3 * (time.perf_counter() - start))
     return train_step_ms
@@ -488,6 +506,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-only", action="store_true",
                         help="skip everything that needs the binary (agreement, candle timings)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where both engines run the model (cuda: a CUDA build of the binary; "
+                             "the single-op timings are CPU-only and are skipped)")
     parser.add_argument("--init-model", metavar="PATH",
                         help="write random weights and a card to PATH, then exit")
     parser.add_argument("--config", default="31,16,3,0.2",
@@ -505,6 +526,9 @@ def main():
     if args.rounds < 1 or args.repeats < 1 or args.threads < 1:
         fail("--rounds, --repeats and --threads must be at least 1")
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda: this PyTorch sees no CUDA device")
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     config = read_card_config(args.model)
@@ -518,7 +542,7 @@ def main():
     expected = torch_forward(model, image)
     max_abs_diff, tolerance = None, RELATIVE_TOLERANCE * float(np.abs(expected).max())
     if not args.torch_only:
-        got = candle_reconstruct(args.bin, args.model, image, env)
+        got = candle_reconstruct(args.bin, args.model, image, env, args.device)
         if got.shape != expected.shape:
             fail(f"reconstruct wrote shape {got.shape}, PyTorch gives {expected.shape}", 1)
         max_abs_diff = float(np.abs(got.astype(np.float32) - expected).max())
@@ -530,7 +554,8 @@ def main():
     candle_threads, torch_forward_peak_mb = None, None
     for round_index in range(args.rounds):
         if not args.torch_only:
-            report, forward_ms, train_ms = candle_timings(args.bin, args.model, args.repeats, env)
+            report, forward_ms, train_ms = candle_timings(args.bin, args.model, args.repeats, env,
+                                                          args.device)
             candle_forward += forward_ms
             candle_train += train_ms
             candle_threads = report.get("threads", candle_threads)
@@ -539,13 +564,14 @@ def main():
                     if value is not None:
                         candle_ops.setdefault(name, {}).setdefault(path, []).append(value)
         generator = torch.Generator().manual_seed(args.seed + 1 + round_index)
-        forward_ms = torch_forward_timings(model, args.repeats, generator)
+        forward_ms = torch_forward_timings(model, args.repeats, generator, device)
         if torch_forward_peak_mb is None:
             # Before any train step: the process's peak so far is library + model + inference.
             torch_forward_peak_mb = round(peak_rss_mb(), 1)
-        train_ms = torch_train_timings(model, args.repeats, generator)
-        for name, runs in torch_op_timings(args.repeats, generator).items():
-            torch_ops.setdefault(name, []).extend(runs)
+        train_ms = torch_train_timings(model, args.repeats, generator, device)
+        if device.type == "cpu":
+            for name, runs in torch_op_timings(args.repeats, generator).items():
+                torch_ops.setdefault(name, []).extend(runs)
         torch_forward_all += forward_ms
         torch_train += train_ms
         print(f"round {round_index + 1}/{args.rounds}: torch forward "
@@ -573,6 +599,8 @@ def main():
         "candle_train_step_ms": median_or_none(candle_train),
         "torch_train_step_ms": median_or_none(torch_train),
         "ops_8x32x64x64": ops,
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "threads": args.threads,
         "candle_threads": candle_threads,
         "torch_version": torch.__version__,

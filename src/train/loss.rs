@@ -218,7 +218,7 @@ impl CustomOp2 for PixelLossGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
 
     fn random(dims: &[usize], seed: u64, dtype: DType) -> Tensor {
         let mut rng = crate::spectral::rng::Rng::new(seed);
