@@ -324,3 +324,51 @@ fn abundances_sum_by_class_into_maps_that_still_sum_to_one() {
     }
     assert!(s.by_class(&categories[..3]).unwrap_err().to_string().contains("3 categories for 4"));
 }
+
+#[test]
+fn an_inss_run_resumes_from_a_checkpoint_with_its_discriminators_and_ends_where_the_whole_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |steps: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["train", "--method", "inss", "--world", "2", "--size", "64", "--patch", "64", "--width", "4", "--steps", steps, "--batch", "2", "--validate-every", "4", "--checkpoint-every", "2", "--out", out, "--name", "t", "--json"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    // the loss of each step, from the JSON events
+    let losses = |out: &str| -> Vec<(u64, f64)> {
+        out.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == "step").map(|e| (e["step"].as_u64().unwrap(), e["loss"].as_f64().unwrap())).collect()
+    };
+    let full = run("4", "full", &[]);
+    let full_losses = losses(&cli_util::ok(&full.iter().map(String::as_str).collect::<Vec<_>>(), d));
+    assert_eq!(full_losses.len(), 4);
+    // the checkpoint at step 2 holds the generator's moments, the discriminators and theirs
+    let state = candle_core::safetensors::load(d.join("full/checkpoints/ckpt-000002.optim.safetensors"), &Device::Cpu).unwrap();
+    assert!(state.keys().any(|k| k.starts_with("disc.weights.spatial.")) && state.keys().any(|k| k.starts_with("disc.m.")) && state.contains_key("m.signature"), "{:?}", state.keys().take(5).collect::<Vec<_>>());
+    let resumed = run("4", "resumed", &["--resume", "full/checkpoints/ckpt-000002.safetensors"]);
+    let out = cli_util::ok(&resumed.iter().map(String::as_str).collect::<Vec<_>>(), d);
+    assert!(out.contains("\"start_step\":2"), "{out}");
+    // steps 3 and 4 as in the whole run: step 4's loss depends on step 3's update, which needs
+    // the generator's moments and the discriminators (weights and moments) as they were
+    let resumed_losses = losses(&out);
+    assert_eq!(resumed_losses.iter().map(|l| l.0).collect::<Vec<_>>(), [3, 4]);
+    for ((step, a), (_, b)) in full_losses[2..].iter().zip(&resumed_losses) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {step}: loss {a} in the whole run, {b} resumed");
+    }
+    // batches, discriminator turns and offsets depend on (seed, step) alone: the same model, to
+    // the summation order of threads (Adam turns the rounding noise in the gradient of a
+    // convolution bias before batch norm, whose true gradient is zero, into steps of ~lr: so
+    // each tensor is compared on the scale of its values or 10⁻², whichever is larger)
+    let a = candle_core::safetensors::load(d.join("full/t.safetensors"), &Device::Cpu).unwrap();
+    let b = candle_core::safetensors::load(d.join("resumed/t.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (name, ta) in &a {
+        let scale = ta.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-2);
+        let diff = ta.sub(&b[name]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= 1e-4 * scale, "{name} differs by {diff} (of {scale}) after resuming");
+    }
+    // another config, or a checkpoint already past the steps asked for, is refused
+    let wider: Vec<String> = resumed.iter().map(|s| if s == "4" { "8".to_string() } else { s.clone() }).collect();
+    cli_util::fails_with(&wider.iter().map(String::as_str).collect::<Vec<_>>(), d, "another architecture, config or band set");
+    let short: Vec<String> = run("2", "short", &["--resume", "full/checkpoints/ckpt-000002.safetensors"]);
+    cli_util::fails_with(&short.iter().map(String::as_str).collect::<Vec<_>>(), d, "ask for more --steps");
+}

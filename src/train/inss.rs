@@ -29,7 +29,7 @@ use super::{checkpoint, record, send, tensor4, var_tensors, TrainEvent, TrainSum
 use crate::engine::JobContext;
 use crate::models::inss::{grid_spectra, Inss, InssConfig, SpatialDiscriminator, SpectralDiscriminator};
 use crate::models::Architecture;
-use crate::recon::card::ModelCard;
+use crate::recon::card::{ModelCard, ModelFiles};
 use crate::recon::learned::run_tiled;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::library;
@@ -319,9 +319,6 @@ pub fn initial_signature(wavelengths: &[f32], r: &Array2<f32>, cubes: &[Array3<f
 
 /// Train INSS as [`super::train`] asks: on the run's data, each cube's RGB through its camera.
 pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path>, device: &Device, events: &Sender<TrainEvent>, job: &JobContext) -> Result<TrainSummary> {
-    if resume.is_some() {
-        bail_invalid!("inss runs cannot be resumed yet: start a new run");
-    }
     if cfg.steps == 0 || cfg.batch == 0 {
         bail_invalid!("training needs steps ≥ 1 and batch ≥ 1 (got {}, {})", cfg.steps, cfg.batch);
     }
@@ -382,29 +379,48 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let mut optimiser = AdamW::new(trainable, 0.0)?;
     let disc_vars: HashMap<String, candle_core::Var> = disc_map.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| !k.contains("running")).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut disc_optimiser = AdamW::new(disc_vars, 0.0)?;
+    let mut start_step = 0;
+    if let Some(path) = resume {
+        let files = ModelFiles::resolve(path)?;
+        let resumed = ModelCard::load(&files.card)?;
+        if resumed.architecture != Architecture::Inss || resumed.config != card.config || resumed.wavelengths != card.wavelengths {
+            return Err(Error::format(&files.card, "checkpoint is of another architecture, config or band set than this run"));
+        }
+        // the library and the signature come back with the weights
+        let mut varmap = varmap.clone();
+        varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
+        let state_path = checkpoint::optimiser_file(&files.weights);
+        let state = candle_core::safetensors::load(&state_path, device).map_err(|e| Error::format(&state_path, format!("cannot load the training state: {e}")))?;
+        load_training_state(&state, &mut optimiser, &mut disc_optimiser, &disc_map).map_err(|e| Error::format(&state_path, e.to_string()))?;
+        start_step = optimiser.step;
+        if start_step >= cfg.steps {
+            bail_invalid!("the checkpoint is at step {start_step}: ask for more --steps than that to resume");
+        }
+    }
     let lr = if cfg.lr != super::TrainConfig::new(Architecture::Inss, cfg.data.clone()).lr { cfg.lr } else { LR };
     let weights_t = Tensor::from_vec(band_weights(&dataset.train)?.to_vec(), wavelengths.len(), device)?;
     let camera_t = Tensor::from_vec(c.as_standard_layout().iter().copied().collect::<Vec<f32>>(), (3, wavelengths.len()), device)?;
     let loss_weights = InssLoss::default();
-    send(events, TrainEvent::started("inss", cfg.steps, 0, parameters, (dataset.train.len(), dataset.validation.len()), device));
+    send(events, TrainEvent::started("inss", cfg.steps, start_step, parameters, (dataset.train.len(), dataset.validation.len()), device));
     let baselines = regression_baselines(&dataset, &c)?;
     send(events, TrainEvent::Baselines { scores: baselines.clone() });
     // No brightness augmentation (the paper has none): the linear part's brightness is t times
     // a convex mix of reflectances, which a random exposure would ask t to undo patch by patch.
     let sampler = PatchSampler { cubes: &dataset.train, camera: c.clone(), random_cameras: false, light: None, patch: cfg.patch, simulation: cfg.simulation, brightness: (1.0, 1.0) };
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
-    let save_checkpoint = |step: usize, card: &ModelCard| -> Result<std::path::PathBuf> {
-        let (files, _) = checkpoint::checkpoint_files(&checkpoints_dir, step);
+    let save_checkpoint = |step: usize, card: &ModelCard, optimiser: &AdamW, disc_optimiser: &AdamW| -> Result<std::path::PathBuf> {
+        let (files, state_path) = checkpoint::checkpoint_files(&checkpoints_dir, step);
         checkpoint::save_model(&var_tensors(&varmap), card, &files)?;
+        checkpoint::save_safetensors_atomically(&training_state(optimiser, disc_optimiser, &disc_map)?, &state_path)?;
         Ok(files.weights)
     };
     let (mut last_loss, mut last_val, mut last_metrics) = (f64::NAN, None, None);
-    let mut timer = (Instant::now(), 0);
-    for step in 0..cfg.steps {
+    let mut timer = (Instant::now(), start_step);
+    for step in start_step..cfg.steps {
         if let Err(stopped) = job.check() {
-            if step > 0 {
+            if step > start_step {
                 card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), step, start, device, last_loss, last_val));
-                let path = save_checkpoint(step, &card)?;
+                let path = save_checkpoint(step, &card, &optimiser, &disc_optimiser)?;
                 send(events, TrainEvent::Checkpoint { step, path });
             }
             return Err(stopped);
@@ -450,7 +466,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
         }
         if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.steps {
             card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), done, start, device, last_loss, last_val));
-            let path = save_checkpoint(done, &card)?;
+            let path = save_checkpoint(done, &card, &optimiser, &disc_optimiser)?;
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
@@ -458,6 +474,33 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let inss = last_metrics.map(|m| super::BaselineScore { name: "inss".into(), mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
     card.metrics = Some(serde_json::json!({ "validation": inss.iter().chain(&baselines).collect::<Vec<_>>() }));
     super::finish_run(cfg, card, &varmap, out_dir, start, device, (last_loss, last_val), events)
+}
+
+/// What a resumed run needs beyond the model's weights, for a checkpoint's `.optim.safetensors`:
+/// the generator's AdamW moments and step as they are, and under `disc.` the discriminators'
+/// moments and step, and under `disc.weights.` their weights (running statistics included).
+fn training_state(optimiser: &AdamW, disc_optimiser: &AdamW, disc_map: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
+    let mut state = optimiser.state()?;
+    state.extend(disc_optimiser.state()?.into_iter().map(|(k, v)| (format!("disc.{k}"), v)));
+    for (name, var) in disc_map.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        state.insert(format!("disc.weights.{name}"), var.as_tensor().clone());
+    }
+    Ok(state)
+}
+
+/// [`training_state`] read back into the optimisers and the discriminators.
+fn load_training_state(state: &HashMap<String, Tensor>, optimiser: &mut AdamW, disc_optimiser: &mut AdamW, disc_map: &VarMap) -> candle_core::Result<()> {
+    optimiser.load_state(state)?;
+    let disc: HashMap<String, Tensor> = state.iter().filter_map(|(k, v)| k.strip_prefix("disc.").map(|k| (k.to_string(), v.clone()))).collect();
+    disc_optimiser.load_state(&disc)?;
+    for (name, var) in disc_map.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let value = disc.get(&format!("weights.{name}")).ok_or_else(|| candle_core::Error::Msg(format!("no discriminator weight '{name}'")))?;
+        if value.dims() != var.dims() {
+            candle_core::bail!("discriminator weight '{name}' has shape {:?}, the network {:?}", value.dims(), var.dims())
+        }
+        var.set(&value.to_device(var.device())?.to_dtype(var.dtype())?)?;
+    }
+    Ok(())
 }
 
 /// Per-pixel ridge regressions from the RGB (degree 1 and 2), fitted on every other pixel of
