@@ -119,3 +119,30 @@ fn train_fits_a_model_that_reconstruct_and_compare_then_use() {
     fails_with(&["train", "--method", "mstpp", "--dropout", "0.1", "--synthetic", "2", "--out", "x"], d, "--dropout does not apply to mstpp");
     fails_with(&["train", "--method", "linear", "--out", "x"], d, "give exactly one of --data DIR, --synthetic N, --world N or --aerial N");
 }
+
+#[test]
+fn a_whole_training_run_on_the_portable_path_has_the_kernels_losses_step_by_step() {
+    // What a GPU runs (candle's ops) against the CPU kernels, through everything a run does:
+    // data, camera matrices, forward, loss, backward, AdamW. Dropout off (its mask is drawn from
+    // candle's unseeded generator); everything else depends on the seed alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let losses = |ops: &str| -> Vec<f64> {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+            .args(["train", "--method", "basisnet", "--world", "3", "--size", "64", "--steps", "3", "--batch", "2", "--dropout", "0", "--width", "8", "--out", ops, "--json"])
+            .env("SPECTRAL_STUDIO_OPS", ops)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == "step").map(|e| e["loss"].as_f64().unwrap()).collect()
+    };
+    let (kernels, portable) = (losses("kernels"), losses("portable"));
+    assert_eq!(kernels.len(), 3);
+    for (step, (a, b)) in kernels.iter().zip(&portable).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {}: {a} on the kernels, {b} on the portable path", step + 1);
+    }
+    // the steps move the loss: the comparison is of training, not of a frozen model
+    assert!(kernels[0] != kernels[2], "{kernels:?}");
+}
