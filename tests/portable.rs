@@ -212,23 +212,10 @@ fn every_op_agrees_between_the_kernels_and_the_portable_path() {
     }
 }
 
-/// Every weight redrawn from a seeded generator at ±1/√fan-in (vectors ±0.05 around their
-/// initial value), so a run checks the same nets each time; running statistics and Wiener
-/// moments ([`set_smooth_moments`]) kept. (`device_check::reseed` does the same in f32 from its
-/// own generator; this one draws f64 values.)
+/// Every weight redrawn from `check-device`'s seeded generator (the same nets each run), at the
+/// scale it uses; running statistics and Wiener moments kept.
 fn reseed(map: &VarMap, seed: u64) {
-    for (i, (name, var)) in sorted_vars(map).into_iter().enumerate() {
-        if name.contains("running") || name.ends_with("wiener.moment") {
-            continue;
-        }
-        let fan_in: usize = var.dims().iter().skip(1).product();
-        let value = if var.dims().len() > 1 {
-            random(var.dims(), seed + i as u64).affine(1.0 / (fan_in.max(1) as f64).sqrt(), 0.0).unwrap()
-        } else {
-            (var.as_tensor().to_dtype(DType::F64).unwrap() + random(var.dims(), seed + i as u64).affine(0.05, 0.0).unwrap()).unwrap()
-        };
-        var.set(&value.to_dtype(var.dtype()).unwrap()).unwrap();
-    }
+    spectral_studio::bench::device_check::reseed(map, seed).unwrap();
 }
 
 #[test]
