@@ -297,3 +297,39 @@ fn one_clip_bounds_the_sum_of_d_and_semantic_gradients_and_separate_clips_bound_
         assert!(n > 1.01 * tau && n <= 2.0 * tau * (1.0 + 1e-9), "separate clips: {n} vs τ {tau}");
     }
 }
+
+#[test]
+fn a_usr_run_resumes_from_a_checkpoint_with_all_three_optimisers_and_ends_where_the_whole_run_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let args = |steps: &'static str, out: &'static str, resume: Option<&'static str>| {
+        let mut a = vec!["train", "--method", "usr", "--world", "2", "--size", "32", "--patch", "16", "--batch", "2", "--steps", steps, "--width", "8", "--stages", "2", "--validate-every", "4", "--checkpoint-every", "2", "--out", out, "--json"];
+        if let Some(r) = resume {
+            a.extend(["--resume", r]);
+        }
+        a
+    };
+    let losses = |out: &str| -> Vec<(u64, f64)> {
+        out.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["event"] == "step").map(|e| (e["step"].as_u64().unwrap(), e["loss"].as_f64().unwrap())).collect()
+    };
+    let full = losses(&cli_util::ok(&args("4", "full", None), d));
+    assert_eq!(full.len(), 4);
+    let ckpt = "full/checkpoints/ckpt-000002.safetensors";
+    let state = candle_core::safetensors::load(d.join("full/checkpoints/ckpt-000002.optim.safetensors"), &Device::Cpu).unwrap();
+    for prefix in ["g.m.generator.", "d.m.discriminator.", "s.m.semantic.", "g.step", "d.step", "s.step"] {
+        assert!(state.keys().any(|k| k.starts_with(prefix)), "no {prefix}* in the training state");
+    }
+    let out = cli_util::ok(&args("4", "resumed", Some(ckpt)), d);
+    assert!(out.contains("\"start_step\":2"), "{out}");
+    // step 4's loss depends on step 3's updates of all three networks, hence on their moments
+    let resumed = losses(&out);
+    assert_eq!(resumed.iter().map(|l| l.0).collect::<Vec<_>>(), [3, 4]);
+    for ((step, a), (_, b)) in full[2..].iter().zip(&resumed) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {step}: loss {a} in the whole run, {b} resumed");
+    }
+    cli_util::fails_with(&args("2", "short", Some(ckpt)), d, "ask for more --steps");
+    let mut wider = args("4", "wider", Some(ckpt));
+    let width = wider.iter().position(|a| *a == "--width").unwrap() + 1;
+    wider[width] = "4";
+    cli_util::fails_with(&wider, d, "another architecture or config");
+}

@@ -28,7 +28,6 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
         ("depth", a.depth.is_some()),
         ("dropout", a.dropout.is_some()),
         ("real-world", a.real_world),
-        ("resume", a.resume.is_some()),
         ("scale", a.scale.is_some()),
         ("residual", a.residual),
         ("schedule", a.schedule.is_some()),
@@ -59,6 +58,7 @@ pub fn train_usr(a: &TrainArgs) -> Result<()> {
     }
     cfg.loss.separate_clips = a.separate_clips;
     cfg.command = a.command_line.clone();
+    cfg.resume = a.resume.clone();
     let device = parse_device(&a.device)?;
     let out = a.out.clone();
     run_training(a.json, move |tx, job| Ok(run(&cfg, &out, &device, tx, job)?.0))

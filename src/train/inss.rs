@@ -481,7 +481,7 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
 /// moments and step, and under `disc.weights.` their weights (running statistics included).
 fn training_state(optimiser: &AdamW, disc_optimiser: &AdamW, disc_map: &VarMap) -> candle_core::Result<HashMap<String, Tensor>> {
     let mut state = optimiser.state()?;
-    state.extend(disc_optimiser.state()?.into_iter().map(|(k, v)| (format!("disc.{k}"), v)));
+    state.extend(disc_optimiser.state_under("disc.")?);
     for (name, var) in disc_map.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
         state.insert(format!("disc.weights.{name}"), var.as_tensor().clone());
     }
@@ -491,10 +491,9 @@ fn training_state(optimiser: &AdamW, disc_optimiser: &AdamW, disc_map: &VarMap) 
 /// [`training_state`] read back into the optimisers and the discriminators.
 fn load_training_state(state: &HashMap<String, Tensor>, optimiser: &mut AdamW, disc_optimiser: &mut AdamW, disc_map: &VarMap) -> candle_core::Result<()> {
     optimiser.load_state(state)?;
-    let disc: HashMap<String, Tensor> = state.iter().filter_map(|(k, v)| k.strip_prefix("disc.").map(|k| (k.to_string(), v.clone()))).collect();
-    disc_optimiser.load_state(&disc)?;
+    disc_optimiser.load_state_under(state, "disc.")?;
     for (name, var) in disc_map.data().lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let value = disc.get(&format!("weights.{name}")).ok_or_else(|| candle_core::Error::Msg(format!("no discriminator weight '{name}'")))?;
+        let value = state.get(&format!("disc.weights.{name}")).ok_or_else(|| candle_core::Error::Msg(format!("no discriminator weight '{name}'")))?;
         if value.dims() != var.dims() {
             candle_core::bail!("discriminator weight '{name}' has shape {:?}, the network {:?}", value.dims(), var.dims())
         }

@@ -68,6 +68,18 @@ impl AdamW {
         Ok(out)
     }
 
+    /// [`Self::state`] with every name under `prefix`: several optimisers (a GAN's) in one
+    /// checkpoint file.
+    pub fn state_under(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
+        Ok(self.state()?.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)).collect())
+    }
+
+    /// [`Self::load_state`] from the names under `prefix` in `state`.
+    pub fn load_state_under(&mut self, state: &HashMap<String, Tensor>, prefix: &str) -> Result<()> {
+        let mine: HashMap<String, Tensor> = state.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone()))).collect();
+        self.load_state(&mine)
+    }
+
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         for (name, var, m, v) in self.params.iter_mut() {
             let (Some(sm), Some(sv)) = (state.get(&format!("m.{name}")), state.get(&format!("v.{name}"))) else {

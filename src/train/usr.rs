@@ -119,6 +119,9 @@ pub struct UsrTrainConfig {
     pub checkpoint_every: usize,
     pub seed: u64,
     pub command: String,
+    /// A checkpoint to continue from (its `.optim.safetensors` beside it).
+    #[serde(skip)]
+    pub resume: Option<std::path::PathBuf>,
 }
 
 impl UsrTrainConfig {
@@ -141,6 +144,7 @@ impl UsrTrainConfig {
             checkpoint_every: 500,
             seed: 1,
             command: String::new(),
+            resume: None,
         }
     }
 }
@@ -423,10 +427,31 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
     let mut opt_g = AdamW::new(generator_vars, 0.0)?;
     let mut opt_d = AdamW::new(subset(&varmap, "discriminator.", ""), 0.0)?;
     let mut opt_s = AdamW::new(subset(&varmap, "semantic.", ""), 0.0)?;
+    let config = serde_json::to_value(&model).map_err(|e| Error::invalid(e.to_string()))?;
+    let mut start_step = 0;
+    if let Some(path) = &cfg.resume {
+        let files = ModelFiles::resolve(path)?;
+        let resumed = ModelCard::load(&files.card)?;
+        if resumed.architecture != Architecture::Usr || resumed.config != config {
+            return Err(Error::format(&files.card, "checkpoint is of another architecture or config than this run"));
+        }
+        // every network comes back with the weights: generator, camera estimator, discriminator,
+        // semantic branch (and the dictionary, unchanged)
+        varmap.clone().load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
+        let state_path = checkpoint::optimiser_file(&files.weights);
+        let state = candle_core::safetensors::load(&state_path, device).map_err(|e| Error::format(&state_path, format!("cannot load the training state: {e}")))?;
+        for (prefix, opt) in [("g.", &mut opt_g), ("d.", &mut opt_d), ("s.", &mut opt_s)] {
+            opt.load_state_under(&state, prefix).map_err(|e| Error::format(&state_path, e.to_string()))?;
+        }
+        start_step = opt_g.step;
+        if start_step >= cfg.steps {
+            bail_invalid!("the checkpoint is at step {start_step}: ask for more --steps than that to resume");
+        }
+    }
     super::send(events, TrainEvent::Started {
         method: "usr".into(),
         total_steps: cfg.steps,
-        start_step: 0,
+        start_step,
         parameters,
         train_scenes: 2 * cfg.scenes,
         validation_scenes: validation.len(),
@@ -435,7 +460,7 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
     let mut card = ModelCard {
         name: cfg.name.clone(),
         architecture: Architecture::Usr,
-        config: serde_json::to_value(&model).map_err(|e| Error::invalid(e.to_string()))?,
+        config,
         wavelengths: default_wavelengths(),
         camera: ANY_CAMERA.into(),
         input_mean: None,
@@ -450,10 +475,29 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
     };
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let weights = || -> HashMap<String, Tensor> { varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect() };
+    // weights + card, and the three optimisers' moments under g., d. and s.
+    let save_checkpoint = |step: usize, card: &ModelCard, optimisers: [&AdamW; 3]| -> Result<std::path::PathBuf> {
+        let (files, state_path) = checkpoint::checkpoint_files(&checkpoints_dir, step);
+        checkpoint::save_model(&weights(), card, &files)?;
+        let mut state = HashMap::new();
+        for (prefix, opt) in ["g.", "d.", "s."].into_iter().zip(optimisers) {
+            state.extend(opt.state_under(prefix)?);
+        }
+        checkpoint::save_safetensors_atomically(&state, &state_path)?;
+        Ok(files.weights)
+    };
     let (mut last_loss, mut last_val) = (f64::NAN, None);
-    let mut timer = (Instant::now(), 0usize);
-    for step in 0..cfg.steps {
-        job.check()?;
+    let mut timer = (Instant::now(), start_step);
+    for step in start_step..cfg.steps {
+        if let Err(stopped) = job.check() {
+            // Stopping keeps what was learned: a checkpoint at the last step done.
+            if step > start_step {
+                card.training = Some(super::record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), step, start, device, last_loss, last_val));
+                let path = save_checkpoint(step, &card, [&opt_g, &opt_d, &opt_s])?;
+                super::send(events, TrainEvent::Checkpoint { step, path });
+            }
+            return Err(stopped);
+        }
         let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
         let (x, onehot, y_real, atoms) = sample(&pictures, &cubes, cfg, &mut rng);
         let (x, onehot, y_real) = (tensor4(&x, device)?, tensor4(&onehot, device)?, tensor4(&y_real, device)?);
@@ -501,9 +545,8 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
         }
         if done % cfg.checkpoint_every.max(1) == 0 && done < cfg.steps {
             card.training = Some(super::record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), done, start, device, last_loss, last_val));
-            let (files, _) = checkpoint::checkpoint_files(&checkpoints_dir, done);
-            checkpoint::save_model(&weights(), &card, &files)?;
-            super::send(events, TrainEvent::Checkpoint { step: done, path: files.weights });
+            let path = save_checkpoint(done, &card, [&opt_g, &opt_d, &opt_s])?;
+            super::send(events, TrainEvent::Checkpoint { step: done, path });
         }
     }
     card.training = Some(super::record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), cfg.steps, start, device, last_loss, last_val));
@@ -521,10 +564,8 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let super::data::DataSource::World { count, size } = cfg.data else {
         bail_invalid!("usr trains on the world's scenes, unpaired (pictures and cubes from disjoint scenes): choose world scenes as its data");
     };
-    if resume.is_some() {
-        bail_invalid!("usr runs cannot be resumed yet: start a new run");
-    }
     let mut u = UsrTrainConfig::new(count, size);
+    u.resume = resume.map(Path::to_path_buf);
     u.name = cfg.name.clone();
     (u.steps, u.batch, u.seed) = (cfg.steps, cfg.batch, cfg.seed);
     u.patch = cfg.patch.min(size) / 16 * 16;
