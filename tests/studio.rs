@@ -608,7 +608,7 @@ fn a_simulated_pair_fuses_into_a_scored_layer_with_the_learned_kernel_beside_the
     // While it runs, the side panel's Jobs lists it (the fusion module alone takes far longer
     // than two frames on the demo's 256 × 256 pair).
     assert!(h.state().fusion.run.as_ref().is_some_and(|r| r.is_running()), "the fusion finished within two frames");
-    h.get_by_label_contains("fuse ×8 (");
+    h.get_by_label_contains("fuse ×8 on cpu (");
     settle(&mut h);
     let s = h.state();
     let run = s.fusion.run.as_ref().unwrap();
@@ -1068,7 +1068,7 @@ fn a_result_that_cannot_be_scored_says_why() {
 }
 
 #[test]
-fn the_device_is_chosen_in_the_reconstruct_and_training_panels_and_what_this_build_lacks_is_greyed() {
+fn the_device_is_chosen_in_the_reconstruct_training_and_fusion_panels_and_what_this_build_lacks_is_greyed() {
     use egui::accesskit::Role;
     let mut h = demo();
     assert_eq!(h.state().recon.device, "cpu");
@@ -1096,5 +1096,9 @@ fn the_device_is_chosen_in_the_reconstruct_and_training_panels_and_what_this_bui
     click_and_settle(&mut h, "Training");
     assert_eq!(h.state().training.settings.device, "cpu");
     // the side panel's Reconstruct choice and the Training panel's, both shown
+    assert_eq!(h.query_all_by(|n| n.role() == Role::ComboBox && n.value().as_deref() == Some("cpu")).count(), 2);
+    // and the Fusion panel's, where the fusion module and the adaptation run
+    click_and_settle(&mut h, "Fusion");
+    assert_eq!(h.state().fusion.device, "cpu");
     assert_eq!(h.query_all_by(|n| n.role() == Role::ComboBox && n.value().as_deref() == Some("cpu")).count(), 2);
 }

@@ -65,6 +65,8 @@ pub struct FusionPanel {
     /// Simulation: which test kernel and the noise.
     pub sim_kernel: usize,
     pub sim_snr: f64,
+    /// "cpu", "cuda" or "metal": where the fusion module and the adaptation run.
+    pub device: String,
     pub simulated: Option<SimulatedPair>,
     pub run: Option<FusionRun>,
     textures: Vec<(u64, egui::TextureHandle)>,
@@ -72,7 +74,7 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, sim_kernel: 0, sim_snr: 35.0, simulated: None, run: None, textures: Vec::new() }
+        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
     }
 }
 
@@ -86,7 +88,7 @@ pub enum FusionCommand {
 impl FusionPanel {
     /// Pick layers that fit: an RGB and a cube whose sizes are the RGB's divided by the scale.
     pub fn settings_ui(&mut self, ui: &mut egui::Ui, doc: &Document, commands: &mut Vec<FusionCommand>) {
-        let Self { rgb, cube, camera, scale, steps, sim_kernel, sim_snr, run, .. } = self;
+        let Self { rgb, cube, camera, scale, steps, sim_kernel, sim_snr, device, run, .. } = self;
         let name = |id: Option<u64>| id.and_then(|i| doc.get(i)).map(|l| l.name.clone()).unwrap_or_else(|| "choose…".into());
         egui::Grid::new("fusion-settings").num_columns(2).show(ui, |ui| {
             ui.label("high-resolution RGB");
@@ -112,6 +114,9 @@ impl FusionPanel {
             ui.end_row();
             ui.label("adaptation steps");
             ui.add(egui::DragValue::new(steps).range(0..=20_000)).on_hover_text("0: the pretrained fusion module alone");
+            ui.end_row();
+            ui.label("device");
+            super::reconstruct::device_choice(ui, "fusion-device", None, device);
             ui.end_row();
         });
         if crate::recon::fusion::shipped_model().is_none() {
@@ -210,11 +215,11 @@ pub fn simulate(gt: &Cube, camera: &str, kernel: usize, scale: usize, snr_db: f6
     Ok((rgb, lr, name.to_string(), k.framed(Degradation::kernel_side(scale))?))
 }
 
-/// Start fusing `rgb` and `cube` as a job; steps come back on the receiver.
-pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
+/// Start fusing `rgb` and `cube` on `device` as a job; steps come back on the receiver.
+pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, device: String, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let job = Job::spawn(format!("fuse ×{scale}"), waker, move |ctx| {
-        let device = crate::recon::device::parse_device("cpu")?;
+    let job = Job::spawn(format!("fuse ×{scale} on {device}"), waker, move |ctx| {
+        let device = crate::recon::device::parse_device(&device)?;
         let model = crate::recon::fusion::shipped_model().map(|p| FusionModel::load(&p, &device)).transpose()?;
         let c = CameraResponse::parse(&camera)?.on_grid(&cube.wavelengths)?;
         fuse(model.as_ref(), &rgb.data, &cube, &c, &FuseOptions::new(scale, steps), &device, Some(&tx), ctx)
