@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use spectral_studio::bench::device_check::{set_smooth_moments, tiny_config, two_cameras};
+use spectral_studio::bench::device_check::{self, max_abs, set_smooth_moments, sorted_vars, tiny_config, two_cameras};
 use spectral_studio::models::Architecture;
 use spectral_studio::nn::portable::with_portable;
 
@@ -19,9 +19,7 @@ use finite_diff::{gradient_error, random, sampled_gradient_error, weighted_sum};
 /// max |a − b| over max |a| (floored at 1e-12): how far the portable result is from the kernels'.
 fn gap(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.dims(), b.dims());
-    let scale = a.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap().max(1e-12);
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
-    diff / scale
+    device_check::gap(a, b, 1e-12).unwrap()
 }
 
 /// What one pass on one path gave: the loss, its gradient for the input, for every variable
@@ -31,12 +29,6 @@ struct Pass {
     input_grad: Option<Tensor>,
     var_grads: Vec<(String, Option<Tensor>)>,
     after: Vec<(String, Tensor)>,
-}
-
-fn sorted_vars(map: &VarMap) -> Vec<(String, Var)> {
-    let mut vars: Vec<(String, Var)> = map.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars
 }
 
 fn pass(map: &VarMap, x: &Tensor, loss: &dyn Fn(&Tensor) -> candle_core::Result<Tensor>, portable: bool) -> Pass {
@@ -83,15 +75,13 @@ fn agree_fd(name: &str, map: &VarMap, x: &Tensor, loss: &dyn Fn(&Tensor) -> cand
     }
     // A variable whose true gradient is zero (a convolution's bias before batch norm) has
     // rounding noise for one on both paths: gradients are compared on the scale of the largest.
-    let largest = kernels.var_grads.iter().filter_map(|(_, g)| g.as_ref()).map(|g| g.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()).fold(0.0, f64::max);
+    let largest = kernels.var_grads.iter().filter_map(|(_, g)| g.as_ref()).map(|g| max_abs(g).unwrap()).fold(0.0, f64::max);
     let mut compared = 0;
     for ((var, a), (_, b)) in kernels.var_grads.iter().zip(&portable.var_grads) {
         match (a, b) {
             (Some(a), Some(b)) => {
-                let own = a.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
-                let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
-                let scale = own.max(1e-6 * largest).max(1e-300);
-                assert!(diff / scale < tol, "{name}: gradients of {var} differ by {:e} (largest {own:e}, the model's {largest:e})", diff / scale);
+                let (own, relative) = (max_abs(a).unwrap(), device_check::gap(a, b, 1e-6 * largest).unwrap());
+                assert!(relative < tol, "{name}: gradients of {var} differ by {relative:e} (largest {own:e}, the model's {largest:e})");
                 compared += 1;
             }
             (None, None) => {}

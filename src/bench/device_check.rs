@@ -130,18 +130,20 @@ pub fn reseed(map: &VarMap, seed: u64) -> candle_core::Result<()> {
     Ok(())
 }
 
-fn sorted_vars(map: &VarMap) -> Vec<(String, Var)> {
+/// The variables of `map`, by name.
+pub fn sorted_vars(map: &VarMap) -> Vec<(String, Var)> {
     let mut vars: Vec<(String, Var)> = map.data().lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     vars
 }
 
-fn max_abs(t: &Tensor) -> candle_core::Result<f64> {
+/// max |t|, as f64.
+pub fn max_abs(t: &Tensor) -> candle_core::Result<f64> {
     t.abs()?.max_all()?.to_dtype(DType::F64)?.to_device(&Device::Cpu)?.to_scalar::<f64>()
 }
 
 /// max |a − b| / max(max |a|, floor), `b` brought to the CPU.
-fn gap(a: &Tensor, b: &Tensor, floor: f64) -> candle_core::Result<f64> {
+pub fn gap(a: &Tensor, b: &Tensor, floor: f64) -> candle_core::Result<f64> {
     let b = b.to_device(&Device::Cpu)?.to_dtype(a.dtype())?;
     Ok(max_abs(&(a - b)?)? / max_abs(a)?.max(floor).max(1e-30))
 }

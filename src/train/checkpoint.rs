@@ -3,7 +3,8 @@
 
 use crate::recon::card::{ModelCard, ModelFiles};
 use crate::{Error, Result};
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,21 @@ pub fn list_checkpoints(dir: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+/// Continue a run from the checkpoint at `path`: its card must pass `fits` (else the error is
+/// `mismatch`, naming the card), its weights are loaded into `varmap`, and the training state
+/// beside it (`.optim.safetensors`: optimiser moments, and whatever else a trainer keeps there)
+/// is returned with that file's path, for errors naming it.
+pub fn resume(path: &Path, fits: impl FnOnce(&ModelCard) -> bool, mismatch: &str, varmap: &VarMap, device: &Device) -> Result<(HashMap<String, Tensor>, PathBuf)> {
+    let files = ModelFiles::resolve(path)?;
+    if !fits(&ModelCard::load(&files.card)?) {
+        return Err(Error::format(&files.card, mismatch));
+    }
+    varmap.clone().load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
+    let state_path = optimiser_file(&files.weights);
+    let state = candle_core::safetensors::load(&state_path, device).map_err(|e| Error::format(&state_path, format!("cannot load the training state: {e}")))?;
+    Ok((state, state_path))
 }
 
 /// Write weights + card of a model.

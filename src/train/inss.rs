@@ -29,7 +29,7 @@ use super::{checkpoint, record, send, tensor4, var_tensors, TrainEvent, TrainSum
 use crate::engine::JobContext;
 use crate::models::inss::{grid_spectra, Inss, InssConfig, SpatialDiscriminator, SpectralDiscriminator};
 use crate::models::Architecture;
-use crate::recon::card::{ModelCard, ModelFiles};
+use crate::recon::card::ModelCard;
 use crate::recon::learned::run_tiled;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::library;
@@ -381,16 +381,9 @@ pub fn train_from(cfg: &super::TrainConfig, out_dir: &Path, resume: Option<&Path
     let mut disc_optimiser = AdamW::new(disc_vars, 0.0)?;
     let mut start_step = 0;
     if let Some(path) = resume {
-        let files = ModelFiles::resolve(path)?;
-        let resumed = ModelCard::load(&files.card)?;
-        if resumed.architecture != Architecture::Inss || resumed.config != card.config || resumed.wavelengths != card.wavelengths {
-            return Err(Error::format(&files.card, "checkpoint is of another architecture, config or band set than this run"));
-        }
         // the library and the signature come back with the weights
-        let mut varmap = varmap.clone();
-        varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
-        let state_path = checkpoint::optimiser_file(&files.weights);
-        let state = candle_core::safetensors::load(&state_path, device).map_err(|e| Error::format(&state_path, format!("cannot load the training state: {e}")))?;
+        let fits = |c: &ModelCard| c.architecture == Architecture::Inss && c.config == card.config && c.wavelengths == card.wavelengths;
+        let (state, state_path) = checkpoint::resume(path, fits, "checkpoint is of another architecture, config or band set than this run", &varmap, device)?;
         load_training_state(&state, &mut optimiser, &mut disc_optimiser, &disc_map).map_err(|e| Error::format(&state_path, e.to_string()))?;
         start_step = optimiser.step;
         if start_step >= cfg.steps {

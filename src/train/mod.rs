@@ -315,7 +315,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     let start = Instant::now();
     let c = camera.on_grid(&default_wavelengths())?;
     let mut card = base_card(cfg, camera, dataset)?;
-    let mut varmap = VarMap::new();
+    let varmap = VarMap::new();
     let init = seeded::SeededInit { map: varmap.clone(), seed: cfg.seed };
     let net: Box<dyn SpectralNet> = build_net(&card, VarBuilder::from_backend(Box::new(init), DType::F32, device.clone()))?;
     if cfg.patch % net.size_multiple() != 0 {
@@ -339,15 +339,9 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let mut start_step = 0;
     if let Some(path) = resume {
-        let files = ModelFiles::resolve(path)?;
-        let resumed = ModelCard::load(&files.card)?;
-        if resumed.architecture != cfg.method || resumed.config != card.config {
-            return Err(Error::format(&files.card, "checkpoint is of another architecture or config than this run"));
-        }
-        varmap.load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
-        let optim_path = checkpoint::optimiser_file(&files.weights);
-        let state = candle_core::safetensors::load(&optim_path, device).map_err(|e| Error::format(&optim_path, format!("cannot load optimiser state: {e}")))?;
-        optimiser.load_state(&state).map_err(|e| Error::format(&optim_path, e.to_string()))?;
+        let fits = |c: &ModelCard| c.architecture == cfg.method && c.config == card.config;
+        let (state, state_path) = checkpoint::resume(path, fits, "checkpoint is of another architecture or config than this run", &varmap, device)?;
+        optimiser.load_state(&state).map_err(|e| Error::format(&state_path, e.to_string()))?;
         start_step = optimiser.step;
     }
     send(events, TrainEvent::started(cfg.method.name(), cfg.steps, start_step, parameters, (dataset.train.len(), dataset.validation.len()), device));

@@ -430,16 +430,10 @@ pub fn train_usr(cfg: &UsrTrainConfig, out_dir: &Path, device: &Device, events: 
     let config = serde_json::to_value(&model).map_err(|e| Error::invalid(e.to_string()))?;
     let mut start_step = 0;
     if let Some(path) = &cfg.resume {
-        let files = ModelFiles::resolve(path)?;
-        let resumed = ModelCard::load(&files.card)?;
-        if resumed.architecture != Architecture::Usr || resumed.config != config {
-            return Err(Error::format(&files.card, "checkpoint is of another architecture or config than this run"));
-        }
         // every network comes back with the weights: generator, camera estimator, discriminator,
         // semantic branch (and the dictionary, unchanged)
-        varmap.clone().load(&files.weights).map_err(|e| Error::format(&files.weights, format!("cannot load checkpoint weights: {e}")))?;
-        let state_path = checkpoint::optimiser_file(&files.weights);
-        let state = candle_core::safetensors::load(&state_path, device).map_err(|e| Error::format(&state_path, format!("cannot load the training state: {e}")))?;
+        let fits = |c: &ModelCard| c.architecture == Architecture::Usr && c.config == config;
+        let (state, state_path) = checkpoint::resume(path, fits, "checkpoint is of another architecture or config than this run", &varmap, device)?;
         for (prefix, opt) in [("g.", &mut opt_g), ("d.", &mut opt_d), ("s.", &mut opt_s)] {
             opt.load_state_under(&state, prefix).map_err(|e| Error::format(&state_path, e.to_string()))?;
         }
