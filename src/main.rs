@@ -311,6 +311,12 @@ enum Command {
         /// No fusion module: adapt from the bicubic up-sampled cube (the paper's ablation).
         #[arg(long)]
         no_fusion: bool,
+        /// Pass the fusion module's output and every adapted cube through the scene-subspace
+        /// layer of this rank (not in the paper): spectra in the span of the cube's first RANK
+        /// principal directions, matching the RGB exactly. RANK = the image's channels (3) with
+        /// --no-fusion --steps 0 is the classical subspace fusion.
+        #[arg(long, value_name = "RANK")]
+        subspace: Option<usize>,
         /// Learning rate of the adaptation module [default: 9e-5, the paper's].
         #[arg(long)]
         lr_adapt: Option<f64>,
@@ -656,7 +662,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             rgb_out: rgb_out.as_deref(),
             kernel_out: kernel_out.as_deref(),
         }),
-        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, lr_adapt, lr_kernel, srgb, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
+        Command::Fuse { rgb, cube, camera, scale, steps, model, predefined_kernel, no_fusion, subspace, lr_adapt, lr_kernel, srgb, seed, device, output, kernel_out, json } => cli::fuse(cli::FuseArgs {
             rgb: &rgb,
             cube: &cube,
             camera: &camera,
@@ -665,6 +671,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             model: model.as_deref(),
             predefined_kernel,
             no_fusion,
+            subspace,
             lr_adapt,
             lr_kernel,
             srgb,

@@ -12,7 +12,7 @@ use ndarray::{Array2, Array3};
 use spectral_studio::cube::Cube;
 use spectral_studio::engine::JobContext;
 use spectral_studio::models::ual::{self, Adaptation, Degradation, Fusion, UalConfig};
-use spectral_studio::recon::fusion::{evaluate, fuse, kernel_similarity, FuseOptions, FusionEvalConfig, KernelMode, Variant};
+use spectral_studio::recon::fusion::{evaluate, fuse, kernel_similarity, FuseOptions, FusionEvalConfig, KernelMode, SceneSubspace, Variant};
 use spectral_studio::spectral::degrade::{blur_decimate, upsample_bicubic, BlurKernel};
 
 fn tensor3(a: &Array3<f32>) -> Tensor {
@@ -163,6 +163,58 @@ fn adaptation_fits_the_pair_without_ground_truth() {
 }
 
 #[test]
+fn the_scene_subspace_layer_keeps_the_rgb_and_recovers_a_low_rank_scene() {
+    // Three materials mixed in proportions that change from pixel to pixel, faster than the
+    // low-resolution cube can follow: every spectrum lies in a 3-dimensional span.
+    let (bands, scale, size) = (31, 4, 32);
+    let material = |k: usize, b: usize| {
+        let l = b as f32 / (bands - 1) as f32;
+        [0.2 + 0.6 * l, 0.7 - 0.5 * l, 0.3 + 0.3 * (-((l - 0.5) / 0.15).powi(2)).exp()][k]
+    };
+    let share = |k: usize, r: usize, c: usize| 1.0 + (((r * 7 + c * 13 + k * 5) * 2654435761usize) % 97) as f32 / 97.0;
+    let truth = Array3::from_shape_fn((bands, size, size), |(b, r, c)| {
+        let total: f32 = (0..3).map(|k| share(k, r, c)).sum();
+        (0..3).map(|k| share(k, r, c) / total * material(k, b)).sum::<f32>()
+    });
+    let lr = Cube::on_default_grid(blur_decimate(truth.view(), &BlurKernel::motion(7.0, 30.0).unwrap(), scale).unwrap()).unwrap();
+    let camera = Array2::from_shape_fn((3, bands), |(c, b)| {
+        let centre = [25.0, 15.0, 5.0][c];
+        (-((b as f32 - centre) / 4.0).powi(2)).exp()
+    });
+    let hr = spectral_studio::spectral::render::project(camera.view(), truth.view()).unwrap();
+    let job = JobContext::silent();
+    // Rank 3, no fusion module, no steps: the classical subspace fusion gives the truth, though
+    // the cube it takes the span from is blurred; bicubic up-sampling does not.
+    let mut opts = FuseOptions::new(scale, 0);
+    opts.subspace = Some(3);
+    let fused = fuse(None, &hr, &lr, &camera, &opts, &Device::Cpu, None, &job).unwrap();
+    let worst = |a: &Array3<f32>| a.iter().zip(truth.iter()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let bicubic = upsample_bicubic(lr.data.view(), scale, size, size).unwrap();
+    assert!(worst(&fused.cube.data) < 1e-3 && worst(&bicubic) > 0.02, "subspace {} bicubic {}", worst(&fused.cube.data), worst(&bicubic));
+    assert!(fused.cube.meta.description.as_deref().unwrap_or("").contains("rank 3"));
+    // Any cube through a layer of rank ≥ 3 images to X exactly, and a second pass changes nothing.
+    let layer = SceneSubspace::new(&lr.data, &camera, 5, &Device::Cpu).unwrap();
+    let (x, p) = (tensor3(&hr), Tensor::from_iter(camera.iter().copied(), &Device::Cpu).unwrap().reshape((3, bands)).unwrap());
+    let z = random(&[1, bands, size, size], 9).to_dtype(DType::F32).unwrap();
+    let once = layer.apply(&z, &x).unwrap();
+    let twice = layer.apply(&once, &x).unwrap();
+    let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(max(&(ual::project(&once, &p).unwrap() - &x).unwrap()) < 1e-4 * max(&x));
+    assert!(max(&(&twice - &once).unwrap()) < 1e-4 * max(&once));
+    // Its gradient (f64), for the cube it adapts.
+    let (z64, x64) = (random(&[1, bands, 4, 5], 10), random(&[1, 3, 4, 5], 11));
+    let err = gradient_error(&z64, |z| weighted_sum(&layer.apply(z, &x64).map_err(|e| candle_core::Error::Msg(e.to_string()))?, 12));
+    assert!(err < 1e-8, "{err:e}");
+    // Bad requests are named.
+    for rank in [0, 32] {
+        let err = SceneSubspace::new(&lr.data, &camera, rank, &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("rank") && err.contains("1..=31"), "{err}");
+    }
+    let err = SceneSubspace::new(&lr.data, &Array2::zeros((3, bands)), 3, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("sees nothing"), "{err}");
+}
+
+#[test]
 fn the_degradation_network_learns_the_blur_from_a_sharp_cube() {
     use spectral_studio::train::optim::AdamW;
     let (scale, side) = (4, Degradation::kernel_side(4));
@@ -217,10 +269,10 @@ fn the_pretraining_loop_runs_reports_and_writes_a_loadable_model() {
     // The evaluation runs every variant on the same held-out pair.
     let cfg = FusionEvalConfig { scenes: 1, size: 32, scale: 4, snr_db: 35.0, steps: 1, rates: (9e-5, 1e-4), variants: Variant::ALL.to_vec(), protocol: None };
     let scores = evaluate(Some(&model), &cfg, &Device::Cpu, &JobContext::silent()).unwrap();
-    assert_eq!(scores.len(), 5);
+    assert_eq!(scores.len(), Variant::ALL.len());
     for s in &scores {
         assert!(s.psnr.is_finite() && s.sam_deg.is_finite() && s.images == 1, "{s:?}");
-        assert_eq!(s.kernel_similarity.is_some(), matches!(s.variant.as_str(), "ual" | "ual-no-fusion"), "{s:?}");
+        assert_eq!(s.kernel_similarity.is_some(), matches!(s.variant.as_str(), "ual" | "ual-no-fusion" | "ual-subspace"), "{s:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -257,6 +309,12 @@ mod cli {
         };
         let (bicubic, fused) = (psnr(&["--no-fusion", "--steps", "0"], "bicubic8.npy"), psnr(&["--steps", "2"], "fused8.npy"));
         assert!(fused > bicubic + 1.0, "shipped fusion {fused:.2} dB against bicubic {bicubic:.2} dB");
+        // The scene-subspace layer: alone (rank 3, the classical subspace fusion) and on the
+        // fusion module's output (rank 4); both sharper than bicubic up-sampling.
+        let classical = psnr(&["--no-fusion", "--steps", "0", "--subspace", "3"], "subspace8.npy");
+        let layered = psnr(&["--steps", "0", "--subspace", "4"], "layered8.npy");
+        assert!(classical > bicubic + 1.0 && layered > bicubic + 1.0, "subspace {classical:.2}, module + subspace {layered:.2}, bicubic {bicubic:.2} dB");
+        fails_with(&["fuse", "hr8.npy", "lr8.npy", "--camera", "canon", "--scale", "8", "--subspace", "40", "-o", "x.npy"], d, "rank must be in 1..=31");
         // Refusals: a pair that is not one, a bad kernel, writing over the input, no model.
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "8", "--no-fusion", "-o", "x.npy"], d, "at ×8 the cube should be 5×4");
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "40", "--no-fusion", "-o", "x.npy"], d, "scale must be in 2..=32");

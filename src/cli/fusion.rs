@@ -76,6 +76,7 @@ pub struct FuseArgs<'a> {
     pub model: Option<&'a Path>,
     pub predefined_kernel: bool,
     pub no_fusion: bool,
+    pub subspace: Option<usize>,
     pub lr_adapt: Option<f64>,
     pub lr_kernel: Option<f64>,
     pub srgb: bool,
@@ -117,6 +118,7 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
     };
     let mut opts = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
     opts.seed = a.seed;
+    opts.subspace = a.subspace;
     if a.predefined_kernel {
         opts.kernel = KernelMode::Predefined;
     }
@@ -161,13 +163,14 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
             "steps": opts.steps,
             "kernel": opts.kernel,
             "fusion_module": !a.no_fusion,
+            "subspace_rank": opts.subspace,
             "final_loss": last.map(|s| s.loss),
             "seconds": seconds,
             "kernel_out": a.kernel_out,
         }));
     } else {
         println!(
-            "fused {} and {} into {} × {} px × {} bands in {:.1} s ({} adaptation steps{}), wrote {}",
+            "fused {} and {} into {} × {} px × {} bands in {:.1} s ({} adaptation steps{}{}), wrote {}",
             a.rgb.display(),
             a.cube.display(),
             fused.cube.rows(),
@@ -176,6 +179,7 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
             seconds,
             opts.steps,
             last.map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default(),
+            opts.subspace.map(|r| format!(", scene subspace of rank {r}")).unwrap_or_default(),
             a.output.display()
         );
     }
@@ -215,7 +219,7 @@ pub fn compare_fusion(a: CompareFusionArgs) -> Result<()> {
             .collect::<Result<_>>()?,
     };
     let device = parse_device(a.device)?;
-    let needs_model = variants.iter().any(|v| !matches!(v, Variant::Bicubic | Variant::UalNoFusion));
+    let needs_model = variants.iter().any(|v| !matches!(v, Variant::Bicubic | Variant::UalNoFusion | Variant::Subspace));
     let model = match (a.model, needs_model) {
         (Some(p), _) => Some(FusionModel::load(p, &device)?),
         (None, true) => Some(FusionModel::load(&crate::recon::fusion::shipped_model().ok_or_else(|| Error::invalid("no pretrained fusion module found (models/ual-fusion.json); give --model"))?, &device)?),
@@ -239,7 +243,7 @@ pub fn compare_fusion(a: CompareFusionArgs) -> Result<()> {
     }
     eprintln!();
     println!(
-        "{} test scenes of {}² px ({}), ×{}, test kernels {}, {} dB SNR, {} adaptation steps",
+        "{} test scenes of {}, {}² px, ×{}, test kernels {}, {} dB SNR, {} adaptation steps",
         cfg.scenes,
         cfg.world_name(),
         cfg.size,

@@ -85,6 +85,10 @@ pub fn shipped_model() -> Option<std::path::PathBuf> {
 /// loss has mostly settled by 400 (README, Fusion).
 pub const DEFAULT_STEPS: usize = 400;
 
+/// The scene-subspace rank `fuse` and the studio use unless told otherwise (None: the paper's
+/// UAL, no layer; README, Fusion).
+pub const DEFAULT_SUBSPACE: Option<usize> = None;
+
 /// How the blur between the latent cube and the low-resolution one is modelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,12 +115,15 @@ pub struct FuseOptions {
     /// Channels and depth of the adaptation module (None: the fusion module's, or the paper's
     /// 64 and 3 without one).
     pub adaptation: Option<(usize, usize)>,
+    /// Rank of the scene-subspace consistency layer ([`SceneSubspace`], not in the paper) the
+    /// fusion module's output and every adapted cube pass through; None: the paper's UAL.
+    pub subspace: Option<usize>,
     pub seed: u64,
 }
 
 impl FuseOptions {
     pub fn new(scale: usize, steps: usize) -> Self {
-        FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, adaptation: None, seed: 1 }
+        FuseOptions { scale, steps, kernel: KernelMode::Learned, lr_adapt: 9e-5, wd_adapt: 1e-3, lr_kernel: 1e-4, wd_kernel: 1e-5, adaptation: None, subspace: None, seed: 1 }
     }
 
     /// These options with the learning rates given (None keeps the paper's).
@@ -256,6 +263,14 @@ pub fn fuse(
         Some(m) => m.fusion.forward(&x, &y_up)?.detach(),
         None => y_up.clone(),
     };
+    let subspace = opts.subspace.map(|rank| SceneSubspace::new(&lr.data, camera, rank, device)).transpose()?;
+    let consistent = |z: Tensor| -> Result<Tensor> {
+        match &subspace {
+            Some(s) => s.apply(&z, &x),
+            None => Ok(z),
+        }
+    };
+    let rough = consistent(rough)?;
     let p = Tensor::from_iter(camera.iter().copied(), device)?.reshape(camera.dim())?;
     let varmap = VarMap::new();
     let adapt = Adaptation::new(&config, VarBuilder::from_backend(Box::new(SeededInit { map: varmap.clone(), seed: opts.seed }), DType::F32, device.clone()).pp("adapt"))?;
@@ -278,7 +293,7 @@ pub fn fuse(
     let mut z = rough.clone();
     for step in 0..opts.steps {
         job.check()?;
-        z = adapt.forward(&rough)?;
+        z = consistent(adapt.forward(&rough)?)?;
         let down = match &predefined {
             Some(k) => ual::degrade(&z, k, opts.scale)?,
             None => degradation.forward(&z)?,
@@ -309,16 +324,72 @@ pub fn fuse(
     }
     if opts.steps > 0 {
         // The output of the last step's updated weights, as the paper's last epoch.
-        z = adapt.forward(&rough)?;
+        z = consistent(adapt.forward(&rough)?)?;
     }
     let kernel = normalised_kernel(&match &predefined {
         Some(k) => k.clone(),
         None => degradation.var().as_tensor().clone(),
     })?;
     let mut cube = Cube::new(array3(&z)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
-    cube.meta.description = Some(format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase());
+    cube.meta.description = Some(match opts.subspace {
+        Some(rank) => format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel, scene subspace of rank {rank}", opts.scale, opts.steps, opts.kernel).to_lowercase(),
+        None => format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase(),
+    });
     let rough = Cube::new(array3(&rough)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
     Ok(Fused { cube, rough, kernel, steps })
+}
+
+/// The scene-subspace consistency layer (not in the paper; README, Fusion): Z ↦ M·Z + N·X at
+/// every pixel. It takes each spectrum into the span E of the low-resolution cube's first `rank`
+/// principal directions (eigenvectors of its uncentred second moment Σ y·yᵀ: the low-rank
+/// spectral prior of classical fusion methods, which a blurred, noisy cube still gives) and
+/// moves it, inside that span, the least distance that makes its image through the camera P
+/// equal the observed X: a = Eᵀz + Q·(x − P·E·Eᵀz), Q = (PE)ᵀ((PE)(PE)ᵀ + λI)⁻¹, λ 1e-6 of
+/// PE's mean energy per channel (so a camera nearly blind to the span cannot blow noise up).
+/// With `rank` equal to the image's channels the result no longer depends on Z at all: the
+/// classical baseline [`Variant::Subspace`].
+pub struct SceneSubspace {
+    pub rank: usize,
+    /// M = E(I − Q·PE)Eᵀ (bands × bands) and N = E·Q (bands × channels), as tensors.
+    m: Tensor,
+    n: Tensor,
+}
+
+impl SceneSubspace {
+    /// `lr` (bands, rows, cols), `camera` (channels × bands) on its wavelengths.
+    pub fn new(lr: &Array3<f32>, camera: &Array2<f32>, rank: usize, device: &Device) -> Result<Self> {
+        use crate::recon::linalg::{solve_spd, symmetric_eigen};
+        let (bands, rows, cols) = lr.dim();
+        if !(1..=bands).contains(&rank) {
+            bail_invalid!("the scene subspace's rank must be in 1..={bands} (the cube's bands), got {rank}");
+        }
+        if camera.ncols() != bands {
+            bail_invalid!("the camera has {} bands, the cube {bands}", camera.ncols());
+        }
+        let y = Array2::from_shape_fn((bands, rows * cols), |(b, i)| f64::from(lr[[b, i / cols, i % cols]]));
+        let (_, vectors) = symmetric_eigen(&y.dot(&y.t()));
+        let e = vectors.slice(ndarray::s![.., ..rank]).to_owned();
+        let pe = camera.mapv(f64::from).dot(&e);
+        let channels = camera.nrows();
+        let gram = pe.dot(&pe.t());
+        let seen = gram.diag().sum();
+        let blind = || Error::invalid("the camera sees nothing of the cube's spectral subspace (its response is zero there)");
+        if !(seen > 1e-12 * camera.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>()) {
+            return Err(blind());
+        }
+        let inverse = solve_spd(&(&gram + &(Array2::<f64>::eye(channels) * (1e-6 * seen / channels as f64))), &Array2::eye(channels)).ok_or_else(blind)?;
+        let q = pe.t().dot(&inverse);
+        let m = e.dot(&(Array2::<f64>::eye(rank) - q.dot(&pe))).dot(&e.t());
+        let n = e.dot(&q);
+        let tensor = |a: &Array2<f64>| -> Result<Tensor> { Ok(Tensor::from_iter(a.iter().map(|v| *v as f32), device)?.reshape(a.dim())?) };
+        Ok(SceneSubspace { rank, m: tensor(&m)?, n: tensor(&n)? })
+    }
+
+    /// M·z + N·x for `z` (n, bands, H, W) and the image `x` (n, channels, H, W), in `z`'s dtype.
+    pub fn apply(&self, z: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let (m, n) = (self.m.to_dtype(z.dtype())?, self.n.to_dtype(z.dtype())?);
+        Ok((ual::project(z, &m)? + ual::project(&x.to_dtype(z.dtype())?, &n)?)?)
+    }
 }
 
 /// Cosine similarity of two kernels of the same frame: 1 for the same shape, whatever their
@@ -346,10 +417,18 @@ pub enum Variant {
     UalPredefined,
     /// Adaptation from the bicubic cube, no fusion module ("UAL w/o fusion").
     UalNoFusion,
+    /// Classical, not learned: every pixel's spectrum in the scene subspace of rank equal to
+    /// the image's channels, solved from its RGB ([`SceneSubspace`]).
+    Subspace,
+    /// The fusion module's output through the scene-subspace layer of rank channels + 1.
+    FusionOnlySubspace,
+    /// UAL with the scene-subspace layer of rank channels + 1 on every adapted cube.
+    UalSubspace,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [Variant::Bicubic, Variant::FusionOnly, Variant::Ual, Variant::UalPredefined, Variant::UalNoFusion];
+    pub const ALL: [Variant; 8] =
+        [Variant::Bicubic, Variant::Subspace, Variant::FusionOnly, Variant::Ual, Variant::UalPredefined, Variant::UalNoFusion, Variant::FusionOnlySubspace, Variant::UalSubspace];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -358,6 +437,9 @@ impl Variant {
             Variant::Ual => "ual",
             Variant::UalPredefined => "ual-predefined-kernel",
             Variant::UalNoFusion => "ual-no-fusion",
+            Variant::Subspace => "subspace",
+            Variant::FusionOnlySubspace => "fusion-only-subspace",
+            Variant::UalSubspace => "ual-subspace",
         }
     }
 }
@@ -432,18 +514,28 @@ pub fn evaluate(model: Option<&FusionModel>, cfg: &FusionEvalConfig, device: &De
             (opts.lr_adapt, opts.lr_kernel) = cfg.rates;
             // Without a fusion module the adaptation module is still the model's size.
             opts.adaptation = model.map(|m| (m.card.config.width, m.card.config.depth));
+            let channels = hr.dim().0;
             let (cube, kernel) = match variant {
                 Variant::Bicubic => (bicubic(&lr, cfg.scale, rows, cols)?, None),
-                Variant::FusionOnly | Variant::Ual | Variant::UalPredefined | Variant::UalNoFusion => {
-                    let fusion = if *variant == Variant::UalNoFusion { None } else { Some(model.ok_or_else(|| Error::invalid("this variant needs a pretrained fusion module"))?) };
-                    if *variant == Variant::FusionOnly {
+                _ => {
+                    let fusion = if matches!(variant, Variant::UalNoFusion | Variant::Subspace) {
+                        None
+                    } else {
+                        Some(model.ok_or_else(|| Error::invalid("this variant needs a pretrained fusion module"))?)
+                    };
+                    if matches!(variant, Variant::FusionOnly | Variant::FusionOnlySubspace | Variant::Subspace) {
                         opts.steps = 0;
                     }
                     if *variant == Variant::UalPredefined {
                         opts.kernel = KernelMode::Predefined;
                     }
+                    opts.subspace = match variant {
+                        Variant::Subspace => Some(channels),
+                        Variant::FusionOnlySubspace | Variant::UalSubspace => Some(channels + 1),
+                        _ => None,
+                    };
                     let fused = fuse(fusion, &hr, &lr, &camera, &opts, device, None, &JobContext::silent())?;
-                    let learned = matches!(variant, Variant::Ual | Variant::UalNoFusion).then_some(fused.kernel);
+                    let learned = matches!(variant, Variant::Ual | Variant::UalNoFusion | Variant::UalSubspace).then_some(fused.kernel);
                     (fused.cube, learned)
                 }
             };
