@@ -39,6 +39,7 @@ pub struct FusionRun {
     /// What it was started with, for the result's name.
     pub scale: usize,
     pub camera: String,
+    pub subspace: Option<usize>,
 }
 
 impl FusionRun {
@@ -62,6 +63,8 @@ pub struct FusionPanel {
     pub camera: String,
     pub scale: usize,
     pub steps: usize,
+    /// Rank of the scene-subspace layer (0: off, the paper's UAL).
+    pub subspace: usize,
     /// Simulation: which test kernel and the noise.
     pub sim_kernel: usize,
     pub sim_snr: f64,
@@ -74,7 +77,7 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
+        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, subspace: crate::recon::fusion::DEFAULT_SUBSPACE.unwrap_or(0), sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
     }
 }
 
@@ -88,7 +91,7 @@ pub enum FusionCommand {
 impl FusionPanel {
     /// Pick layers that fit: an RGB and a cube whose sizes are the RGB's divided by the scale.
     pub fn settings_ui(&mut self, ui: &mut egui::Ui, doc: &Document, commands: &mut Vec<FusionCommand>) {
-        let Self { rgb, cube, camera, scale, steps, sim_kernel, sim_snr, device, run, .. } = self;
+        let Self { rgb, cube, camera, scale, steps, subspace, sim_kernel, sim_snr, device, run, .. } = self;
         let name = |id: Option<u64>| id.and_then(|i| doc.get(i)).map(|l| l.name.clone()).unwrap_or_else(|| "choose…".into());
         egui::Grid::new("fusion-settings").num_columns(2).show(ui, |ui| {
             ui.label("high-resolution RGB");
@@ -114,6 +117,11 @@ impl FusionPanel {
             ui.end_row();
             ui.label("adaptation steps");
             ui.add(egui::DragValue::new(steps).range(0..=20_000)).on_hover_text("0: the pretrained fusion module alone");
+            ui.end_row();
+            ui.label("scene subspace rank");
+            ui.add(egui::DragValue::new(subspace).range(0..=64)).on_hover_text(
+                "0: off (the paper's UAL). Otherwise every spectrum is kept in the span of the low-resolution cube's first principal spectra and matches the RGB exactly (README, Fusion); 3 with 0 steps is the classical subspace fusion, which no longer uses the module",
+            );
             ui.end_row();
             ui.label("device");
             super::reconstruct::device_choice(ui, "fusion-device", None, device);
@@ -216,19 +224,23 @@ pub fn simulate(gt: &Cube, camera: &str, kernel: usize, scale: usize, snr_db: f6
 }
 
 /// Start fusing `rgb` and `cube` on `device` as a job; steps come back on the receiver.
-pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, device: String, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
+pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, subspace: Option<usize>, device: String, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let job = Job::spawn(format!("fuse ×{scale} on {device}"), waker, move |ctx| {
         let device = crate::recon::device::parse_device(&device)?;
         let model = crate::recon::fusion::shipped_model().map(|p| FusionModel::load(&p, &device)).transpose()?;
         let c = CameraResponse::parse(&camera)?.on_grid(&cube.wavelengths)?;
-        fuse(model.as_ref(), &rgb.data, &cube, &c, &FuseOptions::new(scale, steps), &device, Some(&tx), ctx)
+        let opts = FuseOptions { subspace, ..FuseOptions::new(scale, steps) };
+        fuse(model.as_ref(), &rgb.data, &cube, &c, &opts, &device, Some(&tx), ctx)
     });
     (job, rx)
 }
 
-/// The name and role of a fused result layer: its method, scale, steps and camera.
-pub fn result_layer(seconds: f64, scale: usize, steps: usize, camera: &str) -> (String, Role) {
-    let method = format!("ual fusion ×{scale} ({steps} steps, {camera})");
+/// The name and role of a fused result layer: its method, scale, steps, camera and subspace.
+pub fn result_layer(seconds: f64, scale: usize, steps: usize, camera: &str, subspace: Option<usize>) -> (String, Role) {
+    let method = match subspace {
+        Some(rank) => format!("ual fusion ×{scale} ({steps} steps, {camera}, subspace {rank})"),
+        None => format!("ual fusion ×{scale} ({steps} steps, {camera})"),
+    };
     (method.clone(), Role::Reconstruction { method, seconds, consistent: false, exposure_invariant: false })
 }
