@@ -23,7 +23,8 @@ const SCALE: usize = 8;
 
 /// The suite: fusion module forward, adaptation forward + backward, the degradation network
 /// forward + backward (candle's convolution against ours), one whole adaptation step, and the
-/// default `fuse` extrapolated from them and measured whole when `whole` is set.
+/// default `fuse` extrapolated from them and measured whole when `whole` is set; one step with
+/// the scene-subspace layer against one without, and the classical subspace fusion whole.
 pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool, device: &Device) -> Result<Value> {
     let device = device.clone();
     let model_path = match model {
@@ -63,20 +64,28 @@ pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool, device: &
     // One adaptation step as `fuse` runs it: the difference of 6 steps and 1, over 5.
     let mut opts = FuseOptions::new(SCALE, 1);
     opts.adaptation = model.is_none().then_some((config.width, config.depth));
-    let time_fuse = |steps: usize| -> Result<f64> {
+    let time_fuse = |steps: usize, subspace: Option<usize>| -> Result<f64> {
         let mut o = opts.clone();
-        o.steps = steps;
+        (o.steps, o.subspace) = (steps, subspace);
         let t = Instant::now();
         fuse(model.as_ref(), &hr, &lr, &camera, &o, &device, None, &JobContext::silent())?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
-    let mut steps_ms = Vec::new();
+    // The same step through the scene-subspace layer of rank channels + 1 (its peer: the step
+    // without it, measured alternately in the same loop).
+    let layered = Some(config.msi_bands + 1);
+    let (mut steps_ms, mut layered_ms) = (Vec::new(), Vec::new());
     for _ in 0..repeats.clamp(1, 3) {
-        steps_ms.push((time_fuse(6)? - time_fuse(1)?) / 5.0);
+        steps_ms.push((time_fuse(6, None)? - time_fuse(1, None)?) / 5.0);
+        layered_ms.push((time_fuse(6, layered)? - time_fuse(1, layered)?) / 5.0);
     }
     let step_ms = super::median(&steps_ms);
+    let layered_step_ms = super::median(&layered_ms);
+    // The classical subspace fusion (rank = channels, no module, no step) whole.
+    let classical = FuseOptions { steps: 0, subspace: Some(config.msi_bands), ..opts.clone() };
+    let subspace_ms = median_ms(repeats, || Ok(fuse(None, &hr, &lr, &camera, &classical, &device, None, &JobContext::silent())?))?;
     let estimate_s = (fusion_forward_ms.unwrap_or(0.0) + DEFAULT_STEPS as f64 * step_ms) / 1e3;
-    let whole_s = if whole { Some(time_fuse(DEFAULT_STEPS)? / 1e3) } else { None };
+    let whole_s = if whole { Some(time_fuse(DEFAULT_STEPS, None)? / 1e3) } else { None };
     Ok(json!({
         "suite": "fusion",
         "pair": {"rgb": [SIZE, SIZE], "cube": [lr.bands(), lr.rows(), lr.cols()], "scale": SCALE},
@@ -90,6 +99,9 @@ pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool, device: &
         "degrade_conv2d_forward_backward_ms": degrade_conv2d_ms,
         "degrade_speedup_over_conv2d": degrade_conv2d_ms / degrade_ms,
         "adaptation_step_ms": step_ms,
+        "adaptation_step_subspace_ms": layered_step_ms,
+        "subspace_step_over_plain_step": layered_step_ms / step_ms,
+        "subspace_fuse_ms": subspace_ms,
         "default_steps": DEFAULT_STEPS,
         "default_fuse_estimate_s": estimate_s,
         "default_fuse_measured_s": whole_s,
