@@ -311,12 +311,12 @@ enum Command {
         /// No fusion module: adapt from the bicubic up-sampled cube (the paper's ablation).
         #[arg(long)]
         no_fusion: bool,
-        /// Pass the fusion module's output and every adapted cube through the scene-subspace
-        /// layer of this rank (not in the paper): spectra in the span of the cube's first RANK
-        /// principal directions, matching the RGB exactly. RANK = the image's channels (3) with
-        /// --no-fusion --steps 0 is the classical subspace fusion.
-        #[arg(long, value_name = "RANK")]
-        subspace: Option<usize>,
+        /// The scene-subspace layer (not in the paper) the fusion module's output and every
+        /// adapted cube pass through: spectra in the span of the cube's first RANK principal
+        /// directions, matching the RGB exactly. auto: the image's channels + 1; off: the
+        /// paper's UAL; 3 with --no-fusion --steps 0: the classical subspace fusion.
+        #[arg(long, value_name = "auto|off|RANK", default_value = "auto")]
+        subspace: String,
         /// Learning rate of the adaptation module [default: 9e-5, the paper's].
         #[arg(long)]
         lr_adapt: Option<f64>,
@@ -671,7 +671,7 @@ fn run(command: Command) -> spectral_studio::Result<()> {
             model: model.as_deref(),
             predefined_kernel,
             no_fusion,
-            subspace,
+            subspace: &subspace,
             lr_adapt,
             lr_kernel,
             srgb,

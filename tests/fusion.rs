@@ -307,14 +307,15 @@ mod cli {
             let eval: serde_json::Value = serde_json::from_str(&ok(&["eval", out, "scene8/cube.npy", "--json"], d)).unwrap();
             eval["psnr"].as_f64().unwrap_or_else(|| panic!("no psnr in {eval}"))
         };
-        let (bicubic, fused) = (psnr(&["--no-fusion", "--steps", "0"], "bicubic8.npy"), psnr(&["--steps", "2"], "fused8.npy"));
+        let (bicubic, fused) = (psnr(&["--no-fusion", "--steps", "0", "--subspace", "off"], "bicubic8.npy"), psnr(&["--steps", "2", "--subspace", "off"], "fused8.npy"));
         assert!(fused > bicubic + 1.0, "shipped fusion {fused:.2} dB against bicubic {bicubic:.2} dB");
         // The scene-subspace layer: alone (rank 3, the classical subspace fusion) and on the
-        // fusion module's output (rank 4); both sharper than bicubic up-sampling.
+        // fusion module's output (rank 4, the default); both sharper than bicubic up-sampling.
         let classical = psnr(&["--no-fusion", "--steps", "0", "--subspace", "3"], "subspace8.npy");
-        let layered = psnr(&["--steps", "0", "--subspace", "4"], "layered8.npy");
+        let layered = psnr(&["--steps", "0"], "layered8.npy");
         assert!(classical > bicubic + 1.0 && layered > bicubic + 1.0, "subspace {classical:.2}, module + subspace {layered:.2}, bicubic {bicubic:.2} dB");
         fails_with(&["fuse", "hr8.npy", "lr8.npy", "--camera", "canon", "--scale", "8", "--subspace", "40", "-o", "x.npy"], d, "rank must be in 1..=31");
+        fails_with(&["fuse", "hr8.npy", "lr8.npy", "--camera", "canon", "--scale", "8", "--subspace", "some", "-o", "x.npy"], d, "--subspace takes auto, off or a rank, got 'some'");
         // Refusals: a pair that is not one, a bad kernel, writing over the input, no model.
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "8", "--no-fusion", "-o", "x.npy"], d, "at ×8 the cube should be 5×4");
         fails_with(&["fuse", "hr.npy", "lr.npy", "--camera", "canon", "--scale", "40", "--no-fusion", "-o", "x.npy"], d, "scale must be in 2..=32");

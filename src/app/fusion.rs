@@ -77,7 +77,7 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, subspace: crate::recon::fusion::DEFAULT_SUBSPACE.unwrap_or(0), sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
+        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, subspace: crate::recon::fusion::DEFAULT_RGB_SUBSPACE, sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
     }
 }
 

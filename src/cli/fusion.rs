@@ -76,7 +76,8 @@ pub struct FuseArgs<'a> {
     pub model: Option<&'a Path>,
     pub predefined_kernel: bool,
     pub no_fusion: bool,
-    pub subspace: Option<usize>,
+    /// "auto" (the image's channels + 1), "off" or a rank.
+    pub subspace: &'a str,
     pub lr_adapt: Option<f64>,
     pub lr_kernel: Option<f64>,
     pub srgb: bool,
@@ -118,7 +119,11 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
     };
     let mut opts = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
     opts.seed = a.seed;
-    opts.subspace = a.subspace;
+    opts.subspace = match a.subspace.trim() {
+        "auto" => Some(rgb.data.dim().0 + 1),
+        "off" | "0" => None,
+        rank => Some(rank.parse().map_err(|_| Error::invalid(format!("--subspace takes auto, off or a rank, got '{rank}'")))?),
+    };
     if a.predefined_kernel {
         opts.kernel = KernelMode::Predefined;
     }
