@@ -355,7 +355,7 @@ enum Command {
         /// Pretrained fusion module (default: the shipped models/ual-fusion).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Comma-separated subset of bicubic, fusion-only, ual, ual-predefined-kernel, ual-no-fusion.
+        /// Comma-separated subset of bicubic, subspace, fusion-only, ual, ual-predefined-kernel, ual-no-fusion, fusion-only-subspace, ual-subspace (default: all).
         #[arg(long)]
         variants: Option<String>,
         /// The test scenes' world: held-out (spectra, lights and cameras the pretraining never
