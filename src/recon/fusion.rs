@@ -157,7 +157,7 @@ pub struct FuseStep {
 pub struct Fused {
     /// Ẑ on the low-resolution cube's wavelengths, clipped at zero.
     pub cube: Cube,
-    /// The fusion module's Z̃ alone.
+    /// The fusion module's Z̃ alone (through the scene-subspace layer when there is one).
     pub rough: Cube,
     /// The blur the degradation network ended with, normalised to sum one (K×K, centred at
     /// ⌊K/2⌋); the predefined Ĥ framed alike when it was not learned.
