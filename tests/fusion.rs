@@ -12,7 +12,7 @@ use ndarray::{Array2, Array3};
 use spectral_studio::cube::Cube;
 use spectral_studio::engine::JobContext;
 use spectral_studio::models::ual::{self, Adaptation, Degradation, Fusion, UalConfig};
-use spectral_studio::recon::fusion::{evaluate, fuse, kernel_similarity, FuseOptions, FusionEvalConfig, KernelMode, SceneSubspace, Variant};
+use spectral_studio::recon::fusion::{evaluate, fuse, kernel_similarity, FuseOptions, FusionEvalConfig, KernelMode, SceneSubspace, SubspaceChoice, Variant};
 use spectral_studio::spectral::degrade::{blur_decimate, upsample_bicubic, BlurKernel};
 
 fn tensor3(a: &Array3<f32>) -> Tensor {
@@ -212,6 +212,15 @@ fn the_scene_subspace_layer_keeps_the_rgb_and_recovers_a_low_rank_scene() {
     }
     let err = SceneSubspace::new(&lr.data, &Array2::zeros((3, bands)), 3, &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("sees nothing"), "{err}");
+    // auto: rank 4 where the camera sees every band (the Canon on 400–700 nm), off where it is
+    // blind to some (the Canon on 400–2450 nm, where the layer would invent the infrared).
+    let canon = spectral_studio::spectral::camera::CameraResponse::parse("canon").unwrap();
+    let grid = |last: f32, n: usize| (0..n).map(|i| 400.0 + (last - 400.0) * i as f32 / (n - 1) as f32).collect::<Vec<f32>>();
+    assert_eq!(SubspaceChoice::Auto.rank(&canon.on_grid(&grid(700.0, 31)).unwrap()), Some(4));
+    assert_eq!(SubspaceChoice::Auto.rank(&canon.on_grid(&grid(2450.0, 180)).unwrap()), None);
+    assert_eq!(SubspaceChoice::parse("off").unwrap().rank(&camera), None);
+    assert_eq!(SubspaceChoice::parse("6").unwrap().rank(&camera), Some(6));
+    assert!(SubspaceChoice::parse("six").err().unwrap().to_string().contains("auto, off or a rank"));
 }
 
 #[test]

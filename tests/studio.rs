@@ -625,8 +625,8 @@ fn a_simulated_pair_fuses_into_a_scored_layer_with_the_learned_kernel_beside_the
     // off (the paper's UAL) the same run gives a layer of its own, scored and less sharp.
     assert!(layer.name.contains("subspace 4"), "{}", layer.name);
     let layered = score.metrics.psnr;
-    h.get_by_label("scene subspace rank");
-    h.state_mut().fusion.subspace = 0;
+    h.get_by_label("scene subspace");
+    h.state_mut().fusion.subspace = spectral_studio::recon::fusion::SubspaceChoice::Off;
     h.get_by_label("Fuse").click();
     settle(&mut h);
     let s = h.state();

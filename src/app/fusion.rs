@@ -7,7 +7,7 @@
 use super::document::{Document, LayerData, Role};
 use crate::engine::{Job, Waker};
 use crate::models::ual::Degradation;
-use crate::recon::fusion::{fuse, FuseOptions, FuseStep, Fused, FusionModel};
+use crate::recon::fusion::{fuse, FuseOptions, FuseStep, Fused, FusionModel, SubspaceChoice};
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::degrade::BlurKernel;
 use crate::{Cube, Result, RgbImage};
@@ -39,7 +39,7 @@ pub struct FusionRun {
     /// What it was started with, for the result's name.
     pub scale: usize,
     pub camera: String,
-    pub subspace: Option<usize>,
+    pub subspace: SubspaceChoice,
 }
 
 impl FusionRun {
@@ -63,8 +63,8 @@ pub struct FusionPanel {
     pub camera: String,
     pub scale: usize,
     pub steps: usize,
-    /// Rank of the scene-subspace layer (0: off, the paper's UAL).
-    pub subspace: usize,
+    /// The scene-subspace layer: auto, off (the paper's UAL) or a rank.
+    pub subspace: SubspaceChoice,
     /// Simulation: which test kernel and the noise.
     pub sim_kernel: usize,
     pub sim_snr: f64,
@@ -77,7 +77,7 @@ pub struct FusionPanel {
 
 impl Default for FusionPanel {
     fn default() -> Self {
-        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, subspace: crate::recon::fusion::DEFAULT_RGB_SUBSPACE, sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
+        FusionPanel { rgb: None, cube: None, camera: "canon-eos-5d-mark-ii".into(), scale: 8, steps: crate::recon::fusion::DEFAULT_STEPS, subspace: SubspaceChoice::Auto, sim_kernel: 0, sim_snr: 35.0, device: "cpu".into(), simulated: None, run: None, textures: Vec::new() }
     }
 }
 
@@ -118,10 +118,18 @@ impl FusionPanel {
             ui.label("adaptation steps");
             ui.add(egui::DragValue::new(steps).range(0..=20_000)).on_hover_text("0: the pretrained fusion module alone");
             ui.end_row();
-            ui.label("scene subspace rank");
-            ui.add(egui::DragValue::new(subspace).range(0..=64)).on_hover_text(
-                "0: off (the paper's UAL). Otherwise every spectrum is kept in the span of the low-resolution cube's first principal spectra and matches the RGB exactly (README, Fusion); 3 with 0 steps is the classical subspace fusion, which no longer uses the module",
-            );
+            ui.label("scene subspace");
+            egui::ComboBox::from_id_salt("fusion-subspace")
+                .selected_text(subspace.name())
+                .show_ui(ui, |ui| {
+                    for choice in [SubspaceChoice::Auto, SubspaceChoice::Off, SubspaceChoice::Rank(3), SubspaceChoice::Rank(4), SubspaceChoice::Rank(6), SubspaceChoice::Rank(8)] {
+                        ui.selectable_value(subspace, choice, choice.name());
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "Every spectrum kept in the span of the low-resolution cube's first principal spectra and true to the RGB (README, Fusion). auto: rank 4 where the camera sees every band, off otherwise; off: the paper's UAL; rank 3 with 0 steps: the classical subspace fusion, which no longer uses the module",
+                );
             ui.end_row();
             ui.label("device");
             super::reconstruct::device_choice(ui, "fusion-device", None, device);
@@ -224,19 +232,20 @@ pub fn simulate(gt: &Cube, camera: &str, kernel: usize, scale: usize, snr_db: f6
 }
 
 /// Start fusing `rgb` and `cube` on `device` as a job; steps come back on the receiver.
-pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, subspace: Option<usize>, device: String, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
+pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, steps: usize, subspace: SubspaceChoice, device: String, waker: Waker) -> (Job<Fused>, crossbeam_channel::Receiver<FuseStep>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let job = Job::spawn(format!("fuse ×{scale} on {device}"), waker, move |ctx| {
         let device = crate::recon::device::parse_device(&device)?;
         let model = crate::recon::fusion::shipped_model().map(|p| FusionModel::load(&p, &device)).transpose()?;
         let c = CameraResponse::parse(&camera)?.on_grid(&cube.wavelengths)?;
-        let opts = FuseOptions { subspace, ..FuseOptions::new(scale, steps) };
+        let opts = FuseOptions { subspace: subspace.rank(&c), ..FuseOptions::new(scale, steps) };
         fuse(model.as_ref(), &rgb.data, &cube, &c, &opts, &device, Some(&tx), ctx)
     });
     (job, rx)
 }
 
-/// The name and role of a fused result layer: its method, scale, steps, camera and subspace.
+/// The name and role of a fused result layer: its method, scale, steps, camera and the rank of
+/// the subspace layer it went through.
 pub fn result_layer(seconds: f64, scale: usize, steps: usize, camera: &str, subspace: Option<usize>) -> (String, Role) {
     let method = match subspace {
         Some(rank) => format!("ual fusion ×{scale} ({steps} steps, {camera}, subspace {rank})"),

@@ -817,7 +817,7 @@ impl Studio {
         let cube = p.cube.and_then(|id| self.doc.get(id)).and_then(|l| l.data.cube().cloned());
         let (Some(rgb), Some(cube)) = (rgb, cube) else { return self.error("fusion: choose an RGB layer and a cube layer") };
         let (camera, scale, steps, pair) = (p.camera.clone(), p.scale, p.steps, (p.rgb.unwrap_or_default(), p.cube.unwrap_or_default()));
-        let subspace = (p.subspace > 0).then_some(p.subspace);
+        let subspace = p.subspace;
         let (job, events) = fusion::start(rgb, cube, camera, scale, steps, subspace, p.device.clone(), self.waker());
         self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair, scale, camera: self.fusion.camera.clone(), subspace });
     }
@@ -834,7 +834,7 @@ impl Studio {
             Ok(fused) => {
                 run.kernel = Some(fused.kernel.clone());
                 run.status = format!("finished in {seconds:.0} s{}", fused.steps.last().map(|s| format!(", final loss {:.5}", s.loss)).unwrap_or_default());
-                let (name, role) = fusion::result_layer(seconds, run.scale, fused.steps.len(), &run.camera, run.subspace);
+                let (name, role) = fusion::result_layer(seconds, run.scale, fused.steps.len(), &run.camera, fused.subspace);
                 // The fusion belongs to the scene of its high-resolution RGB.
                 let scene = self.doc.get(run.pair.0).map(|l| l.scene);
                 let cube = LayerData::Cube(Arc::new(fused.cube));

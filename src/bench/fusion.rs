@@ -84,7 +84,7 @@ pub fn fusion_suite(repeats: usize, model: Option<&Path>, whole: bool, device: &
     // The classical subspace fusion (rank = channels, no module, no step) whole.
     let classical = FuseOptions { steps: 0, subspace: Some(config.msi_bands), ..opts.clone() };
     let subspace_ms = median_ms(repeats, || Ok(fuse(None, &hr, &lr, &camera, &classical, &device, None, &JobContext::silent())?))?;
-    // The default `fuse` runs with the layer (DEFAULT_RGB_SUBSPACE).
+    // The default `fuse` runs with the layer (SubspaceChoice::Auto: this camera sees every band).
     let estimate_s = (fusion_forward_ms.unwrap_or(0.0) + DEFAULT_STEPS as f64 * layered_step_ms) / 1e3;
     let whole_s = if whole { Some(time_fuse(DEFAULT_STEPS, layered)? / 1e3) } else { None };
     Ok(json!({

@@ -119,11 +119,11 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
     };
     let mut opts = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
     opts.seed = a.seed;
-    opts.subspace = match a.subspace.trim() {
-        "auto" => Some(rgb.data.dim().0 + 1),
-        "off" | "0" => None,
-        rank => Some(rank.parse().map_err(|_| Error::invalid(format!("--subspace takes auto, off or a rank, got '{rank}'")))?),
-    };
+    let choice = crate::recon::fusion::SubspaceChoice::parse(a.subspace)?;
+    opts.subspace = choice.rank(&camera);
+    if choice == crate::recon::fusion::SubspaceChoice::Auto && opts.subspace.is_none() {
+        eprintln!("note: camera {} is blind to some of {}'s bands, so the scene-subspace layer is off (--subspace RANK forces it)", a.camera, a.cube.display());
+    }
     if a.predefined_kernel {
         opts.kernel = KernelMode::Predefined;
     }

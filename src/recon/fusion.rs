@@ -85,10 +85,55 @@ pub fn shipped_model() -> Option<std::path::PathBuf> {
 /// loss has mostly settled by 400 (README, Fusion).
 pub const DEFAULT_STEPS: usize = 400;
 
-/// The scene-subspace rank `fuse` and the studio use for an RGB unless told otherwise: its 3
-/// channels + 1 (README, Fusion: with the layer UAL beats its module's output and bicubic
-/// up-sampling on PSNR and SAM; without it, the paper's UAL, it does not on SAM).
-pub const DEFAULT_RGB_SUBSPACE: usize = 4;
+/// Whether and at which rank `fuse` uses the scene-subspace layer ([`SceneSubspace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubspaceChoice {
+    /// The default: the image's channels + 1 where the camera sees every band of the cube
+    /// (README, Fusion: there UAL with the layer beats its module's output and bicubic
+    /// up-sampling on PSNR and SAM, and the paper's UAL does not on SAM); off where it is blind
+    /// to some (a 400–2450 nm cube under an RGB camera), since the layer would then invent the
+    /// bands the camera cannot see from the ones it can.
+    #[default]
+    Auto,
+    /// The paper's UAL.
+    Off,
+    Rank(usize),
+}
+
+impl SubspaceChoice {
+    /// `auto`, `off` (or 0) or a rank.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "auto" => Ok(SubspaceChoice::Auto),
+            "off" | "0" => Ok(SubspaceChoice::Off),
+            rank => rank.parse().map(SubspaceChoice::Rank).map_err(|_| Error::invalid(format!("--subspace takes auto, off or a rank, got '{rank}'"))),
+        }
+    }
+
+    /// The rank for a pair photographed through `camera` (channels × the cube's bands).
+    pub fn rank(self, camera: &Array2<f32>) -> Option<usize> {
+        match self {
+            SubspaceChoice::Off => None,
+            SubspaceChoice::Rank(r) => Some(r),
+            SubspaceChoice::Auto => camera_sees_every_band(camera).then_some(camera.nrows() + 1),
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            SubspaceChoice::Auto => "auto".into(),
+            SubspaceChoice::Off => "off".into(),
+            SubspaceChoice::Rank(r) => format!("rank {r}"),
+        }
+    }
+}
+
+/// Whether every band gets at least 1e-3 of the camera's strongest band's total response.
+pub fn camera_sees_every_band(camera: &Array2<f32>) -> bool {
+    let totals = camera.sum_axis(ndarray::Axis(0));
+    let max = totals.iter().fold(0f32, |m, v| m.max(*v));
+    max > 0.0 && totals.iter().all(|v| *v >= 1e-3 * max)
+}
 
 /// How the blur between the latent cube and the low-resolution one is modelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +208,8 @@ pub struct Fused {
     /// ⌊K/2⌋); the predefined Ĥ framed alike when it was not learned.
     pub kernel: Array2<f32>,
     pub steps: Vec<FuseStep>,
+    /// The rank of the scene-subspace layer it went through (None: none).
+    pub subspace: Option<usize>,
 }
 
 /// Bicubic up-sampling of `lr` by `scale` to `rows`×`cols`: the first baseline.
@@ -337,7 +384,7 @@ pub fn fuse(
         None => format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase(),
     });
     let rough = Cube::new(array3(&rough)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
-    Ok(Fused { cube, rough, kernel, steps })
+    Ok(Fused { cube, rough, kernel, steps, subspace: opts.subspace })
 }
 
 /// The scene-subspace consistency layer (not in the paper; README, Fusion): Z ↦ M·Z + N·X at
