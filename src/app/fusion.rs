@@ -39,7 +39,6 @@ pub struct FusionRun {
     /// What it was started with, for the result's name.
     pub scale: usize,
     pub camera: String,
-    pub subspace: SubspaceChoice,
 }
 
 impl FusionRun {

@@ -817,9 +817,8 @@ impl Studio {
         let cube = p.cube.and_then(|id| self.doc.get(id)).and_then(|l| l.data.cube().cloned());
         let (Some(rgb), Some(cube)) = (rgb, cube) else { return self.error("fusion: choose an RGB layer and a cube layer") };
         let (camera, scale, steps, pair) = (p.camera.clone(), p.scale, p.steps, (p.rgb.unwrap_or_default(), p.cube.unwrap_or_default()));
-        let subspace = p.subspace;
-        let (job, events) = fusion::start(rgb, cube, camera, scale, steps, subspace, p.device.clone(), self.waker());
-        self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair, scale, camera: self.fusion.camera.clone(), subspace });
+        let (job, events) = fusion::start(rgb, cube, camera, scale, steps, p.subspace, p.device.clone(), self.waker());
+        self.fusion.run = Some(fusion::FusionRun { job: Some(job), events, losses: Vec::new(), total_steps: steps, status: format!("fusing ×{scale}, {steps} adaptation steps"), kernel: None, pair, scale, camera: self.fusion.camera.clone() });
     }
 
     fn poll_fusion_run(&mut self) {
