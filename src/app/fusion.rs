@@ -246,9 +246,7 @@ pub fn start(rgb: Arc<RgbImage>, cube: Arc<Cube>, camera: String, scale: usize, 
 /// The name and role of a fused result layer: its method, scale, steps, camera and the rank of
 /// the subspace layer it went through.
 pub fn result_layer(seconds: f64, scale: usize, steps: usize, camera: &str, subspace: Option<usize>) -> (String, Role) {
-    let method = match subspace {
-        Some(rank) => format!("ual fusion ×{scale} ({steps} steps, {camera}, subspace {rank})"),
-        None => format!("ual fusion ×{scale} ({steps} steps, {camera})"),
-    };
+    let layer = subspace.map(|rank| format!(", subspace {rank}")).unwrap_or_default();
+    let method = format!("ual fusion ×{scale} ({steps} steps, {camera}{layer})");
     (method.clone(), Role::Reconstruction { method, seconds, consistent: false, exposure_invariant: false })
 }

@@ -10,7 +10,7 @@ use crate::cube::Cube;
 use crate::engine::{CancelToken, JobContext};
 use crate::io::{self, OpenOptions};
 use crate::recon::device::parse_device;
-use crate::recon::fusion::{fuse as run_fuse, FuseOptions, FuseStep, FusionModel, KernelMode};
+use crate::recon::fusion::{fuse as run_fuse, FuseOptions, FuseStep, FusionModel, KernelMode, SubspaceChoice};
 use crate::rgb::RgbImage;
 use crate::spectral::camera::CameraResponse;
 use crate::spectral::degrade::{BlurKernel, Degradation};
@@ -119,9 +119,9 @@ pub fn fuse(a: FuseArgs) -> Result<()> {
     };
     let mut opts = FuseOptions::new(a.scale, a.steps).with_rates(a.lr_adapt, a.lr_kernel)?;
     opts.seed = a.seed;
-    let choice = crate::recon::fusion::SubspaceChoice::parse(a.subspace)?;
+    let choice = SubspaceChoice::parse(a.subspace)?;
     opts.subspace = choice.rank(&camera);
-    if choice == crate::recon::fusion::SubspaceChoice::Auto && opts.subspace.is_none() {
+    if choice == SubspaceChoice::Auto && opts.subspace.is_none() {
         eprintln!("note: camera {} is blind to some of {}'s bands, so the scene-subspace layer is off (--subspace RANK forces it)", a.camera, a.cube.display());
     }
     if a.predefined_kernel {

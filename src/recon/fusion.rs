@@ -379,10 +379,8 @@ pub fn fuse(
         None => degradation.var().as_tensor().clone(),
     })?;
     let mut cube = Cube::new(array3(&z)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
-    cube.meta.description = Some(match opts.subspace {
-        Some(rank) => format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel, scene subspace of rank {rank}", opts.scale, opts.steps, opts.kernel).to_lowercase(),
-        None => format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel", opts.scale, opts.steps, opts.kernel).to_lowercase(),
-    });
+    let layer = opts.subspace.map(|rank| format!(", scene subspace of rank {rank}")).unwrap_or_default();
+    cube.meta.description = Some(format!("UAL fusion ×{}, {} adaptation steps, {:?} kernel{layer}", opts.scale, opts.steps, opts.kernel).to_lowercase());
     let rough = Cube::new(array3(&rough)?.mapv(|v| v.max(0.0)), lr.wavelengths.clone())?;
     Ok(Fused { cube, rough, kernel, steps, subspace: opts.subspace })
 }
