@@ -470,6 +470,15 @@ enum Command {
         /// 2D dropout probability after each activation (mscnn default 0.2, the paper's).
         #[arg(long)]
         dropout: Option<f64>,
+        /// mscnn, basisnet, mstpp: keep an exponential moving average of the weights with this
+        /// decay (e.g. 0.999), and validate and write the average instead of the last step's
+        /// weights.
+        #[arg(long)]
+        ema: Option<f64>,
+        /// mscnn, basisnet, mstpp: add W·mean(1 − cos), the spectral angle between each
+        /// pixel's predicted and true spectrum, to --loss.
+        #[arg(long)]
+        angle: Option<f64>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value_t = 250)]
@@ -532,6 +541,10 @@ enum Command {
         /// Write each method's score into its model card (`metrics`).
         #[arg(long)]
         record: bool,
+        /// With --protocol: also list every test scene's light and camera and each method's
+        /// MRAE on it (and RMSE and SAM in --json).
+        #[arg(long, requires = "protocol")]
+        per_scene: bool,
         #[arg(long)]
         json: bool,
     },
@@ -698,21 +711,21 @@ fn run(command: Command) -> spectral_studio::Result<()> {
         Command::CheckDevice { device, json } => cli::check_device(&device, json),
         Command::Methods { json } => cli::methods(json),
         Command::Train {
-            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, ema, angle, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
         } => cli::train(cli::TrainArgs {
-            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, seed,
+            method, data, synthetic, world, aerial, size, camera, real_world, steps, batch, patch, lr, schedule, loss, width, depth, basis, stages, order, scale, residual, ablate, camera_loss, separate_clips, dropout, ema, angle, seed,
             validate_every, checkpoint_every, name, resume, device, out, json,
             command_line: command_line(),
         }),
-        Command::Compare { methods, models, data, synthetic, protocol, size, camera, fixed_camera, assume, consistent, exposure_invariant, device, record, json } => {
+        Command::Compare { methods, models, data, synthetic, protocol, size, camera, fixed_camera, assume, consistent, exposure_invariant, device, record, per_scene, json } => {
             let data = match (data, synthetic, protocol) {
                 (Some(dir), None, None) => cli::CompareData::Folder(dir),
                 (None, Some(count), None) => cli::CompareData::Synthetic { count, size },
                 (None, count, Some(p)) => {
                     use spectral_studio::train::world::Protocol;
                     let protocols = if p == "all" { Protocol::ALL.to_vec() } else { p.split(',').map(Protocol::parse).collect::<Result<Vec<_>, _>>()? };
-                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size, fixed_camera, assumed: assume }
+                    cli::CompareData::Protocols { protocols, count: count.unwrap_or(8), size, fixed_camera, assumed: assume, per_scene }
                 }
                 _ => return Err(spectral_studio::Error::invalid("give exactly one of --data DIR, --synthetic N or --protocol NAME")),
             };

@@ -142,6 +142,29 @@ fn compare_scores_a_protocol_through_its_held_out_cameras() {
     let (spline, pca) = (methods[0]["mrae"].as_f64().unwrap(), methods[1]["mrae"].as_f64().unwrap());
     assert!(pca.is_finite() && spline.is_finite() && pca < spline, "pca {pca} vs spline {spline}");
     assert_eq!(methods[1]["images"], 2);
+    assert!(v.get("scenes").is_none(), "scenes are listed only when asked for");
+    // --per-scene: each scene's light and camera, and each method's scores on it, whose mean is
+    // the table's figure.
+    let listed = Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+        .args(["compare", "--methods", "spline,pca", "--protocol", "cross-camera", "--synthetic", "2", "--size", "32", "--per-scene", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let l: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let scenes = l["scenes"].as_array().unwrap();
+    assert_eq!(scenes.len(), 2);
+    assert!(scenes.iter().all(|s| s["camera"].as_str().unwrap().contains("nikon-5100") && !s["light"].as_str().unwrap().is_empty()), "{l}");
+    assert_eq!(scenes[1]["seed"].as_u64().unwrap(), scenes[0]["seed"].as_u64().unwrap() + 1);
+    let mean: f64 = scenes.iter().map(|s| s["methods"]["pca"]["mrae"].as_f64().unwrap()).sum::<f64>() / 2.0;
+    assert!((mean - pca).abs() < 1e-9, "per-scene mean {mean} against the table's {pca}");
+    let text = Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
+        .args(["compare", "--methods", "pca", "--protocol", "cross-camera", "--synthetic", "2", "--size", "32", "--per-scene"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("per scene") && text.contains(scenes[0]["light"].as_str().unwrap()), "{text}");
     let bad = Command::new(env!("CARGO_BIN_EXE_spectral-studio"))
         .args(["compare", "--methods", "pca", "--protocol", "cross-everything"])
         .current_dir(dir.path())

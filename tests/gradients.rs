@@ -272,20 +272,27 @@ fn whole_models_have_correct_gradients() {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F64, &Device::Cpu);
     let mscnn = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 2, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("m")).unwrap();
-    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("b")).unwrap();
+    let basis = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false, gamut_cues: false }, vb.pp("b")).unwrap();
     let residual = Mscnn::new(&MscnnConfig { bands: 4, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: false, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("r")).unwrap();
     // Intensity normalisation divides by each pixel's R+G+B: it is tested on positive RGB.
-    let normalised = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: true, camera_aware: false, camera_coords: 6, illumination_cues: false }, vb.pp("n")).unwrap();
+    let normalised = BasisNet::new(&BasisNetConfig { bands: 4, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: false, intensity_normalised: true, camera_aware: false, camera_coords: 6, illumination_cues: false, gamut_cues: false }, vb.pp("n")).unwrap();
     // Camera-aware networks (31 bands, the cameras' grid): told a Canon and a Nikon image.
     let aware_mscnn = Mscnn::new(&MscnnConfig { bands: 31, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }, vb.pp("ca")).unwrap();
-    let aware_basis = BasisNet::new(&BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }, vb.pp("cb")).unwrap();
+    let aware_basis = BasisNet::new(&BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 1, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true, gamut_cues: true }, vb.pp("cb")).unwrap();
     let moment = Tensor::from_vec((0..31 * 31).map(|k| (-(((k / 31) as f64 - (k % 31) as f64) / 6.0).powi(2)).exp() * 0.1 + 0.02).collect::<Vec<f64>>(), (31, 31), &Device::Cpu).unwrap();
     for prefix in ["ca", "cb"] {
         vm.data().lock().unwrap().get(&format!("{prefix}.wiener.moment")).unwrap().set(&moment).unwrap();
     }
     let grid = spectral_studio::default_wavelengths();
     let cams: Vec<_> = ["canon", "nikon"].iter().map(|n| CameraResponse::builtin(n).unwrap().on_grid(&grid).unwrap()).collect();
-    let cam = aware_mscnn.camera_prior().unwrap().batch(&cams, &Device::Cpu).unwrap().with_cues(&[[0.3, 0.35, 0.35, 0.4, 0.35, 0.25], [0.25, 0.4, 0.35, 0.3, 0.3, 0.4]]).unwrap();
+    // Two pictures' cues: grey world, bright, and the three gamut cues (the mscnn reads the first two).
+    let cues = [
+        [0.3, 0.35, 0.35, 0.4, 0.35, 0.25, 0.7, 0.2, 0.1, 0.2, 0.65, 0.15, 0.1, 0.25, 0.65],
+        [0.25, 0.4, 0.35, 0.3, 0.3, 0.4, 0.6, 0.3, 0.1, 0.15, 0.7, 0.15, 0.05, 0.15, 0.8],
+    ];
+    let cam = aware_mscnn.camera_prior().unwrap().batch(&cams, &Device::Cpu).unwrap().with_cues(&cues, 2).unwrap();
+    let cam5 = aware_basis.camera_prior().unwrap().batch(&cams, &Device::Cpu).unwrap().with_cues(&cues, 5).unwrap();
+    assert_eq!(cam5.cues.as_ref().unwrap().dims(), [2, 3, 5, 1]);
     assert_eq!(cam.wiener.dtype(), DType::F64, "camera matrices take the network's dtype");
     let signed = random(&[2, 3, 8, 8], 27);
     let positive = ((random(&[2, 3, 8, 8], 30) + 1.5).unwrap() * 0.5).unwrap();
@@ -298,7 +305,7 @@ fn whole_models_have_correct_gradients() {
         ("camera-aware basisnet", &aware_basis, &positive),
     ];
     for (name, net, x) in nets {
-        let c = net.camera_prior().map(|_| &cam);
+        let c = net.camera_prior().map(|p| if p.cue_count() == 5 { &cam5 } else { &cam });
         let err = gradient_error(x, |x| weighted_sum(&net.forward_t(x, c, true)?, 28));
         assert!(err < 1e-5, "{name} input gradient: {err:e}");
     }
@@ -328,7 +335,7 @@ fn whole_models_have_correct_gradients() {
             "cb" => (&aware_basis, &positive),
             _ => (&residual, &signed),
         };
-        let c = net.camera_prior().map(|_| &cam);
+        let c = net.camera_prior().map(|p| if p.cue_count() == 5 { &cam5 } else { &cam });
         let err = variable_gradient_error(var, 6, || weighted_sum(&net.forward_t(x, c, true).unwrap(), 29).unwrap());
         assert!(err < 1e-5, "{key}: relative gradient error {err:e}");
     }

@@ -190,13 +190,13 @@ fn aware_cameras(model: &Mscnn, io: &HashMap<String, Tensor>) -> spectral_studio
         .map(|i| ndarray::Array2::from_shape_vec((3, 5), values(&cams.get(i).unwrap())).unwrap())
         .collect();
     let x = &io["x"];
-    let cues: Vec<[f32; 6]> = (0..2)
+    let cues: Vec<spectral_studio::models::camera::Cues> = (0..2)
         .map(|i| {
             let img = ndarray::Array3::from_shape_vec((3, 16, 16), values(&x.get(i).unwrap())).unwrap();
             spectral_studio::models::camera::illumination_cues(img.view())
         })
         .collect();
-    model.camera_prior().expect("camera-aware").batch(&cameras, &Device::Cpu).unwrap().with_cues(&cues).unwrap()
+    model.camera_prior().expect("camera-aware").batch(&cameras, &Device::Cpu).unwrap().with_cues(&cues, 2).unwrap()
 }
 
 #[test]

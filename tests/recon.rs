@@ -211,6 +211,40 @@ fn training_reports_events_writes_checkpoints_and_resumes_where_it_stopped() {
 }
 
 #[test]
+fn a_weight_averaged_run_writes_the_average_and_a_resumed_run_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let averaged = |steps| TrainConfig { ema: Some(0.5), ..tiny_config(steps) };
+    let full = train(&averaged(4), &dir.path().join("full"), None, &Device::Cpu, &tx, &JobContext::silent()).unwrap();
+    let load = |p: &std::path::Path| candle_core::safetensors::load(p, &Device::Cpu).unwrap();
+    let max_diff = |a: &candle_core::Tensor, b: &candle_core::Tensor| a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    // The model written is the average, not the last step's weights (which the checkpoint keeps
+    // for resuming, with the average in its training state).
+    let written = load(&full.model.weights);
+    let last = load(&dir.path().join("full/checkpoints/ckpt-000004.safetensors"));
+    let state = load(&dir.path().join("full/checkpoints/ckpt-000004.optim.safetensors"));
+    let moved = written.iter().filter(|(name, w)| max_diff(w, &last[*name]) > 1e-6).count();
+    assert!(moved > 0, "the written model equals the last step's weights");
+    for (name, w) in &written {
+        assert!(max_diff(w, &state[&format!("ema.{name}")]) == 0.0, "{name}: the written model is not the checkpoint's average");
+    }
+    // Stopped at 2 and resumed to 4, the average ends where the whole run's did.
+    train(&averaged(2), &dir.path().join("half"), None, &Device::Cpu, &tx, &JobContext::silent()).unwrap();
+    let ckpt = dir.path().join("half/checkpoints/ckpt-000002.safetensors");
+    let resumed = train(&averaged(4), &dir.path().join("resumed"), Some(&ckpt), &Device::Cpu, &tx, &JobContext::silent()).unwrap();
+    let again = load(&resumed.model.weights);
+    for (name, w) in &written {
+        assert!(max_diff(w, &again[name]) < 1e-3, "{name} differs after resuming");
+    }
+    // A checkpoint without an average cannot continue one.
+    train(&tiny_config(2), &dir.path().join("plain"), None, &Device::Cpu, &tx, &JobContext::silent()).unwrap();
+    let plain = dir.path().join("plain/checkpoints/ckpt-000002.safetensors");
+    let err = train(&averaged(4), &dir.path().join("mixed"), Some(&plain), &Device::Cpu, &tx, &JobContext::silent()).err().unwrap().to_string();
+    assert!(err.contains("no weight average") && err.contains("ckpt-000002"), "{err}");
+    drop(rx);
+}
+
+#[test]
 fn training_can_be_cancelled_between_steps() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancelToken::new();

@@ -76,7 +76,7 @@ pub fn tiny_config(a: Architecture) -> Option<serde_json::Value> {
     let v = match a {
         // camera-aware, with the Wiener prior and intensity normalisation: what ships
         Architecture::Mscnn => serde_json::to_value(MscnnConfig { bands: 31, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }),
-        Architecture::Basisnet => serde_json::to_value(BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true }),
+        Architecture::Basisnet => serde_json::to_value(BasisNetConfig { bands: 31, basis: 3, width: 4, depth: 2, dropout: 0.0, linear_prior: true, intensity_normalised: true, camera_aware: true, camera_coords: 4, illumination_cues: true, gamut_cues: true }),
         Architecture::Mstpp => serde_json::to_value(MstppConfig { in_channels: 3, out_channels: 4, n_feat: 4, stage: 2, levels: 2, num_blocks: vec![1, 1, 1] }),
         Architecture::Usr => serde_json::to_value(tiny_usr()),
         Architecture::Inss => serde_json::to_value(InssConfig { bands: 6, library: 5, width: 4, stages: 3, cell: 4, order: 3, hidden: 3, transform_width: 4 }),
@@ -108,7 +108,11 @@ pub fn two_cameras(net: &dyn SpectralNet, device: &Device) -> Result<Option<Came
     let grid = crate::default_wavelengths();
     let cams = ["canon", "nikon"].iter().map(|n| crate::spectral::camera::CameraResponse::builtin(n)?.on_grid(&grid)).collect::<Result<Vec<_>>>()?;
     let batch = prior.batch(&cams, device)?;
-    Ok(Some(if prior.wants_cues() { batch.with_cues(&[[0.3, 0.35, 0.35, 0.4, 0.35, 0.25], [0.25, 0.4, 0.35, 0.3, 0.3, 0.4]])? } else { batch }))
+    let cues = [
+        [0.3, 0.35, 0.35, 0.4, 0.35, 0.25, 0.7, 0.2, 0.1, 0.2, 0.65, 0.15, 0.1, 0.25, 0.65],
+        [0.25, 0.4, 0.35, 0.3, 0.3, 0.4, 0.6, 0.3, 0.1, 0.15, 0.7, 0.15, 0.05, 0.15, 0.8],
+    ];
+    Ok(Some(if prior.wants_cues() { batch.with_cues(&cues, prior.cue_count())? } else { batch }))
 }
 
 /// Every variable of `map` redrawn from [`lcg`] at ±1/√fan-in (vectors ±0.05 around their

@@ -62,7 +62,7 @@ fn canon_cameras(net: &dyn crate::models::SpectralNet, n: usize, device: &Device
     let c = crate::spectral::camera::CameraResponse::builtin("canon")?.on_grid(&crate::default_wavelengths())?;
     let batch = prior.batch(&vec![c; n], device)?;
     // A neutral picture's cues.
-    Ok(Some(if prior.wants_cues() { batch.with_cues(&vec![[1.0 / 3.0; 6]; n])? } else { batch }))
+    Ok(Some(if prior.wants_cues() { batch.with_cues(&vec![[1.0 / 3.0; 3 * crate::models::camera::CUES]; n], prior.cue_count())? } else { batch }))
 }
 
 /// The network timings of the PyTorch comparison: eval forward on 1×3×482×512 and one training

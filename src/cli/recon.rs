@@ -367,6 +367,10 @@ pub struct TrainArgs {
     /// usr: clip D's and the semantic branch's gradients separately.
     pub separate_clips: bool,
     pub dropout: Option<f64>,
+    /// Decay of the weights' moving average (mscnn, basisnet, mstpp).
+    pub ema: Option<f64>,
+    /// Weight of the spectral-angle loss term (mscnn, basisnet, mstpp).
+    pub angle: Option<f64>,
     pub seed: u64,
     pub validate_every: usize,
     pub checkpoint_every: usize,
@@ -404,6 +408,18 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     cfg.patch = a.patch.unwrap_or(cfg.patch);
     cfg.lr = a.lr.unwrap_or(cfg.lr);
     (cfg.validate_every, cfg.checkpoint_every) = (a.validate_every, a.checkpoint_every);
+    if let Some(decay) = a.ema {
+        if !(0.0..1.0).contains(&decay) {
+            bail_invalid!("--ema must be a decay in [0, 1), e.g. 0.999 (got {decay})");
+        }
+        cfg.ema = Some(decay);
+    }
+    if let Some(w) = a.angle {
+        if !(w >= 0.0 && w.is_finite()) {
+            bail_invalid!("--angle must be a weight ≥ 0 (got {w})");
+        }
+        cfg.angle = w;
+    }
     cfg.schedule = match a.schedule.as_deref().unwrap_or("cosine") {
         "cosine" => Schedule::Cosine { warmup: (cfg.steps / 40).min(200) },
         "constant" => Schedule::Constant,
@@ -457,6 +473,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     }
     if a.scale.is_some() || a.residual {
         bail_invalid!("--scale and --residual apply to ual only");
+    }
+    if (a.ema.is_some() || a.angle.is_some()) && !matches!(a.method.as_str(), "mscnn" | "basisnet" | "mstpp") {
+        bail_invalid!("--ema and --angle apply to mscnn, basisnet and mstpp only");
     }
     let cfg = train_config(&a)?;
     let device = parse_device(&a.device)?;
@@ -580,7 +599,8 @@ pub enum CompareData {
     /// The test scenes of generalisation protocols (each with its own camera).
     /// `fixed_camera`: every scene through the run's camera rather than its own; `assumed`:
     /// every method told this camera whatever camera took the picture.
-    Protocols { protocols: Vec<Protocol>, count: usize, size: usize, fixed_camera: bool, assumed: Option<String> },
+    /// `per_scene`: also list every scene's light, camera and each method's MRAE, RMSE and SAM.
+    Protocols { protocols: Vec<Protocol>, count: usize, size: usize, fixed_camera: bool, assumed: Option<String>, per_scene: bool },
 }
 
 /// One table of a comparison: what was scored and each method's result (or why it could not run).
@@ -589,6 +609,16 @@ struct CompareTable {
     camera: String,
     protocol: Option<Protocol>,
     scores: Vec<(String, std::result::Result<MethodScore, String>)>,
+    /// With `--per-scene`: each scene's seed, light and camera, and each method's (MRAE, RMSE,
+    /// SAM °) on it, in the order of `scores` (None where the method could not run).
+    scenes: Vec<SceneRow>,
+}
+
+struct SceneRow {
+    seed: u64,
+    light: String,
+    camera: String,
+    scores: Vec<Option<[f64; 3]>>,
 }
 
 /// `compare`: score `methods` on ground truth, the NTIRE 2020 way; with protocols, one table per
@@ -628,9 +658,9 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                 let method = load_method(name, model.as_deref(), &camera, &device)?;
                 scores.push((name.clone(), Ok(score(method.as_ref(), &cubes, &camera, options, &silent)?)));
             }
-            tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores });
+            tables.push(CompareTable { description, camera: camera.name.clone(), protocol: None, scores, scenes: Vec::new() });
         }
-        CompareData::Protocols { protocols, count, size, fixed_camera, assumed } => {
+        CompareData::Protocols { protocols, count, size, fixed_camera, assumed, per_scene: list_scenes } => {
             let fixed = fixed_camera.then(|| CameraResponse::parse(camera_name)).transpose()?;
             let assumed = assumed.as_deref().map(CameraResponse::parse).transpose()?;
             for &protocol in protocols {
@@ -645,6 +675,11 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     scenes.iter_mut().for_each(|s| s.camera = camera.clone());
                 }
                 let mut scores = Vec::new();
+                let mut rows: Vec<SceneRow> = scenes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| SceneRow { seed: world::TEST_SEED0 + i as u64, light: s.light.clone(), camera: s.camera.name.clone(), scores: Vec::new() })
+                    .collect();
                 for (name, model) in methods {
                     let mut per_scene = Vec::new();
                     let mut refused = None;
@@ -657,6 +692,9 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                                 break;
                             }
                         }
+                    }
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        row.scores.push(if refused.is_some() { None } else { per_scene.get(i).map(|m: &MethodScore| [m.mrae, m.rmse, m.sam_deg]) });
                     }
                     scores.push((name.clone(), refused.map_or_else(|| Ok(MethodScore::mean(name, &per_scene)), Err)));
                 }
@@ -673,6 +711,7 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     camera: cameras.into_iter().collect::<Vec<_>>().join(" / "),
                     protocol: Some(protocol),
                     scores,
+                    scenes: if *list_scenes { rows } else { Vec::new() },
                 });
             }
         }
@@ -732,7 +771,18 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     Ok(s) => json!(s),
                     Err(e) => json!({ "method": n, "refused": e }),
                 }).collect();
-                json!({ "data": t.description, "protocol": t.protocol.map(|p| p.name()), "camera": t.camera, "options": options, "methods": methods })
+                let mut table = json!({ "data": t.description, "protocol": t.protocol.map(|p| p.name()), "camera": t.camera, "options": options, "methods": methods });
+                if !t.scenes.is_empty() {
+                    table["scenes"] = t
+                        .scenes
+                        .iter()
+                        .map(|r| {
+                            let by_method: serde_json::Map<String, serde_json::Value> = t.scores.iter().zip(&r.scores).map(|((n, _), s)| (n.clone(), s.map_or(serde_json::Value::Null, |[mrae, rmse, sam]| json!({ "mrae": mrae, "rmse": rmse, "sam_deg": sam })))).collect();
+                            json!({ "seed": r.seed, "light": r.light, "camera": r.camera, "methods": by_method })
+                        })
+                        .collect();
+                }
+                table
             })
             .collect();
         match json_tables.len() {
@@ -754,6 +804,15 @@ pub fn compare(methods: &[(String, Option<PathBuf>)], data: CompareData, camera_
                     s.method, s.mrae, s.rmse, s.psnr, s.mpsnr, s.ssim, s.sam_deg, s.consistency_mrae, s.mrae_half, s.mrae_double, s.mrae_shuffle, s.seconds_per_image
                 ),
                 Err(e) => println!("{name:<10} cannot run: {e}"),
+            }
+        }
+        if !t.scenes.is_empty() {
+            println!("per scene, MRAE of each method (RMSE and SAM in --json):");
+            let names: Vec<&str> = t.scores.iter().map(|(n, _)| n.as_str()).collect();
+            println!("{:<8} {} {:>width$}  light", "seed", names.iter().map(|n| format!("{n:>10}")).collect::<String>(), "camera", width = 28);
+            for r in &t.scenes {
+                let cells: String = r.scores.iter().map(|s| s.map_or(format!("{:>10}", "–"), |v| format!("{:>10.4}", v[0]))).collect();
+                println!("{:<8} {cells} {:>28}  {}", r.seed, r.camera, r.light);
             }
         }
     }

@@ -38,6 +38,11 @@ pub struct BasisNetConfig {
     /// As [`super::mscnn::MscnnConfig::illumination_cues`].
     #[serde(default)]
     pub illumination_cues: bool,
+    /// With the cues, also the picture's three gamut cues
+    /// ([`super::camera::illumination_cues`]: its most saturated red, green and blue), which
+    /// tell a lamp of a few narrow lines from a broad light.
+    #[serde(default)]
+    pub gamut_cues: bool,
 }
 
 impl Default for BasisNetConfig {
@@ -53,6 +58,7 @@ impl Default for BasisNetConfig {
             camera_aware: true,
             camera_coords: super::mscnn::default_coords(),
             illumination_cues: true,
+            gamut_cues: true,
         }
     }
 }
@@ -76,7 +82,12 @@ impl BasisNet {
         if cfg.basis == 0 || cfg.bands == 0 {
             candle_core::bail!("basisnet needs at least one basis spectrum and one band")
         }
-        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cfg.illumination_cues, &vb)?;
+        let cues = match (cfg.illumination_cues, cfg.gamut_cues) {
+            (false, _) => 0,
+            (true, false) => 2,
+            (true, true) => super::camera::CUES,
+        };
+        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cues, &vb)?;
         // The per-pixel input goes to half resolution as 4 channels each; the per-picture
         // context joins it there as constant channels.
         let c = map.pixel_channels();

@@ -23,7 +23,8 @@ pub const WIENER_NOISE: f64 = 1e-3;
 
 /// The per-image camera matrices of a batch, stacked: `wiener` (b, bands, 3), `coords`
 /// (b, k, 3), `null` (b, bands, bands); and, for a network that reads the scene's light from
-/// the whole picture, each image's [`illumination_cues`] as `cues` (b, 3, 2, 1).
+/// the whole picture, each image's [`illumination_cues`] as `cues` (b, 3, n, 1), the first n
+/// it reads.
 #[derive(Debug, Clone)]
 pub struct CameraBatch {
     pub wiener: Tensor,
@@ -33,86 +34,143 @@ pub struct CameraBatch {
 }
 
 impl CameraBatch {
-    /// The same batch with each image's illumination cues (one per camera, in order).
-    pub fn with_cues(mut self, cues: &[[f32; 6]]) -> Result<Self> {
+    /// The same batch with the first `count` of each image's illumination cues (one set per
+    /// camera, in order).
+    pub fn with_cues(mut self, cues: &[Cues], count: usize) -> Result<Self> {
         let b = self.wiener.dim(0)?;
         if cues.len() != b {
             candle_core::bail!("{} illumination cues for {b} images", cues.len())
         }
-        // [grey r, g, b, bright r, g, b] per image → (b, 3, 2, 1): channel-major, cue-minor.
-        let values: Vec<f32> = cues.iter().flat_map(|c| [c[0], c[3], c[1], c[4], c[2], c[5]]).collect();
-        let t = Tensor::from_vec(values, (b, 3, 2, 1), self.wiener.device())?.to_dtype(self.wiener.dtype())?;
+        if count == 0 || count > CUES {
+            candle_core::bail!("a network reads 1..={CUES} cues, not {count}")
+        }
+        // [cue 0 r, g, b, cue 1 r, g, b, …] per image → (b, 3, count, 1): channel-major, cue-minor.
+        let values: Vec<f32> = cues.iter().flat_map(|c| (0..3).flat_map(move |ch| (0..count).map(move |k| c[3 * k + ch]))).collect();
+        let t = Tensor::from_vec(values, (b, 3, count, 1), self.wiener.device())?.to_dtype(self.wiener.dtype())?;
         self.cues = Some(t);
         Ok(self)
     }
 }
 
-/// Share of the brightest pixels whose mean is the "bright" cue.
+/// Share of the brightest pixels whose mean is the "bright" cue, and of the well-lit pixels
+/// whose mean is each gamut cue.
 const BRIGHT_SHARE: f64 = 0.02;
 
-/// What the whole picture says about its light, camera-specific: the chromaticity (R, G, B
-/// summing to 1) of the grey world (the mean RGB) and of the mean of the brightest 2 % of
-/// pixels (by R+G+B: highlights and white surfaces carry the light's colour). `rgb` is
-/// (3, rows, cols).
-pub fn illumination_cues(rgb: ndarray::ArrayView3<f32>) -> [f32; 6] {
+/// Below this share of the bright cue's R+G+B a pixel is too dark for the gamut cues (its
+/// chromaticity is mostly noise in a real picture).
+const GAMUT_FLOOR: f64 = 0.05;
+
+/// Cues a picture gives ([`illumination_cues`]): the grey world, the brightest pixels, and the
+/// three gamut cues. A network reads the first 2 or all of them.
+pub const CUES: usize = 5;
+
+/// [`CUES`] chromaticities (R, G, B summing to 1), one after the other.
+pub type Cues = [f32; 3 * CUES];
+
+/// What the whole picture says about its light, camera-specific, as chromaticities (R, G, B
+/// summing to 1):
+/// 1. the grey world (the mean RGB);
+/// 2. the mean of the brightest 2 % of pixels (by R+G+B: highlights and white surfaces carry
+///    the light's colour);
+/// 3.–5. the gamut cues: the mean of the 2 % of well-lit pixels (R+G+B at least 5 % of the
+///    bright cue's) with the largest red, green and blue share. Under a lamp of a few narrow
+///    lines every surface's colour is a mix of the lines', so the picture's most saturated
+///    colours come near the camera's response at the lines; under daylight they stay near the
+///    surfaces' own, broader colours.
+///
+/// `rgb` is (3, rows, cols).
+pub fn illumination_cues(rgb: ndarray::ArrayView3<f32>) -> Cues {
     let (_, rows, cols) = rgb.dim();
     let n = rows * cols;
     let rgb = rgb.as_standard_layout();
     let plane = |k: usize| &rgb.as_slice().expect("standard layout")[k * n..(k + 1) * n];
     let (r, g, b) = (plane(0), plane(1), plane(2));
+    let pixel = |i: usize| [f64::from(r[i]), f64::from(g[i]), f64::from(b[i])];
     let grey = [r, g, b].map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>());
-    let mut sums: Vec<(f32, u32)> = (0..n).map(|i| (r[i] + g[i] + b[i], i as u32)).collect();
-    let top = ((n as f64 * BRIGHT_SHARE).ceil() as usize).clamp(1, n.max(1));
-    let mut bright = [0.0f64; 3];
-    if n > 0 {
-        sums.select_nth_unstable_by(n - top, |a, b| a.0.total_cmp(&b.0));
-        for &(_, i) in &sums[n - top..] {
-            let i = i as usize;
-            bright[0] += f64::from(r[i]);
-            bright[1] += f64::from(g[i]);
-            bright[2] += f64::from(b[i]);
+    let sums: Vec<f32> = (0..n).map(|i| r[i] + g[i] + b[i]).collect();
+    let bright = mean_of_top(n, BRIGHT_SHARE, |i| f64::from(sums[i]), pixel);
+    let bright_count = ((n as f64 * BRIGHT_SHARE).ceil() as usize).clamp(1, n.max(1));
+    let floor = GAMUT_FLOOR * bright.iter().sum::<f64>() / bright_count as f64;
+    let lit: Vec<usize> = (0..n).filter(|&i| f64::from(sums[i]) >= floor && sums[i] > 0.0).collect();
+    let extreme = |k: usize| mean_of_top(lit.len(), BRIGHT_SHARE, |j| pixel(lit[j])[k] / f64::from(sums[lit[j]]), |j| pixel(lit[j]));
+    chromaticities([grey, bright, extreme(0), extreme(1), extreme(2)])
+}
+
+/// The sum of `value(i)` over the `share` of `0..n` with the largest `key(i)` (at least one;
+/// zeros for n = 0).
+fn mean_of_top<V: std::ops::AddAssign + Default + Copy, const K: usize>(n: usize, share: f64, key: impl Fn(usize) -> f64, value: impl Fn(usize) -> [V; K]) -> [V; K] {
+    let mut out = [V::default(); K];
+    if n == 0 {
+        return out;
+    }
+    let top = ((n as f64 * share).ceil() as usize).clamp(1, n);
+    let mut keyed: Vec<(f64, usize)> = (0..n).map(|i| (key(i), i)).collect();
+    keyed.select_nth_unstable_by(n - top, |a, b| a.0.total_cmp(&b.0));
+    for &(_, i) in &keyed[n - top..] {
+        for (o, v) in out.iter_mut().zip(value(i)) {
+            *o += v;
         }
     }
-    chromaticities(grey, bright)
+    out
 }
 
-/// [`illumination_cues`] of a radiance cube seen through `camera`, from its two light
-/// spectra ([`light_spectra`]): the mean spectrum and the mean of the brightest 2 % (by
-/// spectral sum, which ranks pixels nearly as R+G+B does).
-pub fn illumination_cues_of(spectra: &[ndarray::Array1<f32>; 2], camera: &Array2<f32>) -> [f32; 6] {
+/// [`illumination_cues`] of a radiance cube seen through `camera`, from its light spectra
+/// ([`light_spectra`]), each projected through `camera`.
+pub fn illumination_cues_of(spectra: &[ndarray::Array1<f32>; CUES], camera: &Array2<f32>) -> Cues {
     let rgb = |y: &ndarray::Array1<f32>| -> [f64; 3] { std::array::from_fn(|k| f64::from(camera.row(k).dot(y))) };
-    chromaticities(rgb(&spectra[0]), rgb(&spectra[1]))
+    chromaticities(std::array::from_fn(|i| rgb(&spectra[i])))
 }
 
-/// The mean spectrum of `cube` (bands, rows, cols) and the mean of its brightest 2 % of pixels.
-pub fn light_spectra(cube: &ndarray::Array3<f32>) -> [ndarray::Array1<f32>; 2] {
+/// The spectra behind each cue of `cube` (bands, rows, cols), so a training patch seen through
+/// any camera gets its scene's cues without rendering the scene again: the mean spectrum, the
+/// mean of the brightest 2 % of pixels (by spectral sum, which ranks pixels nearly as R+G+B
+/// does), and the means of the pixels each gamut cue picks when `reference` (3 × bands) sees
+/// the cube (another camera's picks differ a little).
+pub fn light_spectra(cube: &ndarray::Array3<f32>, reference: &Array2<f32>) -> [ndarray::Array1<f32>; CUES] {
     let (bands, rows, cols) = cube.dim();
     let n = rows * cols;
     let mean = cube.mean_axis(Axis(2)).and_then(|m| m.mean_axis(Axis(1))).unwrap_or_else(|| ndarray::Array1::zeros(bands));
-    let mut sums: Vec<(f32, usize)> = (0..n).map(|i| (cube.slice(ndarray::s![.., i / cols, i % cols]).sum(), i)).collect();
-    let top = ((n as f64 * BRIGHT_SHARE).ceil() as usize).clamp(1, n.max(1));
-    let mut bright = ndarray::Array1::<f32>::zeros(bands);
-    if n > 0 {
-        sums.select_nth_unstable_by(n - top, |a, b| a.0.total_cmp(&b.0));
-        for &(_, i) in &sums[n - top..] {
-            bright += &cube.slice(ndarray::s![.., i / cols, i % cols]);
+    let spectrum = |i: usize| cube.slice(ndarray::s![.., i / cols, i % cols]);
+    let sums: Vec<f64> = (0..n).map(|i| f64::from(spectrum(i).sum())).collect();
+    let add_spectra = |picked: &[usize]| -> ndarray::Array1<f32> {
+        let mut acc = ndarray::Array1::<f32>::zeros(bands);
+        for &i in picked {
+            acc += &spectrum(i);
         }
-        bright /= top as f32;
-    }
-    [mean, bright]
+        acc / picked.len().max(1) as f32
+    };
+    let top = |keys: &[f64], share: f64| -> Vec<usize> {
+        let m = keys.len();
+        if m == 0 {
+            return Vec::new();
+        }
+        let count = ((m as f64 * share).ceil() as usize).clamp(1, m);
+        let mut keyed: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
+        keyed.select_nth_unstable_by(m - count, |a, b| a.0.total_cmp(&b.0));
+        keyed[m - count..].iter().map(|&(_, i)| i).collect()
+    };
+    let bright_pixels = top(&sums, BRIGHT_SHARE);
+    let bright = add_spectra(&bright_pixels);
+    // The gamut cues as the reference camera ranks the pixels.
+    let rgb: Vec<[f64; 3]> = (0..n).map(|i| std::array::from_fn(|k| f64::from(reference.row(k).dot(&spectrum(i))))).collect();
+    let bright_rgb: f64 = bright_pixels.iter().map(|&i| rgb[i].iter().sum::<f64>()).sum::<f64>() / bright_pixels.len().max(1) as f64;
+    let lit: Vec<usize> = (0..n).filter(|&i| rgb[i].iter().sum::<f64>() >= GAMUT_FLOOR * bright_rgb && rgb[i].iter().sum::<f64>() > 0.0).collect();
+    let extreme = |k: usize| {
+        let keys: Vec<f64> = lit.iter().map(|&i| rgb[i][k] / rgb[i].iter().sum::<f64>()).collect();
+        add_spectra(&top(&keys, BRIGHT_SHARE).into_iter().map(|j| lit[j]).collect::<Vec<_>>())
+    };
+    [mean, bright, extreme(0), extreme(1), extreme(2)]
 }
 
-fn chromaticities(a: [f64; 3], b: [f64; 3]) -> [f32; 6] {
-    let norm = |v: [f64; 3]| -> [f32; 3] {
+fn chromaticities(cues: [[f64; 3]; CUES]) -> Cues {
+    let mut out = [0.0f32; 3 * CUES];
+    for (slot, v) in out.chunks_exact_mut(3).zip(cues) {
         let s = v.iter().sum::<f64>();
-        if s > 1e-12 {
-            v.map(|x| (x / s) as f32)
-        } else {
-            [1.0 / 3.0; 3]
+        for (o, x) in slot.iter_mut().zip(v) {
+            *o = if s > 1e-12 { (x / s) as f32 } else { 1.0 / 3.0 };
         }
-    };
-    let (a, b) = (norm(a), norm(b));
-    [a[0], a[1], a[2], b[0], b[1], b[2]]
+    }
+    out
 }
 
 /// The fixed spectral prior of a camera-aware network (tensor `wiener.moment`).
@@ -120,8 +178,8 @@ fn chromaticities(a: [f64; 3], b: [f64; 3]) -> [f32; 6] {
 pub struct CameraPrior {
     moment: Tensor,
     coords: usize,
-    /// Whether the network also reads the picture's [`illumination_cues`].
-    cues: bool,
+    /// How many of the picture's [`illumination_cues`] the network reads (0: none).
+    cues: usize,
 }
 
 /// The three matrices of one camera, in f64.
@@ -132,9 +190,12 @@ pub struct CameraMatrices {
 }
 
 impl CameraPrior {
-    pub fn new(bands: usize, coords: usize, cues: bool, vb: candle_nn::VarBuilder) -> Result<Self> {
+    pub fn new(bands: usize, coords: usize, cues: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
         if coords == 0 || coords > bands {
             candle_core::bail!("camera coordinates must be 1..={bands}, got {coords}")
+        }
+        if cues > CUES {
+            candle_core::bail!("a network reads at most {CUES} cues, not {cues}")
         }
         Ok(Self { moment: vb.get_with_hints((bands, bands), "moment", candle_nn::Init::Const(0.0))?, coords, cues })
     }
@@ -146,6 +207,11 @@ impl CameraPrior {
 
     /// Whether the network reads [`illumination_cues`] (a [`CameraBatch`] must carry them).
     pub fn wants_cues(&self) -> bool {
+        self.cues > 0
+    }
+
+    /// How many cues the network reads (the first of [`illumination_cues`]).
+    pub fn cue_count(&self) -> usize {
         self.cues
     }
 
@@ -279,13 +345,35 @@ mod tests {
         let s = crate::train::world::scene(crate::train::world::World::TRAINING, 17, 48).unwrap();
         let c = s.camera.on_grid(&crate::default_wavelengths()).unwrap();
         let rgb = crate::spectral::render::project(c.view(), s.cube.view()).unwrap();
-        let (from_picture, from_cube) = (illumination_cues(rgb.view()), illumination_cues_of(&light_spectra(&s.cube), &c));
+        let (from_picture, from_cube) = (illumination_cues(rgb.view()), illumination_cues_of(&light_spectra(&s.cube, &c), &c));
         for k in 0..3 {
             assert!((from_picture[k] - from_cube[k]).abs() < 1e-5, "grey world {from_picture:?} vs {from_cube:?}");
             // the brightest pixels by R+G+B and by spectral sum are nearly the same ones
             assert!((from_picture[3 + k] - from_cube[3 + k]).abs() < 0.02, "bright {from_picture:?} vs {from_cube:?}");
         }
         assert!((from_picture[..3].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // The gamut cues: the same pixels when the reference camera is the picture's.
+        for k in 6..3 * CUES {
+            assert!((from_picture[k] - from_cube[k]).abs() < 1e-4, "gamut cue {k}: {from_picture:?} vs {from_cube:?}");
+        }
+        for cue in from_picture.chunks_exact(3) {
+            assert!((cue.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{cue:?}");
+        }
+        // Under a lamp of three narrow lines the most saturated colours are far more saturated
+        // than under daylight, for the same surfaces.
+        let wl = crate::default_wavelengths();
+        let lamp: Vec<f32> = wl.iter().map(|&l| [450.0f32, 545.0, 610.0].iter().map(|c| (-0.5 * ((l - c) / 5.0).powi(2)).exp()).sum::<f32>() + 0.01).collect();
+        let lit = |light: &[f32]| {
+            let mut cube = s.cube.clone();
+            for (band, &e) in light.iter().enumerate() {
+                cube.index_axis_mut(Axis(0), band).mapv_inplace(|v| v * e);
+            }
+            let cues = illumination_cues(crate::spectral::render::project(c.view(), cube.view()).unwrap().view());
+            // the largest red, green and blue shares of the gamut cues
+            (cues[6] + cues[10] + cues[14]) / 3.0
+        };
+        let (under_lamp, under_white) = (lit(&lamp), lit(&vec![1.0; wl.len()]));
+        assert!(under_lamp > under_white + 0.05, "lamp {under_lamp} daylight-white {under_white}");
         // a picture lit by a warm lamp has redder cues than the same scene in blue daylight
         let warm = illumination_cues(ndarray::Array3::from_shape_fn((3, 4, 4), |(k, _, _)| [0.6f32, 0.3, 0.1][k]).view());
         assert!(warm[0] > 0.5 && warm[3] > 0.5);

@@ -43,7 +43,8 @@ pub enum InputMap {
 }
 
 impl InputMap {
-    pub fn new(bands: usize, linear_prior: bool, camera_aware: bool, coords: usize, cues: bool, vb: &candle_nn::VarBuilder) -> Result<Self> {
+    /// `cues`: how many of the picture's illumination cues a camera-aware network reads.
+    pub fn new(bands: usize, linear_prior: bool, camera_aware: bool, coords: usize, cues: usize, vb: &candle_nn::VarBuilder) -> Result<Self> {
         Ok(if camera_aware {
             InputMap::CameraAware(camera::CameraPrior::new(bands, coords, cues, vb.pp("wiener"))?)
         } else {
@@ -62,7 +63,7 @@ impl InputMap {
     /// Channels of the per-picture context (the illumination cues' coordinates), if any.
     pub fn context_channels(&self) -> usize {
         match self {
-            InputMap::CameraAware(p) if p.wants_cues() => 2 * p.coords(),
+            InputMap::CameraAware(p) => p.cue_count() * p.coords(),
             _ => 0,
         }
     }
@@ -92,8 +93,8 @@ impl InputMap {
         }
     }
 
-    /// The per-picture context, (b, 2k, 1, 1): each cue's coordinates A(C)·cue; None for a
-    /// network that reads no cues.
+    /// The per-picture context, (b, n·k, 1, 1): each of the n cues' coordinates A(C)·cue; None
+    /// for a network that reads no cues.
     pub fn context(&self, cam: Option<&camera::CameraBatch>) -> Result<Option<Tensor>> {
         if self.context_channels() == 0 {
             return Ok(None);
@@ -102,7 +103,7 @@ impl InputMap {
         let Some(cues) = &cam.cues else {
             candle_core::bail!("this network reads the picture's illumination cues, and none were given")
         };
-        // (b, k, 3) · (b, 3, 2, 1) → (b, k, 2, 1) → (b, 2k, 1, 1)
+        // (b, k, 3) · (b, 3, n, 1) → (b, k, n, 1) → (b, n·k, 1, 1)
         let b = cues.dim(0)?;
         Ok(Some(camera::per_pixel(&cam.coords, cues)?.reshape((b, self.context_channels(), 1, 1))?))
     }

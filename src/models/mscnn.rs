@@ -70,7 +70,7 @@ impl Mscnn {
         if cfg.bands == 0 {
             candle_core::bail!("mscnn needs at least one output band")
         }
-        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, cfg.illumination_cues, &vb)?;
+        let map = InputMap::new(cfg.bands, cfg.linear_prior, cfg.camera_aware, cfg.camera_coords, if cfg.illumination_cues { 2 } else { 0 }, &vb)?;
         let unet = UNet::new(map.channels(), cfg.width, cfg.depth, cfg.dropout, vb.pp("unet"))?;
         let out = if map.residual() {
             Conv::zeroed(cfg.width, cfg.bands, 1, 0, true, vb.pp("out"))?

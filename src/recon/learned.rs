@@ -5,7 +5,7 @@
 //! tensors, so no autograd graph is kept.
 
 use super::card::{ModelCard, ModelFiles};
-use crate::models::camera::CameraBatch;
+use crate::models::camera::{CameraBatch, Cues};
 use crate::models::SpectralNet;
 use super::Reconstructor;
 use crate::engine::JobContext;
@@ -104,7 +104,7 @@ pub fn camera_batch_for(net: &dyn SpectralNet, camera: &ndarray::Array2<f32>, rg
 /// the whole picture, once, so every tile agrees.
 fn with_picture_cues(net: &dyn SpectralNet, batch: CameraBatch, rgb: &RgbImage) -> Result<CameraBatch> {
     match net.camera_prior() {
-        Some(prior) if prior.wants_cues() => Ok(batch.with_cues(&[crate::models::camera::illumination_cues(rgb.data.view())])?),
+        Some(prior) if prior.wants_cues() => Ok(batch.with_cues(&[crate::models::camera::illumination_cues(rgb.data.view())], prior.cue_count())?),
         _ => Ok(batch),
     }
 }
@@ -138,9 +138,10 @@ impl Reconstructor for NetReconstructor {
         self.net.camera_prior().is_some_and(|p| p.wants_cues())
     }
 
-    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
+    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, cues: Option<Cues>, job: &JobContext) -> Result<Array3<f32>> {
+        let count = self.net.camera_prior().map_or(0, |p| p.cue_count());
         let camera = match (&self.camera, cues) {
-            (Some(batch), Some(cues)) if self.reads_picture_cues() => Some(batch.clone().with_cues(&[cues])?),
+            (Some(batch), Some(cues)) if self.reads_picture_cues() => Some(batch.clone().with_cues(&[cues], count)?),
             (Some(batch), _) => Some(with_picture_cues(self.net.as_ref(), batch.clone(), rgb)?),
             (None, _) => None,
         };

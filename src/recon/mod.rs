@@ -50,7 +50,7 @@ pub trait Reconstructor: Send + Sync {
     }
     /// [`Reconstructor::reconstruct_raw`] with the picture's cues given (`None`: taken from
     /// `rgb`). Methods that read none ignore them.
-    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, _cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
+    fn reconstruct_raw_with_cues(&self, rgb: &RgbImage, _cues: Option<crate::models::camera::Cues>, job: &JobContext) -> Result<Array3<f32>> {
         self.reconstruct_raw(rgb, job)
     }
 }
@@ -143,7 +143,7 @@ fn dihedral(a: &Array3<f32>, t: usize, reverse: bool) -> Array3<f32> {
 }
 
 /// `method` on `rgb`, or on its 8 flips and transposes combined as `ensemble` says.
-fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, cues: Option<[f32; 6]>, job: &JobContext) -> Result<Array3<f32>> {
+fn run_ensemble(method: &dyn Reconstructor, rgb: &RgbImage, ensemble: Ensemble, cues: Option<crate::models::camera::Cues>, job: &JobContext) -> Result<Array3<f32>> {
     if ensemble == Ensemble::None {
         return method.reconstruct_raw_with_cues(rgb, cues, job);
     }
@@ -256,7 +256,7 @@ pub struct PictureStats {
     pub mean: f32,
     pub non_finite: usize,
     /// `None`: the method takes them from the picture it is given.
-    pub cues: Option<[f32; 6]>,
+    pub cues: Option<crate::models::camera::Cues>,
 }
 
 impl PictureStats {

@@ -193,7 +193,7 @@ pub struct Batch {
     pub cameras: Vec<Array2<f32>>,
     /// Each patch's illumination cues, from its whole scene seen through its camera
     /// ([`crate::models::camera::illumination_cues`]).
-    pub cues: Vec<[f32; 6]>,
+    pub cues: Vec<crate::models::camera::Cues>,
 }
 
 pub struct PatchSampler<'a> {
@@ -204,7 +204,7 @@ pub struct PatchSampler<'a> {
     pub random_cameras: bool,
     /// Each cube's light spectra ([`crate::models::camera::light_spectra`]), for cues
     /// from the whole scene as a network sees them at inference; None: no cues.
-    pub light: Option<&'a [[ndarray::Array1<f32>; 2]]>,
+    pub light: Option<&'a [[ndarray::Array1<f32>; crate::models::camera::CUES]]>,
     pub patch: usize,
     pub simulation: RgbSimulation,
     /// Brightness factor range (log-uniform), e.g. (0.5, 2.0); (1, 1) for none.

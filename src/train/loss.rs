@@ -54,6 +54,20 @@ pub fn composed(loss: Loss, pred: &Tensor, target: &Tensor) -> candle_core::Resu
     }
 }
 
+/// Floor under ‖p‖²·‖t‖² in [`angle_term`], so a black pixel's cosine stays finite.
+const ANGLE_FLOOR: f64 = 1e-12;
+
+/// The spectral-angle term: the mean over pixels of 1 − cos(p, t), the cosine between the
+/// predicted and the true spectrum (over dim 1, the bands) of each pixel of (b, bands, h, w).
+/// What SAM scores, smooth where SAM's arccos is not (at a perfect fit). Candle's ops, so its
+/// gradient is theirs (checked by finite differences in the tests).
+pub fn angle_term(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    let dot = (pred * target)?.sum_keepdim(1)?;
+    let norms = (pred.sqr()?.sum_keepdim(1)? * target.sqr()?.sum_keepdim(1)?)?;
+    let cos = (dot / (norms + ANGLE_FLOOR)?.sqrt()?)?;
+    cos.affine(-1.0, 1.0)?.mean_all()
+}
+
 /// Means over all values, with d = prediction − target: |d|, |d| / (|target| + ε), d², |target|.
 #[derive(Clone, Copy, Debug)]
 struct Means {
@@ -251,6 +265,47 @@ mod tests {
                     assert!((a - b).abs() <= tol * scale, "{loss:?} {dtype:?}: gradient {i}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_angle_term_is_one_minus_the_cosine_and_its_gradient_matches_finite_differences() {
+        let target = random(&[2, 5, 3, 2], 7, DType::F64).abs().unwrap();
+        let pred = random(&[2, 5, 3, 2], 8, DType::F64);
+        // Value: by hand, pixel by pixel.
+        let (pv, tv): (Vec<f64>, Vec<f64>) = (pred.flatten_all().unwrap().to_vec1().unwrap(), target.flatten_all().unwrap().to_vec1().unwrap());
+        let idx = |b: usize, c: usize, y: usize, x: usize| ((b * 5 + c) * 3 + y) * 2 + x;
+        let mut want = 0.0;
+        for b in 0..2 {
+            for y in 0..3 {
+                for x in 0..2 {
+                    let (mut dot, mut np, mut nt) = (0.0, 0.0, 0.0);
+                    for c in 0..5 {
+                        let (p, t) = (pv[idx(b, c, y, x)], tv[idx(b, c, y, x)]);
+                        (dot, np, nt) = (dot + p * t, np + p * p, nt + t * t);
+                    }
+                    want += 1.0 - dot / (np * nt).sqrt();
+                }
+            }
+        }
+        want /= 12.0;
+        let got = angle_term(&pred, &target).unwrap().to_scalar::<f64>().unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} against {want}");
+        // A prediction that is a brighter copy of the target has no angle.
+        let brighter = angle_term(&(&target * 3.0).unwrap(), &target).unwrap().to_scalar::<f64>().unwrap();
+        assert!(brighter.abs() < 1e-12, "{brighter}");
+        // Gradient against central differences.
+        let var = Var::from_tensor(&pred).unwrap();
+        let grad = angle_term(var.as_tensor(), &target).unwrap().backward().unwrap().get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let h = 1e-6;
+        for i in 0..pv.len() {
+            let at = |delta: f64| {
+                let mut v = pv.clone();
+                v[i] += delta;
+                angle_term(&Tensor::from_vec(v, pred.dims(), &Device::Cpu).unwrap(), &target).unwrap().to_scalar::<f64>().unwrap()
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * h);
+            assert!((numeric - grad[i]).abs() < 1e-7, "value {i}: analytic {} numeric {numeric}", grad[i]);
         }
     }
 

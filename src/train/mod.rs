@@ -28,7 +28,7 @@ use candle_nn::{VarBuilder, VarMap};
 use crossbeam_channel::Sender;
 pub use loss::loss_fn;
 use data::{DataSource, Dataset, PatchSampler, RgbSimulation};
-use optim::{AdamW, Schedule};
+use optim::{AdamW, Schedule, WeightAverage};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +74,13 @@ pub struct TrainConfig {
     pub validate_every: usize,
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Decay of an exponential moving average of the weights ([`optim::WeightAverage`]), which
+    /// the run validates and writes instead of the last step's weights; None: off.
+    #[serde(default)]
+    pub ema: Option<f64>,
+    /// Weight of the spectral-angle term added to `loss` ([`loss::angle_term`]); 0: none.
+    #[serde(default)]
+    pub angle: f64,
     /// The command line that started the run, recorded on the card.
     pub command: String,
 }
@@ -98,6 +105,8 @@ impl TrainConfig {
             validate_every: 250,
             checkpoint_every: 500,
             seed: 1,
+            ema: None,
+            angle: 0.0,
             command: String::new(),
         }
     }
@@ -336,18 +345,27 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         varmap.data().lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(k, _)| net.is_trainable(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let parameters: usize = trainable.values().map(|v| v.elem_count()).sum();
     let mut optimiser = AdamW::new(trainable, cfg.weight_decay)?;
+    // The weight average covers every tensor, batch-norm statistics included.
+    let mut average = match cfg.ema {
+        Some(decay) => Some(WeightAverage::new(varmap.data().lock().unwrap_or_else(|e| e.into_inner()).clone(), decay)?),
+        None => None,
+    };
     let checkpoints_dir = checkpoint::checkpoints_dir(out_dir)?;
     let mut start_step = 0;
     if let Some(path) = resume {
         let fits = |c: &ModelCard| c.architecture == cfg.method && c.config == card.config;
         let (state, state_path) = checkpoint::resume(path, fits, "checkpoint is of another architecture or config than this run", &varmap, device)?;
         optimiser.load_state(&state).map_err(|e| Error::format(&state_path, e.to_string()))?;
+        if let Some(average) = &mut average {
+            average.load_state(&state).map_err(|e| Error::format(&state_path, e.to_string()))?;
+        }
         start_step = optimiser.step;
     }
     send(events, TrainEvent::started(cfg.method.name(), cfg.steps, start_step, parameters, (dataset.train.len(), dataset.validation.len()), device));
     let random_cameras = aware && matches!(cfg.data, DataSource::World { .. });
     let wants_cues = net.camera_prior().is_some_and(|p| p.wants_cues());
-    let light: Vec<[ndarray::Array1<f32>; 2]> = if wants_cues { dataset.train.iter().map(crate::models::camera::light_spectra).collect() } else { Vec::new() };
+    let light: Vec<[ndarray::Array1<f32>; crate::models::camera::CUES]> =
+        if wants_cues { dataset.train.iter().map(|cube| crate::models::camera::light_spectra(cube, &c)).collect() } else { Vec::new() };
     let sampler = PatchSampler {
         cubes: &dataset.train,
         camera: c.clone(),
@@ -365,10 +383,16 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
     let mut last_val = None;
     let mut timer = (Instant::now(), start_step);
     let bands = c.ncols();
-    let save_checkpoint = |step: usize, card: &ModelCard, optimiser: &AdamW| -> Result<PathBuf> {
+    // A checkpoint holds the trained weights (what a resumed run continues from) and, in its
+    // training state, the optimiser's moments and the weight average.
+    let save_checkpoint = |step: usize, card: &ModelCard, optimiser: &AdamW, average: Option<&WeightAverage>| -> Result<PathBuf> {
         let (files, optim_path) = checkpoint::checkpoint_files(&checkpoints_dir, step);
         checkpoint::save_model(&var_tensors(&varmap), card, &files)?;
-        checkpoint::save_safetensors_atomically(&optimiser.state()?, &optim_path)?;
+        let mut state = optimiser.state()?;
+        if let Some(average) = average {
+            state.extend(average.state()?);
+        }
+        checkpoint::save_safetensors_atomically(&state, &optim_path)?;
         Ok(files.weights)
     };
     for step in start_step..cfg.steps {
@@ -377,7 +401,7 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             // always has one to continue from.
             if step > start_step {
                 card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), step, start, device, last_loss, last_val));
-                let path = save_checkpoint(step, &card, &optimiser)?;
+                let path = save_checkpoint(step, &card, &optimiser, average.as_ref())?;
                 send(events, TrainEvent::Checkpoint { step, path });
             }
             return Err(stopped);
@@ -387,15 +411,21 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
         let batch = sampler.sample(cfg.batch, &mut rng)?;
         let (x, y) = (tensor4(&batch.rgb, device)?, tensor4(&batch.cube, device)?);
         let cameras = match net.camera_prior() {
-            Some(prior) if prior.wants_cues() => Some(prior.batch(&batch.cameras, device)?.with_cues(&batch.cues)?),
+            Some(prior) if prior.wants_cues() => Some(prior.batch(&batch.cameras, device)?.with_cues(&batch.cues, prior.cue_count())?),
             Some(prior) => Some(prior.batch(&batch.cameras, device)?),
             None => None,
         };
         let pred = net.forward_t(&x, cameras.as_ref(), true)?;
-        let loss = loss_fn(cfg.loss, &pred, &y)?;
+        let mut loss = loss_fn(cfg.loss, &pred, &y)?;
+        if cfg.angle > 0.0 {
+            loss = (loss + (loss::angle_term(&pred, &y)? * cfg.angle)?)?;
+        }
         let grads = loss.backward()?;
         let lr = cfg.schedule.rate(cfg.lr, step, cfg.steps);
         optimiser.step(&grads, lr)?;
+        if let Some(average) = &mut average {
+            average.update()?;
+        }
         last_loss = f64::from(loss.to_scalar::<f32>()?);
         if !last_loss.is_finite() {
             bail_invalid!("training diverged at step {}: loss is {last_loss} (try a lower --lr)", step + 1);
@@ -407,18 +437,28 @@ fn train_network(cfg: &TrainConfig, camera: &CameraResponse, dataset: &Dataset, 
             timer = (Instant::now(), done);
         }
         if done % cfg.validate_every.max(1) == 0 || done == cfg.steps {
-            let m = validate(&dataset.validation, &validation_cameras, |rgb, camera| {
-                let cameras = crate::recon::learned::camera_batch_for(net.as_ref(), camera, rgb, device)?;
-                run_tiled(net.as_ref(), rgb, cameras.as_ref(), bands, 512, device, job)
-            })?;
+            let score = || {
+                validate(&dataset.validation, &validation_cameras, |rgb, camera| {
+                    let cameras = crate::recon::learned::camera_batch_for(net.as_ref(), camera, rgb, device)?;
+                    run_tiled(net.as_ref(), rgb, cameras.as_ref(), bands, 512, device, job)
+                })
+            };
+            // With a weight average, the average is what is validated (and what the run writes).
+            let m = match &average {
+                Some(average) => average.with_average(score)??,
+                None => score()?,
+            };
             last_val = Some(m[0]);
             send(events, TrainEvent::Validation { step: done, mrae: m[0], rmse: m[1], psnr: m[2], sam_deg: m[3] });
         }
         if done % cfg.checkpoint_every.max(1) == 0 || done == cfg.steps {
             card.training = Some(record(cfg.batch, cfg.patch, serde_json::to_value(cfg).unwrap_or_default(), done, start, device, last_loss, last_val));
-            let path = save_checkpoint(done, &card, &optimiser)?;
+            let path = save_checkpoint(done, &card, &optimiser, average.as_ref())?;
             send(events, TrainEvent::Checkpoint { step: done, path });
         }
+    }
+    if let Some(average) = &average {
+        average.install()?;
     }
     finish_run(cfg, card, &varmap, out_dir, start, device, (last_loss, last_val), events)
 }

@@ -98,6 +98,90 @@ impl AdamW {
     }
 }
 
+/// An exponential moving average of a model's weights (Polyak averaging): after each step,
+/// ā ← d·ā + (1 − d)·θ, with d = min(decay, (1 + n)/(10 + n)) after n updates so the first
+/// steps' weights do not linger. Batch-norm running statistics are averaged like the rest.
+/// The average is what a run validates and writes when it ends; the trained weights keep
+/// training, and a checkpoint keeps both (`ema.NAME`, `ema.updates` in its training state).
+pub struct WeightAverage {
+    decay: f64,
+    updates: usize,
+    /// (name, variable, its average), sorted by name.
+    slots: Vec<(String, Var, Tensor)>,
+}
+
+impl WeightAverage {
+    /// Average `vars` (name → variable) from their present values; `decay` in [0, 1).
+    pub fn new(vars: HashMap<String, Var>, decay: f64) -> Result<Self> {
+        if !(0.0..1.0).contains(&decay) {
+            candle_core::bail!("weight-average decay must be in [0, 1), got {decay}")
+        }
+        let mut slots: Vec<(String, Var, Tensor)> = vars.into_iter().map(|(name, var)| Ok((name, var.clone(), var.as_tensor().copy()?))).collect::<Result<_>>()?;
+        slots.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self { decay, updates: 0, slots })
+    }
+
+    /// The decay the next update uses.
+    pub fn current_decay(&self) -> f64 {
+        let n = self.updates as f64;
+        self.decay.min((1.0 + n) / (10.0 + n))
+    }
+
+    /// Fold the variables' present values into the average.
+    pub fn update(&mut self) -> Result<()> {
+        let d = self.current_decay();
+        self.updates += 1;
+        for (_, var, avg) in self.slots.iter_mut() {
+            *avg = ((&*avg * d)? + (var.as_tensor() * (1.0 - d))?)?;
+        }
+        Ok(())
+    }
+
+    /// Run `f` with the averaged weights in the model, then put the trained ones back.
+    pub fn with_average<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        // `copy`, not `clone`: setting a variable writes into its storage, which a clone shares.
+        let trained: Vec<Tensor> = self.slots.iter().map(|(_, var, _)| var.as_tensor().copy()).collect::<Result<_>>()?;
+        self.install()?;
+        let out = f();
+        for ((_, var, _), value) in self.slots.iter().zip(&trained) {
+            var.set(value)?;
+        }
+        Ok(out)
+    }
+
+    /// Put the averaged weights in the model for good (at the end of a run).
+    pub fn install(&self) -> Result<()> {
+        for (_, var, avg) in &self.slots {
+            var.set(avg)?;
+        }
+        Ok(())
+    }
+
+    /// The average as `ema.NAME` tensors plus `ema.updates`, for a checkpoint.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out: HashMap<String, Tensor> = self.slots.iter().map(|(name, _, avg)| (format!("ema.{name}"), avg.clone())).collect();
+        out.insert("ema.updates".into(), Tensor::new(&[self.updates as f32], &candle_core::Device::Cpu)?);
+        Ok(out)
+    }
+
+    /// Continue the average a checkpoint's [`Self::state`] holds.
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var, avg) in self.slots.iter_mut() {
+            let Some(saved) = state.get(&format!("ema.{name}")) else {
+                candle_core::bail!("the training state has no weight average for '{name}' (was the run started without --ema?)")
+            };
+            if saved.dims() != var.dims() {
+                candle_core::bail!("the weight average of '{name}' has shape {:?}, the weight {:?}", saved.dims(), var.dims())
+            }
+            *avg = saved.to_device(var.device())?;
+        }
+        if let Some(n) = state.get("ema.updates") {
+            self.updates = n.flatten_all()?.to_vec1::<f32>()?.first().copied().unwrap_or(0.0) as usize;
+        }
+        Ok(())
+    }
+}
+
 /// Learning-rate schedule over `total` steps from a base rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -162,6 +246,30 @@ mod tests {
         }
         let (va, vb) = (a.as_tensor().to_vec1::<f32>().unwrap(), b.as_tensor().to_vec1::<f32>().unwrap());
         assert!(va.iter().zip(&vb).all(|(x, y)| (x - y).abs() < 1e-5), "{va:?} {vb:?}");
+    }
+
+    #[test]
+    fn the_weight_average_follows_its_recurrence_and_swaps_cleanly() {
+        let x = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let mut ema = WeightAverage::new(HashMap::from([("x".to_string(), x.clone())]), 0.5).unwrap();
+        // d = min(0.5, 1/10) = 0.1, then min(0.5, 2/11).
+        x.set(&Tensor::new(&[3.0f32, 2.0], &Device::Cpu).unwrap()).unwrap();
+        ema.update().unwrap();
+        let first = [0.1 * 1.0 + 0.9 * 3.0, 2.0];
+        x.set(&Tensor::new(&[5.0f32, 0.0], &Device::Cpu).unwrap()).unwrap();
+        ema.update().unwrap();
+        let d = 2.0 / 11.0;
+        let want = [d * first[0] + (1.0 - d) * 5.0, d * first[1]];
+        let seen = ema.with_average(|| x.as_tensor().to_vec1::<f32>().unwrap()).unwrap();
+        assert!(seen.iter().zip(want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-5), "{seen:?} against {want:?}");
+        // The trained weights are back, and the state restores the average.
+        assert_eq!(x.as_tensor().to_vec1::<f32>().unwrap(), vec![5.0, 0.0]);
+        let mut again = WeightAverage::new(HashMap::from([("x".to_string(), x.clone())]), 0.5).unwrap();
+        again.load_state(&ema.state().unwrap()).unwrap();
+        assert_eq!(again.updates, 2);
+        again.install().unwrap();
+        assert_eq!(x.as_tensor().to_vec1::<f32>().unwrap(), seen);
+        assert!(WeightAverage::new(HashMap::new(), 1.0).is_err());
     }
 
     #[test]
