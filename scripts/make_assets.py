@@ -189,6 +189,52 @@ def colour_assets() -> None:
 
 
 # --------------------------------------------------------------------------- pvlib
+# Lamps a training scene may be lit by, besides the random ones `train::world` makes. CIE's
+# fluorescent and LED tables, less every lamp of the held-out lamps' families: a lamp whose
+# spectrum (400–700 nm, 10 nm) has a cosine of at least LAMP_FAMILY_COSINE with FL11 or LED-B3 is
+# left out, so the cross-illuminant protocol still shows lamps unlike any the models trained on
+# (that drops the three-band fluorescents FL10, FL12 and FL3.7–FL3.11 and LED-B1, B2, B4, B5).
+HELD_OUT_LAMPS = ("FL11", "LED-B3")
+LAMP_FAMILY_COSINE = 0.94
+
+
+def cie_lamps() -> None:
+    import colour
+
+    cv = f"colour-science {ver('colour-science')}"
+    wl10 = np.arange(400, 701, 10)
+
+    def on_grid(key):
+        sd = colour.SDS_ILLUMINANTS[key].copy().align(colour.SpectralShape(360, 830, 1))
+        v = np.array([sd[w] for w in wl10])
+        return v / np.linalg.norm(v)
+
+    held = [on_grid(k) for k in HELD_OUT_LAMPS]
+    keys = [k for k in colour.SDS_ILLUMINANTS if k.startswith(("FL", "LED"))]
+    kept, dropped = [], []
+    for k in keys:
+        similarity = max(float(on_grid(k) @ h) for h in held)
+        (dropped if similarity >= LAMP_FAMILY_COSINE else kept).append(k)
+    grid = colour.SDS_ILLUMINANTS["FL1"].wavelengths
+    grid = grid[(grid >= 380) & (grid <= 780)]
+    cols = []
+    for k in kept:
+        sd = colour.SDS_ILLUMINANTS[k]
+        if not np.array_equal(sd.wavelengths[(sd.wavelengths >= 380) & (sd.wavelengths <= 780)], grid):
+            sd = sd.copy().align(colour.SpectralShape(380, 780, 5))
+        sel = (sd.wavelengths >= 380) & (sd.wavelengths <= 780)
+        v = sd.values[sel]
+        cols.append(v / v.max())
+    write_csv("illuminants/cie-lamps.csv", ["wavelength"] + [k.lower() for k in kept], curve_rows(grid, np.stack(cols, axis=1)))
+    note(
+        "illuminants/cie-lamps.csv",
+        f"{cv}, colour.SDS_ILLUMINANTS: the CIE fluorescent (FL1–FL12, FL3.1–FL3.15) and LED (LED-B1–B5, BH1, RGB1, V1, V2) tables (CIE 015:2018)",
+        "BSD-3-Clause (colour-science); data © their authors as cited by colour",
+        "cut to 380–780 nm (5 nm step), each divided by its maximum (peak = 1); the lamps of the held-out FL11's and LED-B3's families "
+        f"(cosine ≥ {LAMP_FAMILY_COSINE} with either over 400–700 nm at 10 nm) are left out: {', '.join(dropped)}",
+    )
+
+
 def astm_g173() -> None:
     import pvlib
 
@@ -478,6 +524,7 @@ def main() -> None:
     ap.add_argument("--colorimetry-src", help="folder of the unpacked colorimetry crate (default: ~/.cargo/registry)")
     args = ap.parse_args()
     colour_assets()
+    cie_lamps()
     astm_g173()
     earthlib_assets()
     earthlib_wide_assets()

@@ -205,6 +205,13 @@ static ASSETS: &[Embedded] = &[
     asset!("illuminant", "f11", "illuminants/f11.csv", "CIE F11 narrow-band tri-phosphor fluorescent, peak 1", COLOUR),
     asset!("illuminant", "led-b3", "illuminants/led-b3.csv", "CIE LED-B3 phosphor-converted white LED, peak 1", COLOUR),
     asset!(
+        "lamps",
+        "cie-lamps",
+        "illuminants/cie-lamps.csv",
+        "21 CIE fluorescent and LED lamps (not the held-out FL11's and LED-B3's families), peak 1, 380-780 nm / 5 nm",
+        COLOUR
+    ),
+    asset!(
         "illuminant",
         "astm-g173",
         "illuminants/astm-g173.csv",
@@ -308,6 +315,19 @@ pub fn illuminant(name: &str) -> Result<Spectrum> {
     let curves = parse_curves(asset.text, &asset_path(asset))?;
     let values = curves.columns.into_iter().next().unwrap_or_default();
     Ok(Spectrum { name: key, wavelengths: curves.wavelengths, values })
+}
+
+/// The CIE fluorescent and LED lamps a training scene may be lit by (`assets/illuminants/
+/// cie-lamps.csv`: every CIE FL and LED table but the held-out FL11's and LED-B3's families),
+/// each relative power with peak 1, on its native grid. Parsed once.
+pub fn training_lamps() -> &'static [Spectrum] {
+    static LAMPS: OnceLock<Vec<Spectrum>> = OnceLock::new();
+    LAMPS.get_or_init(|| {
+        let asset = embedded("lamps", "cie-lamps").expect("the lamp table is in the table of assets");
+        // Written by make_assets.py and checked by the tests: a parse failure is a build defect.
+        let c = parse_curves(asset.text, &asset_path(asset)).expect("embedded lamp table parses");
+        c.header.into_iter().zip(c.columns).map(|(name, values)| Spectrum { name, wavelengths: c.wavelengths.clone(), values }).collect()
+    })
 }
 
 /// A sensor whose band centres ship (to label a cube that came without wavelengths).

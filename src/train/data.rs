@@ -41,7 +41,7 @@ impl DataSource {
                 "{count} synthetic scenes of {size}x{size} px (seeds {TRAIN_SEED0}..), validation seeds {VALIDATION_SEED0}..; built from real spectra in assets/"
             ),
             DataSource::World { count, size } => format!(
-                "{count} world scenes of {size}x{size} px (training side of every axis: earthlib, munsell and a fitted spectral prior; daylight, black body, d65, a, f2, astm-g173, random lamps and mixtures; random Dyer-basis and perturbed Canon cameras; seeds {}..), validation seeds {}..",
+                "{count} world scenes of {size}x{size} px (training side of every axis: earthlib, munsell and a fitted spectral prior; daylight, black body, d65, a, f2, astm-g173, 21 CIE lamps, random lamps and mixtures; random Dyer-basis and perturbed Canon cameras; seeds {}..), validation seeds {}..",
                 super::world::TRAIN_SEED0,
                 super::world::VALIDATION_SEED0
             ),

@@ -93,7 +93,7 @@ impl Protocol {
             Protocol::InDistribution => "training spectra, lights and cameras; scenes never trained on",
             Protocol::CrossLibrary => "reflectances from rawtoaces-190 and the ColorChecker, never trained on",
             Protocol::CrossCamera => "the Nikon 5100, as measured and perturbed, never trained on",
-            Protocol::CrossIlluminant => "F11 and LED-B3, alone or mixed with daylight, never trained on",
+            Protocol::CrossIlluminant => "F11 and LED-B3, alone or mixed with daylight, never trained on (nor their families)",
         }
     }
 }
@@ -381,8 +381,18 @@ fn single_training_light(rng: &mut Rng, wl: &[f32]) -> Result<(Vec<f32>, String)
         let t = rng.range(2000.0, 6500.0);
         Ok((planckian(t, wl)?, format!("black body {t:.0} K")))
     } else {
-        let name = ["d65", "a", "f2", "astm-g173"][rng.below(4)];
-        Ok((shipped_light(name, wl)?, name.to_string()))
+        // Half of these a standard light, half a CIE lamp (fluorescent or LED; never one of
+        // the held-out lamps' families: see `library::training_lamps`).
+        let pick = rng.below(8);
+        if pick < 4 {
+            let name = ["d65", "a", "f2", "astm-g173"][pick];
+            return Ok((shipped_light(name, wl)?, name.to_string()));
+        }
+        let lamps = crate::spectral::library::training_lamps();
+        let lamp = &lamps[rng.below(lamps.len())];
+        let s = lamp.resample(wl)?;
+        let max = s.values.iter().cloned().fold(0.0f32, f32::max);
+        Ok((s.values.iter().map(|v| v / max).collect(), lamp.name.clone()))
     }
 }
 
@@ -759,6 +769,25 @@ mod tests {
             let (_, light) = draw_light(Side::Train, &mut rng).unwrap();
             assert!(!light.contains("f11") && !light.contains("led-b3"), "{light}");
         }
+        // The CIE lamps a training scene may be lit by: none of the held-out lamps' families
+        // (cosine below 0.94 with F11 and LED-B3 on the default grid), and drawn.
+        let wl = default_wavelengths();
+        let unit = |v: Vec<f32>| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let held: Vec<Vec<f32>> = ["f11", "led-b3"].iter().map(|n| unit(shipped_light(n, &wl).unwrap())).collect();
+        let lamps = crate::spectral::library::training_lamps();
+        assert_eq!(lamps.len(), 21);
+        for lamp in lamps {
+            let v = unit(lamp.resample(&wl).unwrap().values);
+            for h in &held {
+                let cos: f32 = v.iter().zip(h).map(|(a, b)| a * b).sum();
+                assert!(cos < 0.94, "{} is of a held-out lamp's family (cosine {cos})", lamp.name);
+            }
+        }
+        let drawn = (0..400).filter(|_| draw_light(Side::Train, &mut rng).unwrap().1.split([' ', ',']).any(|w| lamps.iter().any(|l| l.name == w))).count();
+        assert!(drawn > 10, "{drawn} of 400 training lights name a CIE lamp");
         // every held-out reflectance is a row of rawtoaces-190 or the ColorChecker
         let libs = [library_ref("rawtoaces-190").unwrap(), library_ref("colorchecker").unwrap()];
         let prior = spectra_prior(Side::Held).unwrap();
