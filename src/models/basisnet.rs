@@ -39,8 +39,7 @@ pub struct BasisNetConfig {
     #[serde(default)]
     pub illumination_cues: bool,
     /// With the cues, also the picture's three gamut cues
-    /// ([`super::camera::illumination_cues`]: its most saturated red, green and blue), which
-    /// tell a lamp of a few narrow lines from a broad light.
+    /// ([`super::camera::illumination_cues`]: its most saturated red, green and blue).
     #[serde(default)]
     pub gamut_cues: bool,
 }

@@ -73,10 +73,11 @@ pub type Cues = [f32; 3 * CUES];
 /// 2. the mean of the brightest 2 % of pixels (by R+G+B: highlights and white surfaces carry
 ///    the light's colour);
 /// 3.–5. the gamut cues: the mean of the 2 % of well-lit pixels (R+G+B at least 5 % of the
-///    bright cue's) with the largest red, green and blue share. Under a lamp of a few narrow
-///    lines every surface's colour is a mix of the lines', so the picture's most saturated
-///    colours come near the camera's response at the lines; under daylight they stay near the
-///    surfaces' own, broader colours.
+///    bright cue's) with the largest red, green and blue share: where the picture's colours
+///    reach, which depends on the light as well as the surfaces. (Under a lamp of a few narrow
+///    lines every colour is a mix of the lines', but through the broad channels of real
+///    cameras that saturates the extremes only a little: on a world scene, mean extreme share
+///    0.458 under three 5 nm lines against 0.445 under white light.)
 ///
 /// `rgb` is (3, rows, cols).
 pub fn illumination_cues(rgb: ndarray::ArrayView3<f32>) -> Cues {
@@ -359,8 +360,8 @@ mod tests {
         for cue in from_picture.chunks_exact(3) {
             assert!((cue.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{cue:?}");
         }
-        // Under a lamp of three narrow lines the most saturated colours are far more saturated
-        // than under daylight, for the same surfaces.
+        // Each gamut cue has the largest share of its channel of all five cues, under a lamp of
+        // three narrow lines and under white light alike, and the lamp moves them.
         let wl = crate::default_wavelengths();
         let lamp: Vec<f32> = wl.iter().map(|&l| [450.0f32, 545.0, 610.0].iter().map(|c| (-0.5 * ((l - c) / 5.0).powi(2)).exp()).sum::<f32>() + 0.01).collect();
         let lit = |light: &[f32]| {
@@ -368,12 +369,16 @@ mod tests {
             for (band, &e) in light.iter().enumerate() {
                 cube.index_axis_mut(Axis(0), band).mapv_inplace(|v| v * e);
             }
-            let cues = illumination_cues(crate::spectral::render::project(c.view(), cube.view()).unwrap().view());
-            // the largest red, green and blue shares of the gamut cues
-            (cues[6] + cues[10] + cues[14]) / 3.0
+            illumination_cues(crate::spectral::render::project(c.view(), cube.view()).unwrap().view())
         };
         let (under_lamp, under_white) = (lit(&lamp), lit(&vec![1.0; wl.len()]));
-        assert!(under_lamp > under_white + 0.05, "lamp {under_lamp} daylight-white {under_white}");
+        for cues in [&under_lamp, &under_white] {
+            for k in 0..3 {
+                let own = cues[3 * (2 + k) + k];
+                assert!((0..CUES).all(|cue| cues[3 * cue + k] <= own + 1e-6), "cue {} is not the most saturated in channel {k}: {cues:?}", 2 + k);
+            }
+        }
+        assert!(under_lamp[6..].iter().zip(&under_white[6..]).any(|(a, b)| (a - b).abs() > 1e-3), "{under_lamp:?} {under_white:?}");
         // a picture lit by a warm lamp has redder cues than the same scene in blue daylight
         let warm = illumination_cues(ndarray::Array3::from_shape_fn((3, 4, 4), |(k, _, _)| [0.6f32, 0.3, 0.1][k]).view());
         assert!(warm[0] > 0.5 && warm[3] > 0.5);
