@@ -8,7 +8,7 @@ use super::camera::{CameraBatch, CameraPrior};
 use super::input::{scale_back, to_chromaticity, InputMap};
 use super::{InitData, SpectralNet};
 use crate::nn::pad_to_multiple;
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use crate::nn::conv::Conv;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -110,11 +110,7 @@ impl SpectralNet for BasisNet {
         let (_, _, h, w) = x.dims4()?;
         // (b, c, h, w) → (b, 4c, h/2, w/2) (+ the context's channels) → U-Net → (b, 4k, h/2, w/2) → (b, k, h, w).
         let half = candle_nn::ops::pixel_unshuffle(&x, 2)?;
-        let half = match self.map.context(camera)? {
-            Some(context) => super::input::with_context(&half, &context)?,
-            None => half,
-        };
-        let features = self.unet.forward_t(&half, train)?;
+        let features = self.unet.forward_with_context(&half, self.map.context(camera)?.as_ref(), train)?;
         let context = candle_nn::ops::pixel_shuffle(&self.head.forward(&features)?, 2)?;
         let weights = (context + self.direct.forward(&x)?)?;
         // (bands, k) · (b, k, h·w) → (b, bands, h·w) → (b, bands, h, w).

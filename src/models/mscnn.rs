@@ -7,7 +7,7 @@ use super::camera::{CameraBatch, CameraPrior};
 use super::input::{scale_back, to_chromaticity, InputMap};
 use super::{InitData, SpectralNet};
 use crate::nn::pad_to_multiple;
-use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use crate::nn::conv::Conv;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
@@ -85,9 +85,10 @@ impl SpectralNet for Mscnn {
     fn forward_t(&self, rgb: &Tensor, camera: Option<&CameraBatch>, train: bool) -> Result<Tensor> {
         let (_, _, rows, cols) = rgb.dims4()?;
         let (rgb, intensity) = to_chromaticity(rgb, self.intensity_normalised)?;
-        let input = self.map.input(&rgb, camera)?;
+        // The per-picture context joins after padding (replicated padding would repeat it).
+        let input = self.map.pixel_input(&rgb, camera)?;
         let x = crate::nn::profile::timed("pad", || pad_to_multiple(&input, self.size_multiple()))?;
-        let features = self.unet.forward_t(&x, train)?;
+        let features = self.unet.forward_with_context(&x, self.map.context(camera)?.as_ref(), train)?;
         let y = if matches!(self.map, InputMap::CameraAware(_)) {
             // (b, width, h', w') → crop → the 1×1 conv folded with the metamer projector.
             let f = features.narrow(2, 0, rows)?.narrow(3, 0, cols)?.contiguous()?;

@@ -82,14 +82,46 @@ impl ConvBnAct {
 }
 
 impl ConvBnAct {
-    /// Inference: batch norm's running statistics folded into the convolution
-    /// (w' = w·γ/√(σ² + ε), b' = β − μ·γ/√(σ² + ε)), then bias and LeakyReLU applied as the
-    /// convolution's output is stored. Dropout is the identity at inference.
-    fn folded_forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// Inference on `x` (b, c, h, w) followed by `context` (b, m, 1, 1) as m channels constant
+    /// over the picture, without making those channels: the same as [`Self::forward_t`] on
+    /// the concatenation, at the cost of c input channels instead of c + m. Through a 3×3
+    /// convolution with zero padding, a constant channel adds at each pixel its value times the
+    /// kernel summed over the taps that fall inside the picture, so the m channels together
+    /// add conv(1, Σₖ context_k·W_k), a one-channel convolution of a plane of ones per image.
+    pub fn folded_forward_with_context(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let m = context.dim(1)?;
+        let (weight, bias) = self.folded_weights()?;
+        let (c_out, c_all, kh, kw) = weight.dims4()?;
+        if c_all != c + m {
+            candle_core::bail!("the convolution takes {c_all} channels, given {c} and {m} of context")
+        }
+        let y = super::conv::conv2d(x, &weight.narrow(1, 0, c)?.contiguous()?, self.conv.padding(), 1)?;
+        // (c_out, m, kh, kw) → (c_out·kh·kw, m) · (m, b) → per image a (c_out, 1, kh, kw) kernel.
+        let w_context = weight.narrow(1, c, m)?.permute((0, 2, 3, 1))?.contiguous()?.reshape((c_out * kh * kw, m))?;
+        let kernels = w_context.matmul(&context.reshape((b, m))?.t()?.contiguous()?.to_dtype(weight.dtype())?)?;
+        let ones = Tensor::ones((1, 1, h, w), x.dtype(), x.device())?;
+        let maps = (0..b)
+            .map(|i| super::conv::conv2d(&ones, &kernels.narrow(1, i, 1)?.contiguous()?.reshape((c_out, 1, kh, kw))?, self.conv.padding(), 1))
+            .collect::<Result<Vec<_>>>()?;
+        let y = (y + Tensor::cat(&maps, 0)?)?.broadcast_add(&bias.reshape((1, c_out, 1, 1))?)?;
+        super::act::leaky_relu(&y, LEAKY_SLOPE)
+    }
+
+    /// The convolution's weight and bias with batch norm's running statistics folded in.
+    fn folded_weights(&self) -> Result<(Tensor, Tensor)> {
         let (gamma, beta) = (self.bn.weight(), self.bn.bias());
         let scale = (gamma / (self.bn.running_var() + self.bn.eps())?.sqrt()?)?;
         let weight = self.conv.weight().broadcast_mul(&scale.reshape(((), 1, 1, 1))?)?;
         let bias = (beta - (self.bn.running_mean() * &scale)?)?;
+        Ok((weight, bias))
+    }
+
+    /// Inference: batch norm's running statistics folded into the convolution
+    /// (w' = w·γ/√(σ² + ε), b' = β − μ·γ/√(σ² + ε)), then bias and LeakyReLU applied as the
+    /// convolution's output is stored. Dropout is the identity at inference.
+    fn folded_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (weight, bias) = self.folded_weights()?;
         super::conv::conv2d_bias_act(x, &weight, &bias, self.conv.padding(), Some(LEAKY_SLOPE))
     }
 }
@@ -107,6 +139,15 @@ impl DoubleConv {
         let first = ConvBnAct::new(c_in, c_out, dropout, vb.pp("conv1"), vb.pp("bn1"))?;
         let second = ConvBnAct::new(c_out, c_out, dropout, vb.pp("conv2"), vb.pp("bn2"))?;
         Ok(Self { first, second })
+    }
+}
+
+impl DoubleConv {
+    /// Inference on `x` with `context` (b, m, 1, 1) as constant channels after it
+    /// ([`ConvBnAct::folded_forward_with_context`]).
+    pub fn forward_with_context(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = timed("conv3x3+bn+act (context folded)", || self.first.folded_forward_with_context(x, context))?;
+        self.second.forward_t(&x, false)
     }
 }
 
