@@ -116,7 +116,7 @@ impl WeightAverage {
         if !(0.0..1.0).contains(&decay) {
             candle_core::bail!("weight-average decay must be in [0, 1), got {decay}")
         }
-        let mut slots: Vec<(String, Var, Tensor)> = vars.into_iter().map(|(name, var)| Ok((name, var.clone(), var.as_tensor().copy()?))).collect::<Result<_>>()?;
+        let mut slots: Vec<(String, Var, Tensor)> = vars.into_iter().map(|(name, var)| Ok((name, var.clone(), var.as_tensor().copy()?.detach()))).collect::<Result<_>>()?;
         slots.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self { decay, updates: 0, slots })
     }
@@ -131,8 +131,10 @@ impl WeightAverage {
     pub fn update(&mut self) -> Result<()> {
         let d = self.current_decay();
         self.updates += 1;
+        // Detached: an expression of a variable records its graph, and each step's average
+        // would keep the previous one (and its graph) alive, growing memory without end.
         for (_, var, avg) in self.slots.iter_mut() {
-            *avg = ((&*avg * d)? + (var.as_tensor() * (1.0 - d))?)?;
+            *avg = ((&*avg * d)? + (var.as_tensor().detach() * (1.0 - d))?)?.detach();
         }
         Ok(())
     }
@@ -262,6 +264,8 @@ mod tests {
         let want = [d * first[0] + (1.0 - d) * 5.0, d * first[1]];
         let seen = ema.with_average(|| x.as_tensor().to_vec1::<f32>().unwrap()).unwrap();
         assert!(seen.iter().zip(want).all(|(a, b)| (f64::from(*a) - b).abs() < 1e-5), "{seen:?} against {want:?}");
+        // The average keeps no graph (each step's would hold the last one alive).
+        assert!(ema.state().unwrap().values().all(|t| !t.track_op()));
         // The trained weights are back, and the state restores the average.
         assert_eq!(x.as_tensor().to_vec1::<f32>().unwrap(), vec![5.0, 0.0]);
         let mut again = WeightAverage::new(HashMap::from([("x".to_string(), x.clone())]), 0.5).unwrap();
