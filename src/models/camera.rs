@@ -87,32 +87,30 @@ pub fn illumination_cues(rgb: ndarray::ArrayView3<f32>) -> Cues {
     let plane = |k: usize| &rgb.as_slice().expect("standard layout")[k * n..(k + 1) * n];
     let (r, g, b) = (plane(0), plane(1), plane(2));
     let pixel = |i: usize| [f64::from(r[i]), f64::from(g[i]), f64::from(b[i])];
+    let add = |picked: &[usize]| picked.iter().fold([0.0f64; 3], |acc, &i| std::array::from_fn(|k| acc[k] + pixel(i)[k]));
     let grey = [r, g, b].map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>());
-    let sums: Vec<f32> = (0..n).map(|i| r[i] + g[i] + b[i]).collect();
-    let bright = mean_of_top(n, BRIGHT_SHARE, |i| f64::from(sums[i]), pixel);
-    let bright_count = ((n as f64 * BRIGHT_SHARE).ceil() as usize).clamp(1, n.max(1));
-    let floor = GAMUT_FLOOR * bright.iter().sum::<f64>() / bright_count as f64;
-    let lit: Vec<usize> = (0..n).filter(|&i| f64::from(sums[i]) >= floor && sums[i] > 0.0).collect();
-    let extreme = |k: usize| mean_of_top(lit.len(), BRIGHT_SHARE, |j| pixel(lit[j])[k] / f64::from(sums[lit[j]]), |j| pixel(lit[j]));
+    let sums: Vec<f64> = (0..n).map(|i| f64::from(r[i] + g[i] + b[i])).collect();
+    let bright_pixels = top_share(&sums, BRIGHT_SHARE);
+    let bright = add(&bright_pixels);
+    let floor = GAMUT_FLOOR * bright.iter().sum::<f64>() / bright_pixels.len().max(1) as f64;
+    let lit: Vec<usize> = (0..n).filter(|&i| sums[i] >= floor && sums[i] > 0.0).collect();
+    let extreme = |k: usize| {
+        let shares: Vec<f64> = lit.iter().map(|&i| pixel(i)[k] / sums[i]).collect();
+        add(&top_share(&shares, BRIGHT_SHARE).into_iter().map(|j| lit[j]).collect::<Vec<_>>())
+    };
     chromaticities([grey, bright, extreme(0), extreme(1), extreme(2)])
 }
 
-/// The sum of `value(i)` over the `share` of `0..n` with the largest `key(i)` (at least one;
-/// zeros for n = 0).
-fn mean_of_top<V: std::ops::AddAssign + Default + Copy, const K: usize>(n: usize, share: f64, key: impl Fn(usize) -> f64, value: impl Fn(usize) -> [V; K]) -> [V; K] {
-    let mut out = [V::default(); K];
-    if n == 0 {
-        return out;
+/// The indices of the `share` of `keys` with the largest values (at least one; none of no keys).
+fn top_share(keys: &[f64], share: f64) -> Vec<usize> {
+    let m = keys.len();
+    if m == 0 {
+        return Vec::new();
     }
-    let top = ((n as f64 * share).ceil() as usize).clamp(1, n);
-    let mut keyed: Vec<(f64, usize)> = (0..n).map(|i| (key(i), i)).collect();
-    keyed.select_nth_unstable_by(n - top, |a, b| a.0.total_cmp(&b.0));
-    for &(_, i) in &keyed[n - top..] {
-        for (o, v) in out.iter_mut().zip(value(i)) {
-            *o += v;
-        }
-    }
-    out
+    let count = ((m as f64 * share).ceil() as usize).clamp(1, m);
+    let mut keyed: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
+    keyed.select_nth_unstable_by(m - count, |a, b| a.0.total_cmp(&b.0));
+    keyed[m - count..].iter().map(|&(_, i)| i).collect()
 }
 
 /// [`illumination_cues`] of a radiance cube seen through `camera`, from its light spectra
@@ -140,17 +138,7 @@ pub fn light_spectra(cube: &ndarray::Array3<f32>, reference: &Array2<f32>) -> [n
         }
         acc / picked.len().max(1) as f32
     };
-    let top = |keys: &[f64], share: f64| -> Vec<usize> {
-        let m = keys.len();
-        if m == 0 {
-            return Vec::new();
-        }
-        let count = ((m as f64 * share).ceil() as usize).clamp(1, m);
-        let mut keyed: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
-        keyed.select_nth_unstable_by(m - count, |a, b| a.0.total_cmp(&b.0));
-        keyed[m - count..].iter().map(|&(_, i)| i).collect()
-    };
-    let bright_pixels = top(&sums, BRIGHT_SHARE);
+    let bright_pixels = top_share(&sums, BRIGHT_SHARE);
     let bright = add_spectra(&bright_pixels);
     // The gamut cues as the reference camera ranks the pixels.
     let rgb: Vec<[f64; 3]> = (0..n).map(|i| std::array::from_fn(|k| f64::from(reference.row(k).dot(&spectrum(i))))).collect();
@@ -158,7 +146,7 @@ pub fn light_spectra(cube: &ndarray::Array3<f32>, reference: &Array2<f32>) -> [n
     let lit: Vec<usize> = (0..n).filter(|&i| rgb[i].iter().sum::<f64>() >= GAMUT_FLOOR * bright_rgb && rgb[i].iter().sum::<f64>() > 0.0).collect();
     let extreme = |k: usize| {
         let keys: Vec<f64> = lit.iter().map(|&i| rgb[i][k] / rgb[i].iter().sum::<f64>()).collect();
-        add_spectra(&top(&keys, BRIGHT_SHARE).into_iter().map(|j| lit[j]).collect::<Vec<_>>())
+        add_spectra(&top_share(&keys, BRIGHT_SHARE).into_iter().map(|j| lit[j]).collect::<Vec<_>>())
     };
     [mean, bright, extreme(0), extreme(1), extreme(2)]
 }
