@@ -68,7 +68,7 @@ impl InputMap {
         }
     }
 
-    /// Channels of the body's input as [`Self::input`] makes it.
+    /// Channels of the body's input: the per-pixel input and the context's constant channels.
     pub fn channels(&self) -> usize {
         self.pixel_channels() + self.context_channels()
     }
@@ -106,15 +106,6 @@ impl InputMap {
         // (b, k, 3) · (b, 3, n, 1) → (b, k, n, 1) → (b, n·k, 1, 1)
         let b = cues.dim(0)?;
         Ok(Some(camera::per_pixel(&cam.coords, cues)?.reshape((b, self.context_channels(), 1, 1))?))
-    }
-
-    /// The body's input: the per-pixel input with the context as constant channels.
-    pub fn input(&self, x: &Tensor, cam: Option<&camera::CameraBatch>) -> Result<Tensor> {
-        let z = self.pixel_input(x, cam)?;
-        match self.context(cam)? {
-            Some(context) => with_context(&z, &context),
-            None => Ok(z),
-        }
     }
 
     /// A one-camera network's spectra from the body's output `y` (b, bands, h, w) and the
